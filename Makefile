@@ -1,0 +1,40 @@
+# Two commands: `make run` and `make test`. Everything else is a helper of those.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test install lint migrate seed bench clean
+
+$(STAMP): requirements.txt requirements-dev.txt requirements.lock
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip >/dev/null
+	$(PY) -m pip install -q -r requirements-dev.txt -c requirements.lock
+	touch $(STAMP)
+
+install: $(STAMP)
+
+migrate: install
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py setup_periodic_tasks
+
+seed: migrate
+	$(PY) manage.py seed_demo
+
+run: seed
+	$(PY) manage.py collectstatic --noinput -v 0
+	$(PY) manage.py runstack
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(PY) manage.py makemigrations --check --dry-run
+
+test: install lint
+	PROVISIONER_TESTING=1 CELERY_TASK_ALWAYS_EAGER=1 DJANGO_ALLOW_ASYNC_UNSAFE=true SANDBOX_BOOT_SECONDS=0 \
+	  $(VENV)/bin/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+bench: install
+	$(PY) bench/run_all.py --quick
+
+clean:
+	rm -rf $(VENV) var

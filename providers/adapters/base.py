@@ -1,0 +1,233 @@
+"""The one interface every provider adapter implements.
+
+Adapters are plain classes: they take decrypted credentials plus per-account settings,
+talk to exactly one provider API, and return the dataclasses below. They never touch the
+database; services in ``providers`` and ``workloads`` do that. Errors are typed so that
+placement and failover can decide what to do without parsing messages.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, ClassVar
+
+# --- errors -----------------------------------------------------------------------------
+
+
+class ProviderError(Exception):
+    """Base of every adapter error. ``retryable`` tells failover it may try again elsewhere."""
+
+    retryable: ClassVar[bool] = False
+    failover: ClassVar[bool] = False  # True: the next candidate offer should be tried
+
+    def __init__(self, message: str = "", *, status: int | None = None, code: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+
+
+class InvalidCredentials(ProviderError):
+    """The key/token was refused (401/403 or the provider's equivalent)."""
+
+
+class CapacityUnavailable(ProviderError):
+    """No capacity for the requested GPU class/count in that region right now."""
+
+    failover = True
+
+
+class QuotaExceeded(ProviderError):
+    """The account's quota or limit at the provider is exhausted."""
+
+    failover = True
+
+
+class TransientError(ProviderError):
+    """Timeouts, 429, 5xx: retry with backoff, honouring ``retry_after`` (seconds)."""
+
+    retryable = True
+    failover = True
+
+    def __init__(self, message: str = "", *, retry_after: float | None = None, **kw: Any):
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+
+
+class LaunchTimeout(TransientError):
+    """The launch call timed out client-side; the resource MAY exist (reconcile finds it)."""
+
+
+class PermanentError(ProviderError):
+    """Bad request or anything retrying cannot fix."""
+
+
+class NotFound(ProviderError):
+    """The resource does not exist (any more) at the provider."""
+
+
+class NotSupported(ProviderError):
+    """The provider has no such operation (e.g. Lambda cannot stop an instance)."""
+
+
+# --- data -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OfferData:
+    """One purchasable shape at one place, as the provider quotes it right now.
+
+    ``price_per_hour`` is per pod-hour (all GPUs of the shape) in ``currency``.
+    """
+
+    gpu_class: str  # canonical class, see providers.catalog.GPU_CLASSES
+    gpu_count: int
+    region: str
+    country: str  # ISO 3166-1 alpha-2
+    price_per_hour: Decimal
+    currency: str = "USD"
+    spot: bool = False
+    zone: str = ""
+    available: int | None = None  # units available, None when the provider only gives a level
+    availability: str = ""  # NONE/LOW/MEDIUM/HIGH where the provider reports levels
+    instance_type: str = ""  # the provider's SKU / type id to launch
+    gpu_memory_gb: int | None = None
+    setup_fee: Decimal = Decimal("0")  # one-off fee (Hetzner dedicated servers)
+    monthly_price: Decimal | None = None  # monthly-billed servers (Hetzner)
+    supports_volumes: tuple[str, ...] = ("ephemeral",)  # ephemeral / persistent / network
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass
+class LaunchRequest:
+    """Everything an adapter needs to stand one pod up. ``tag`` is the pod UUID (idempotency)."""
+
+    tag: str
+    name: str
+    image: str
+    gpu_class: str
+    gpu_count: int
+    region: str
+    instance_type: str = ""
+    zone: str = ""
+    spot: bool = False
+    bid_price_per_hour: Decimal | None = None
+    command: list[str] = field(default_factory=list)
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    ports: list[dict[str, Any]] = field(default_factory=list)  # {"port": 8888, "protocol": "http"}
+    volumes: list[dict[str, Any]] = field(default_factory=list)  # {"kind","size_gb","mount_path"}
+    disk_gb: int = 50
+    public_ingress: bool = True
+    registry_auth: dict[str, str] | None = None
+
+
+# canonical pod states the adapters report (a subset of workloads.models.Pod.State)
+REMOTE_PROVISIONING = "provisioning"
+REMOTE_RUNNING = "running"
+REMOTE_STOPPED = "stopped"
+REMOTE_TERMINATED = "terminated"
+REMOTE_FAILED = "failed"
+REMOTE_INTERRUPTED = "interrupted"
+REMOTE_EXITED = "exited"  # a job's container finished on its own
+
+
+@dataclass
+class RemotePod:
+    """A provider resource as the provider reports it."""
+
+    external_id: str
+    state: str
+    tag: str = ""  # pod UUID we tagged it with, "" when untagged
+    region: str = ""
+    connection: dict[str, Any] = field(default_factory=dict)  # host, ssh_port, urls{port: url}
+    price_per_hour: Decimal | None = None
+    exit_code: int | None = None
+    message: str = ""
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GpuSample:
+    gpu_index: int
+    util_pct: float
+    mem_used_mb: float | None = None
+    mem_total_mb: float | None = None
+    at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class CredentialField:
+    """One field of a provider's credential form (rendered by the wizard)."""
+
+    name: str
+    label: str
+    help: str = ""
+    secret: bool = True
+    required: bool = True
+    multiline: bool = False
+    file: bool = False  # uploaded (kubeconfig, service-account JSON)
+
+
+@dataclass(frozen=True)
+class ProviderInfo:
+    """Static facts about a provider kind, used by the wizard, placement and billing."""
+
+    kind: str
+    label: str
+    description: str
+    supports_spot: bool
+    billing_increment_seconds: int = 1
+    minimum_charge_seconds: int = 0
+    currency: str = "USD"
+    monthly_billed: bool = False  # dedicated servers: amortized monthly price + setup fee
+    slow_delivery: bool = False  # hours/days to deliver: poor fit for short jobs
+    can_stop: bool = False  # stop (keep disk) distinct from terminate
+    storage_billed_while_stopped: bool = False
+    credential_fields: tuple[CredentialField, ...] = ()
+    regions_hint: str = ""
+
+
+class ProviderAdapter(abc.ABC):
+    """Interface every provider implements. One instance per account, short-lived."""
+
+    info: ClassVar[ProviderInfo]
+
+    def __init__(self, credentials: dict[str, Any], settings: dict[str, Any] | None = None):
+        self.credentials = credentials or {}
+        self.settings = settings or {}
+
+    @abc.abstractmethod
+    def verify(self) -> None:
+        """Check the credentials live. Raises InvalidCredentials (or another ProviderError)."""
+
+    @abc.abstractmethod
+    def list_offers(self) -> list[OfferData]:
+        """Current capacity and prices."""
+
+    @abc.abstractmethod
+    def launch(self, request: LaunchRequest) -> RemotePod:
+        """Create the resource tagged with ``request.tag``. Idempotent on the tag where possible."""
+
+    @abc.abstractmethod
+    def get(self, external_id: str) -> RemotePod:
+        """Current state. Raises NotFound once the resource is gone."""
+
+    @abc.abstractmethod
+    def terminate(self, external_id: str) -> None:
+        """Destroy the resource. Succeeds silently if it is already gone."""
+
+    @abc.abstractmethod
+    def list_pods(self) -> list[RemotePod]:
+        """Every resource of this account that carries one of our tags (for reconciliation)."""
+
+    def stop(self, external_id: str) -> None:
+        """Stop but keep the disk, where the provider can. Default: not supported."""
+        raise NotSupported(f"{self.info.label} cannot stop a pod; terminate it instead")
+
+    def gpu_utilization(self, external_id: str) -> list[GpuSample] | None:
+        """Per-GPU utilization now, or None where the provider exposes none."""
+        return None

@@ -1,0 +1,39 @@
+"""Create the demo organization and its three logins (idempotent)."""
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from tenants.models import Role, Tenant
+from tenants.services import membership_set, project_create, tenant_create
+
+DEMO_USERS = [
+    # username, password, role, description
+    ("admin", "admin-demo-2026", Role.OWNER, "owner/admin: connects providers, manages everything"),
+    ("finance", "finance-demo-2026", Role.FINANCE, "finance: spend dashboard and budgets, cannot launch"),
+    ("dev", "dev-demo-2026", Role.DEVELOPER, "developer: launches recipes and pods"),
+]
+
+
+class Command(BaseCommand):
+    help = "Seed the demo organization (Acme AI) with an admin, a finance user and a developer."
+
+    @transaction.atomic
+    def handle(self, *args, **options):
+        User = get_user_model()
+        tenant = Tenant.objects.filter(slug="acme").first()
+        if tenant is None:
+            tenant = tenant_create(name="Acme AI", slug="acme", home_country="DE")
+            project_create(tenant=tenant, name="Research")
+        for username, password, role, _ in DEMO_USERS:
+            user, created = User.objects.get_or_create(username=username, defaults={"email": f"{username}@acme.example"})
+            if created:
+                user.set_password(password)
+                if role == Role.OWNER:
+                    user.is_staff = True
+                    user.is_superuser = True
+                user.save()
+            membership_set(tenant=tenant, user=user, role=role)
+        self.stdout.write("Demo organization: Acme AI")
+        for username, password, _, desc in DEMO_USERS:
+            self.stdout.write(f"  {username:8} / {password:18} {desc}")

@@ -1,0 +1,13 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("providers/", include("providers.urls")),
+    path("spend/", include("billing.urls")),
+    path("", include("workloads.urls")),
+    path("", include("tenants.urls")),
+]

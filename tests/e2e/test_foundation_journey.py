@@ -1,0 +1,47 @@
+"""Issue 2's journey in real Chromium: log in as the demo admin, connect the Sandbox, launch a
+pod, see it running, terminate it, see a cost above zero."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("browser")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_admin_connects_sandbox_launches_and_terminates(live_server, page, demo, beat, settings, tmp_path):
+    settings.SANDBOX_BOOT_SECONDS = 2
+    page.set_default_timeout(20_000)
+    page.goto(live_server.url + "/")
+    # login
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", "admin-demo-2026")
+    page.click("button[type=submit]")
+    # a new organization lands its admin on the connect page
+    expect(page.locator("h1")).to_have_text("Connect a provider")
+    page.fill("#id_countries", "EU")
+    page.click("text=Connect Sandbox")
+    expect(page.locator(".messages")).to_contain_text("Connected Sandbox")
+    expect(page.locator("table tbody tr").first).to_be_visible()
+    # launch
+    page.click("header >> text=Launch")
+    page.fill("#id_name", "first-finetune")
+    page.select_option("#id_gpu_class", "A100-80")
+    page.click("button:has-text('Launch')")
+    expect(page.locator("h1")).to_contain_text("first-finetune")
+    # live updates: requested/provisioning -> running without a reload
+    expect(page.locator("#pod-state")).to_have_text("Running", timeout=20_000)
+    expect(page.locator("text=ssh root@")).to_be_visible()
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(tmp_path / "pod-page.png"), full_page=True)
+    # terminate (confirm dialog)
+    page.once("dialog", lambda d: d.accept())
+    page.click("#terminate")
+    expect(page.locator("#pod-state")).to_have_text("Terminated")
+    cost = float(re.sub(r"[^0-9.]", "", page.locator("#pod-cost").inner_text()))
+    assert cost > 0
+    # the country pin held: an EU region
+    expect(page.locator("text=verified at the provider")).to_be_visible()

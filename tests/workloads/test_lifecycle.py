@@ -1,0 +1,127 @@
+"""The walking skeleton: declare -> place -> launch on the Sandbox -> run -> terminate -> cost."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from billing.services import meter_all
+from provisioner import clock
+from workloads import services
+from workloads.models import Pod, PodState
+from workloads.selectors import pod_cost_so_far
+
+
+def _workload(tenant, project, owner, **kw):
+    defaults = dict(name="train", image="nvcr.io/nvidia/pytorch:24.08-py3", gpu_class="A100-80", gpu_count=1)
+    defaults.update(kw)
+    return services.workload_create(tenant=tenant, project=project, owner=owner, **defaults)
+
+
+@pytest.mark.django_db
+def test_launch_runs_and_terminates_with_cost(tenant, project, owner, sandbox):
+    w = _workload(tenant, project, owner)
+    with clock.frozen() as advance:
+        (pod,) = services.workload_launch(workload=w, enqueue=False)
+        pod = services.pod_provision(pod_id=str(pod.pk))
+        assert pod.state == PodState.RUNNING  # boot_seconds=0
+        assert pod.provider_account == sandbox
+        assert pod.price_usd_per_hour > 0
+        assert not pod.spot  # not interruption tolerant -> on-demand
+        assert pod.connection["ssh"].startswith("ssh root@")
+        advance(minutes=30)
+        meter_all()
+        pod.refresh_from_db()
+        expected_half_hour = (pod.price_usd_per_hour / 2).quantize(Decimal("0.000001"))
+        assert pod.cost_usd == expected_half_hour
+        advance(minutes=30)
+        pod = services.pod_terminate(pod_id=str(pod.pk))
+        assert pod.state == PodState.TERMINATED
+        # termination is verified at the provider
+        assert pod.events.filter(message__contains="verified").exists()
+        meter_all()
+        pod.refresh_from_db()
+        assert pod.cost_usd == pod.price_usd_per_hour.quantize(Decimal("0.000001"))
+        assert pod_cost_so_far(pod) == pod.cost_usd
+        advance(hours=5)
+        meter_all()  # nothing more is charged after termination
+        pod.refresh_from_db()
+        assert pod.cost_usd == pod.price_usd_per_hour.quantize(Decimal("0.000001"))
+
+
+@pytest.mark.django_db
+def test_cheapest_feasible_offer_wins(tenant, project, owner, sandbox):
+    w = _workload(tenant, project, owner, gpu_class="H100", gpu_count=2)
+    (pod,) = services.workload_launch(workload=w, enqueue=False)
+    pod = services.pod_provision(pod_id=str(pod.pk))
+    cheapest = (sandbox.offers.filter(gpu_class="H100", gpu_count=2, spot=False).exclude(available=0)
+                .order_by("price_usd_per_hour").first())
+    assert pod.price_usd_per_hour == cheapest.price_usd_per_hour
+
+
+@pytest.mark.django_db
+def test_spot_only_when_tolerated(tenant, project, owner, sandbox):
+    w = _workload(tenant, project, owner, interruption_tolerant=True, gpu_class="A10")
+    (pod,) = services.workload_launch(workload=w, enqueue=False)
+    pod = services.pod_provision(pod_id=str(pod.pk))
+    cheapest = sandbox.offers.filter(gpu_class="A10", gpu_count=1).exclude(available=0).order_by("price_usd_per_hour").first()
+    assert pod.price_usd_per_hour == cheapest.price_usd_per_hour
+
+
+@pytest.mark.django_db
+def test_provision_twice_launches_once(tenant, project, owner, sandbox):
+    w = _workload(tenant, project, owner)
+    (pod,) = services.workload_launch(workload=w, enqueue=False)
+    services.pod_provision(pod_id=str(pod.pk))
+    services.pod_provision(pod_id=str(pod.pk))
+    assert sandbox.sandbox_instances.count() == 1
+
+
+@pytest.mark.django_db
+def test_no_capacity_fails_with_reason(tenant, project, owner, sandbox):
+    sandbox.settings["no_capacity_regions"] = list(sandbox.offers.values_list("region", flat=True).distinct())
+    sandbox.save()
+    from providers.services import capacity_poll
+
+    capacity_poll(accounts=[sandbox])
+    w = _workload(tenant, project, owner)
+    (pod,) = services.workload_launch(workload=w, enqueue=False)
+    pod = services.pod_provision(pod_id=str(pod.pk))
+    assert pod.state == PodState.FAILED
+    assert "capacity" in pod.state_reason.lower()
+
+
+@pytest.mark.django_db
+def test_pod_boots_after_delay_and_sync_moves_it(tenant, project, owner, sandbox):
+    sandbox.settings["boot_seconds"] = 20
+    sandbox.save()
+    w = _workload(tenant, project, owner)
+    with clock.frozen() as advance:
+        (pod,) = services.workload_launch(workload=w, enqueue=False)
+        pod = services.pod_provision(pod_id=str(pod.pk))
+        assert pod.state == PodState.PROVISIONING
+        services.pods_sync()
+        assert Pod.objects.get(pk=pod.pk).state == PodState.PROVISIONING
+        advance(seconds=21)
+        services.pods_sync()
+        assert Pod.objects.get(pk=pod.pk).state == PodState.RUNNING
+    states = list(pod.events.filter(kind="state").values_list("data__state", flat=True))
+    assert states == ["requested", "running"] or states == ["requested", "provisioning", "running"] or "running" in states
+
+
+@pytest.mark.django_db
+def test_spot_interruption_detected(tenant, project, owner, sandbox):
+    sandbox.settings["interrupt_rate_per_hour"] = 50  # interrupted within minutes
+    sandbox.save()
+    w = _workload(tenant, project, owner, interruption_tolerant=True)
+    with clock.frozen() as advance:
+        (pod,) = services.workload_launch(workload=w, enqueue=False)
+        pod = services.pod_provision(pod_id=str(pod.pk))
+        if not pod.spot:
+            pytest.fail("expected a spot placement for an interruption-tolerant workload")
+        advance(hours=3)
+        services.pods_sync()
+    pod.refresh_from_db()
+    assert pod.state == PodState.INTERRUPTED
+    assert pod.interruption_count == 1

@@ -1,0 +1,279 @@
+"""Recipes, workloads, pods and what happened to them."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django_cryptography.fields import encrypt
+
+from providers.models import ProviderAccount
+from tenants.access import TenantQuerySet
+from tenants.models import Project, Tenant
+
+
+class Lifecycle(models.TextChoices):
+    JOB = "job", "One-shot job"
+    SERVICE = "service", "Long-running service"
+    SCHEDULED = "scheduled", "Scheduled"
+
+
+class OverlapPolicy(models.TextChoices):
+    SKIP = "skip", "Skip the new run"
+    QUEUE = "queue", "Queue it until the running one ends"
+    ALLOW = "allow", "Allow runs to overlap"
+
+
+class Recipe(models.Model):
+    """A reusable workload template. ``tenant`` is null for the built-in catalog.
+
+    The launchable content lives in ``RecipeVersion`` so that a workload keeps the exact
+    version it was launched with.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="recipes")
+    slug = models.SlugField(max_length=64)
+    name = models.CharField(max_length=120)
+    description = models.TextField(blank=True)
+    category = models.CharField(max_length=32, blank=True)
+    builtin = models.BooleanField(default=False)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "slug"], name="uniq_recipe_slug")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def latest_version(self) -> RecipeVersion | None:
+        return self.versions.order_by("-version").first()
+
+
+class RecipeVersion(models.Model):
+    """One immutable version of a recipe: image, parameter schema, defaults and template."""
+
+    class ImageKind(models.TextChoices):
+        DOCKER = "docker", "Docker image"
+        NGC = "ngc", "NVIDIA NGC"
+        CURATED = "curated", "Curated base image"
+
+    recipe = models.ForeignKey(Recipe, on_delete=models.CASCADE, related_name="versions")
+    version = models.PositiveIntegerField()
+    image = models.CharField(max_length=300)
+    image_kind = models.CharField(max_length=8, choices=ImageKind.choices, default=ImageKind.DOCKER)
+    # [{"name","type":"string|int|float|bool|choice|uri|secret","label","default","required","choices","min","max","help"}]
+    parameters = models.JSONField(default=list, blank=True)
+    # {"gpu_class","gpu_count","min_gpu_count","max_gpu_count","ports","volumes","lifecycle","idle":{...}}
+    defaults = models.JSONField(default=dict, blank=True)
+    # {"command": [...], "args": [...], "env": {...}} with {{ param }} placeholders
+    template = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["recipe", "-version"]
+        constraints = [models.UniqueConstraint(fields=["recipe", "version"], name="uniq_recipe_version")]
+
+    def __str__(self) -> str:
+        return f"{self.recipe} v{self.version}"
+
+
+class RegistryCredential(models.Model):
+    """A container registry login (e.g. an NGC API key for nvcr.io), encrypted at rest."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="registry_credentials")
+    name = models.CharField(max_length=120)
+    registry = models.CharField(max_length=200, default="nvcr.io")
+    username = models.CharField(max_length=200, default="$oauthtoken")
+    secret = encrypt(models.TextField(blank=True, default=""))
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.registry})"
+
+
+class Workload(models.Model):
+    """What a developer declared. Pods are its concrete, placed instances."""
+
+    class State(models.TextChoices):
+        ACTIVE = "active", "Active"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+        STOPPED = "stopped", "Stopped"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="workloads")
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="workloads")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="workloads")
+    name = models.CharField(max_length=120)
+    recipe_version = models.ForeignKey(RecipeVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="workloads")
+    parameters = models.JSONField(default=dict, blank=True)
+    image = models.CharField(max_length=300)
+    registry_credential = models.ForeignKey(RegistryCredential, null=True, blank=True, on_delete=models.SET_NULL)
+    container_spec = models.JSONField(default=dict, blank=True)  # rendered command/args/env/ports/volumes
+    gpu_class = models.CharField(max_length=16)
+    acceptable_gpu_classes = models.JSONField(default=list, blank=True)  # alternatives, in order
+    custom_instance_type = models.CharField(max_length=128, blank=True)
+    gpu_count = models.PositiveSmallIntegerField(default=1)
+    max_duration_minutes = models.PositiveIntegerField(null=True, blank=True)
+    volumes = models.JSONField(default=list, blank=True)  # [{"kind","size_gb","mount_path"}]
+    public_ingress = models.BooleanField(default=True)
+    ports = models.JSONField(default=list, blank=True)  # [{"port": 8000, "protocol": "http"}]
+    lifecycle = models.CharField(max_length=10, choices=Lifecycle.choices, default=Lifecycle.JOB)
+    schedule_cron = models.CharField(max_length=120, blank=True)
+    overlap_policy = models.CharField(max_length=8, choices=OverlapPolicy.choices, default=OverlapPolicy.SKIP)
+    replicas = models.PositiveSmallIntegerField(default=1)
+    window_minutes = models.PositiveIntegerField(null=True, blank=True)  # scheduled burst window
+    interruption_tolerant = models.BooleanField(default=False)
+    restart_on_interruption = models.BooleanField(default=True)
+    max_interruptions_before_on_demand = models.PositiveSmallIntegerField(default=2)
+    regions = models.JSONField(default=list, blank=True)
+    countries = models.JSONField(default=list, blank=True)  # ISO codes or presets (EU, US)
+    max_price_per_hour = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
+    idle_enabled = models.BooleanField(default=True)
+    idle_threshold_pct = models.PositiveSmallIntegerField(default=5)
+    idle_window_minutes = models.PositiveIntegerField(default=30)
+    idle_grace_minutes = models.PositiveIntegerField(default=5)
+    idle_delete_after_stopped_minutes = models.PositiveIntegerField(null=True, blank=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.ACTIVE)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["tenant", "-created_at"], name="workload_tenant_idx")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class PodState(models.TextChoices):
+    REQUESTED = "requested", "Requested"
+    PROVISIONING = "provisioning", "Provisioning"
+    RUNNING = "running", "Running"
+    STOPPING = "stopping", "Stopping"
+    STOPPED = "stopped", "Stopped"
+    TERMINATED = "terminated", "Terminated"
+    FAILED = "failed", "Failed"
+    INTERRUPTED = "interrupted", "Interrupted"
+
+
+LIVE_POD_STATES = (PodState.REQUESTED, PodState.PROVISIONING, PodState.RUNNING, PodState.STOPPING)
+BILLABLE_POD_STATES = (PodState.RUNNING, PodState.STOPPING)
+FINAL_POD_STATES = (PodState.TERMINATED, PodState.FAILED, PodState.INTERRUPTED)
+
+
+class Pod(models.Model):
+    """One placed instance of a workload at one provider. Its UUID tags the provider resource."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="pods")
+    workload = models.ForeignKey(Workload, on_delete=models.CASCADE, related_name="pods")
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="pods")
+    provider_account = models.ForeignKey(ProviderAccount, null=True, blank=True, on_delete=models.PROTECT, related_name="pods")
+    external_id = models.CharField(max_length=128, blank=True, db_index=True)
+    offer_snapshot = models.JSONField(default=dict, blank=True)
+    gpu_class = models.CharField(max_length=16, blank=True)
+    gpu_count = models.PositiveSmallIntegerField(default=1)
+    region = models.CharField(max_length=64, blank=True)
+    country = models.CharField(max_length=2, blank=True)
+    spot = models.BooleanField(default=False)
+    price_per_hour = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    currency = models.CharField(max_length=3, default="USD")
+    price_usd_per_hour = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    state = models.CharField(max_length=12, choices=PodState.choices, default=PodState.REQUESTED)
+    state_reason = models.CharField(max_length=300, blank=True)
+    connection = models.JSONField(default=dict, blank=True)
+    replica_index = models.PositiveSmallIntegerField(default=0)
+    interruption_count = models.PositiveSmallIntegerField(default=0)
+    exit_code = models.IntegerField(null=True, blank=True)
+    # in-pod agent: sha256 of the per-pod token; cleared when the pod ends
+    agent_token_hash = models.CharField(max_length=64, blank=True, db_index=True)
+    last_heartbeat_at = models.DateTimeField(null=True, blank=True)
+    idle_warning_at = models.DateTimeField(null=True, blank=True)
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=6, default=0)  # accrued so far
+    metered_until = models.DateTimeField(null=True, blank=True)
+    requested_at = models.DateTimeField()
+    provisioning_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    last_synced_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-requested_at"]
+        indexes = [
+            models.Index(fields=["tenant", "-requested_at"], name="pod_tenant_idx"),
+            models.Index(fields=["state"], name="pod_state_idx"),
+            models.Index(fields=["provider_account", "state"], name="pod_account_state_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workload.name} #{str(self.pk)[:8]}"
+
+    @property
+    def is_live(self) -> bool:
+        return self.state in LIVE_POD_STATES
+
+
+class PodEvent(models.Model):
+    """Every transition and decision about a pod, in words a user understands."""
+
+    pod = models.ForeignKey(Pod, on_delete=models.CASCADE, related_name="events")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    at = models.DateTimeField()
+    kind = models.CharField(max_length=32)  # state / placement / attempt / failover / idle / ...
+    message = models.CharField(max_length=500)
+    data = models.JSONField(default=dict, blank=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [models.Index(fields=["pod", "at"], name="podevent_pod_idx")]
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UtilizationSample(models.Model):
+    """One GPU's utilization at one moment, from the provider or the in-pod agent."""
+
+    pod = models.ForeignKey(Pod, on_delete=models.CASCADE, related_name="samples")
+    at = models.DateTimeField()
+    gpu_index = models.PositiveSmallIntegerField(default=0)
+    util_pct = models.FloatField()
+    mem_used_mb = models.FloatField(null=True, blank=True)
+    mem_total_mb = models.FloatField(null=True, blank=True)
+    source = models.CharField(max_length=16, default="provider")  # provider / agent
+
+    class Meta:
+        indexes = [models.Index(fields=["pod", "at"], name="sample_pod_at_idx")]
+
+
+class LaunchBlock(models.Model):
+    """A provider region that recently failed a launch; placement avoids it until ``until``."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    provider_account = models.ForeignKey(ProviderAccount, on_delete=models.CASCADE, related_name="+")
+    region = models.CharField(max_length=64)
+    reason = models.CharField(max_length=300)
+    until = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "until"], name="launchblock_idx")]

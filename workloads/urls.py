@@ -1,0 +1,13 @@
+from django.urls import path
+
+from . import views
+
+app_name = "workloads"
+urlpatterns = [
+    path("pods/", views.pod_list, name="pod_list"),
+    path("pods/<uuid:pk>/", views.pod_detail, name="pod_detail"),
+    path("pods/<uuid:pk>/terminate/", views.pod_terminate, name="pod_terminate"),
+    path("launch/", views.launch, name="launch"),
+    path("workloads/", views.workload_list, name="workload_list"),
+    path("workloads/<uuid:pk>/", views.workload_detail, name="workload_detail"),
+]
