@@ -101,6 +101,30 @@ class RegistryCredential(models.Model):
         return f"{self.name} ({self.registry})"
 
 
+class TenantSecret(models.Model):
+    """A named secret of an organization (e.g. a Hugging Face token), encrypted at rest.
+
+    Recipes reference it by id; its value is resolved only when a pod is launched and is
+    never rendered back to a page.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="secrets")
+    name = models.CharField(max_length=120)
+    value = encrypt(models.TextField(blank=True, default=""))
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="uniq_tenant_secret_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Workload(models.Model):
     """What a developer declared. Pods are its concrete, placed instances."""
 
@@ -144,6 +168,8 @@ class Workload(models.Model):
     idle_window_minutes = models.PositiveIntegerField(default=30)
     idle_grace_minutes = models.PositiveIntegerField(default=5)
     idle_delete_after_stopped_minutes = models.PositiveIntegerField(null=True, blank=True)
+    # a per-workload access token (Jupyter), generated when a recipe asks for one; encrypted
+    access_token = encrypt(models.CharField(max_length=128, blank=True, default=""))
     state = models.CharField(max_length=10, choices=State.choices, default=State.ACTIVE)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -196,6 +222,8 @@ class Pod(models.Model):
     state_reason = models.CharField(max_length=300, blank=True)
     connection = models.JSONField(default=dict, blank=True)
     replica_index = models.PositiveSmallIntegerField(default=0)
+    # the cron run this pod belongs to (scheduled workloads); its window ends the pod
+    scheduled_run = models.ForeignKey("ScheduledRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="pods")
     interruption_count = models.PositiveSmallIntegerField(default=0)
     exit_code = models.IntegerField(null=True, blank=True)
     # in-pod agent: sha256 of the per-pod token; cleared when the pod ends
@@ -248,6 +276,40 @@ class PodEvent(models.Model):
 
     def __str__(self) -> str:
         return self.message
+
+
+class ScheduledRun(models.Model):
+    """One firing of a scheduled workload's cron: started, skipped or queued (overlap policy).
+
+    ``window_ends_at`` is set for burst windows: every pod of the run is torn down then.
+    """
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued (previous run still going)"
+        STARTED = "started", "Started"
+        SKIPPED = "skipped", "Skipped (previous run still going)"
+        ENDED = "ended", "Ended"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    workload = models.ForeignKey(Workload, on_delete=models.CASCADE, related_name="scheduled_runs")
+    due_at = models.DateTimeField()
+    state = models.CharField(max_length=8, choices=State.choices)
+    started_at = models.DateTimeField(null=True, blank=True)
+    window_ends_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    note = models.CharField(max_length=300, blank=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-due_at", "-id"]
+        indexes = [
+            models.Index(fields=["workload", "state"], name="schedrun_workload_state_idx"),
+            models.Index(fields=["state", "window_ends_at"], name="schedrun_window_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workload} @ {self.due_at:%Y-%m-%d %H:%M} ({self.state})"
 
 
 class UtilizationSample(models.Model):
