@@ -171,6 +171,7 @@ class Workload(models.Model):
     # a per-workload access token (Jupyter), generated when a recipe asks for one; encrypted
     access_token = encrypt(models.CharField(max_length=128, blank=True, default=""))
     state = models.CharField(max_length=10, choices=State.choices, default=State.ACTIVE)
+    state_reason = models.CharField(max_length=300, blank=True)  # why it failed / stopped, in words
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -225,6 +226,11 @@ class Pod(models.Model):
     # the cron run this pod belongs to (scheduled workloads); its window ends the pod
     scheduled_run = models.ForeignKey("ScheduledRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="pods")
     interruption_count = models.PositiveSmallIntegerField(default=0)
+    # re-placement chain: the pod this one replaces (after an interruption, a vanished
+    # resource or a move); placement_override narrows placement for this pod only
+    replaces = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replacements")
+    placement_override = models.JSONField(default=dict, blank=True)
+    launch_path = models.JSONField(default=list, blank=True)  # ["RunPod EU-RO-1: no capacity", "…: launched"]
     exit_code = models.IntegerField(null=True, blank=True)
     # in-pod agent: sha256 of the per-pod token; cleared when the pod ends
     agent_token_hash = models.CharField(max_length=64, blank=True, db_index=True)
@@ -325,6 +331,63 @@ class UtilizationSample(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["pod", "at"], name="sample_pod_at_idx")]
+
+
+class LaunchAttempt(models.Model):
+    """One launch attempt at one provider region: failover history and the observed launch
+    success rate placement uses as a tie-break."""
+
+    class Outcome(models.TextChoices):
+        LAUNCHED = "launched", "Launched"
+        ADOPTED = "adopted", "Launched (found after a timeout)"
+        NO_CAPACITY = "no_capacity", "No capacity"
+        QUOTA = "quota", "Quota exceeded"
+        TIMEOUT = "timeout", "Timed out"
+        TRANSIENT = "transient", "Temporary error"
+        ERROR = "error", "Error"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    pod = models.ForeignKey(Pod, on_delete=models.CASCADE, related_name="attempts")
+    provider_account = models.ForeignKey(ProviderAccount, on_delete=models.CASCADE, related_name="+")
+    region = models.CharField(max_length=64)
+    outcome = models.CharField(max_length=12, choices=Outcome.choices)
+    message = models.CharField(max_length=300, blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+    at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "at"], name="launchattempt_tenant_at_idx")]
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome in (self.Outcome.LAUNCHED, self.Outcome.ADOPTED)
+
+
+class ReconcileAction(models.Model):
+    """What reconciliation did about one provider resource (orphan terminated, pod adopted,
+    pod whose resource vanished). Unique per resource and action, so concurrent runs record once."""
+
+    class Action(models.TextChoices):
+        TERMINATED = "terminated", "Orphan terminated"
+        ADOPTED = "adopted", "Adopted into its pod"
+        VANISHED = "vanished", "Resource vanished"
+        ABANDONED = "abandoned", "Launch never completed"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    provider_account = models.ForeignKey(ProviderAccount, on_delete=models.CASCADE, related_name="+")
+    external_id = models.CharField(max_length=128)
+    tag = models.CharField(max_length=64, blank=True)
+    action = models.CharField(max_length=10, choices=Action.choices)
+    message = models.CharField(max_length=300, blank=True)
+    verified = models.BooleanField(default=False)
+    at = models.DateTimeField()
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-at"]
+        constraints = [models.UniqueConstraint(fields=["provider_account", "external_id", "action"],
+                                               name="uniq_reconcile_action")]
 
 
 class LaunchBlock(models.Model):
