@@ -236,6 +236,10 @@ class Pod(models.Model):
     agent_token_hash = models.CharField(max_length=64, blank=True, db_index=True)
     last_heartbeat_at = models.DateTimeField(null=True, blank=True)
     idle_warning_at = models.DateTimeField(null=True, blank=True)
+    # auto-shutdown: when the reaper last warned that this pod sends no GPU telemetry (cleared
+    # when samples return), and the agent's last self-reported problem (e.g. "NVML not found")
+    telemetry_warned_at = models.DateTimeField(null=True, blank=True)
+    agent_error = models.CharField(max_length=300, blank=True)
     cost_usd = models.DecimalField(max_digits=14, decimal_places=6, default=0)  # accrued so far
     metered_until = models.DateTimeField(null=True, blank=True)
     requested_at = models.DateTimeField()
@@ -330,7 +334,12 @@ class UtilizationSample(models.Model):
     source = models.CharField(max_length=16, default="provider")  # provider / agent
 
     class Meta:
-        indexes = [models.Index(fields=["pod", "at"], name="sample_pod_at_idx")]
+        indexes = [
+            models.Index(fields=["pod", "at"], name="sample_pod_at_idx"),
+            # the reaper reads only the last window of every running pod, and retention
+            # purges by age: both are range scans on ``at``
+            models.Index(fields=["at"], name="sample_at_idx"),
+        ]
 
 
 class LaunchAttempt(models.Model):
