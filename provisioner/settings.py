@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from cryptography.hazmat.backends import default_backend
+from cryptography.hazmat.primitives import hashes
 from django.core.exceptions import ImproperlyConfigured
 
 from .env import database_from_url, env_bool, env_int, env_list, env_str
@@ -24,15 +26,24 @@ TESTING = env_bool("PROVISIONER_TESTING", False)
 _DEV_SECRET = "dev-insecure-secret-key-change-me-0123456789abcdefghijklmnopqrstuvwxyz"
 _DEV_CRYPTO_KEY = "dev-insecure-cryptography-key-change-me"
 SECRET_KEY = env_str("SECRET_KEY", _DEV_SECRET)
-# The key that encrypts provider credentials, separate from SECRET_KEY (see README: keys).
-CRYPTOGRAPHY_KEY = env_str("CRYPTOGRAPHY_KEY", _DEV_CRYPTO_KEY)
+# The key that encrypts provider credentials, separate from SECRET_KEY (provisioner/crypto.py).
+# Named ENCRYPTION_KEY inside settings because django-cryptography overwrites its own
+# CRYPTOGRAPHY_KEY setting with a derived value; the environment variables keep the library's name.
+ENCRYPTION_KEY = env_str("CRYPTOGRAPHY_KEY", _DEV_CRYPTO_KEY)
+# Old keys still accepted for reading while `manage.py rotate_encryption_key` re-encrypts.
+ENCRYPTION_KEY_FALLBACKS = env_list("CRYPTOGRAPHY_KEY_FALLBACKS", "")
+# django-cryptography reads these lazily; set them here so they exist whatever the import order.
+CRYPTOGRAPHY_BACKEND = default_backend()
+CRYPTOGRAPHY_DIGEST = hashes.SHA256()
 DEBUG = env_bool("DEBUG", not PRODUCTION)
 
 if PRODUCTION:
     if SECRET_KEY == _DEV_SECRET or len(SECRET_KEY) < 40:
         raise ImproperlyConfigured("production needs a real SECRET_KEY (40+ characters)")
-    if CRYPTOGRAPHY_KEY == _DEV_CRYPTO_KEY or len(CRYPTOGRAPHY_KEY) < 32:
+    if ENCRYPTION_KEY == _DEV_CRYPTO_KEY or len(ENCRYPTION_KEY) < 32:
         raise ImproperlyConfigured("production needs a real CRYPTOGRAPHY_KEY (32+ characters)")
+    if ENCRYPTION_KEY == SECRET_KEY:
+        raise ImproperlyConfigured("CRYPTOGRAPHY_KEY must differ from SECRET_KEY")
     if DEBUG:
         raise ImproperlyConfigured("DEBUG must be off in production")
 
