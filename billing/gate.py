@@ -1,7 +1,16 @@
-"""The budget gate: the one function ``workloads`` calls upward.
+"""The budget gate: the one place ``workloads`` calls upward.
 
 It must stay free of imports of ``workloads`` (dependency direction: billing depends on
-workloads, never the reverse).
+workloads, never the reverse), so the billing modules it uses are imported lazily.
+
+* ``may_spend`` — read-only: would a launch at this price fit under every hard budget of the
+  tenant/project and under the provider account's spending cap? Placement calls it per
+  candidate.
+* ``reserve_launch`` — the same check under row locks, and on success a reservation of the
+  projected cost for the pod (see ``billing.budgets`` for the definition), so concurrent
+  launches cannot overspend. ``pod_provision`` calls it for the candidate it is about to launch.
+* ``release`` — drop the pod's reservation (its launch failed; ended pods are released by
+  the meter).
 """
 
 from __future__ import annotations
@@ -9,23 +18,44 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+SCOPE_BUDGET = "budget"
+SCOPE_PROVIDER_CAP = "provider_cap"
+
 
 @dataclass(frozen=True)
 class GateDecision:
     allowed: bool
     reason: str = ""
     budget_name: str = ""
+    scope: str = ""  # SCOPE_BUDGET (refuse the launch) or SCOPE_PROVIDER_CAP (try another account)
+    reservation_id: str = ""
 
 
-def may_spend(*, tenant_id, project_id, provider_account_id, usd_per_hour: Decimal, hours: Decimal | None = None) -> GateDecision:
-    """May this tenant/project start spending ``usd_per_hour`` on that provider account?
+def _decision(v) -> GateDecision:
+    return GateDecision(v.allowed, v.reason, v.budget_name, v.scope, v.reservation_id)
 
-    Foundation version: every hard-limit budget whose period spend has reached its amount
-    refuses. The billing issue extends this with reservations and provider caps.
-    """
-    from .selectors import exhausted_hard_budget
 
-    budget = exhausted_hard_budget(tenant_id=tenant_id, project_id=project_id)
-    if budget is not None:
-        return GateDecision(False, f'Budget "{budget.name}" is exhausted for this period', budget.name)
-    return GateDecision(True)
+def may_spend(*, tenant_id, project_id, provider_account_id, usd_per_hour: Decimal,
+              hours: Decimal | None = None) -> GateDecision:
+    """May this tenant/project start spending ``usd_per_hour`` on that provider account?"""
+    from .budgets import evaluate
+
+    verdict, _ = evaluate(tenant_id=tenant_id, project_id=project_id, provider_account_id=provider_account_id,
+                          usd_per_hour=usd_per_hour, hours=hours, lock=False)
+    return _decision(verdict)
+
+
+def reserve_launch(*, tenant_id, project_id, provider_account_id, usd_per_hour: Decimal, pod_id,
+                   hours: Decimal | None = None) -> GateDecision:
+    """Check under lock and reserve the launch's projected cost for ``pod_id``."""
+    from .budgets import reserve_launch as _reserve
+
+    return _decision(_reserve(tenant_id=tenant_id, project_id=project_id, provider_account_id=provider_account_id,
+                              usd_per_hour=usd_per_hour, pod_id=pod_id, hours=hours))
+
+
+def release(*, pod_id) -> None:
+    """Release the pod's reservation. Safe to call twice."""
+    from .budgets import reservation_release
+
+    reservation_release(pod_id=pod_id)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 
 from django.db import models
+from django.db.models import Q
+from django_cryptography.fields import encrypt
 
 from providers.models import ProviderAccount
 from tenants.access import TenantQuerySet
@@ -37,7 +39,9 @@ class LedgerEntry(models.Model):
     currency = models.CharField(max_length=3, default="USD")
     usd_rate = models.DecimalField(max_digits=12, decimal_places=6, default=1)
     amount_usd = models.DecimalField(max_digits=14, decimal_places=6)
+    note = models.CharField(max_length=300, blank=True)  # corrections: why (e.g. provider credit)
     created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
 
     objects = TenantQuerySet.as_manager()
 
@@ -46,6 +50,47 @@ class LedgerEntry(models.Model):
             models.Index(fields=["tenant", "bucket_start"], name="ledger_tenant_time_idx"),
             models.Index(fields=["pod", "bucket_start"], name="ledger_pod_idx"),
         ]
+        constraints = [
+            # metering upserts one entry per pod, kind and hourly bucket; corrections are extra rows
+            models.UniqueConstraint(fields=["pod", "kind", "bucket_start"], condition=~Q(kind="correction"),
+                                    name="uniq_ledger_pod_kind_bucket"),
+        ]
+
+
+class SpendRollup(models.Model):
+    """Daily spend per tenant x project x provider account x workload (USD), from the ledger.
+
+    Rebuilt per (tenant, day) whenever that day's ledger changes (see ``RollupDirty``), so late
+    corrections land in the right day. Dashboards read these for every past day.
+    """
+
+    day = models.DateField()
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    provider_account = models.ForeignKey(ProviderAccount, null=True, on_delete=models.SET_NULL, related_name="+")
+    workload = models.ForeignKey(Workload, null=True, on_delete=models.SET_NULL, related_name="+")
+    amount_usd = models.DecimalField(max_digits=16, decimal_places=6)
+    gpu_seconds = models.FloatField(default=0)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "day"], name="rollup_tenant_day_idx")]
+
+
+class RollupDirty(models.Model):
+    """A (tenant, day) whose ledger changed since its rollup was last built.
+
+    Written in the same transaction as the ledger change; ``marked_at`` lets the rollup task
+    delete only the marker it has processed (a newer mark survives and is processed next run).
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    marked_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "day"], name="uniq_rollup_dirty")]
 
 
 class Budget(models.Model):
@@ -66,6 +111,8 @@ class Budget(models.Model):
     hard_limit = models.BooleanField(default=True)
     stop_running_pods = models.BooleanField(default=False)
     webhook_url = models.URLField(blank=True)
+    webhook_secret = encrypt(models.CharField(max_length=200, blank=True, default=""))
+    email_alerts = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = TenantQuerySet.as_manager()
@@ -75,3 +122,70 @@ class Budget(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def scope_label(self) -> str:
+        return f"project {self.project.name}" if self.project_id else "whole organization"
+
+
+class BudgetReservation(models.Model):
+    """Projected cost a launch holds against budgets and its provider cap until its pod ends.
+
+    Counted as ``max(0, amount_usd - pod.cost_usd)``: as the pod's real cost lands in the
+    ledger, the reservation shrinks, so nothing is counted twice. Released when the pod ends
+    (or its launch fails).
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    provider_account = models.ForeignKey(ProviderAccount, null=True, on_delete=models.CASCADE, related_name="+")
+    pod = models.ForeignKey(Pod, null=True, on_delete=models.CASCADE, related_name="+")
+    usd_per_hour = models.DecimalField(max_digits=12, decimal_places=6)
+    hours = models.DecimalField(max_digits=10, decimal_places=4)
+    amount_usd = models.DecimalField(max_digits=14, decimal_places=6)
+    created_at = models.DateTimeField()
+    released_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "released_at"], name="reservation_active_idx")]
+        constraints = [models.UniqueConstraint(fields=["pod"], condition=Q(released_at__isnull=True),
+                                               name="uniq_active_reservation_per_pod")]
+
+
+class BudgetAlert(models.Model):
+    """One threshold crossed in one period, for a budget or a provider spending cap.
+
+    The unique constraints are what make "alert once per threshold per period" hold even
+    when two enforcement runs race.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    budget = models.ForeignKey(Budget, null=True, blank=True, on_delete=models.CASCADE, related_name="alerts")
+    provider_account = models.ForeignKey(ProviderAccount, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    period_start = models.DateTimeField()
+    threshold = models.PositiveSmallIntegerField()  # percent
+    spent_usd = models.DecimalField(max_digits=14, decimal_places=2)
+    limit_usd = models.DecimalField(max_digits=14, decimal_places=2)
+    message = models.CharField(max_length=300)
+    emailed_to = models.JSONField(default=list, blank=True)
+    webhook_status = models.CharField(max_length=60, blank=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField()
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["tenant", "-created_at"], name="alert_tenant_idx")]
+        constraints = [
+            models.UniqueConstraint(fields=["budget", "period_start", "threshold"], condition=Q(budget__isnull=False),
+                                    name="uniq_budget_alert"),
+            models.UniqueConstraint(fields=["provider_account", "period_start", "threshold"],
+                                    condition=Q(provider_account__isnull=False), name="uniq_cap_alert"),
+        ]
+
+    def __str__(self) -> str:
+        return self.message

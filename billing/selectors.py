@@ -1,15 +1,23 @@
-"""Reads for billing."""
+"""Reads for billing: period arithmetic, spend in a period, outstanding reservations.
+
+Spend for a period = daily rollups for its past days + the ledger for today only, so no
+read ever scans the raw ledger of a past day.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
-from django.db.models import Q, Sum
+from django.db.models import DecimalField, ExpressionWrapper, F, Q, Sum, Value
+from django.db.models.functions import Coalesce, Greatest
 
 from provisioner import clock
 
-from .models import Budget, LedgerEntry
+from .models import Budget, BudgetAlert, BudgetReservation, LedgerEntry, SpendRollup
+
+ZERO = Decimal(0)
+MONEY = DecimalField(max_digits=16, decimal_places=6)
 
 
 def period_start(period: str, at: datetime | None = None) -> datetime:
@@ -22,20 +30,67 @@ def period_start(period: str, at: datetime | None = None) -> datetime:
     return day.replace(day=1)
 
 
-def spend_since(*, tenant_id, since: datetime, project_id=None, provider_account_id=None) -> Decimal:
-    qs = LedgerEntry.objects.filter(tenant_id=tenant_id, bucket_start__gte=since)
+def period_end(period: str, at: datetime | None = None) -> datetime:
+    start = period_start(period, at)
+    if period == "day":
+        return start + timedelta(days=1)
+    if period == "week":
+        return start + timedelta(days=7)
+    return (start + timedelta(days=32)).replace(day=1)
+
+
+def day_start(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+def spend_since(*, tenant_id, since: datetime, project_id=None, provider_account_id=None,
+                at: datetime | None = None) -> Decimal:
+    """Booked spend (USD) from ``since`` (midnight-aligned) to now: rollups for whole past
+    days, the ledger for today."""
+    today = (at or clock.now()).date()
+    total = ZERO
+    if since.date() < today:
+        r = SpendRollup.objects.filter(tenant_id=tenant_id, day__gte=since.date(), day__lt=today)
+        if project_id is not None:
+            r = r.filter(project_id=project_id)
+        if provider_account_id is not None:
+            r = r.filter(provider_account_id=provider_account_id)
+        total += r.aggregate(s=Sum("amount_usd"))["s"] or ZERO
+    led = LedgerEntry.objects.filter(tenant_id=tenant_id, bucket_start__gte=max(since, day_start(today)))
+    if project_id is not None:
+        led = led.filter(project_id=project_id)
+    if provider_account_id is not None:
+        led = led.filter(provider_account_id=provider_account_id)
+    return total + (led.aggregate(s=Sum("amount_usd"))["s"] or ZERO)
+
+
+def reserved_outstanding(*, tenant_id, project_id=None, provider_account_id=None) -> Decimal:
+    """Active reservations not yet covered by their pod's booked cost."""
+    qs = BudgetReservation.objects.filter(tenant_id=tenant_id, released_at__isnull=True)
     if project_id is not None:
         qs = qs.filter(project_id=project_id)
     if provider_account_id is not None:
         qs = qs.filter(provider_account_id=provider_account_id)
-    return qs.aggregate(s=Sum("amount_usd"))["s"] or Decimal("0")
+    left = ExpressionWrapper(F("amount_usd") - Coalesce(F("pod__cost_usd"), Value(ZERO)), output_field=MONEY)
+    return qs.aggregate(s=Sum(Greatest(left, Value(ZERO), output_field=MONEY)))["s"] or ZERO
+
+
+def hard_budgets_for(*, tenant_id, project_id):
+    return (Budget.objects.filter(tenant_id=tenant_id, hard_limit=True)
+            .filter(Q(project__isnull=True) | Q(project_id=project_id)).order_by("pk"))
 
 
 def exhausted_hard_budget(*, tenant_id, project_id) -> Budget | None:
-    budgets = Budget.objects.filter(tenant_id=tenant_id, hard_limit=True).filter(Q(project__isnull=True) | Q(project_id=project_id))
-    for b in budgets:
-        spent = spend_since(tenant_id=tenant_id, since=period_start(b.period),
-                            project_id=b.project_id)
-        if spent >= b.amount_usd:
+    for b in hard_budgets_for(tenant_id=tenant_id, project_id=project_id):
+        if spend_since(tenant_id=tenant_id, since=period_start(b.period), project_id=b.project_id) >= b.amount_usd:
             return b
     return None
+
+
+def alerts_for_tenant(tenant, *, unread_only: bool = False):
+    qs = BudgetAlert.objects.for_tenant(tenant).select_related("budget", "provider_account")
+    return qs.filter(read_at__isnull=True) if unread_only else qs
+
+
+def budgets_for_tenant(tenant):
+    return Budget.objects.for_tenant(tenant).select_related("project")

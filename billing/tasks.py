@@ -1,8 +1,27 @@
+"""Thin periodic tasks for billing. Each is safe to run twice or concurrently."""
+
 from celery import shared_task
+
+from provisioner import clock
 
 from . import services
 
 
 @shared_task(name="billing.meter")
 def meter() -> int:
-    return services.meter_all()
+    """Book running/stopped pods into the ledger, then rebuild finished days that changed
+    (a day that just ended, or a late correction), so history is fresh within a minute."""
+    n = services.meter_all()
+    services.rollup_dirty(before=clock.now().date())
+    return n
+
+
+@shared_task(name="billing.rollup")
+def rollup() -> int:
+    """Hourly: rebuild every dirty daily rollup, today included."""
+    return services.rollup_dirty()
+
+
+@shared_task(name="billing.enforce_budgets")
+def enforce_budgets() -> int:
+    return services.budgets_enforce()

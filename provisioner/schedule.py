@@ -21,6 +21,8 @@ SCHEDULE: list[Periodic] = [
     Periodic("Poll provider capacity", "providers.poll_capacity", 60),
     Periodic("Sync pods with providers", "workloads.sync_pods", 30),
     Periodic("Meter running pods", "billing.meter", 60),
+    Periodic("Enforce budgets and provider caps", "billing.enforce_budgets", 60),
+    Periodic("Roll up daily spend", "billing.rollup", 3600),
 ]
 
 

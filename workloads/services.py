@@ -1,8 +1,9 @@
-"""Writes for workloads: declare, provision (with failover), follow, sync and terminate pods.
+"""Writes for workloads: declare, provision (with failover), follow, sync, re-place and
+terminate pods.
 
-Concurrency: state changes are compare-and-set updates (``UPDATE ... WHERE state=old``), so a
-task that runs twice, or two workers racing, cannot both act. Network calls to providers are
-never made while holding a database lock.
+Concurrency: state changes are compare-and-set updates (``UPDATE ... WHERE state=old``, see
+``transitions``), so a task that runs twice, or two workers racing, cannot both act. Network
+calls to providers are never made while holding a database lock, and each has a timeout.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from typing import Any
 
 from django.db import transaction
 
-from billing.gate import may_spend
 from providers.adapters.base import (
     REMOTE_EXITED,
     REMOTE_FAILED,
@@ -23,65 +23,27 @@ from providers.adapters.base import (
     REMOTE_RUNNING,
     REMOTE_STOPPED,
     REMOTE_TERMINATED,
-    LaunchRequest,
     NotFound,
     ProviderError,
 )
 from providers.models import ProviderAccount
-from providers.selectors import offers_for_tenant
-from providers.services import adapter_for
 from provisioner import clock
 from tenants.models import Project, Tenant
 
-from .models import LIVE_POD_STATES, LaunchBlock, Lifecycle, Pod, PodEvent, PodState, Workload
-from .placement import place, spec_for_workload
+from . import calls
+from .failover import launch_with_failover, short_error
+from .models import LIVE_POD_STATES, Lifecycle, Pod, PodState, Workload
+from .placement import placement_for, spec_for_workload
+from .transitions import pod_event, pod_transition, workload_settle
 
 logger = logging.getLogger(__name__)
 
-MAX_LAUNCH_ATTEMPTS = 5
-BLOCK_MINUTES = 15
+__all__ = [
+    "workload_create", "pod_request", "workload_launch", "pod_provision", "pod_apply_remote", "pod_refresh",
+    "pods_sync", "pod_terminate", "pod_transition", "pod_event", "workload_settle", "pod_replace",
+]
 
-
-# --- events and transitions ---------------------------------------------------------------
-
-
-def pod_event(pod: Pod, kind: str, message: str, **data: Any) -> PodEvent:
-    return PodEvent.objects.create(pod=pod, tenant_id=pod.tenant_id, at=clock.now(), kind=kind, message=message[:500], data=data)
-
-
-_TIMESTAMP_FOR = {
-    PodState.PROVISIONING: "provisioning_at",
-    PodState.RUNNING: "started_at",
-    PodState.STOPPED: "stopped_at",
-    PodState.TERMINATED: "ended_at",
-    PodState.FAILED: "ended_at",
-    PodState.INTERRUPTED: "ended_at",
-}
-
-
-def pod_transition(pod: Pod, new_state: str, message: str, *, expect: tuple[str, ...] | None = None,
-                   fields: dict[str, Any] | None = None, **data: Any) -> bool:
-    """Move ``pod`` to ``new_state`` if it is still in one of ``expect`` (compare-and-set).
-
-    Returns False (and changes nothing) when another actor moved it first.
-    """
-    now = clock.now()
-    updates: dict[str, Any] = {"state": new_state, "updated_at": now, **(fields or {})}
-    ts = _TIMESTAMP_FOR.get(new_state)
-    if ts and not getattr(pod, ts):
-        updates.setdefault(ts, now)
-    if new_state in (PodState.TERMINATED, PodState.FAILED, PodState.INTERRUPTED):
-        updates["agent_token_hash"] = ""  # the agent's token dies with the pod
-    with transaction.atomic():
-        qs = Pod.objects.filter(pk=pod.pk)
-        if expect is not None:
-            qs = qs.filter(state__in=expect)
-        if not qs.update(**updates):
-            return False
-        for k, v in updates.items():
-            setattr(pod, k, v)
-        pod_event(pod, "state", message, state=new_state, **data)
-    return True
+REQUEUE_AFTER = timedelta(minutes=2)  # a requested pod nobody picked up (lost task) is re-enqueued
 
 
 # --- declare --------------------------------------------------------------------------------
@@ -101,13 +63,22 @@ def workload_create(*, tenant: Tenant, project: Project, owner, name: str, image
                                    interruption_tolerant=interruption_tolerant, lifecycle=lifecycle, **fields)
 
 
-def pod_request(*, workload: Workload, replica_index: int = 0, enqueue: bool = True) -> Pod:
-    """Create a pod in ``requested`` and hand it to the provisioning task after commit."""
+def pod_request(*, workload: Workload, replica_index: int = 0, enqueue: bool = True, replaces: Pod | None = None,
+                placement_override: dict[str, Any] | None = None, interruption_count: int = 0,
+                **fields: Any) -> Pod:
+    """Create a pod in ``requested`` and hand it to the provisioning task after commit.
+
+    ``replaces``/``placement_override`` are set for re-placements and moves; ``fields`` are
+    further Pod fields (e.g. ``scheduled_run``).
+    """
     with transaction.atomic():
         pod = Pod.objects.create(tenant_id=workload.tenant_id, workload=workload, project_id=workload.project_id,
                                  gpu_class=workload.gpu_class, gpu_count=workload.gpu_count,
-                                 replica_index=replica_index, requested_at=clock.now())
-        pod_event(pod, "state", "Requested", state=PodState.REQUESTED)
+                                 replica_index=replica_index, requested_at=clock.now(), replaces=replaces,
+                                 placement_override=placement_override or {},
+                                 interruption_count=interruption_count, **fields)
+        why = f" (replaces {str(replaces.pk)[:8]})" if replaces is not None else ""
+        pod_event(pod, "state", f"Requested{why}", state=PodState.REQUESTED)
         if enqueue:
             from .tasks import provision_pod
 
@@ -124,96 +95,51 @@ def workload_launch(*, workload: Workload, enqueue: bool = True) -> list[Pod]:
 # --- provision -------------------------------------------------------------------------------
 
 
-def _launch_request(pod: Pod, offer) -> LaunchRequest:
-    w = pod.workload
-    spec = w.container_spec or {}
-    return LaunchRequest(
-        tag=str(pod.pk), name=f"{w.name}-{str(pod.pk)[:8]}", image=w.image, gpu_class=offer.gpu_class,
-        gpu_count=offer.gpu_count, region=offer.region, instance_type=offer.instance_type, zone=offer.zone,
-        spot=offer.spot, bid_price_per_hour=offer.price_per_hour if offer.spot else None,
-        command=list(spec.get("command", [])), args=list(spec.get("args", [])),
-        env={str(k): str(v) for k, v in (spec.get("env") or {}).items()},
-        ports=list(w.ports or spec.get("ports", [])), volumes=list(w.volumes or []),
-        public_ingress=w.public_ingress,
-    )
-
-
-def _offer_snapshot(offer) -> dict[str, Any]:
-    return {
-        "provider": offer.provider_account.name, "kind": offer.kind, "gpu_class": offer.gpu_class,
-        "gpu_count": offer.gpu_count, "region": offer.region, "country": offer.country, "zone": offer.zone,
-        "spot": offer.spot, "price_per_hour": str(offer.price_per_hour), "currency": offer.currency,
-        "price_usd_per_hour": str(offer.price_usd_per_hour), "instance_type": offer.instance_type,
-    }
+def workload_interruptions(workload: Workload) -> int:
+    """Interruptions across all of the workload's pods (drives escalation to on-demand)."""
+    return workload.pods.filter(state=PodState.INTERRUPTED).count()
 
 
 def pod_provision(*, pod_id: str) -> Pod:
     """Place and launch a requested pod, failing over across candidates.
 
     Claims the pod with a compare-and-set (requested -> provisioning), so running this twice
-    launches once.
+    (or concurrently) launches once.
     """
-    pod = Pod.objects.select_related("workload", "workload__project").get(pk=pod_id)
-    if not Pod.objects.filter(pk=pod.pk, state=PodState.REQUESTED, provider_account__isnull=True).update(
+    if not Pod.objects.filter(pk=pod_id, state=PodState.REQUESTED, provider_account__isnull=True).update(
         state=PodState.PROVISIONING, provisioning_at=clock.now()
     ):
-        return pod  # someone else has it
-    pod.refresh_from_db()
+        return Pod.objects.select_related("workload").get(pk=pod_id)  # someone else has it
+    pod = Pod.objects.select_related("workload", "workload__project").get(pk=pod_id)
     workload = pod.workload
-    force_on_demand = pod.interruption_count >= workload.max_interruptions_before_on_demand
-    spec = spec_for_workload(workload, force_on_demand=force_on_demand)
-    blocked = set(LaunchBlock.objects.filter(tenant_id=pod.tenant_id, until__gt=clock.now())
-                  .values_list("provider_account_id", "region"))
-    result = place(offers_for_tenant(workload.tenant), spec)
-    pod_event(pod, "placement", result.chosen.reason if result.chosen else "No offer fits: " + "; ".join(result.excluded))
-    attempts = 0
-    path: list[str] = []
-    for candidate in result.candidates:
-        offer = candidate.offer
-        where = f"{offer.provider_account.name} {offer.region}"
-        if (offer.provider_account_id, offer.region) in blocked:
-            continue
-        decision = may_spend(tenant_id=pod.tenant_id, project_id=pod.project_id,
-                             provider_account_id=offer.provider_account_id, usd_per_hour=offer.price_usd_per_hour)
-        if not decision.allowed:
-            pod_transition(pod, PodState.FAILED, f"Refused: {decision.reason}", expect=(PodState.PROVISIONING,),
-                           fields={"state_reason": decision.reason[:300]})
-            return pod
-        if attempts >= MAX_LAUNCH_ATTEMPTS:
-            break
-        attempts += 1
-        try:
-            remote = adapter_for(offer.provider_account).launch(_launch_request(pod, offer))
-        except ProviderError as exc:
-            msg = f"{where}: {_short_error(exc)}"
-            path.append(msg)
-            pod_event(pod, "attempt", msg, attempt=attempts, error=type(exc).__name__)
-            if exc.failover:
-                LaunchBlock.objects.create(tenant_id=pod.tenant_id, provider_account=offer.provider_account,
-                                           region=offer.region, reason=_short_error(exc),
-                                           until=clock.now() + timedelta(minutes=BLOCK_MINUTES))
-                continue
-            break
-        path.append(f"{where}: launched")
-        Pod.objects.filter(pk=pod.pk).update(
-            provider_account=offer.provider_account, external_id=remote.external_id,
-            offer_snapshot=_offer_snapshot(offer), gpu_class=offer.gpu_class, gpu_count=offer.gpu_count,
-            region=offer.region, country=offer.country, spot=offer.spot, price_per_hour=offer.price_per_hour,
-            currency=offer.currency, price_usd_per_hour=offer.price_usd_per_hour,
-        )
-        pod.refresh_from_db()
-        pod_event(pod, "attempt", " → ".join(path), attempt=attempts, path=path)
-        pod_apply_remote(pod, remote)
+    interruptions = workload_interruptions(workload)
+    force_on_demand = workload.interruption_tolerant and interruptions >= workload.max_interruptions_before_on_demand
+    spec = spec_for_workload(workload, force_on_demand=force_on_demand, override=pod.placement_override)
+    result = placement_for(tenant_id=pod.tenant_id, project_id=pod.project_id, spec=spec, now=clock.now(), limit=10)
+    if force_on_demand:
+        pod_event(pod, "placement", f"On-demand only: {interruptions} interruptions so far "
+                                    f"(limit {workload.max_interruptions_before_on_demand})")
+    if result.chosen is None:
+        _fail(pod, result.refusal, exclusions=result.excluded[:10])
         return pod
-    reason = "No capacity: " + ("; ".join(path) if path else "; ".join(result.excluded) or "no offer fits")
-    pod_transition(pod, PodState.FAILED, reason, expect=(PodState.PROVISIONING,), fields={"state_reason": reason[:300]}, path=path)
+    pod_event(pod, "placement", f"Placed: {result.chosen.reason}",
+              alternatives=[c.reason for c in result.candidates[1:4]], excluded=result.excluded[:10])
+    outcome = launch_with_failover(pod, result.candidates)
+    pod.refresh_from_db()
+    if outcome.remote is None:
+        if pod.state == PodState.PROVISIONING:
+            _fail(pod, outcome.reason, path=outcome.path or [])
+        return pod
+    pod_event(pod, "attempt", " → ".join(outcome.path or []), path=outcome.path)
+    pod_apply_remote(pod, outcome.remote)
+    pod.refresh_from_db()
     return pod
 
 
-def _short_error(exc: ProviderError) -> str:
-    name = {"CapacityUnavailable": "no capacity", "QuotaExceeded": "quota exceeded",
-            "TransientError": "temporary error", "LaunchTimeout": "timed out"}.get(type(exc).__name__, type(exc).__name__)
-    return f"{name} ({exc.message})" if exc.message else name
+def _fail(pod: Pod, reason: str, **data: Any) -> None:
+    if pod_transition(pod, PodState.FAILED, reason, expect=(PodState.REQUESTED, PodState.PROVISIONING),
+                      fields={"state_reason": reason[:300], "launch_path": data.get("path", [])}, **data):
+        pod_after_end(pod)
 
 
 # --- follow and sync -----------------------------------------------------------------------
@@ -223,28 +149,42 @@ def pod_apply_remote(pod: Pod, remote) -> None:
     """Fold the provider's view of the pod into ours."""
     live = tuple(LIVE_POD_STATES)
     if remote.state == REMOTE_RUNNING and pod.state in (PodState.REQUESTED, PodState.PROVISIONING):
-        pod_transition(pod, PodState.RUNNING, "Running", expect=(PodState.REQUESTED, PodState.PROVISIONING),
-                       fields={"connection": remote.connection or {}})
+        if pod_transition(pod, PodState.RUNNING, "Running", expect=(PodState.REQUESTED, PodState.PROVISIONING),
+                          fields={"connection": remote.connection or {}}):
+            _on_running(pod)
     elif remote.state == REMOTE_RUNNING and remote.connection and remote.connection != pod.connection:
         Pod.objects.filter(pk=pod.pk).update(connection=remote.connection)
     elif remote.state == REMOTE_INTERRUPTED and pod.state in live:
-        pod_transition(pod, PodState.INTERRUPTED, "Interrupted by the provider (spot capacity reclaimed)",
-                       expect=live, fields={"interruption_count": pod.interruption_count + 1,
-                                            "state_reason": "spot interruption"})
+        # charged only up to now: billing meters a pod up to its ended_at
+        if pod_transition(pod, PodState.INTERRUPTED, "Interrupted by the provider (spot capacity reclaimed)",
+                          expect=live, fields={"interruption_count": pod.interruption_count + 1,
+                                               "state_reason": "spot interruption"}):
+            pod_after_end(pod)
     elif remote.state == REMOTE_EXITED and pod.state in live:
         code = remote.exit_code
         pod_event(pod, "exit", f"Container exited with status {code}", exit_code=code)
         Pod.objects.filter(pk=pod.pk).update(exit_code=code)
+        pod.exit_code = code
         pod_terminate(pod_id=str(pod.pk), reason=f"Job finished (exit {code})")
     elif remote.state == REMOTE_STOPPED and pod.state in live:
         pod_transition(pod, PodState.STOPPED, "Stopped", expect=live)
     elif remote.state in (REMOTE_TERMINATED, REMOTE_FAILED) and pod.state in live:
         new = PodState.TERMINATED if remote.state == REMOTE_TERMINATED else PodState.FAILED
-        pod_transition(pod, new, f"The provider reports the pod {remote.state}", expect=live,
-                       fields={"state_reason": remote.message[:300]})
+        reason = remote.message or f"the provider reports the pod {remote.state}"
+        if pod_transition(pod, new, f"The provider reports the pod {remote.state}", expect=live,
+                          fields={"state_reason": reason[:300]}):
+            pod_after_end(pod)
     elif remote.state == REMOTE_PROVISIONING:
         pass
     Pod.objects.filter(pk=pod.pk).update(last_synced_at=clock.now())
+
+
+def _on_running(pod: Pod) -> None:
+    """A pod that replaces another as part of a move: now that it runs, retire the old one."""
+    if pod.replaces_id and (pod.placement_override or {}).get("purpose") == "move":
+        from .move import move_finish
+
+        move_finish(new_pod_id=str(pod.pk))
 
 
 def pod_refresh(*, pod_id: str) -> Pod:
@@ -253,13 +193,10 @@ def pod_refresh(*, pod_id: str) -> Pod:
     if pod.provider_account is None or not pod.external_id or pod.state not in LIVE_POD_STATES:
         return pod
     try:
-        remote = adapter_for(pod.provider_account).get(pod.external_id)
+        adapter = calls.adapter(pod.provider_account)
+        remote = calls.call_with_timeout(adapter.get, pod.external_id, timeout=calls.attempt_timeout(), what="sync")
     except NotFound:
-        if pod.state == PodState.STOPPING:
-            pod_transition(pod, PodState.TERMINATED, "Terminated", expect=(PodState.STOPPING,))
-        else:
-            pod_transition(pod, PodState.FAILED, "The pod vanished at the provider", expect=tuple(LIVE_POD_STATES),
-                           fields={"state_reason": "resource vanished"})
+        pod_vanished(pod)
         return pod
     except ProviderError as exc:
         logger.warning("sync of pod %s failed: %s", pod.pk, exc)
@@ -269,13 +206,78 @@ def pod_refresh(*, pod_id: str) -> Pod:
     return pod
 
 
+def pod_vanished(pod: Pod) -> None:
+    """The provider no longer knows the resource: a stopping pod is done, any other failed."""
+    if pod.state == PodState.STOPPING:
+        if pod_transition(pod, PodState.TERMINATED, "Terminated; verified at the provider (resource gone)",
+                          expect=(PodState.STOPPING,)):
+            pod_after_end(pod)
+    elif pod_transition(pod, PodState.FAILED, "The pod vanished at the provider",
+                        expect=(*LIVE_POD_STATES, PodState.STOPPED),
+                        fields={"state_reason": "resource vanished at the provider"}):
+        pod_after_end(pod)
+
+
 def pods_sync() -> int:
-    """Refresh every live pod (the periodic safety net)."""
+    """Refresh every live pod (the periodic safety net) and re-enqueue requested pods whose
+    provisioning task was lost."""
     ids = list(Pod.objects.filter(state__in=[PodState.PROVISIONING, PodState.RUNNING, PodState.STOPPING])
                .exclude(external_id="").values_list("pk", flat=True))
     for pod_id in ids:
         pod_refresh(pod_id=str(pod_id))
+    stale = list(Pod.objects.filter(state=PodState.REQUESTED, provider_account__isnull=True,
+                                    requested_at__lt=clock.now() - REQUEUE_AFTER).values_list("pk", flat=True))
+    if stale:
+        from .tasks import provision_pod
+
+        for pod_id in stale:
+            provision_pod.delay(str(pod_id))  # claims with compare-and-set: safe beside the lost task
     return len(ids)
+
+
+# --- after a pod ends: re-place or settle -----------------------------------------------------
+
+
+def pod_after_end(pod: Pod) -> Pod | None:
+    """Decide what follows a pod's end: a re-placement (interrupted spot job with restart on,
+    any service) or the workload's final state. Returns the replacement pod, if any."""
+    pod.refresh_from_db()
+    replacement = pod_replace(pod=pod) if pod.state in (PodState.INTERRUPTED, PodState.FAILED) else None
+    if replacement is None:
+        workload_settle(workload_id=pod.workload_id)
+    return replacement
+
+
+def pod_replace(*, pod: Pod, enqueue: bool = True) -> Pod | None:
+    """Re-place an ended pod as a new Pod when the workload wants it back.
+
+    Interrupted: a job with restart on interruption, or a service, at once. Failed after
+    running (the resource vanished): a service only. A pod that never ran (no capacity) is not
+    re-placed: placement already tried every candidate. Idempotent: at most one live
+    replacement per replica.
+    """
+    workload = pod.workload
+    if workload.state != Workload.State.ACTIVE:
+        return None
+    if pod.state == PodState.INTERRUPTED:
+        wanted = workload.lifecycle == Lifecycle.SERVICE or workload.restart_on_interruption
+    else:
+        wanted = workload.lifecycle == Lifecycle.SERVICE and pod.started_at is not None
+    if not wanted:
+        return None
+    with transaction.atomic():
+        Workload.objects.select_for_update().filter(pk=workload.pk).first()  # serialize re-placements
+        if workload.pods.filter(replica_index=pod.replica_index, state__in=LIVE_POD_STATES).exists():
+            return None  # a replacement (or a move's new pod) already exists
+        override = {k: v for k, v in (pod.placement_override or {}).items() if k not in ("avoid", "purpose")}
+        interruptions = workload_interruptions(workload)
+        new = pod_request(workload=workload, replica_index=pod.replica_index, enqueue=enqueue, replaces=pod,
+                          placement_override=override, interruption_count=interruptions)
+    on_demand = (workload.interruption_tolerant and interruptions >= workload.max_interruptions_before_on_demand)
+    why = "interrupted" if pod.state == PodState.INTERRUPTED else "lost"
+    pod_event(pod, "replace", f"Re-placing as pod {str(new.pk)[:8]} ({why}; {interruptions} interruptions so far"
+                              f"{', on-demand from now on' if on_demand else ''})", replacement=str(new.pk))
+    return new
 
 
 # --- terminate -----------------------------------------------------------------------------
@@ -287,22 +289,30 @@ def pod_terminate(*, pod_id: str, reason: str = "Terminated by user", user=None)
     if pod.state in (PodState.TERMINATED, PodState.FAILED, PodState.INTERRUPTED):
         return pod
     if pod.provider_account is None or not pod.external_id:
-        pod_transition(pod, PodState.TERMINATED, f"{reason} before launch", expect=tuple(LIVE_POD_STATES))
+        # not launched yet (or mid-launch: the launcher sees the cancel and discards its resource)
+        if pod_transition(pod, PodState.TERMINATED, f"{reason} before launch", expect=tuple(LIVE_POD_STATES),
+                          fields={"state_reason": reason[:300]}):
+            workload_settle(workload_id=pod.workload_id)
         return pod
-    pod_transition(pod, PodState.STOPPING, f"Stopping: {reason}", expect=(PodState.REQUESTED, PodState.PROVISIONING, PodState.RUNNING, PodState.STOPPED))
-    adapter = adapter_for(pod.provider_account)
+    pod_transition(pod, PodState.STOPPING, f"Stopping: {reason}",
+                   expect=(PodState.REQUESTED, PodState.PROVISIONING, PodState.RUNNING, PodState.STOPPED),
+                   fields={"state_reason": reason[:300]})
+    adapter = calls.adapter(pod.provider_account)
+    timeout = calls.attempt_timeout()
     try:
-        adapter.terminate(pod.external_id)
+        calls.call_with_timeout(adapter.terminate, pod.external_id, timeout=timeout, what="terminate")
         try:
-            gone = adapter.get(pod.external_id).state in (REMOTE_TERMINATED,)
+            remote = calls.call_with_timeout(adapter.get, pod.external_id, timeout=timeout, what="verify")
+            gone = remote.state == REMOTE_TERMINATED
         except NotFound:
             gone = True
     except ProviderError as exc:
-        pod_event(pod, "error", f"Terminate failed, will retry: {exc}")
+        pod_event(pod, "error", f"Terminate failed, will retry: {short_error(exc)}")
         return pod
     if gone:
-        pod_transition(pod, PodState.TERMINATED, f"Terminated ({reason}); verified at the provider",
-                       expect=(PodState.STOPPING,), fields={"state_reason": reason[:300]})
+        if pod_transition(pod, PodState.TERMINATED, f"Terminated ({reason}); verified at the provider",
+                          expect=(PodState.STOPPING,), fields={"state_reason": reason[:300]}):
+            workload_settle(workload_id=pod.workload_id)
     else:
         pod_event(pod, "state", "Termination requested; waiting for the provider to confirm")
     pod.refresh_from_db()

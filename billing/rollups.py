@@ -1,0 +1,64 @@
+"""Daily rollups: ledger -> SpendRollup per tenant x day x project x provider x workload.
+
+Incremental: only (tenant, day) pairs marked dirty by a ledger write are rebuilt, each from
+that one day's ledger rows (an indexed range), so the cost of a run is proportional to what
+changed, and a late correction for a past day rebuilds exactly that day.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+
+from django.db import transaction
+from django.db.models import Q, Sum
+
+from .models import LedgerEntry, RollupDirty, SpendRollup
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    start = datetime.combine(day, time.min, tzinfo=UTC)
+    return start, start + timedelta(days=1)
+
+
+def rollup_day(*, tenant_id, day: date) -> int:
+    """Rebuild one tenant's rollup rows for one day from the ledger. Returns rows written."""
+    start, end = day_bounds(day)
+    rows = (LedgerEntry.objects.filter(tenant_id=tenant_id, bucket_start__gte=start, bucket_start__lt=end)
+            .values("project_id", "provider_account_id", "workload_id")
+            .annotate(usd=Sum("amount_usd"), secs=Sum("seconds", filter=Q(kind=LedgerEntry.Kind.GPU))))
+    with transaction.atomic():
+        SpendRollup.objects.filter(tenant_id=tenant_id, day=day).delete()
+        SpendRollup.objects.bulk_create([
+            SpendRollup(day=day, tenant_id=tenant_id, project_id=r["project_id"],
+                        provider_account_id=r["provider_account_id"], workload_id=r["workload_id"],
+                        amount_usd=r["usd"] or 0, gpu_seconds=r["secs"] or 0)
+            for r in rows
+        ])
+    return len(rows)
+
+
+def rollup_dirty(*, before: date | None = None) -> int:
+    """Rebuild every dirty (tenant, day); with ``before``, only days before it.
+
+    Safe to run concurrently or twice: a marker is deleted only if nobody re-marked it while
+    we rebuilt (compare on ``marked_at``), otherwise it stays for the next run.
+    """
+    qs = RollupDirty.objects.all()
+    if before is not None:
+        qs = qs.filter(day__lt=before)
+    n = 0
+    for marker in list(qs.order_by("day")):
+        rollup_day(tenant_id=marker.tenant_id, day=marker.day)
+        RollupDirty.objects.filter(pk=marker.pk, marked_at=marker.marked_at).delete()
+        n += 1
+    return n
+
+
+def rollup_rebuild(*, tenant_id, since: date, until: date) -> int:
+    """Rebuild a range of days (operator tool, e.g. after importing provider invoices)."""
+    n = 0
+    day = since
+    while day <= until:
+        n += rollup_day(tenant_id=tenant_id, day=day)
+        day += timedelta(days=1)
+    return n
