@@ -20,7 +20,9 @@ class Periodic:
 SCHEDULE: list[Periodic] = [
     Periodic("Poll provider capacity", "providers.poll_capacity", 60),
     Periodic("Sync pods with providers", "workloads.sync_pods", 30),
+    Periodic("Reconcile provider inventories", "workloads.reconcile", 300),
     Periodic("Meter running pods", "billing.meter", 60),
+    Periodic("Supervise workloads (jobs, service restarts, max duration, burst windows)", "workloads.supervise", 15),
     Periodic("Enforce budgets and provider caps", "billing.enforce_budgets", 60),
     Periodic("Roll up daily spend", "billing.rollup", 3600),
 ]

@@ -1,87 +1,499 @@
 """Placement: which offer should a workload's pod go to, and why.
 
-``rank_offers`` is pure: offers + spec + policy in, ranked candidates and exclusions out.
-``candidate_offers`` narrows the offers in the database first (indexed), so Python only ranks
-the survivors.
+Two halves:
+
+* ``rank_offers`` is pure: offers + spec + policy in, ranked candidates (each with a reason
+  a person can read) and exclusions (each with a reason) out. No database, no clock.
+* ``place`` narrows the offers in the database first (indexed: tenant, class, count, spot,
+  price; see ``Offer.Meta.indexes``), asks one aggregate query why the rest did not make it,
+  builds the organization's policy (preference, blocklist, launch success, spend gate) and
+  hands the survivors to ``rank_offers``.
+
+Rules, in the order a person would apply them:
+  GPU class (or acceptable alternatives) and count · spot only when the workload tolerates
+  interruption, and never when spot costs as much as on-demand for the same shape and place ·
+  country / region pins (ISO codes, presets EU/EEA/US expanded) · max price per hour ·
+  provider spending caps and budget headroom (billing gate) · recently failed provider-regions
+  (LaunchBlock, with a TTL) · volume kinds the provider supports · monthly-billed, slow-delivery
+  servers are kept away from short jobs.
+Ranking: cheapest (to the cent) first; ties broken by provider preference, then by observed
+launch success.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from decimal import Decimal
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from django.db.models import Count, Min, Q
+
 from providers.catalog import expand_countries, expand_gpu_classes
+
+SHORT_JOB_MINUTES = 7 * 24 * 60  # below about a week a monthly-billed server is a poor fit
+SUCCESS_WINDOW_DAYS = 7
+PAGE = 300  # survivors fetched per round; Python ranks only these
+MAX_PAGES = 5
+CENT = Decimal("0.01")
+
+
+# --- inputs ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class PlacementSpec:
+    """What the workload needs, already expanded (presets -> ISO codes, families -> classes)."""
+
     gpu_classes: tuple[str, ...]
     gpu_count: int
     interruption_tolerant: bool = False
     countries: tuple[str, ...] = ()
     regions: tuple[str, ...] = ()
     max_price_per_hour: Decimal | None = None
-    force_on_demand: bool = False
+    force_on_demand: bool = False  # too many interruptions: on-demand only
+    volume_kinds: tuple[str, ...] = ()  # e.g. ("persistent",); ephemeral needs nothing
+    lifecycle: str = "job"
+    max_duration_minutes: int | None = None
+    provider_account_ids: tuple[str, ...] = ()  # restrict to these accounts (a move)
+    avoid: tuple[tuple[str, str], ...] = ()  # (account id, region) to leave (a move)
+    pin_label: str = ""  # the pins as the user wrote them ("EU"), for messages
+
+    @property
+    def allows_spot(self) -> bool:
+        return self.interruption_tolerant and not self.force_on_demand
+
+    @property
+    def short_job(self) -> bool:
+        if self.lifecycle == "service":
+            return False
+        return self.max_duration_minutes is None or self.max_duration_minutes < SHORT_JOB_MINUTES
+
+    @property
+    def shape(self) -> str:
+        return f"{self.gpu_count}× {' or '.join(self.gpu_classes)}"
+
+    @property
+    def where(self) -> str:
+        parts = []
+        if self.countries:
+            parts.append(self.pin_label or ", ".join(self.countries))
+        if self.regions:
+            parts.append(", ".join(self.regions))
+        return " / ".join(parts)
+
+
+@dataclass(frozen=True)
+class ProviderTraits:
+    label: str = ""
+    monthly_billed: bool = False
+    slow_delivery: bool = False
+
+
+SpendCheck = Callable[[str, Decimal], tuple[bool, str]]
+
+
+@dataclass
+class PlacementPolicy:
+    """The organization's side: preferences, recent failures, launch history, spend gate."""
+
+    preference: dict[str, int] = field(default_factory=dict)  # account id -> rank (lower first)
+    blocked: dict[tuple[str, str], str] = field(default_factory=dict)  # (account, region|"*") -> why
+    success: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)  # -> (ok, tried)
+    spend_check: SpendCheck | None = None  # (account id, usd/h) -> (allowed, reason)
+    traits: dict[str, ProviderTraits] = field(default_factory=dict)  # kind -> traits
+
+    def success_rate(self, account_id: str, region: str) -> float:
+        ok, tried = self.success.get((account_id, region), (0, 0))
+        return (ok + 1) / (tried + 2)  # Laplace: an untried region counts as 50 %
+
+    def block_reason(self, account_id: str, region: str) -> str | None:
+        return self.blocked.get((account_id, region)) or self.blocked.get((account_id, "*"))
+
+
+# --- outputs --------------------------------------------------------------------------------
 
 
 @dataclass
 class Candidate:
-    offer: Any  # providers.models.Offer
+    offer: Any  # providers.models.Offer (or anything with the same attributes)
     reason: str
+    success_rate: float = 0.5
 
     @property
     def price(self) -> Decimal:
         return self.offer.price_usd_per_hour
 
+    @property
+    def where(self) -> str:
+        return offer_where(self.offer)
+
+
+@dataclass
+class Exclusion:
+    where: str  # "Sandbox 2 · sbx-de-fra" or "" for a rule that applies everywhere
+    reason: str
+    count: int = 1
+
+    def __str__(self) -> str:
+        n = f" ({self.count} offers)" if self.count > 1 else ""
+        return f"{self.where}: {self.reason}{n}" if self.where else f"{self.reason}{n}"
+
 
 @dataclass
 class PlacementResult:
     candidates: list[Candidate] = field(default_factory=list)
-    excluded: list[str] = field(default_factory=list)
+    exclusions: list[Exclusion] = field(default_factory=list)
+    refusal: str = ""  # set when nothing fits: one sentence saying why
 
     @property
     def chosen(self) -> Candidate | None:
         return self.candidates[0] if self.candidates else None
 
-
-def spec_for_workload(workload, *, force_on_demand: bool = False) -> PlacementSpec:
-    classes = expand_gpu_classes([workload.gpu_class, *workload.acceptable_gpu_classes])
-    return PlacementSpec(
-        gpu_classes=tuple(classes), gpu_count=workload.gpu_count,
-        interruption_tolerant=workload.interruption_tolerant,
-        countries=tuple(expand_countries(workload.countries)), regions=tuple(workload.regions),
-        max_price_per_hour=workload.max_price_per_hour, force_on_demand=force_on_demand,
-    )
+    @property
+    def excluded(self) -> list[str]:
+        """Exclusions as plain sentences (kept for callers of the first version)."""
+        return [str(e) for e in self.exclusions]
 
 
-def candidate_offers(offers_qs, spec: PlacementSpec):
-    """Database-side filter: class, count, capacity, pins, price ceiling."""
-    qs = offers_qs.filter(gpu_class__in=spec.gpu_classes, gpu_count=spec.gpu_count).exclude(available=0)
-    if not spec.interruption_tolerant or spec.force_on_demand:
-        qs = qs.filter(spot=False)
-    if spec.countries:
-        qs = qs.filter(country__in=spec.countries)
-    if spec.regions:
-        qs = qs.filter(region__in=spec.regions)
-    if spec.max_price_per_hour is not None:
-        qs = qs.filter(price_usd_per_hour__lte=spec.max_price_per_hour)
-    return qs.select_related("provider_account").order_by("price_usd_per_hour")
+def offer_where(offer) -> str:
+    return f"{_account_name(offer)} {offer.region}"
 
 
-def rank_offers(offers: list, spec: PlacementSpec) -> PlacementResult:
-    """Cheapest first; ties broken by provider preference rank."""
-    ranked = sorted(offers, key=lambda o: (o.price_usd_per_hour, o.provider_account.preference_rank))
+def _account_name(offer) -> str:
+    name = getattr(offer, "account_name", None)
+    return name if name else offer.provider_account.name
+
+
+def _money(x: Decimal) -> str:
+    return f"${x:.2f}/h" if x >= 1 else f"${x:.3f}/h"
+
+
+def _kind(offer) -> str:
+    return "spot" if offer.spot else "on-demand"
+
+
+# --- the pure ranking -----------------------------------------------------------------------
+
+
+def rank_offers(offers: Iterable, spec: PlacementSpec, policy: PlacementPolicy | None = None,
+                *, limit: int = 10) -> PlacementResult:
+    """Rank offers that already passed the database filters; exclude the rest with reasons.
+
+    Pure: everything it needs is in its arguments (the spend check is a callable the caller
+    built; it is consulted at most a few times per provider account thanks to monotonicity:
+    if $x/h is allowed, anything cheaper is too).
+    """
+    policy = policy or PlacementPolicy()
+    offers = list(offers)
     result = PlacementResult()
-    for i, o in enumerate(ranked):
-        why = "cheapest feasible offer" if i == 0 else f"alternative #{i}"
-        kind = "spot" if o.spot else "on-demand"
-        result.candidates.append(Candidate(o, f"{why}: {kind} {o.gpu_count}x{o.gpu_class} in {o.region} ({o.country}) at ${o.price_usd_per_hour:.2f}/h"))
-    if not ranked:
-        where = f" in {', '.join(spec.countries)}" if spec.countries else ""
-        result.excluded.append(f"no capacity for {spec.gpu_count}x {' or '.join(spec.gpu_classes)}{where}")
+    grouped: dict[tuple[str, str], Exclusion] = {}
+
+    def exclude(where: str, reason: str) -> None:
+        key = (where, reason)
+        if key in grouped:
+            grouped[key].count += 1
+        else:
+            grouped[key] = Exclusion(where, reason)
+
+    # on-demand price per exact shape and place, to test "is spot really cheaper?"
+    on_demand: dict[tuple, Decimal] = {}
+    for o in offers:
+        if not o.spot:
+            key = (str(o.provider_account_id), o.region, o.gpu_class, o.gpu_count)
+            if key not in on_demand or o.price_usd_per_hour < on_demand[key]:
+                on_demand[key] = o.price_usd_per_hour
+
+    gate = _MemoGate(policy.spend_check)
+    needed_volumes = {k for k in spec.volume_kinds if k and k != "ephemeral"}
+    survivors: list[tuple[tuple, Any, float]] = []
+    for o in offers:
+        account = str(o.provider_account_id)
+        where = offer_where(o)
+        if o.spot and not spec.allows_spot:
+            exclude("", "spot not allowed: on-demand required" + (
+                " after repeated interruptions" if spec.force_on_demand else " (workload does not tolerate interruption)"))
+            continue
+        if (account, o.region) in spec.avoid:
+            exclude(where, "the workload is moving away from here")
+            continue
+        if o.spot:
+            od = on_demand.get((account, o.region, o.gpu_class, o.gpu_count))
+            if od is not None and o.price_usd_per_hour >= od:
+                exclude(where, f"spot dearer than on-demand ({_money(o.price_usd_per_hour)} ≥ {_money(od)}): on-demand preferred")
+                continue
+        blocked = policy.block_reason(account, o.region)
+        if blocked:
+            exclude(where, f"blocklisted: {blocked}")
+            continue
+        supported = set(o.supports_volumes or ())
+        missing = sorted(needed_volumes - supported)
+        if missing:
+            exclude(_account_name(o), f"cannot provide {' / '.join(missing)} volumes")
+            continue
+        traits = policy.traits.get(getattr(o, "kind", ""), ProviderTraits())
+        slow_monthly = (traits.monthly_billed or traits.slow_delivery or o.monthly_price is not None
+                        or (o.setup_fee or 0) > 0)
+        if slow_monthly and spec.short_job:
+            exclude(_account_name(o), "monthly-billed server with setup fee and slow delivery: a poor fit "
+                    "for a job shorter than a week")
+            continue
+        allowed, why = gate(account, o.price_usd_per_hour)
+        if not allowed:
+            exclude(_account_name(o), f"over provider cap or budget: {why}" if why else "over provider cap")
+            continue
+        rate = policy.success_rate(account, o.region)
+        rank = policy.preference.get(account, 100)
+        key = (o.price_usd_per_hour.quantize(CENT, ROUND_HALF_UP), rank, -rate, o.price_usd_per_hour, o.spot)
+        survivors.append((key, o, rate))
+
+    survivors.sort(key=lambda s: s[0])
+    chosen_key = survivors[0][0] if survivors else None
+    for i, (key, o, rate) in enumerate(survivors[:limit]):
+        result.candidates.append(Candidate(o, _reason(i, key, o, rate, survivors, spec, policy, chosen_key), rate))
+    result.exclusions = sorted(grouped.values(), key=lambda e: (-e.count, e.where, e.reason))
     return result
 
 
-def place(offers_qs, spec: PlacementSpec, limit: int = 20) -> PlacementResult:
-    return rank_offers(list(candidate_offers(offers_qs, spec)[:limit]), spec)
+class _MemoGate:
+    """Per-account memo of the spend gate, using that a cap admits every cheaper price."""
+
+    def __init__(self, check: SpendCheck | None):
+        self.check = check
+        self.max_ok: dict[str, Decimal] = {}
+        self.min_no: dict[str, tuple[Decimal, str]] = {}
+
+    def __call__(self, account: str, price: Decimal) -> tuple[bool, str]:
+        if self.check is None:
+            return True, ""
+        if account in self.max_ok and price <= self.max_ok[account]:
+            return True, ""
+        if account in self.min_no and price >= self.min_no[account][0]:
+            return False, self.min_no[account][1]
+        allowed, why = self.check(account, price)
+        if allowed:
+            self.max_ok[account] = max(price, self.max_ok.get(account, price))
+        else:
+            prev = self.min_no.get(account)
+            if prev is None or price < prev[0]:
+                self.min_no[account] = (price, why)
+        return allowed, why
+
+
+def _reason(i: int, key: tuple, o, rate: float, survivors: list, spec: PlacementSpec,
+            policy: PlacementPolicy, chosen_key: tuple | None) -> str:
+    what = f"{_kind(o)} {o.gpu_count}× {o.gpu_class} at {_account_name(o)} {o.region} ({o.country}), {_money(o.price_usd_per_hour)}"
+    if i == 0:
+        why = ["cheapest feasible offer"]
+        same = [s for s in survivors[1:] if s[0][0] == key[0]]
+        if same:
+            other = same[0]
+            if other[0][1] != key[1]:
+                why.append(f"ties on price with {offer_where(other[1])}; preferred provider (rank {key[1]} vs {other[0][1]})")
+            elif other[2] != rate:
+                why.append(f"ties on price and preference with {offer_where(other[1])}; better launch record "
+                           f"({rate:.0%} vs {other[2]:.0%})")
+        if o.spot:
+            why.append("spot allowed: the workload tolerates interruption")
+        if spec.countries:
+            why.append(f"inside the {spec.pin_label or ', '.join(spec.countries)} pin")
+        return f"{what}: " + "; ".join(why)
+    delta = o.price_usd_per_hour - survivors[0][1].price_usd_per_hour
+    if delta > 0:
+        return f"alternative #{i}: {what} (+{_money(delta)} over the chosen offer)"
+    if chosen_key is not None and key[1] != chosen_key[1]:
+        return f"alternative #{i}: {what} (same price, less preferred provider)"
+    return f"alternative #{i}: {what} (same price, weaker launch record {rate:.0%})"
+
+
+# --- specs ----------------------------------------------------------------------------------
+
+
+def spec_for_workload(workload, *, force_on_demand: bool = False, override: dict[str, Any] | None = None) -> PlacementSpec:
+    """The placement spec of a workload; ``override`` (a pod's placement_override) narrows it."""
+    override = override or {}
+    classes = expand_gpu_classes([workload.gpu_class, *(workload.acceptable_gpu_classes or [])])
+    raw_countries = override.get("countries", workload.countries) or []
+    regions = override.get("regions", workload.regions) or []
+    return PlacementSpec(
+        gpu_classes=tuple(classes), gpu_count=workload.gpu_count,
+        interruption_tolerant=workload.interruption_tolerant,
+        countries=tuple(expand_countries(raw_countries)), regions=tuple(regions),
+        max_price_per_hour=workload.max_price_per_hour, force_on_demand=force_on_demand,
+        volume_kinds=tuple(sorted({str(v.get("kind", "")) for v in (workload.volumes or []) if isinstance(v, dict)})),
+        lifecycle=workload.lifecycle, max_duration_minutes=workload.max_duration_minutes,
+        provider_account_ids=tuple(str(a) for a in override.get("provider_account_ids", [])),
+        avoid=tuple(tuple(x) for x in override.get("avoid", [])),
+        pin_label=", ".join(c.upper() for c in raw_countries),
+    )
+
+
+# --- the database side ----------------------------------------------------------------------
+
+
+def _shape_q(spec: PlacementSpec) -> Q:
+    q = Q(gpu_class__in=spec.gpu_classes, gpu_count=spec.gpu_count)
+    if spec.provider_account_ids:
+        q &= Q(provider_account_id__in=spec.provider_account_ids)
+    return q
+
+
+def _pin_q(spec: PlacementSpec) -> Q:
+    q = Q()
+    if spec.countries:
+        q &= Q(country__in=spec.countries)
+    if spec.regions:
+        q &= Q(region__in=spec.regions)
+    return q
+
+
+CAPACITY_Q = Q(available__isnull=True) | Q(available__gt=0)
+
+
+def candidate_offers(offers_qs, spec: PlacementSpec):
+    """Database-side filter: class, count, spot, capacity, pins, price ceiling; cheapest first.
+
+    The order (price, then on-demand before spot) makes an on-demand offer that costs the
+    same as a spot one arrive first, so the spot-vs-on-demand test always sees it.
+    """
+    qs = offers_qs.filter(_shape_q(spec)).filter(CAPACITY_Q).filter(_pin_q(spec))
+    if not spec.allows_spot:
+        qs = qs.filter(spot=False)
+    if spec.max_price_per_hour is not None:
+        qs = qs.filter(price_usd_per_hour__lte=spec.max_price_per_hour)
+    return (qs.select_related("provider_account")
+            .only(*OFFER_FIELDS).order_by("price_usd_per_hour", "spot", "id"))
+
+
+OFFER_FIELDS = (
+    "id", "provider_account_id", "kind", "gpu_class", "gpu_count", "region", "country", "zone", "spot",
+    "price_per_hour", "currency", "price_usd_per_hour", "available", "availability", "instance_type",
+    "setup_fee", "monthly_price", "supports_volumes", "fetched_at", "stale",
+    "provider_account__id", "provider_account__name", "provider_account__kind",
+    "provider_account__preference_rank", "provider_account__tenant", "provider_account__enabled",
+)
+
+
+def filtered_out(offers_qs, spec: PlacementSpec) -> list[Exclusion]:
+    """Why offers of the right shape did not survive the database filter: one aggregate query."""
+    pin = _pin_q(spec)
+    agg: dict[str, Any] = {"shape": Count("id")}
+    if spec.countries or spec.regions:
+        agg["outside"] = Count("id", filter=~pin & CAPACITY_Q)
+        agg["outside_min"] = Min("price_usd_per_hour", filter=~pin & CAPACITY_Q)
+        agg["inside"] = Count("id", filter=pin)
+    agg["sold_out"] = Count("id", filter=pin & ~CAPACITY_Q)
+    agg["inside_cap"] = Count("id", filter=pin & CAPACITY_Q)
+    if not spec.allows_spot:
+        agg["spot"] = Count("id", filter=pin & CAPACITY_Q & Q(spot=True))
+    if spec.max_price_per_hour is not None:
+        ok_kind = Q() if spec.allows_spot else Q(spot=False)
+        over = pin & CAPACITY_Q & ok_kind & Q(price_usd_per_hour__gt=spec.max_price_per_hour)
+        agg["over"] = Count("id", filter=over)
+        agg["over_min"] = Min("price_usd_per_hour", filter=over)
+    a = offers_qs.filter(_shape_q(spec)).aggregate(**agg)
+    out: list[Exclusion] = []
+    where = spec.where
+    if not a["shape"]:
+        out.append(Exclusion("", f"no connected provider offers {spec.shape}", 0))
+        return out
+    if spec.countries or spec.regions:
+        if a["outside"]:
+            out.append(Exclusion("", f"outside the {where} pin (cheapest there {_money(a['outside_min'])})", a["outside"]))
+        if not a["inside"]:
+            out.append(Exclusion("", f"no {spec.shape} offered in {where}", 0))
+    if a["sold_out"]:
+        out.append(Exclusion("", f"no capacity in {where}" if where else "no capacity (sold out)", a["sold_out"]))
+    if a.get("spot"):
+        reason = "after repeated interruptions" if spec.force_on_demand else "(workload does not tolerate interruption)"
+        out.append(Exclusion("", f"spot not allowed: on-demand required {reason}", a["spot"]))
+    if a.get("over"):
+        out.append(Exclusion("", f"over the {_money(spec.max_price_per_hour)} price ceiling "
+                                 f"(cheapest {_money(a['over_min'])})", a["over"]))
+    return out
+
+
+def refusal(spec: PlacementSpec, exclusions: list[Exclusion]) -> str:
+    """One sentence saying why nothing fits, naming the pin so nobody wonders where we looked."""
+    where = f" in {spec.where}" if spec.where else ""
+    main = f"No offer fits {spec.shape}{where}"
+    reasons = "; ".join(str(e) for e in exclusions[:4])
+    return f"{main}: {reasons}" if reasons else main
+
+
+def place(offers_qs, spec: PlacementSpec, policy: PlacementPolicy | None = None, limit: int = 10) -> PlacementResult:
+    """Filter in the database, rank in Python. Fetches further pages only when the Python-side
+    rules (blocklist, caps, volumes...) excluded a whole page."""
+    qs = candidate_offers(offers_qs, spec)
+    result = PlacementResult()
+    offers: list = []
+    for page in range(MAX_PAGES):
+        rows = list(qs[page * PAGE:(page + 1) * PAGE])
+        offers.extend(rows)
+        result = rank_offers(offers, spec, policy, limit=limit)
+        if len(result.candidates) >= limit or len(rows) < PAGE:
+            break
+    result.exclusions = filtered_out(offers_qs, spec) + result.exclusions
+    if not result.candidates:
+        result.refusal = refusal(spec, result.exclusions)
+    return result
+
+
+# --- the organization's policy, read from the database ---------------------------------------
+
+
+def policy_for(*, tenant_id, project_id=None, now: datetime, gate: Callable[..., Any] | None = None,
+               account_ids: Iterable[str] | None = None) -> PlacementPolicy:
+    """Preferences, live blocks, launch success (last week) and the spend gate for a tenant."""
+    from providers.adapters.registry import provider_info
+    from providers.models import ProviderAccount
+
+    from .models import LaunchAttempt, LaunchBlock
+
+    accounts = ProviderAccount.objects.filter(tenant_id=tenant_id, enabled=True)
+    if account_ids is not None:
+        accounts = accounts.filter(pk__in=list(account_ids))
+    preference: dict[str, int] = {}
+    traits: dict[str, ProviderTraits] = {}
+    for pk, kind, rank in accounts.values_list("pk", "kind", "preference_rank"):
+        preference[str(pk)] = rank
+        if kind not in traits:
+            try:
+                info = provider_info(kind)
+                traits[kind] = ProviderTraits(info.label, info.monthly_billed, info.slow_delivery)
+            except (KeyError, ImportError, AttributeError):
+                traits[kind] = ProviderTraits(kind)
+    blocked: dict[tuple[str, str], str] = {}
+    for acc, region, reason, until in (LaunchBlock.objects.filter(tenant_id=tenant_id, until__gt=now)
+                                       .order_by("until").values_list("provider_account_id", "region", "reason", "until")):
+        blocked[(str(acc), region)] = f"{reason}, recently failed (until {until:%H:%M} UTC)"
+    success: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    ok = [LaunchAttempt.Outcome.LAUNCHED, LaunchAttempt.Outcome.ADOPTED]
+    for row in (LaunchAttempt.objects.filter(tenant_id=tenant_id, at__gte=now - timedelta(days=SUCCESS_WINDOW_DAYS))
+                .values("provider_account_id", "region")
+                .annotate(tried=Count("id"), ok=Count("id", filter=Q(outcome__in=ok)))):
+        success[(str(row["provider_account_id"]), row["region"])] = [row["ok"], row["tried"]]
+
+    spend_check: SpendCheck | None = None
+    if gate is not None:
+        def spend_check(account_id: str, usd_per_hour: Decimal) -> tuple[bool, str]:
+            decision = gate(tenant_id=tenant_id, project_id=project_id, provider_account_id=account_id,
+                            usd_per_hour=usd_per_hour)
+            return decision.allowed, decision.reason
+
+    return PlacementPolicy(preference=preference, blocked=blocked,
+                           success={k: (v[0], v[1]) for k, v in success.items()},
+                           spend_check=spend_check, traits=traits)
+
+
+def placement_for(*, tenant_id, spec: PlacementSpec, now: datetime, project_id=None, limit: int = 10) -> PlacementResult:
+    """Placement for a tenant with its full policy, the spend gate included."""
+    from billing.gate import may_spend
+    from providers.selectors import offers_for_tenant
+    from tenants.models import Tenant
+
+    tenant = Tenant(pk=tenant_id)
+    policy = policy_for(tenant_id=tenant_id, project_id=project_id, now=now, gate=may_spend)
+    return place(offers_for_tenant(tenant), spec, policy, limit=limit)

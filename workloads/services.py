@@ -242,6 +242,10 @@ def pod_after_end(pod: Pod) -> Pod | None:
     """Decide what follows a pod's end: a re-placement (interrupted spot job with restart on,
     any service) or the workload's final state. Returns the replacement pod, if any."""
     pod.refresh_from_db()
+    if pod.replaces_id and (pod.placement_override or {}).get("purpose") == "move" and pod.state == PodState.FAILED:
+        from .move import move_failed
+
+        move_failed(new_pod=pod)
     replacement = pod_replace(pod=pod) if pod.state in (PodState.INTERRUPTED, PodState.FAILED) else None
     if replacement is None:
         workload_settle(workload_id=pod.workload_id)

@@ -29,10 +29,44 @@ def follow_pod(pod_id: str, step: int) -> None:
 
 @shared_task(name="workloads.sync_pods")
 def sync_pods() -> int:
-    return services.pods_sync()
+    from .move import moves_pending
+
+    n = services.pods_sync()
+    moves_pending()
+    return n
+
+
+@shared_task(name="workloads.reconcile")
+def reconcile() -> int:
+    """Provider inventories vs the database, every account (periodic, every 5 min)."""
+    from .reconcile import reconcile_all
+
+    return sum(len(r.terminated) + len(r.adopted) + len(r.vanished) for r in reconcile_all())
+
+
+@shared_task(name="workloads.reconcile_account")
+def reconcile_account(account_id: str) -> None:
+    from .reconcile import reconcile_account as run
+
+    run(account_id=account_id)
 
 
 @shared_task(name="workloads.terminate_pod")
 def terminate_pod(pod_id: str, reason: str = "Terminated by user") -> None:
     if Pod.objects.filter(pk=pod_id, state__in=LIVE_POD_STATES + (PodState.STOPPED,)).exists():
         services.pod_terminate(pod_id=pod_id, reason=reason)
+
+
+@shared_task(name="workloads.scheduled_workload_fire")
+def scheduled_workload_fire(workload_id: str) -> None:
+    """Fired by the workload's own django-celery-beat crontab entry."""
+    from .scheduling import scheduled_workload_fire as fire
+
+    fire(workload_id)
+
+
+@shared_task(name="workloads.supervise")
+def supervise() -> dict:
+    from .supervision import supervise as tick
+
+    return tick()

@@ -1,0 +1,186 @@
+"""Move a running workload to another region, country or provider (data residency, cost).
+
+A service never goes dark: the new pod is placed and launched beside the old one, and only
+once it runs is the old pod terminated (and the termination verified). A job is stopped
+(verified) and started again at the new place. Persistent data does not travel between
+providers through any adapter we have, so a workload with persistent or network volumes is
+moved only after the user confirmed a warning saying so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+
+from providers.catalog import expand_countries
+from provisioner import clock
+
+from .models import LIVE_POD_STATES, Lifecycle, Pod, PodState, Workload
+from .placement import PlacementResult, placement_for, spec_for_workload
+from .services import pod_request, pod_terminate
+from .transitions import pod_event
+
+MOVE = "move"
+PERSISTENT_KINDS = ("persistent", "network")
+
+
+class MoveError(Exception):
+    """The move cannot start; the message says why in words."""
+
+
+class MoveNeedsConfirmation(MoveError):
+    """Data on persistent volumes would not follow: the user must confirm first."""
+
+
+@dataclass
+class MoveTarget:
+    countries: list[str] = field(default_factory=list)  # ISO codes or presets
+    regions: list[str] = field(default_factory=list)
+    provider_account_ids: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.countries or self.regions or self.provider_account_ids)
+
+    def describe(self, names: dict[str, str] | None = None) -> str:
+        parts = []
+        if self.provider_account_ids:
+            parts.append(", ".join((names or {}).get(a, a[:8]) for a in self.provider_account_ids))
+        if self.countries:
+            parts.append(", ".join(c.upper() for c in self.countries))
+        if self.regions:
+            parts.append(", ".join(self.regions))
+        return " / ".join(parts) or "anywhere else"
+
+
+def volume_warning(workload: Workload) -> str:
+    """Why the data would not follow, or "" when there is nothing to lose."""
+    vols = [v for v in (workload.volumes or []) if isinstance(v, dict) and v.get("kind") in PERSISTENT_KINDS]
+    if not vols:
+        return ""
+    names = ", ".join(f"{v.get('mount_path') or v.get('name') or 'volume'} ({v.get('size_gb', '?')} GB {v.get('kind')})"
+                      for v in vols)
+    return (f"The data on {names} does not follow the move: providers cannot copy volumes between regions or "
+            "providers, so the new pod starts with empty volumes. Copy anything you need first.")
+
+
+def _override(workload: Workload, target: MoveTarget, running: list[Pod]) -> dict[str, Any]:
+    return {
+        "purpose": MOVE,
+        "countries": list(target.countries) or list(workload.countries or []),
+        "regions": list(target.regions),
+        "provider_account_ids": [str(a) for a in target.provider_account_ids],
+        "avoid": sorted({(str(p.provider_account_id), p.region) for p in running}),
+    }
+
+
+def move_preview(*, workload: Workload, target: MoveTarget) -> PlacementResult:
+    """Where the move would land, and why (the same placement the move will run)."""
+    running = list(workload.pods.filter(state=PodState.RUNNING))
+    spec = spec_for_workload(workload, override=_override(workload, target, running))
+    return placement_for(tenant_id=workload.tenant_id, project_id=workload.project_id, spec=spec, now=clock.now())
+
+
+def workload_move(*, workload: Workload, target: MoveTarget, user=None, confirm_data_loss: bool = False,
+                  enqueue: bool = True) -> list[Pod]:
+    """Start moving every running pod of ``workload`` to ``target``. Returns the new pods.
+
+    Service: new pods are requested beside the old ones; ``move_finish`` retires each old pod
+    once its replacement runs. Job: the old pod is terminated (verified) first.
+    """
+    if target.empty:
+        raise MoveError("Choose a country, region or provider to move to.")
+    if workload.state != Workload.State.ACTIVE:
+        raise MoveError(f"The workload is {workload.get_state_display().lower()}; only an active one can move.")
+    warning = volume_warning(workload)
+    if warning and not confirm_data_loss:
+        raise MoveNeedsConfirmation(warning)
+    with transaction.atomic():
+        Workload.objects.select_for_update().filter(pk=workload.pk).first()
+        running = list(workload.pods.filter(state=PodState.RUNNING).order_by("replica_index"))
+        if not running:
+            raise MoveError("Nothing is running to move.")
+        if Pod.objects.filter(replaces__in=running, state__in=LIVE_POD_STATES).exists():
+            raise MoveError("A move is already in progress.")
+        preview = move_preview(workload=workload, target=target)
+        if preview.chosen is None:
+            raise MoveError(preview.refusal)
+        override = _override(workload, target, running)
+        who = f" by {user.username}" if user is not None else ""
+        new_pods = []
+        for old in running:
+            if workload.lifecycle == Lifecycle.SERVICE:
+                pod_event(old, "move", f"Move{who} to {target.describe()} started: this pod keeps serving until "
+                                       "its replacement runs", data_loss_confirmed=bool(warning))
+                new_pods.append(pod_request(workload=workload, replica_index=old.replica_index, enqueue=enqueue,
+                                            replaces=old, placement_override=override))
+            else:
+                new_pods.append(old)  # jobs: stopped below, outside the transaction
+    if workload.lifecycle == Lifecycle.SERVICE:
+        return new_pods
+    started = []
+    for old in new_pods:
+        pod_event(old, "move", f"Move{who} to {target.describe()}: stopping this job to start it there")
+        old = pod_terminate(pod_id=str(old.pk), reason=f"moved to {target.describe()}")
+        if old.state != PodState.TERMINATED:
+            raise MoveError("The job did not stop yet (termination unverified); try the move again shortly.")
+        Workload.objects.filter(pk=workload.pk, state__in=[Workload.State.STOPPED, Workload.State.ACTIVE]).update(
+            state=Workload.State.ACTIVE, state_reason="")
+        _adopt_pins(workload.pk, override)
+        started.append(pod_request(workload=workload, replica_index=old.replica_index, enqueue=enqueue,
+                                   replaces=old, placement_override=override))
+    return started
+
+
+def move_finish(*, new_pod_id: str) -> Pod | None:
+    """The new pod of a service move runs: terminate the old one, verified. Idempotent."""
+    new = Pod.objects.select_related("replaces", "provider_account").get(pk=new_pod_id)
+    old = new.replaces
+    if old is None or new.state != PodState.RUNNING or (new.placement_override or {}).get("purpose") != MOVE:
+        return None
+    if old.state not in (*LIVE_POD_STATES, PodState.STOPPED):
+        return old
+    where = f"{new.provider_account.name} {new.region}" if new.provider_account else "the new place"
+    _adopt_pins(new.workload_id, new.placement_override)
+    pod_event(old, "move", f"Replacement {str(new.pk)[:8]} runs at {where}; retiring this pod")
+    return pod_terminate(pod_id=str(old.pk), reason=f"moved to {where}")
+
+
+def _adopt_pins(workload_id, override: dict[str, Any]) -> None:
+    """The residency follows the workload: later re-placements stay inside the new pin."""
+    Workload.objects.filter(pk=workload_id).update(
+        countries=[c.upper() for c in override.get("countries", [])], regions=list(override.get("regions", [])),
+        updated_at=clock.now())
+
+
+def move_failed(*, new_pod: Pod) -> None:
+    """The replacement could not be placed or launched: the old pod keeps running."""
+    old = new_pod.replaces
+    if old is not None and old.state in LIVE_POD_STATES:
+        pod_event(old, "move", f"Move failed: {new_pod.state_reason or 'the new pod did not start'}; "
+                               "this pod keeps running")
+
+
+def moves_pending() -> int:
+    """Safety net for the periodic sync: finish moves whose new pod runs but old pod lives on
+    (e.g. the terminate failed and must be retried)."""
+    n = 0
+    for new in Pod.objects.filter(state=PodState.RUNNING, replaces__state__in=(*LIVE_POD_STATES, PodState.STOPPED),
+                                  placement_override__purpose=MOVE):
+        move_finish(new_pod_id=str(new.pk))
+        n += 1
+    return n
+
+
+def target_from_params(params) -> MoveTarget:
+    """A MoveTarget from a form's data (comma-separated countries/regions, account ids)."""
+    def split(value: str) -> list[str]:
+        return [x.strip() for x in (value or "").replace(";", ",").split(",") if x.strip()]
+
+    accounts = params.getlist("provider_account") if hasattr(params, "getlist") else params.get("provider_account", [])
+    countries = [c for c in split(params.get("countries", "")) if c]
+    expand_countries(countries)  # validates presets/codes shape (upper-cases)
+    return MoveTarget(countries=countries, regions=split(params.get("regions", "")),
+                      provider_account_ids=[a for a in accounts if a])

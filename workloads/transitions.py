@@ -1,0 +1,81 @@
+"""Compare-and-set state changes of pods and workloads, each recorded as an event.
+
+Every change is an ``UPDATE ... WHERE state IN (expected)``: a task that runs twice, or two
+workers racing (sync vs. reconcile vs. a user's terminate), cannot both act on the same pod.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+
+from provisioner import clock
+
+from .models import FINAL_POD_STATES, LIVE_POD_STATES, Lifecycle, Pod, PodEvent, PodState, Workload
+
+_TIMESTAMP_FOR = {
+    PodState.PROVISIONING: "provisioning_at",
+    PodState.RUNNING: "started_at",
+    PodState.STOPPED: "stopped_at",
+    PodState.TERMINATED: "ended_at",
+    PodState.FAILED: "ended_at",
+    PodState.INTERRUPTED: "ended_at",
+}
+
+
+def pod_event(pod: Pod, kind: str, message: str, **data: Any) -> PodEvent:
+    """Record one decision or transition about a pod, in words a user understands."""
+    return PodEvent.objects.create(pod=pod, tenant_id=pod.tenant_id, at=clock.now(), kind=kind, message=message[:500], data=data)
+
+
+def pod_transition(pod: Pod, new_state: str, message: str, *, expect: tuple[str, ...] | None = None,
+                   fields: dict[str, Any] | None = None, **data: Any) -> bool:
+    """Move ``pod`` to ``new_state`` if it is still in one of ``expect`` (compare-and-set).
+
+    Returns False (and changes nothing) when another actor moved it first.
+    """
+    now = clock.now()
+    updates: dict[str, Any] = {"state": new_state, "updated_at": now, **(fields or {})}
+    ts = _TIMESTAMP_FOR.get(new_state)
+    if ts and not getattr(pod, ts):
+        updates.setdefault(ts, now)
+    if new_state in FINAL_POD_STATES:
+        updates["agent_token_hash"] = ""  # the agent's token dies with the pod
+    with transaction.atomic():
+        qs = Pod.objects.filter(pk=pod.pk)
+        if expect is not None:
+            qs = qs.filter(state__in=expect)
+        if not qs.update(**updates):
+            return False
+        for k, v in updates.items():
+            setattr(pod, k, v)
+        pod_event(pod, "state", message, state=new_state, **data)
+    return True
+
+
+def workload_settle(*, workload_id) -> str | None:
+    """Once a job or service has no live pod left, give the workload its final state and the
+    reason in words. Scheduled workloads stay active between runs. Returns the new state."""
+    workload = Workload.objects.get(pk=workload_id)
+    if workload.state != Workload.State.ACTIVE or workload.lifecycle == Lifecycle.SCHEDULED:
+        return None
+    pods = workload.pods.all()
+    if pods.filter(state__in=(*LIVE_POD_STATES, PodState.STOPPED)).exists():
+        return None
+    last = pods.order_by("-requested_at", "-id").first()
+    if last is None:
+        return None
+    if last.state == PodState.FAILED:
+        state, reason = Workload.State.FAILED, last.state_reason or "the pod failed"
+    elif last.state == PodState.INTERRUPTED:
+        state, reason = Workload.State.FAILED, "interrupted by the provider; restart on interruption is off"
+    elif workload.lifecycle == Lifecycle.JOB and last.exit_code is not None:
+        ok = last.exit_code == 0
+        state = Workload.State.COMPLETED if ok else Workload.State.FAILED
+        reason = f"job finished (exit {last.exit_code})"
+    else:
+        state, reason = Workload.State.STOPPED, last.state_reason or "terminated"
+    done = Workload.objects.filter(pk=workload.pk, state=Workload.State.ACTIVE).update(
+        state=state, state_reason=reason[:300], updated_at=clock.now())
+    return state if done else None
