@@ -16,6 +16,7 @@ GPU_CLASSES: dict[str, tuple[str, int]] = {
     "A40": ("NVIDIA A40 48 GB", 48),
     "L40S": ("NVIDIA L40S 48 GB", 48),
     "RTX6000ADA": ("NVIDIA RTX 6000 Ada 48 GB", 48),
+    "RTX4000ADA": ("NVIDIA RTX 4000 SFF Ada 20 GB", 20),
     "A100-40": ("NVIDIA A100 40 GB", 40),
     "A100-80": ("NVIDIA A100 80 GB", 80),
     "H100": ("NVIDIA H100 80 GB", 80),
@@ -35,7 +36,7 @@ GPU_FAMILIES: dict[str, tuple[str, ...]] = {
 
 # Ordered: first match wins. Patterns run on a lower-cased, space-normalized name.
 _GPU_NAME_PATTERNS: list[tuple[str, str]] = [
-    (r"h200", "H200"),
+    (r"(?<!g)h200", "H200"),  # not GH200 (Grace Hopper = an H100-class GPU)
     (r"b200", "B200"),
     (r"h100", "H100"),
     (r"gh200", "H100"),
@@ -44,6 +45,7 @@ _GPU_NAME_PATTERNS: list[tuple[str, str]] = [
     (r"mi300", "MI300X"),
     (r"l40s", "L40S"),
     (r"rtx ?6000 ?ada|6000 ada", "RTX6000ADA"),
+    (r"rtx ?4000 ?(sff )?ada|4000 sff ada", "RTX4000ADA"),
     (r"a40\b|a40$", "A40"),
     (r"a10g?\b|a10g?$", "A10"),
     (r"rtx ?4090|4090", "RTX4090"),

@@ -11,6 +11,10 @@ from .base import ProviderAdapter, ProviderInfo
 # (boto3) only matters when that provider is actually used.
 ADAPTERS: dict[str, str] = {
     "sandbox": "providers.adapters.sandbox:SandboxAdapter",
+    "runpod": "providers.adapters.runpod:RunPodAdapter",
+    "lambda": "providers.adapters.lambda_cloud:LambdaAdapter",
+    "vast": "providers.adapters.vast:VastAdapter",
+    "hetzner": "providers.adapters.hetzner:HetznerAdapter",
 }
 
 

@@ -1,0 +1,316 @@
+"""Hetzner adapter: dedicated GPU servers (GEX line) through the Robot webservice.
+
+The Hetzner *Cloud* API has no GPU server types; GPUs are only sold as dedicated root
+servers ordered through Robot (``https://robot-ws.your-server.de``). There is **no OpenAPI
+spec for Robot** in ../shared/specs: everything here follows ../shared/reference/providers.md
+§5 (paths, fields, error shape), plus two facts taken from the reference client it names
+(MathiasPius/hrobot-rs): every object in a response is wrapped in a key naming its type
+(``[{"product": {...}}]``, ``{"transaction": {...}}``), and request bodies are form-encoded.
+
+* Auth: HTTP Basic with the Robot *webservice* user and password (not the Robot login).
+* Catalogue: ``GET /order/server/product`` (standard products, prices per location:
+  ``price`` {net, gross, hourly_net, hourly_gross} monthly/hourly, ``price_setup`` {net, gross})
+  and ``GET /order/server_market/product`` (auction servers: ``price``/``price_setup`` net,
+  monthly, no setup fee usually). Only products whose description names a GPU we know become
+  offers. Prices are EUR, net of VAT; ``monthly_price`` and ``setup_fee`` travel with each
+  offer so that placement can amortize them (ProviderInfo says monthly_billed/slow_delivery).
+* Order: ``POST /order/server/transaction`` (``product_id``, ``authorized_key[]``, ``location``,
+  ``dist``, ``lang``, ``comment``, ``test``) -> ``{"transaction": {id, status "in process" ->
+  "ready", server_number, server_ip, ...}}``; market orders use ``/order/server_market/...``.
+  Delivery takes minutes to days, so a launch returns a provisioning pod at once.
+* Idempotency: the order ``comment`` carries ``provisioner-pod=<uuid>`` (the only free-text
+  field of an order; Hetzner notes that comments may add manual review time). A launch first
+  looks through the recent transactions (Robot lists the last 30 days) for that comment.
+* Status: transaction, then ``GET /server/{server_number}`` (``status`` ready / in process,
+  ``cancelled``). "Terminate" = ``POST /server/{n}/cancellation`` with
+  ``cancellation_date=now``; billing still runs to the end of the paid month.
+* Errors: ``{"error": {"status", "code", "message"}}``; ``RATE_LIMIT_EXCEEDED`` adds
+  ``max_request``/``interval`` (seconds) which we use as Retry-After. providers.md names no
+  out-of-stock code; codes containing NOT_AVAILABLE / OUT_OF_STOCK are read as no capacity.
+* Robot installs an OS only: there is no user-data hook, so the workload's container must be
+  started on the delivered server over SSH (by our agent bootstrap), not by this adapter.
+* No GPU metrics API: utilization comes from the in-host NVML agent.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+import httpx
+
+from providers.catalog import canonical_gpu_class, region_country
+
+from .base import (
+    REMOTE_FAILED,
+    REMOTE_PROVISIONING,
+    REMOTE_RUNNING,
+    REMOTE_TERMINATED,
+    CapacityUnavailable,
+    CredentialField,
+    InvalidCredentials,
+    LaunchRequest,
+    LaunchTimeout,
+    NotFound,
+    OfferData,
+    PermanentError,
+    ProviderAdapter,
+    ProviderError,
+    ProviderInfo,
+    QuotaExceeded,
+    RemotePod,
+    TransientError,
+)
+from .http import TAG_KEY, ApiClient, RestAdapter, account_key
+
+HOURS_PER_MONTH = Decimal("730")
+MARKET = "market:"
+COMMENT_PREFIX = f"{TAG_KEY}="
+_COUNT = re.compile(r"(\d+)\s*x\s*(nvidia|amd|gpu)", re.I)
+
+
+def _error(response: httpx.Response, body: Any) -> ProviderError | None:
+    err = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(err, dict):
+        return None
+    code = str(err.get("code", ""))
+    message = str(err.get("message", "")) or code
+    status = response.status_code
+    if code == "RATE_LIMIT_EXCEEDED":
+        interval = err.get("interval")
+        return TransientError(message, status=status, code=code, retry_after=float(interval) if interval else None)
+    if code == "UNAUTHORIZED" or status == 401:
+        return InvalidCredentials(message, status=status, code=code)
+    if code.endswith("NOT_FOUND"):
+        return NotFound(message, status=status, code=code)
+    if "NOT_AVAILABLE" in code or "OUT_OF_STOCK" in code:
+        return CapacityUnavailable(message, status=status, code=code)
+    if "LIMIT" in code:  # e.g. an order limit on the account
+        return QuotaExceeded(message, status=status, code=code)
+    if code == "INVALID_INPUT":
+        missing, invalid = err.get("missing"), err.get("invalid")
+        return PermanentError(f"{message} (missing: {missing}, invalid: {invalid})", status=status, code=code)
+    if code in ("CONFLICT", "SERVER_CANCELLATION_RESERVE_LOCATION_FALSE_ONLY"):
+        return PermanentError(message, status=status, code=code)
+    return None
+
+
+def _unwrap(item: Any, key: str) -> dict[str, Any]:
+    return item.get(key, item) if isinstance(item, dict) else {}
+
+
+def _d(value: Any) -> Decimal:
+    return Decimal(str(value)) if value not in (None, "") else Decimal("0")
+
+
+def gpu_of(description: list[str] | str) -> tuple[str | None, int]:
+    """(canonical class, count) from a product's description lines."""
+    lines = description if isinstance(description, list) else [description]
+    for line in lines:
+        cls = canonical_gpu_class(str(line))
+        if cls:
+            m = _COUNT.search(str(line))
+            return cls, int(m.group(1)) if m else 1
+    return None, 0
+
+
+class HetznerAdapter(RestAdapter, ProviderAdapter):
+    default_base_url = "https://robot-ws.your-server.de"
+    provider_name = "hetzner"
+
+    info = ProviderInfo(
+        kind="hetzner",
+        label="Hetzner (dedicated GPU servers)",
+        description="Dedicated GPU servers (GEX44 RTX 4000 Ada, GEX130 RTX 6000 Ada) in Germany and "
+                    "Finland. Monthly billing plus a setup fee and hours-to-days delivery: good for "
+                    "long-running services, poor for short jobs.",
+        supports_spot=False,
+        billing_increment_seconds=3600,
+        minimum_charge_seconds=30 * 24 * 3600,
+        currency="EUR",
+        monthly_billed=True,
+        slow_delivery=True,
+        can_stop=False,
+        credential_fields=(
+            CredentialField("user", "Webservice user", secret=False,
+                            help="Robot → Settings → Webservice and app settings (not your Robot login)."),
+            CredentialField("password", "Webservice password"),
+            CredentialField("ssh_key_fingerprint", "SSH key fingerprint", secret=False,
+                            help="Fingerprint of a key stored in Robot; it is installed on ordered servers."),
+        ),
+        regions_hint="DE (FSN1, NBG1), FI (HEL1)",
+    )
+
+    def make_client(self) -> ApiClient:
+        user = str(self.credentials.get("user", ""))
+        password = str(self.credentials.get("password", ""))
+        return ApiClient(
+            provider="hetzner", base_url=self.base_url, account_key=account_key(self.settings, f"{user}:{password}"),
+            headers={"Accept": "application/json"}, auth=(user, password), error_mapper=_error, **self.client_kwargs(),
+        )
+
+    # --- interface --------------------------------------------------------------------------
+    def verify(self) -> None:
+        if not self.credentials.get("user") or not self.credentials.get("password"):
+            raise InvalidCredentials("the Robot webservice user and password are required")
+        try:
+            self.client.request("GET", "/server")
+        except NotFound:  # Robot answers SERVER_NOT_FOUND when the account has no server yet
+            return
+
+    def list_offers(self) -> list[OfferData]:
+        offers: list[OfferData] = []
+        for item in self.client.get_json("/order/server/product") or []:
+            p = _unwrap(item, "product")
+            cls, count = gpu_of(p.get("description") or [])
+            if cls is None:
+                continue
+            for price in p.get("prices") or []:
+                monthly = _d((price.get("price") or {}).get("net"))
+                hourly = _d((price.get("price") or {}).get("hourly_net")) or (monthly / HOURS_PER_MONTH)
+                offers.append(self._offer(cls, count, str(price["location"]), hourly, monthly,
+                                          _d((price.get("price_setup") or {}).get("net")), str(p["id"]), p))
+        if self.settings.get("market", True):
+            try:
+                market = self.client.get_json("/order/server_market/product") or []
+            except NotFound:
+                market = []
+            for item in market:
+                p = _unwrap(item, "product")
+                cls, count = gpu_of(p.get("description") or [])
+                if cls is None:
+                    continue
+                location = str(p.get("datacenter") or "").split("-")[0] or "FSN1"
+                monthly = _d(p.get("price"))
+                hourly = _d(p.get("price_hourly")) or (monthly / HOURS_PER_MONTH)
+                offers.append(self._offer(cls, count, location, hourly, monthly, _d(p.get("price_setup")),
+                                          f"{MARKET}{p['id']}", p))
+        return offers
+
+    def _offer(self, cls: str, count: int, location: str, hourly: Decimal, monthly: Decimal, setup: Decimal,
+               instance_type: str, product: dict[str, Any]) -> OfferData:
+        return OfferData(
+            gpu_class=cls, gpu_count=count, region=location, country=region_country(location), currency="EUR",
+            price_per_hour=hourly.quantize(Decimal("0.0001"), ROUND_HALF_UP), spot=False, available=None,
+            availability="LOW", instance_type=instance_type, monthly_price=monthly.quantize(Decimal("0.01")),
+            setup_fee=setup.quantize(Decimal("0.01")), supports_volumes=("ephemeral", "persistent"),
+            extra={"product": product.get("name", ""), "delivery": "hours to days", "billing": "monthly"},
+        )
+
+    def launch(self, request: LaunchRequest) -> RemotePod:
+        existing = self._find_by_tag(request.tag)
+        if existing is not None:
+            return existing
+        fingerprint = str(self.credentials.get("ssh_key_fingerprint", "")).strip()
+        if not fingerprint:
+            raise PermanentError("Hetzner orders need the fingerprint of an SSH key stored in Robot")
+        market = request.instance_type.startswith(MARKET)
+        product_id = request.instance_type[len(MARKET):] if market else request.instance_type
+        form: dict[str, Any] = {
+            "product_id": product_id, "authorized_key[]": [fingerprint],
+            "dist": str(self.settings.get("dist", "Rescue system")), "lang": "en",
+            "comment": f"{COMMENT_PREFIX}{request.tag}",
+            # a real order spends money; the account setting ``order_test`` makes it a dry run
+            "test": "true" if self.settings.get("order_test") else "false",
+        }
+        if not market:
+            form["location"] = request.region
+        path = "/order/server_market/transaction" if market else "/order/server/transaction"
+        try:
+            body = self.client.post_json(path, data=form, idempotent=False)
+        except (LaunchTimeout, TransientError):
+            try:
+                found = self._find_by_tag(request.tag)
+            except ProviderError:
+                found = None
+            if found is not None:
+                return found
+            raise
+        return self._from_transaction(_unwrap(body, "transaction"), market)
+
+    def _transactions(self) -> list[tuple[dict[str, Any], bool]]:
+        out: list[tuple[dict[str, Any], bool]] = []
+        for path, market in (("/order/server/transaction", False), ("/order/server_market/transaction", True)):
+            try:
+                items = self.client.get_json(path) or []
+            except NotFound:  # TRANSACTION_NOT_FOUND when there are none
+                items = []
+            out += [(_unwrap(i, "transaction"), market) for i in items]
+        return out
+
+    @staticmethod
+    def _tag_of(tx: dict[str, Any]) -> str:
+        comment = str(tx.get("comment") or "")
+        return comment[len(COMMENT_PREFIX):].strip() if comment.startswith(COMMENT_PREFIX) else ""
+
+    def _find_by_tag(self, tag: str) -> RemotePod | None:
+        for tx, market in self._transactions():
+            if self._tag_of(tx) == tag and tx.get("status") != "cancelled":
+                return self._from_transaction(tx, market)
+        return None
+
+    def _from_transaction(self, tx: dict[str, Any], market: bool) -> RemotePod:
+        external_id = f"{MARKET}{tx['id']}" if market else str(tx["id"])
+        status = str(tx.get("status", ""))
+        region = str((tx.get("product") or {}).get("location") or "")
+        if status == "cancelled":
+            return RemotePod(external_id=external_id, state=REMOTE_FAILED, tag=self._tag_of(tx), region=region,
+                             message="order cancelled by Hetzner", raw={"transaction": status})
+        if status != "ready" or not tx.get("server_number"):
+            return RemotePod(external_id=external_id, state=REMOTE_PROVISIONING, tag=self._tag_of(tx), region=region,
+                             message="order in process (dedicated servers take hours to days)",
+                             raw={"transaction": status})
+        try:
+            server = _unwrap(self.client.get_json(f"/server/{tx['server_number']}"), "server")
+        except NotFound:
+            return RemotePod(external_id=external_id, state=REMOTE_TERMINATED, tag=self._tag_of(tx), region=region,
+                             message="server no longer in the account", raw={"transaction": status})
+        if server.get("cancelled"):
+            state = REMOTE_TERMINATED
+        elif server.get("status") == "ready":
+            state = REMOTE_RUNNING
+        else:
+            state = REMOTE_PROVISIONING
+        ip = server.get("server_ip") or tx.get("server_ip")
+        connection = {"host": ip, "ssh": f"ssh root@{ip}"} if state == REMOTE_RUNNING and ip else {}
+        return RemotePod(
+            external_id=external_id, state=state, tag=self._tag_of(tx),
+            region=str(server.get("dc") or region).split("-")[0], connection=connection,
+            message=f"server {server.get('server_number')} {server.get('status')}",
+            raw={"transaction": status, "server_number": server.get("server_number"), "paid_until": server.get("paid_until")},
+        )
+
+    def _transaction(self, external_id: str) -> tuple[dict[str, Any], bool]:
+        market = external_id.startswith(MARKET)
+        tx_id = external_id[len(MARKET):] if market else external_id
+        path = f"/order/server_market/transaction/{tx_id}" if market else f"/order/server/transaction/{tx_id}"
+        return _unwrap(self.client.get_json(path), "transaction"), market
+
+    def get(self, external_id: str) -> RemotePod:
+        tx, market = self._transaction(external_id)
+        return self._from_transaction(tx, market)
+
+    def terminate(self, external_id: str) -> None:
+        try:
+            tx, _ = self._transaction(external_id)
+        except NotFound:
+            return
+        if tx.get("status") == "cancelled":
+            return
+        if not tx.get("server_number"):
+            # Robot has no API to withdraw an order in process; try again once it is delivered
+            raise TransientError("the order is still being processed; it can be cancelled once the server is delivered",
+                                 retry_after=600)
+        try:
+            server = _unwrap(self.client.get_json(f"/server/{tx['server_number']}"), "server")
+            if server.get("cancelled"):
+                return
+            self.client.request("POST", f"/server/{tx['server_number']}/cancellation",
+                                data={"cancellation_date": "now"}, idempotent=True)
+        except NotFound:
+            return
+
+    def list_pods(self) -> list[RemotePod]:
+        return [self._from_transaction(tx, market) for tx, market in self._transactions()
+                if self._tag_of(tx) and tx.get("status") != "cancelled"]

@@ -1,0 +1,385 @@
+"""RunPod adapter: REST v2 for pods and the GPU catalog, GraphQL only where v2 has no answer.
+
+* REST v2 (``https://api.runpod.io/v2/...``, bearer key) serves the GPU catalog with
+  availability per data centre (``GET /v2/catalog/gpus?include=AVAILABILITY&product=POD``),
+  and pod create/get/list/delete/action. REST v1 was retired on 2026-11-15 and is not used.
+* GraphQL (``POST {base}/graphql``) is used for the two things v2 cannot do: interruptible
+  (spot) pods -- ``podRentInterruptable`` with ``bidPerGpu`` -- plus their spot prices, and GPU
+  telemetry (``gpuUtilPercent``).
+
+Idempotency: the pod UUID goes into the pod's env (``PROVISIONER_POD``) and its name; a
+launch first lists the account's pods and returns the one already carrying the tag. v2 pods
+have no interruptible flag, so spot pods also carry ``PROVISIONER_MARKET=spot``: a spot pod in
+``EXITED`` was reclaimed (RunPod stops it with a 5 s SIGTERM warning), an on-demand one was
+stopped.
+
+Prices in the catalog are per single GPU (USD/h); offers quote per pod-hour (x count).
+Errors arrive as ``application/problem+json`` ``{title, status, detail, errors?}``; capacity
+exhaustion is a 400 without a machine-readable code, recognised from ``detail``.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+import httpx
+
+from providers.catalog import canonical_gpu_class, region_country
+
+from .base import (
+    REMOTE_FAILED,
+    REMOTE_INTERRUPTED,
+    REMOTE_PROVISIONING,
+    REMOTE_RUNNING,
+    REMOTE_STOPPED,
+    REMOTE_TERMINATED,
+    CapacityUnavailable,
+    CredentialField,
+    GpuSample,
+    InvalidCredentials,
+    LaunchRequest,
+    LaunchTimeout,
+    NotFound,
+    NotSupported,
+    OfferData,
+    PermanentError,
+    ProviderAdapter,
+    ProviderError,
+    ProviderInfo,
+    QuotaExceeded,
+    RemotePod,
+    TransientError,
+)
+from .http import ApiClient, RestAdapter, account_key
+
+logger = logging.getLogger(__name__)
+
+TAG_ENV = "PROVISIONER_POD"
+MARKET_ENV = "PROVISIONER_MARKET"
+DEFAULT_COUNTS = (1, 2, 4, 8)
+DEFAULT_CLOUDS = ("SECURE", "COMMUNITY")
+CENT = Decimal("0.000001")
+# RunPod's capacity message has no code; these fragments identify it in ``detail``.
+CAPACITY_HINTS = ("no longer any instances available", "not enough", "no capacity", "insufficient capacity",
+                  "no available", "out of stock")
+
+_STATE = {
+    "PROVISIONING": REMOTE_PROVISIONING,
+    "STARTING": REMOTE_PROVISIONING,
+    "RUNNING": REMOTE_RUNNING,
+    "ERROR": REMOTE_FAILED,
+    "TERMINATED": REMOTE_TERMINATED,
+}
+
+SPOT_PRICES_QUERY = "query SpotPrices { gpuTypes { id secureSpotPrice communitySpotPrice } }"
+RENT_INTERRUPTABLE = (
+    "mutation RentInterruptable($input: PodRentInterruptableInput!) "
+    "{ podRentInterruptable(input: $input) { id imageName env machineId machine { podHostId } } }"
+)
+POD_TELEMETRY = (
+    "query PodTelemetry($input: PodFilter!) { pod(input: $input) { id runtime { uptimeInSeconds "
+    "gpus { id gpuUtilPercent memoryUtilPercent } container { cpuPercent memoryPercent } } } }"
+)
+
+
+def _is_capacity(text: str) -> bool:
+    low = text.lower()
+    return any(h in low for h in CAPACITY_HINTS)
+
+
+def _problem_error(response: httpx.Response, body: Any) -> ProviderError | None:
+    """Map a v2 problem+json error to a typed error."""
+    detail = ""
+    if isinstance(body, dict):
+        detail = str(body.get("detail") or body.get("title") or "")
+    status = response.status_code
+    if status == 400 and _is_capacity(detail):
+        return CapacityUnavailable(detail, status=status)
+    if status == 402:
+        return QuotaExceeded(detail or "insufficient balance", status=status)
+    if status == 403 and response.request.method == "POST" and response.request.url.path.endswith("/v2/pods"):
+        # the key is fine but this account cannot use the pool: skip the candidate
+        return QuotaExceeded(detail or "no access to this GPU pool", status=status)
+    if status in (400, 409, 422):
+        return PermanentError(detail or response.reason_phrase, status=status)
+    return None
+
+
+class RunPodAdapter(RestAdapter, ProviderAdapter):
+    default_base_url = "https://api.runpod.io"
+    provider_name = "runpod"
+
+    info = ProviderInfo(
+        kind="runpod",
+        label="RunPod",
+        description="GPU pods in 30+ data centres (secure and community cloud), per-second billing, "
+                    "interruptible (spot) pods by bid, live GPU telemetry.",
+        supports_spot=True,
+        billing_increment_seconds=1,
+        can_stop=True,
+        storage_billed_while_stopped=True,
+        credential_fields=(
+            CredentialField("api_key", "API key", help="RunPod console → Settings → API Keys. "
+                            "Needs read/write access to pods."),
+        ),
+        regions_hint="US, CA, EU (RO, SE, IS, NL, CZ, NO), AP",
+    )
+
+    # --- plumbing ---------------------------------------------------------------------------
+    @property
+    def api_key(self) -> str:
+        return str(self.credentials.get("api_key", "")).strip()
+
+    def make_client(self) -> ApiClient:
+        return ApiClient(
+            provider="runpod", base_url=self.base_url, account_key=account_key(self.settings, self.api_key),
+            headers={"Authorization": f"Bearer {self.api_key}", "Accept": "application/json"},
+            error_mapper=_problem_error, **self.client_kwargs(),
+        )
+
+    def graphql(self, query: str, variables: dict[str, Any] | None = None, *, idempotent: bool = True) -> dict[str, Any]:
+        """POST {base}/graphql; GraphQL reports errors with HTTP 200 and an ``errors`` list."""
+        payload: dict[str, Any] = {"query": query}
+        if variables is not None:
+            payload["variables"] = variables
+        body = self.client.post_json("/graphql", json=payload, idempotent=idempotent) or {}
+        errors = body.get("errors") or []
+        if errors:
+            message = "; ".join(str(e.get("message", e)) for e in errors if isinstance(e, dict)) or str(errors)
+            low = message.lower()
+            if _is_capacity(message):
+                raise CapacityUnavailable(message)
+            if "unauthorized" in low or "api key" in low or "not authorized" in low:
+                raise InvalidCredentials(message)
+            if "quota" in low or "balance" in low:
+                raise QuotaExceeded(message)
+            raise PermanentError(message)
+        return body.get("data") or {}
+
+    # --- interface --------------------------------------------------------------------------
+    def verify(self) -> None:
+        if not self.api_key:
+            raise InvalidCredentials("an API key is required")
+        self.client.request("GET", "/v2/pods")
+
+    def list_offers(self) -> list[OfferData]:
+        counts = tuple(int(c) for c in self.settings.get("gpu_counts", DEFAULT_COUNTS))
+        clouds = tuple(self.settings.get("clouds", DEFAULT_CLOUDS))
+        offers: list[OfferData] = []
+        for cloud in clouds:
+            for count in counts:
+                body = self.client.get_json("/v2/catalog/gpus", params={
+                    "include": "AVAILABILITY", "product": "POD", "count": count, "cloud": cloud})
+                for gpu in (body or {}).get("gpus", []):
+                    offers.extend(self._gpu_offers(gpu, cloud, count))
+        if self.settings.get("spot", True):
+            offers.extend(self._spot_offers(offers))
+        return offers
+
+    def _gpu_offers(self, gpu: dict[str, Any], cloud: str, count: int) -> list[OfferData]:
+        key = cloud.lower()
+        if not gpu.get(key) or count > int((gpu.get("maxCount") or {}).get(key) or 0):
+            return []
+        gpu_class = canonical_gpu_class(str(gpu.get("id", "")), gpu.get("memory")) or \
+            canonical_gpu_class(str(gpu.get("name", "")), gpu.get("memory"))
+        per_gpu = (gpu.get("price") or {}).get(key)
+        if gpu_class is None or not per_gpu:
+            return []
+        price = (Decimal(str(per_gpu)) * count).quantize(CENT, ROUND_HALF_UP)
+        out = []
+        for dc in gpu.get("dataCenters") or []:
+            level = str(dc.get("availability", ""))
+            out.append(OfferData(
+                gpu_class=gpu_class, gpu_count=count, region=str(dc["id"]), country=region_country(str(dc["id"])),
+                price_per_hour=price, currency="USD", spot=False, available=0 if level == "NONE" else None,
+                availability=level, instance_type=f"{cloud}:{gpu['id']}", gpu_memory_gb=gpu.get("memory"),
+                supports_volumes=("ephemeral", "persistent", "network"),
+                extra={"cloud": cloud, "gpu_type_id": gpu["id"], "data_center": dc.get("name", "")},
+            ))
+        return out
+
+    def _spot_offers(self, on_demand: list[OfferData]) -> list[OfferData]:
+        """Spot prices exist only in GraphQL; a failure there costs the spot offers, not the poll."""
+        try:
+            data = self.graphql(SPOT_PRICES_QUERY)
+        except ProviderError as exc:
+            logger.warning("runpod spot prices unavailable: %s", exc)
+            return []
+        spot = {g["id"]: g for g in data.get("gpuTypes") or [] if isinstance(g, dict) and g.get("id")}
+        out = []
+        for o in on_demand:
+            prices = spot.get(o.extra["gpu_type_id"])
+            per_gpu = prices and prices.get("secureSpotPrice" if o.extra["cloud"] == "SECURE" else "communitySpotPrice")
+            if not per_gpu:
+                continue
+            price = (Decimal(str(per_gpu)) * o.gpu_count).quantize(CENT, ROUND_HALF_UP)
+            out.append(OfferData(
+                gpu_class=o.gpu_class, gpu_count=o.gpu_count, region=o.region, country=o.country,
+                price_per_hour=price, currency="USD", spot=True, available=o.available, availability=o.availability,
+                instance_type=o.instance_type, gpu_memory_gb=o.gpu_memory_gb, supports_volumes=o.supports_volumes,
+                extra={**o.extra, "bid_per_gpu": str(per_gpu)},
+            ))
+        return out
+
+    def launch(self, request: LaunchRequest) -> RemotePod:
+        existing = self._find_by_tag(request.tag)
+        if existing is not None:
+            return existing
+        cloud, _, gpu_id = request.instance_type.partition(":")
+        if not gpu_id:
+            raise PermanentError(f"RunPod needs a GPU type id (instance_type), got {request.instance_type!r}")
+        try:
+            if request.spot:
+                return self._launch_spot(request, cloud, gpu_id)
+            pod = self.client.post_json("/v2/pods", json=self._create_body(request, cloud, gpu_id), idempotent=False)
+            return self._remote(pod)
+        except (LaunchTimeout, TransientError) as exc:
+            # A timeout or 5xx after the create may still have created the pod: look by tag.
+            try:
+                found = self._find_by_tag(request.tag)
+            except ProviderError:
+                found = None
+            if found is not None:
+                return found
+            raise exc
+
+    def _env(self, request: LaunchRequest) -> dict[str, str]:
+        env = {str(k): str(v) for k, v in request.env.items()}
+        env[TAG_ENV] = request.tag
+        if request.spot:
+            env[MARKET_ENV] = "spot"
+        return env
+
+    @staticmethod
+    def _ports(request: LaunchRequest) -> list[str]:
+        return [f"{int(p['port'])}/{'http' if p.get('protocol', 'http') == 'http' else 'tcp'}" for p in request.ports]
+
+    @staticmethod
+    def _args(request: LaunchRequest) -> str:
+        return shlex.join([*request.command, *request.args]) if (request.command or request.args) else ""
+
+    def _persistent(self, request: LaunchRequest) -> dict[str, Any] | None:
+        for v in request.volumes:
+            if v.get("kind") == "persistent":
+                return {"size": max(10, int(v.get("size_gb", 20))), "path": str(v.get("mount_path", "/workspace"))}
+        return None
+
+    def _create_body(self, request: LaunchRequest, cloud: str, gpu_id: str) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "name": self._name(request), "image": request.image, "cloud": cloud or "SECURE",
+            "gpu": {"id": gpu_id, "count": request.gpu_count}, "dataCenterIds": [request.region] if request.region else [],
+            "disk": int(request.disk_gb), "env": self._env(request), "startSsh": True,
+        }
+        ports = self._ports(request)
+        if ports:
+            body["ports"] = ports
+        args = self._args(request)
+        if args:
+            body["args"] = args
+        persistent = self._persistent(request)
+        if persistent:
+            body["mounts"] = {"persistent": persistent}
+        if request.registry_auth and request.registry_auth.get("runpod_registry_id"):
+            body["registry"] = request.registry_auth["runpod_registry_id"]
+        return body
+
+    @staticmethod
+    def _name(request: LaunchRequest) -> str:
+        return f"{request.name}-{request.tag[:8]}" if request.tag[:8] not in request.name else request.name
+
+    def _launch_spot(self, request: LaunchRequest, cloud: str, gpu_id: str) -> RemotePod:
+        bid = request.bid_price_per_hour
+        if bid is None:
+            raise PermanentError("an interruptible RunPod pod needs a bid price")
+        bid_per_gpu = float((Decimal(bid) / max(1, request.gpu_count)).quantize(Decimal("0.0001"), ROUND_HALF_UP))
+        persistent = self._persistent(request)
+        pod_input: dict[str, Any] = {
+            "bidPerGpu": bid_per_gpu, "cloudType": cloud or "SECURE", "gpuCount": request.gpu_count,
+            "gpuTypeId": gpu_id, "name": self._name(request), "imageName": request.image,
+            "containerDiskInGb": int(request.disk_gb), "volumeInGb": persistent["size"] if persistent else 0,
+            "env": [{"key": k, "value": v} for k, v in self._env(request).items()], "startSsh": True,
+        }
+        if persistent:
+            pod_input["volumeMountPath"] = persistent["path"]
+        if request.region:
+            pod_input["dataCenterId"] = request.region
+        ports = self._ports(request)
+        if ports:
+            pod_input["ports"] = ",".join(ports)
+        args = self._args(request)
+        if args:
+            pod_input["dockerArgs"] = args
+        data = self.graphql(RENT_INTERRUPTABLE, {"input": pod_input}, idempotent=False)
+        created = data.get("podRentInterruptable") or {}
+        if not created.get("id"):
+            raise CapacityUnavailable("RunPod returned no pod for the interruptible request")
+        return self.get(str(created["id"]))
+
+    def _find_by_tag(self, tag: str) -> RemotePod | None:
+        for pod in self._pods():
+            if (pod.get("env") or {}).get(TAG_ENV) == tag and pod.get("status") != "TERMINATED":
+                return self._remote(pod)
+        return None
+
+    def _pods(self) -> list[dict[str, Any]]:
+        return list((self.client.get_json("/v2/pods") or {}).get("pods", []))
+
+    def _remote(self, pod: dict[str, Any]) -> RemotePod:
+        status = str(pod.get("status", ""))
+        env = pod.get("env") or {}
+        spot = env.get(MARKET_ENV) == "spot"
+        if status == "EXITED":
+            state = REMOTE_INTERRUPTED if spot else REMOTE_STOPPED
+        else:
+            state = _STATE.get(status, REMOTE_PROVISIONING)
+        connection: dict[str, Any] = {}
+        if state == REMOTE_RUNNING:
+            ssh = pod.get("ssh") or {}
+            endpoint = ssh.get("direct") or ssh.get("proxy")
+            if endpoint:
+                connection["host"] = endpoint.get("host", "")
+                connection["ssh"] = endpoint.get("command", "")
+            urls = {}
+            for port in pod.get("ports") or []:
+                number, _, proto = str(port).partition("/")
+                if proto == "http":
+                    urls[number] = f"https://{pod['id']}-{number}.proxy.runpod.net"
+            if urls:
+                connection["urls"] = urls
+        cost = pod.get("cost")
+        return RemotePod(
+            external_id=str(pod["id"]), state=state, tag=str(env.get(TAG_ENV, "")), region=str(pod.get("dataCenterId") or ""),
+            connection=connection, price_per_hour=Decimal(str(cost)) if cost else None,
+            message=f"RunPod status {status}" + (" (spot pod reclaimed)" if state == REMOTE_INTERRUPTED else ""),
+            raw={"status": status, "spot": spot, "gpu": pod.get("gpu"), "cloud": pod.get("cloud")},
+        )
+
+    def get(self, external_id: str) -> RemotePod:
+        return self._remote(self.client.get_json(f"/v2/pods/{external_id}"))
+
+    def terminate(self, external_id: str) -> None:
+        try:
+            self.client.request("DELETE", f"/v2/pods/{external_id}")
+        except NotFound:
+            return
+
+    def stop(self, external_id: str) -> None:
+        pod = self.get(external_id)
+        if pod.raw.get("spot"):
+            # a stopped spot pod would read as reclaimed, and resuming it needs a new bid
+            raise NotSupported("interruptible RunPod pods are terminated, not stopped")
+        self.client.request("POST", f"/v2/pods/{external_id}/action", json={"action": "stop"}, idempotent=True)
+
+    def list_pods(self) -> list[RemotePod]:
+        return [self._remote(p) for p in self._pods() if (p.get("env") or {}).get(TAG_ENV)]
+
+    def gpu_utilization(self, external_id: str) -> list[GpuSample] | None:
+        data = self.graphql(POD_TELEMETRY, {"input": {"podId": external_id}})
+        runtime = (data.get("pod") or {}).get("runtime") or {}
+        gpus = runtime.get("gpus") or []
+        if not gpus:
+            return None
+        return [GpuSample(gpu_index=i, util_pct=float(g.get("gpuUtilPercent") or 0)) for i, g in enumerate(gpus)]
