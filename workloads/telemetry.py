@@ -1,0 +1,393 @@
+"""GPU telemetry: per-pod agent tokens, heartbeat validation, sample ingest from the in-pod
+agent and from provider metric APIs, and retention.
+
+Two sources feed ``UtilizationSample``:
+
+* the provider's own metric, for adapters that implement ``gpu_utilization`` (polled every
+  minute by ``telemetry_poll``);
+* the in-pod agent (``workloads/agent/provisioner_agent.py``), which posts to the heartbeat
+  endpoint with a per-pod bearer token. Only the token's sha256 is stored (``Pod.agent_token_hash``);
+  ``pod_transition`` clears it when the pod ends, which is what makes an old token "expired".
+
+Sample times are the server's receipt time (agent) or the provider's timestamp: pod clocks are
+not trusted, and the idle window is judged on one clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import re
+import secrets
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connections, transaction
+from django.urls import reverse
+
+from providers.adapters.base import GpuSample, ProviderAdapter, ProviderError
+from providers.models import ProviderAccount
+from providers.services import adapter_for
+from provisioner import clock
+from provisioner.env import env_int
+
+from .models import Pod, PodState, UtilizationSample
+
+logger = logging.getLogger(__name__)
+
+SOURCE_AGENT = "agent"
+SOURCE_PROVIDER = "provider"
+# states in which a pod's agent may report: it can start before our sync has seen "running"
+HEARTBEAT_STATES = (PodState.PROVISIONING, PodState.RUNNING, PodState.STOPPING)
+MAX_BODY_BYTES = 16 * 1024
+MAX_GPUS = 64
+_TOKEN_RE = re.compile(r"^[A-Za-z0-9_\-]{20,128}$")
+
+
+def conf(name: str, default: int) -> int:
+    """A tunable: the Django setting if present (tests override it), else the environment."""
+    value = getattr(settings, name, None)
+    return int(value) if value is not None else env_int(name, default)
+
+
+def agent_interval_seconds() -> int:
+    return conf("AGENT_INTERVAL_SECONDS", 30)
+
+
+# --- tokens ---------------------------------------------------------------------------------
+
+
+def agent_token_hash(token: str) -> str:
+    """sha256 hex of a token. Tokens are 256-bit random, so a fast hash is enough."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def agent_token_issue(*, pod: Pod) -> str:
+    """Give ``pod`` a fresh agent token (replacing any earlier one) and return it in clear.
+
+    The clear token exists only in the launch request's environment; we keep its hash.
+    """
+    token = secrets.token_urlsafe(32)
+    digest = agent_token_hash(token)
+    Pod.objects.filter(pk=pod.pk).update(agent_token_hash=digest)
+    pod.agent_token_hash = digest
+    return token
+
+
+def agent_token_revoke(*, pod: Pod) -> None:
+    """Invalidate the pod's agent token now (pod_transition also does this on final states)."""
+    Pod.objects.filter(pk=pod.pk).update(agent_token_hash="")
+    pod.agent_token_hash = ""
+
+
+def agent_heartbeat_url(pod: Pod) -> str:
+    base = str(getattr(settings, "PUBLIC_BASE_URL", "http://127.0.0.1:8000")).rstrip("/")
+    return base + reverse("workloads:agent_heartbeat", args=[pod.pk])
+
+
+def agent_launch_env(*, pod: Pod) -> dict[str, str]:
+    """Environment for the pod's container: where and how the in-pod agent reports.
+
+    Called once per launch attempt; each attempt's token replaces the previous one, so only the
+    pod that actually launched can report.
+    """
+    base = str(getattr(settings, "PUBLIC_BASE_URL", "http://127.0.0.1:8000")).rstrip("/")
+    return {
+        "AGENT_HEARTBEAT_URL": agent_heartbeat_url(pod),
+        "AGENT_TOKEN": agent_token_issue(pod=pod),
+        "AGENT_INTERVAL": str(agent_interval_seconds()),
+        "AGENT_SCRIPT_URL": base + reverse("workloads:agent_script"),
+    }
+
+
+class TokenRefused(Exception):
+    """Heartbeat authentication failed; ``status`` is 401 (unknown/expired) or 403 (foreign/not live)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def bearer_token(authorization: str) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None when malformed."""
+    scheme, _, token = (authorization or "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not _TOKEN_RE.match(token):
+        return None
+    return token
+
+
+def agent_authenticate(*, pod_id: str, token: str) -> Pod:
+    """The pod this token belongs to, if it is ``pod_id`` and may report. Raises TokenRefused."""
+    pod = (Pod.objects.select_related("workload").filter(agent_token_hash=agent_token_hash(token)).first()
+           if token else None)
+    if pod is None:
+        # never issued, replaced by a later launch attempt, or revoked when the pod ended
+        raise TokenRefused(401, "unknown, expired or revoked agent token")
+    if str(pod.pk) != str(pod_id):
+        raise TokenRefused(403, "this token belongs to another pod")
+    if pod.state not in HEARTBEAT_STATES:
+        raise TokenRefused(403, f"pod is {pod.state}; heartbeats are not accepted")
+    return pod
+
+
+def heartbeat_rate_limited(token_digest: str) -> int:
+    """Count one heartbeat for this token in the current fixed one-minute window.
+
+    Returns 0 when allowed, else the seconds until the window ends (for Retry-After).
+    Uses the Django cache, so with several web processes it needs a shared cache (Redis).
+    """
+    limit = conf("AGENT_HEARTBEAT_LIMIT_PER_MINUTE", 12)
+    now = clock.now().timestamp()
+    window = int(now // 60)
+    key = f"agent-hb:{token_digest[:32]}:{window}"
+    cache.add(key, 0, timeout=90)
+    try:
+        count = cache.incr(key)
+    except ValueError:  # evicted between add and incr
+        cache.set(key, 1, timeout=90)
+        count = 1
+    if count > limit:
+        return max(1, int((window + 1) * 60 - now))
+    return 0
+
+
+# --- heartbeat payload ---------------------------------------------------------------------
+
+
+class HeartbeatInvalid(Exception):
+    """The heartbeat body is not the documented JSON; ``status`` is 400 or 413/415."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class Heartbeat:
+    gpus: list[GpuSample]
+    source: str = ""
+    agent_version: str = ""
+    interval: int | None = None
+    error: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_TOP_KEYS = {"gpus", "source", "agent_version", "interval", "error"}
+_GPU_KEYS = {"index", "util", "mem_used_mb", "mem_total_mb"}
+
+
+def _number(value: Any, what: str, *, lo: float, hi: float, optional: bool = False) -> float | None:
+    if value is None and optional:
+        return None
+    # bool is an int in Python; a JSON true is not a percentage
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise HeartbeatInvalid(f"{what} must be a number")
+    if not lo <= value <= hi:
+        raise HeartbeatInvalid(f"{what} must be between {lo:g} and {hi:g}")
+    return float(value)
+
+
+def _reject_constant(name: str):
+    raise HeartbeatInvalid(f"{name} is not valid JSON")
+
+
+def heartbeat_parse(body: bytes, content_type: str = "application/json") -> Heartbeat:
+    """Validate a heartbeat strictly. Anything unexpected is a HeartbeatInvalid, never a crash.
+
+    Body: ``{"gpus": [{"index": 0, "util": 37.5, "mem_used_mb": 1200, "mem_total_mb": 81920}],
+    "source": "nvml", "agent_version": "1", "interval": 30, "error": ""}`` — only ``gpus`` is
+    required; unknown keys are refused so that typos do not pass silently.
+    """
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise HeartbeatInvalid("Content-Type must be application/json", status=415)
+    if len(body) > MAX_BODY_BYTES:
+        raise HeartbeatInvalid("body too large", status=413)
+    try:
+        data = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise HeartbeatInvalid("body is not valid JSON")
+    if not isinstance(data, dict):
+        raise HeartbeatInvalid("body must be a JSON object")
+    unknown = set(data) - _TOP_KEYS
+    if unknown:
+        raise HeartbeatInvalid(f"unknown field(s): {', '.join(sorted(map(str, unknown)))[:200]}")
+    gpus = data.get("gpus")
+    if not isinstance(gpus, list):
+        raise HeartbeatInvalid("gpus must be a list")
+    if len(gpus) > MAX_GPUS:
+        raise HeartbeatInvalid(f"at most {MAX_GPUS} GPUs")
+    samples: list[GpuSample] = []
+    seen: set[int] = set()
+    for n, g in enumerate(gpus):
+        if not isinstance(g, dict):
+            raise HeartbeatInvalid(f"gpus[{n}] must be an object")
+        if set(g) - _GPU_KEYS:
+            raise HeartbeatInvalid(f"gpus[{n}] has unknown field(s)")
+        index = g.get("index")
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < MAX_GPUS:
+            raise HeartbeatInvalid(f"gpus[{n}].index must be an integer 0..{MAX_GPUS - 1}")
+        if index in seen:
+            raise HeartbeatInvalid(f"gpus[{n}].index {index} is repeated")
+        seen.add(index)
+        util = _number(g.get("util"), f"gpus[{n}].util", lo=0, hi=100)
+        used = _number(g.get("mem_used_mb"), f"gpus[{n}].mem_used_mb", lo=0, hi=1e8, optional=True)
+        total = _number(g.get("mem_total_mb"), f"gpus[{n}].mem_total_mb", lo=0, hi=1e8, optional=True)
+        if used is not None and total is not None and used > total:
+            raise HeartbeatInvalid(f"gpus[{n}].mem_used_mb exceeds mem_total_mb")
+        samples.append(GpuSample(gpu_index=index, util_pct=float(util), mem_used_mb=used, mem_total_mb=total))
+    beat = Heartbeat(gpus=samples)
+    for key, limit in (("source", 32), ("agent_version", 32), ("error", 300)):
+        value = data.get(key, "")
+        if not isinstance(value, str) or len(value) > limit:
+            raise HeartbeatInvalid(f"{key} must be a string of at most {limit} characters")
+        setattr(beat, key, value)
+    interval = data.get("interval")
+    if interval is not None:
+        if isinstance(interval, bool) or not isinstance(interval, int) or not 1 <= interval <= 3600:
+            raise HeartbeatInvalid("interval must be an integer 1..3600")
+        beat.interval = interval
+    return beat
+
+
+# --- ingest ---------------------------------------------------------------------------------
+
+
+def samples_ingest(*, pod: Pod, samples: Sequence[GpuSample], source: str, at: datetime | None = None) -> int:
+    """Store one reading of each GPU; GPU activity during an idle warning cancels the shutdown.
+
+    ``pod.workload`` should be loaded (its threshold decides what counts as activity).
+    """
+    now = at or clock.now()
+    rows = [UtilizationSample(pod_id=pod.pk, at=s.at or now, gpu_index=s.gpu_index, util_pct=s.util_pct,
+                              mem_used_mb=s.mem_used_mb, mem_total_mb=s.mem_total_mb, source=source)
+            for s in samples]
+    if rows:
+        UtilizationSample.objects.bulk_create(rows)
+        _cancel_warning_on_activity(pod, rows)
+    return len(rows)
+
+
+def _cancel_warning_on_activity(pod: Pod, rows: Sequence[UtilizationSample]) -> None:
+    if pod.idle_warning_at is None:
+        return
+    from .idle import idle_warning_cancel  # idle builds on telemetry, not the reverse
+
+    threshold = pod.workload.idle_threshold_pct
+    busiest = max(rows, key=lambda r: r.util_pct)
+    if busiest.util_pct >= threshold:
+        idle_warning_cancel(pod=pod, message=(f"GPU {busiest.gpu_index} is busy again ({busiest.util_pct:.0f} % ≥ "
+                                              f"{threshold} %): idle shutdown cancelled"),
+                            util_pct=busiest.util_pct, gpu_index=busiest.gpu_index)
+
+
+def heartbeat_record(*, pod: Pod, beat: Heartbeat) -> int:
+    """Store an authenticated agent heartbeat. Returns the number of samples stored."""
+    now = clock.now()
+    with transaction.atomic():
+        Pod.objects.filter(pk=pod.pk).update(last_heartbeat_at=now, agent_error=beat.error[:300])
+        pod.last_heartbeat_at, pod.agent_error = now, beat.error[:300]
+        return samples_ingest(pod=pod, samples=beat.gpus, source=SOURCE_AGENT, at=now)
+
+
+# --- provider metrics -----------------------------------------------------------------------
+
+
+def has_provider_metrics(adapter: ProviderAdapter) -> bool:
+    """True when the adapter overrides ``gpu_utilization`` (the base returns None)."""
+    return type(adapter).gpu_utilization is not ProviderAdapter.gpu_utilization
+
+
+def _poll_account(account: ProviderAccount, pods: list[Pod], threaded: bool) -> list[tuple[Pod, list[GpuSample]]]:
+    out: list[tuple[Pod, list[GpuSample]]] = []
+    try:
+        adapter = adapter_for(account)
+        if not has_provider_metrics(adapter):
+            return out
+        for pod in pods:
+            try:
+                samples = adapter.gpu_utilization(pod.external_id)
+            except ProviderError as exc:
+                logger.info("GPU metrics of pod %s unavailable: %s", pod.pk, exc)
+                continue
+            if samples:
+                out.append((pod, samples))
+    except Exception:  # one broken adapter must not stop the others' telemetry
+        logger.exception("GPU metrics poll of account %s failed", account.pk)
+    finally:
+        if threaded:
+            connections.close_all()  # this worker thread's own connections
+    return out
+
+
+def telemetry_poll() -> int:
+    """Read provider GPU metrics for every running pod whose provider has them. Returns samples stored.
+
+    Accounts are polled concurrently (``TELEMETRY_POLL_WORKERS``), each account's pods in turn.
+    """
+    pods = list(Pod.objects.filter(state=PodState.RUNNING, provider_account__isnull=False)
+                .exclude(external_id="").select_related("provider_account", "workload"))
+    by_account: dict[str, tuple[ProviderAccount, list[Pod]]] = {}
+    for pod in pods:
+        by_account.setdefault(str(pod.provider_account_id), (pod.provider_account, []))[1].append(pod)
+    workers = min(conf("TELEMETRY_POLL_WORKERS", 8), len(by_account))
+    results: list[tuple[Pod, list[GpuSample]]] = []
+    if workers > 1:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gpu-metrics") as pool:
+            for chunk in pool.map(lambda item: _poll_account(item[0], item[1], True), by_account.values()):
+                results.extend(chunk)
+    else:
+        for account, account_pods in by_account.values():
+            results.extend(_poll_account(account, account_pods, False))
+    now = clock.now()
+    stored = 0
+    for pod, samples in results:
+        stored += samples_ingest(pod=pod, samples=samples, source=SOURCE_PROVIDER, at=now)
+    return stored
+
+
+# --- retention ------------------------------------------------------------------------------
+
+
+def samples_purge(*, batch: int = 50_000) -> int:
+    """Delete samples older than ``UTILIZATION_RETENTION_DAYS`` (default 14), in batches so that
+    no single statement holds locks for long. Returns the number deleted."""
+    cutoff = clock.now() - timedelta(days=conf("UTILIZATION_RETENTION_DAYS", 14))
+    deleted = 0
+    while True:
+        ids = list(UtilizationSample.objects.filter(at__lt=cutoff).values_list("pk", flat=True)[:batch])
+        if not ids:
+            return deleted
+        deleted += UtilizationSample.objects.filter(pk__in=ids).delete()[0]
+
+
+# --- reads ----------------------------------------------------------------------------------
+
+CHART_RANGES = {"15m": 15, "1h": 60, "6h": 360, "24h": 1440}
+MAX_POINTS_PER_GPU = 360
+
+
+def pod_utilization_series(pod: Pod, *, minutes: int, now: datetime | None = None) -> dict[int, list[tuple[datetime, float]]]:
+    """Per-GPU (time, utilization %) for the last ``minutes``, downsampled to the maximum of each
+    time bucket so that a short spike stays visible (it is what keeps a pod alive)."""
+    now = now or clock.now()
+    start = now - timedelta(minutes=minutes)
+    rows = (UtilizationSample.objects.filter(pod_id=pod.pk, at__gte=start, at__lte=now)
+            .order_by("at").values_list("gpu_index", "at", "util_pct"))
+    bucket = max(1.0, minutes * 60 / MAX_POINTS_PER_GPU)
+    series: dict[int, dict[int, tuple[datetime, float]]] = {}
+    for gpu, at, util in rows.iterator(chunk_size=5000):
+        key = int((at - start).total_seconds() // bucket)
+        per = series.setdefault(gpu, {})
+        if key not in per or util > per[key][1]:
+            per[key] = (at, util)
+    return {gpu: list(per.values()) for gpu, per in sorted(series.items())}

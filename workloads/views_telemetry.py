@@ -1,0 +1,94 @@
+"""Telemetry endpoints: the in-pod agent's heartbeat (token auth, no session), the agent script
+download, and the pod page's utilization chart fragment."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from django.contrib.auth.decorators import login_required
+from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.utils.safestring import mark_safe
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from provisioner import clock
+from tenants.access import get_for_tenant_or_404
+
+from . import telemetry
+from .idle import pod_idle_status
+from .models import LIVE_POD_STATES
+from .selectors import pods_for_tenant
+
+AGENT_SCRIPT = Path(__file__).resolve().parent / "agent" / "provisioner_agent.py"
+
+
+@csrf_exempt  # authenticated by the per-pod bearer token, not a session cookie
+@require_POST
+def agent_heartbeat(request: HttpRequest, pk) -> JsonResponse:
+    """Store one agent report. 401 unknown/expired token, 403 foreign token or pod not live,
+    429 rate-limited, 400/413/415 bad body. Nothing is stored unless everything checks out."""
+    token = telemetry.bearer_token(request.headers.get("Authorization", ""))
+    if token is None:
+        return JsonResponse({"error": "missing or malformed bearer token"}, status=401)
+    retry_after = telemetry.heartbeat_rate_limited(telemetry.agent_token_hash(token))
+    if retry_after:
+        response = JsonResponse({"error": "rate limited"}, status=429)
+        response["Retry-After"] = str(retry_after)
+        return response
+    try:
+        pod = telemetry.agent_authenticate(pod_id=str(pk), token=token)
+        beat = telemetry.heartbeat_parse(request.body, request.content_type or "")
+    except telemetry.TokenRefused as exc:
+        return JsonResponse({"error": exc.message}, status=exc.status)
+    except telemetry.HeartbeatInvalid as exc:
+        return JsonResponse({"error": exc.message}, status=exc.status)
+    stored = telemetry.heartbeat_record(pod=pod, beat=beat)
+    return JsonResponse({"ok": True, "stored": stored, "interval": telemetry.agent_interval_seconds()})
+
+
+@require_GET
+def agent_script(request: HttpRequest) -> FileResponse:
+    """The agent itself, so an image without it can fetch it at start (it is not secret)."""
+    response = FileResponse(AGENT_SCRIPT.open("rb"), content_type="text/x-python; charset=utf-8")
+    response["Content-Disposition"] = 'inline; filename="provisioner_agent.py"'
+    return response
+
+
+def _figure_json(series, *, threshold: int | None, minutes: int, now) -> str:
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for gpu, points in series.items():
+        fig.add_trace(go.Scatter(x=[at.isoformat() for at, _ in points], y=[round(u, 1) for _, u in points],
+                                 mode="lines", name=f"GPU {gpu}", line={"width": 2}))
+    if threshold is not None:
+        fig.add_hline(y=threshold, line={"dash": "dash", "color": "#d92d20", "width": 1},
+                      annotation_text=f"idle below {threshold} %", annotation_position="top left")
+    fig.update_layout(
+        height=260, margin={"l": 40, "r": 10, "t": 10, "b": 30}, showlegend=len(series) > 1,
+        legend={"orientation": "h", "y": -0.2}, paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)",
+        yaxis={"range": [0, 100], "title": {"text": "GPU %"}, "gridcolor": "#eaecf0"},
+        xaxis={"range": [(now - timedelta(minutes=minutes)).isoformat(), now.isoformat()], "gridcolor": "#eaecf0"},
+    )
+    # the JSON sits in a <script type="application/json">: keep "</script>" from ending it early
+    return fig.to_json().replace("<", "\\u003c")
+
+
+@login_required
+def pod_utilization(request: HttpRequest, pk) -> HttpResponse:
+    """Per-GPU utilization chart, the idle countdown and the "no telemetry" warning (HTMX fragment)."""
+    pod = get_for_tenant_or_404(request, pods_for_tenant(request.tenant), pk=pk)
+    now = clock.now()
+    range_key = request.GET.get("range", "1h")
+    if range_key not in telemetry.CHART_RANGES:
+        range_key = "1h"
+    minutes = telemetry.CHART_RANGES[range_key]
+    series = telemetry.pod_utilization_series(pod, minutes=minutes, now=now)
+    idle = pod_idle_status(pod, now=now)
+    figure = _figure_json(series, threshold=idle.threshold if idle.enabled else None, minutes=minutes, now=now)
+    ctx = {"pod": pod, "idle": idle, "figure_json": mark_safe(figure), "has_samples": bool(series),
+           "range_key": range_key, "ranges": list(telemetry.CHART_RANGES), "live": pod.state in LIVE_POD_STATES,
+           "gpu_count": len(series), "now": now, "agent_error": pod.agent_error}
+    return render(request, "workloads/partials/utilization.html", ctx)
