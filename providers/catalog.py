@@ -132,6 +132,8 @@ REGION_COUNTRIES: dict[str, str] = {
     "uksouth": "GB", "ukwest": "GB", "canadacentral": "CA", "japaneast": "JP",
     "australiaeast": "AU", "koreacentral": "KR", "southeastasia": "SG", "centralindia": "IN",
     "brazilsouth": "BR", "uaenorth": "AE",
+    "westcentralus": "US", "canadaeast": "CA", "japanwest": "JP", "australiasoutheast": "AU", "southindia": "IN",
+    "eastasia": "HK", "southafricanorth": "ZA", "spaincentral": "ES", "mexicocentral": "MX", "qatarcentral": "QA",
     # Lambda
     "us-south-1": "US", "us-south-2": "US", "us-south-3": "US", "us-midwest-1": "US",
     "us-east-3": "US", "europe-central-1": "DE", "asia-south-1": "IN", "asia-northeast-1": "JP",
@@ -142,6 +144,8 @@ REGION_COUNTRIES: dict[str, str] = {
     # CoreWeave
     "us-east-04": "US", "us-west-04": "US", "us-central-01": "US", "lga1": "US", "las1": "US",
     "ord1": "US", "rno2": "US", "gb-south-01": "GB",
+    "us-east-01": "US", "us-east-02": "US", "us-east-03": "US", "us-east-06": "US", "us-east-08": "US",
+    "us-west-01": "US", "us-west-09": "US", "us-central-02": "US", "us-lab-01": "US", "eu-south-04": "ES", "se-north-01": "SE",
     # Sandbox
     "sbx-us-east": "US", "sbx-us-west": "US", "sbx-ca-central": "CA", "sbx-de-fra": "DE",
     "sbx-nl-ams": "NL", "sbx-fi-hel": "FI", "sbx-jp-tyo": "JP",

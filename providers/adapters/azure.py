@@ -1,0 +1,543 @@
+"""Microsoft Azure: GPU virtual machines through the ARM REST API (httpx; no Azure SDK).
+
+Credentials: an Entra ID app registration (tenant id, client id, client secret) and the
+subscription. Settings: ``resource_group`` and ``subnet_id`` (a pre-existing subnet; each VM
+gets one NIC there), ``locations`` (regions to offer), ``image`` (imageReference),
+``admin_username``, ``ssh_public_key``, ``eviction_policy`` (``Delete``), ``spot_max_price``
+(``"on-demand"``: maxPrice -1, or ``"bid"``: the offer's price), ``launch_wait_seconds``, and
+``base_url`` (one URL for all three hosts, or ``{"login", "management", "prices"}``).
+
+Offers come from resource SKUs (``GPUs`` capability, location/zone restrictions) priced by
+the public Retail Prices API (Linux, consumption; "Spot" meters for spot).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import shlex
+import threading
+import time
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import httpx
+
+from provisioner import clock
+
+from ..catalog import GPU_CLASSES, region_country
+from .base import (
+    REMOTE_FAILED,
+    REMOTE_INTERRUPTED,
+    REMOTE_PROVISIONING,
+    REMOTE_RUNNING,
+    REMOTE_STOPPED,
+    REMOTE_TERMINATED,
+    CapacityUnavailable,
+    CredentialField,
+    InvalidCredentials,
+    LaunchRequest,
+    NotFound,
+    OfferData,
+    PermanentError,
+    ProviderAdapter,
+    ProviderError,
+    ProviderInfo,
+    QuotaExceeded,
+    RemotePod,
+    TransientError,
+)
+
+COMPUTE_API = "2024-07-01"
+SKUS_API = "2021-07-01"
+NETWORK_API = "2024-05-01"
+SUBSCRIPTION_API = "2022-12-01"
+ACTIVITY_API = "2015-04-01"
+TAG = "provisioner-pod"
+DEFAULT_LOCATIONS = ("eastus", "eastus2", "southcentralus", "westus2", "westus3", "westeurope", "northeurope",
+                     "swedencentral", "uksouth", "francecentral", "germanywestcentral", "japaneast", "australiaeast")
+# Ubuntu HPC image: NVIDIA driver, CUDA and Docker with the NVIDIA runtime preinstalled [K]
+DEFAULT_IMAGE = {"publisher": "microsoft-dsvm", "offer": "ubuntu-hpc", "sku": "2204", "version": "latest"}
+CAPACITY_CODES = {"AllocationFailed", "SkuNotAvailable", "ZonalAllocationFailed", "OverconstrainedAllocationRequest",
+                  "OverconstrainedZonalAllocationRequest"}
+MAX_PAGES = 20
+
+# SKU name -> canonical class. The SKU API gives a GPU count but not the model, so the series
+# is the source of truth (learn.microsoft.com VM size pages).
+_SKU_GPU: list[tuple[str, str]] = [
+    (r"^Standard_NV(6|12|18)ads_A10_v5$", ""),  # fractional A10 (1/6..1/2 GPU): not a whole GPU
+    (r"_H200_", "H200"),
+    (r"_H100_", "H100"),
+    (r"_MI300X_", "MI300X"),
+    (r"_A100_v4$", "A100-80"),  # NC A100 v4, ND A100 v4 (amsr): 80 GB
+    (r"^Standard_ND96asr_v4$", "A100-40"),
+    (r"_A10_v5$", "A10"),
+    (r"_T4_v3$", "T4"),
+    (r"^Standard_NC\d+r?s_v3$", "V100"),
+    (r"^Standard_ND40rs_v2$", "V100"),
+]
+
+_token_cache: dict[str, tuple[str, Any]] = {}
+_token_lock = threading.Lock()
+
+
+def sku_gpu_class(name: str) -> str | None:
+    for pattern, cls in _SKU_GPU:
+        if re.search(pattern, name):
+            return cls or None
+    return None
+
+
+def _capabilities(sku: dict[str, Any]) -> dict[str, str]:
+    return {c.get("name", ""): str(c.get("value", "")) for c in sku.get("capabilities") or []}
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After", "")
+    return float(value) if value.replace(".", "", 1).isdigit() else None
+
+
+def arm_error(response: httpx.Response) -> ProviderError:
+    """Map an ARM error body ``{"error": {"code", "message", "details"}}`` to a typed error."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    err = (body.get("error") if isinstance(body, dict) else None) or {}
+    if isinstance(err, str):  # the token endpoint: {"error": "invalid_client", "error_description": ...}
+        err = {"code": err, "message": body.get("error_description", "")}
+    return error_from(err, response.status_code, _retry_after(response))
+
+
+def error_from(err: dict[str, Any], status: int | None = None, retry_after: float | None = None) -> ProviderError:
+    codes = [str(err.get("code") or "")] + [str(d.get("code") or "") for d in err.get("details") or [] if isinstance(d, dict)]
+    message = str(err.get("message") or "") or "; ".join(str(d.get("message", "")) for d in err.get("details") or [])
+    code = next((c for c in codes if c in CAPACITY_CODES), codes[0])
+    if code in CAPACITY_CODES:
+        return CapacityUnavailable(f"{code}: {message}", status=status, code=code)
+    if "QuotaExceeded" in codes or ("OperationNotAllowed" in codes and "quota" in message.lower()):
+        return QuotaExceeded(message, status=status, code="QuotaExceeded")
+    if status == 401 or code in ("InvalidAuthenticationToken", "ExpiredAuthenticationToken", "invalid_client",
+                                 "unauthorized_client", "invalid_request", "AuthenticationFailed"):
+        return InvalidCredentials(f"Azure refused the credentials: {message or code}", status=status, code=code)
+    if status == 403 or code == "AuthorizationFailed":
+        return InvalidCredentials(f"the app registration lacks a role: {message}", status=status, code=code)
+    if status == 429 or (status or 0) >= 500:
+        return TransientError(message or f"HTTP {status}", status=status, code=code, retry_after=retry_after)
+    if status == 404 or code in ("ResourceNotFound", "NotFound", "ResourceGroupNotFound"):
+        return NotFound(message, status=status, code=code)
+    return PermanentError(f"{code}: {message}", status=status, code=code)
+
+
+class AzureAdapter(ProviderAdapter):
+    info = ProviderInfo(
+        kind="azure",
+        label="Microsoft Azure",
+        description="GPU VMs (NC/ND/NV series) in your subscription, on-demand or Spot, priced by the Retail Prices API.",
+        supports_spot=True,
+        billing_increment_seconds=60,  # per-minute billing for VMs
+        credential_fields=(
+            CredentialField("tenant_id", "Directory (tenant) ID", secret=False),
+            CredentialField("client_id", "Application (client) ID", secret=False),
+            CredentialField("client_secret", "Client secret", help="Secret of the app registration; it needs the "
+                            "Virtual Machine Contributor and Network Contributor roles on the resource group."),
+            CredentialField("subscription_id", "Subscription ID", secret=False),
+        ),
+        regions_hint="US, EU, UK, JP, AU (the locations you enable)",
+    )
+
+    def __init__(self, credentials: dict[str, Any], settings: dict[str, Any] | None = None, *,
+                 transport: httpx.BaseTransport | None = None):
+        super().__init__(credentials, settings)
+        self._transport = transport
+        self._client: httpx.Client | None = None
+
+    # --- plumbing -----------------------------------------------------------------------------
+    def _base(self, which: str) -> str:
+        default = {"login": "https://login.microsoftonline.com", "management": "https://management.azure.com",
+                   "prices": "https://prices.azure.com"}[which]
+        override = self.settings.get("base_url")
+        if isinstance(override, dict):
+            return str(override.get(which) or default).rstrip("/")
+        return str(override or default).rstrip("/")
+
+    @property
+    def http(self) -> httpx.Client:
+        if self._client is None:
+            self._client = httpx.Client(transport=self._transport, timeout=httpx.Timeout(float(self.settings.get("timeout_seconds", 30))),
+                                        headers={"User-Agent": "ai-cloud-provisioner"})
+        return self._client
+
+    def _cred(self, key: str) -> str:
+        value = str(self.credentials.get(key) or "").strip()
+        if not value:
+            raise InvalidCredentials(f"missing {key}")
+        return value
+
+    @property
+    def subscription(self) -> str:
+        return f"/subscriptions/{self._cred('subscription_id')}"
+
+    def token(self) -> str:
+        """A client-credentials token for ARM, cached (per app and secret) until shortly before expiry."""
+        tenant, client_id, secret = self._cred("tenant_id"), self._cred("client_id"), self._cred("client_secret")
+        key = hashlib.sha256(f"{self._base('login')}|{tenant}|{client_id}|{secret}".encode()).hexdigest()
+        with _token_lock:
+            cached = _token_cache.get(key)
+            if cached and cached[1] > clock.now():
+                return cached[0]
+        try:
+            r = self.http.post(f"{self._base('login')}/{tenant}/oauth2/v2.0/token", data={
+                "grant_type": "client_credentials", "client_id": client_id, "client_secret": secret,
+                "scope": "https://management.azure.com/.default"})
+        except httpx.HTTPError as exc:
+            raise TransientError(f"cannot reach Entra ID: {exc}")
+        if r.status_code >= 300:
+            err = arm_error(r)
+            if r.status_code in (400, 401) and not isinstance(err, TransientError):
+                raise InvalidCredentials(f"Azure refused the credentials: {err.message}", status=r.status_code, code=err.code)
+            raise err
+        body = r.json()
+        expires = clock.now() + timedelta(seconds=max(0, int(body.get("expires_in", 3599)) - 120))
+        with _token_lock:
+            _token_cache[key] = (body["access_token"], expires)
+        return body["access_token"]
+
+    def _arm(self, method: str, path_or_url: str, *, api: str = COMPUTE_API, json: Any = None,
+             params: dict[str, Any] | None = None) -> httpx.Response:
+        url = path_or_url if path_or_url.startswith("http") else f"{self._base('management')}{path_or_url}"
+        query = dict(params or {})
+        if "api-version=" not in url:
+            query["api-version"] = api
+        try:
+            r = self.http.request(method, url, params=query or None, json=json, headers={"Authorization": f"Bearer {self.token()}"})
+        except httpx.TimeoutException as exc:
+            raise TransientError(f"Azure timed out: {exc}")
+        except httpx.HTTPError as exc:
+            raise TransientError(f"cannot reach Azure: {exc}")
+        if r.status_code >= 400:
+            raise arm_error(r)
+        return r
+
+    def _paged(self, path: str, *, api: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        items, url, query = [], path, params
+        for _ in range(MAX_PAGES):  # bounded: a looping nextLink must not hang a poll
+            body = self._arm("GET", url, api=api, params=query).json()
+            items.extend(body.get("value") or [])
+            url, query = body.get("nextLink"), None
+            if not url:
+                break
+        return items
+
+    def _wait(self, response: httpx.Response, timeout: float) -> dict[str, Any] | None:
+        """Follow a long-running operation (Azure-AsyncOperation, else Location) for at most
+        ``timeout`` seconds. Returns the final operation body, or None when still running."""
+        url = response.headers.get("Azure-AsyncOperation") or response.headers.get("Location")
+        if not url or response.status_code not in (201, 202):
+            return {"status": "Succeeded"}
+        deadline = time.monotonic() + timeout
+        cap = float(self.settings.get("poll_interval_seconds", 5))
+        while True:
+            r = self._arm("GET", url)
+            if "Azure-AsyncOperation" in response.headers:
+                body = r.json()
+                if body.get("status") in ("Succeeded", "Failed", "Canceled"):
+                    return body
+            elif r.status_code != 202:  # Location: 202 while running, then 200/204
+                return {"status": "Succeeded"}
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(min(cap, _retry_after(r) or cap))
+
+    # --- interface ----------------------------------------------------------------------------
+    def verify(self) -> None:
+        self._arm("GET", self.subscription, api=SUBSCRIPTION_API)
+
+    def list_offers(self) -> list[OfferData]:
+        wanted = [str(x).lower() for x in (self.settings.get("locations") or DEFAULT_LOCATIONS)]
+        params = {"$filter": f"location eq '{wanted[0]}'"} if len(wanted) == 1 else None
+        shapes: dict[tuple[str, str], dict[str, Any]] = {}  # (sku, location) -> facts
+        for sku in self._paged(f"{self.subscription}/providers/Microsoft.Compute/skus", api=SKUS_API, params=params):
+            if sku.get("resourceType") != "virtualMachines":
+                continue
+            caps = _capabilities(sku)
+            cls = sku_gpu_class(sku.get("name", ""))
+            gpus = int(caps.get("GPUs") or 0) if (caps.get("GPUs") or "0").isdigit() else 0
+            if cls is None or gpus < 1:
+                continue
+            for info in sku.get("locationInfo") or [{"location": loc, "zones": []} for loc in sku.get("locations") or []]:
+                loc = str(info.get("location", "")).lower()
+                if loc not in wanted:
+                    continue
+                zones = set(info.get("zones") or [])
+                blocked = False
+                for rest in sku.get("restrictions") or []:
+                    where = [x.lower() for x in (rest.get("restrictionInfo") or {}).get("locations") or rest.get("values") or []]
+                    if loc not in where:
+                        continue
+                    if rest.get("type") == "Location":
+                        blocked = True
+                    elif rest.get("type") == "Zone":
+                        zones -= set((rest.get("restrictionInfo") or {}).get("zones") or [])
+                        blocked = blocked or (bool(info.get("zones")) and not zones)
+                if not blocked:
+                    shapes[(sku["name"], loc)] = {"class": cls, "gpus": gpus, "zones": sorted(zones),
+                                                  "spot_ok": caps.get("LowPriorityCapable", "False") == "True",
+                                                  "vcpus": caps.get("vCPUs"), "memory_gb": caps.get("MemoryGB")}
+        prices = self._retail_prices(sorted({loc for _, loc in shapes}), sorted({s for s, _ in shapes}))
+        offers = []
+        for (sku, loc), facts in sorted(shapes.items()):
+            for spot in (False, True):
+                price = prices.get((sku.lower(), loc, spot))
+                if price is None or (spot and not facts["spot_ok"]):
+                    continue
+                offers.append(OfferData(
+                    gpu_class=facts["class"], gpu_count=facts["gpus"], region=loc, country=region_country(loc),
+                    price_per_hour=price, currency="USD", spot=spot, instance_type=sku,
+                    gpu_memory_gb=GPU_CLASSES[facts["class"]][1], supports_volumes=("ephemeral", "persistent"),
+                    extra={"zones": facts["zones"], "vcpus": facts["vcpus"], "memory_gb": facts["memory_gb"]},
+                ))
+        return offers
+
+    def _retail_prices(self, locations: list[str], skus: list[str]) -> dict[tuple[str, str, bool], Decimal]:
+        """(sku lower, location, spot) -> USD/hour, Linux consumption meters only."""
+        out: dict[tuple[str, str, bool], Decimal] = {}
+        for loc in locations:
+            for i in range(0, len(skus), 10):  # a few SKUs per query keeps the URL short
+                names = " or ".join(f"armSkuName eq '{s}'" for s in skus[i:i + 10])
+                flt = (f"serviceName eq 'Virtual Machines' and priceType eq 'Consumption' and armRegionName eq '{loc}' "
+                       f"and ({names})")
+                url: str | None = f"{self._base('prices')}/api/retail/prices"
+                params: dict[str, str] | None = {"currencyCode": "USD", "$filter": flt}
+                for _ in range(MAX_PAGES):
+                    try:
+                        r = self.http.get(url, params=params)
+                    except httpx.HTTPError as exc:
+                        raise TransientError(f"cannot reach the Retail Prices API: {exc}")
+                    if r.status_code >= 400:
+                        raise error_from({"code": "RetailPrices", "message": r.text[:200]}, r.status_code, _retry_after(r))
+                    body = r.json()
+                    for item in body.get("Items") or []:
+                        meter = f"{item.get('skuName', '')} {item.get('meterName', '')}"
+                        if ("Windows" in item.get("productName", "") or "Low Priority" in meter
+                                or item.get("type", "Consumption") != "Consumption" or item.get("unitOfMeasure") != "1 Hour"
+                                or item.get("currencyCode", "USD") != "USD"):
+                            continue
+                        key = (str(item.get("armSkuName", "")).lower(), str(item.get("armRegionName", "")).lower(), "Spot" in meter)
+                        price = Decimal(str(item.get("retailPrice")))
+                        if price > 0 and (key not in out or price < out[key]):
+                            out[key] = price
+                    url, params = body.get("NextPageLink"), None
+                    if not url:
+                        break
+        return out
+
+    # --- launch -------------------------------------------------------------------------------
+    @staticmethod
+    def vm_name(tag: str) -> str:
+        return f"prov-{tag.lower()}"[:64]
+
+    def _rg(self) -> str:
+        rg = str(self.settings.get("resource_group") or "")
+        if not rg:
+            raise PermanentError("set the account's resource_group before launching on Azure")
+        return f"{self.subscription}/resourceGroups/{rg}"
+
+    def _vm_path(self, name: str) -> str:
+        return f"{self._rg()}/providers/Microsoft.Compute/virtualMachines/{name}"
+
+    def _nic_path(self, name: str) -> str:
+        return f"{self._rg()}/providers/Microsoft.Network/networkInterfaces/{name}-nic"
+
+    def _ssh_key(self) -> str:
+        key = self.settings.get("ssh_public_key")
+        if key:
+            return str(key)
+        # Access goes through the in-VM agent; Azure still wants a key, so use one whose
+        # private half is thrown away.
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        private = rsa.generate_private_key(public_exponent=65537, key_size=3072)
+        return private.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+
+    @staticmethod
+    def cloud_init(request: LaunchRequest) -> str:
+        """The boot script that runs the workload's container on the VM's GPUs."""
+        lines = ["#!/bin/bash", "set -euo pipefail"]
+        docker = ["docker", "run", "-d", "--name", "workload", "--gpus", "all", "--restart", "no"]
+        for i, vol in enumerate(request.volumes):
+            host = f"/mnt/data{i}"
+            lines.append(f"mkdir -p {host}")
+            docker += ["-v", f"{host}:{vol.get('mount_path') or f'/data{i}'}"]
+        for p in request.ports:
+            if p.get("port"):
+                docker += ["-p", f"{int(p['port'])}:{int(p['port'])}"]
+        for k, v in request.env.items():
+            docker += ["-e", f"{k}={v}"]
+        if request.command:
+            docker += ["--entrypoint", request.command[0]]
+        docker += [request.image, *request.command[1:], *request.args]
+        auth = request.registry_auth
+        if auth and auth.get("registry"):
+            lines.append(f"echo {shlex.quote(auth.get('password', ''))} | docker login {shlex.quote(auth['registry'])} "
+                         f"-u {shlex.quote(auth.get('username', ''))} --password-stdin")
+        lines.append(shlex.join(docker))
+        return "\n".join(lines) + "\n"
+
+    def vm_body(self, request: LaunchRequest, nic_id: str) -> dict[str, Any]:
+        name = self.vm_name(request.tag)
+        user = str(self.settings.get("admin_username") or "azureuser")
+        props: dict[str, Any] = {
+            "hardwareProfile": {"vmSize": request.instance_type},
+            "storageProfile": {
+                "imageReference": dict(self.settings.get("image") or DEFAULT_IMAGE),
+                "osDisk": {"createOption": "FromImage", "diskSizeGB": max(64, int(request.disk_gb)),
+                           "managedDisk": {"storageAccountType": "Premium_LRS"}, "deleteOption": "Delete"},
+                "dataDisks": [{"lun": i, "createOption": "Empty", "diskSizeGB": int(v.get("size_gb") or 10),
+                               "managedDisk": {"storageAccountType": "Premium_LRS"}, "deleteOption": "Delete"}
+                              for i, v in enumerate(request.volumes) if v.get("kind") in ("persistent", "network")],
+            },
+            "osProfile": {
+                "computerName": name, "adminUsername": user,
+                "linuxConfiguration": {"disablePasswordAuthentication": True,
+                                       "ssh": {"publicKeys": [{"path": f"/home/{user}/.ssh/authorized_keys", "keyData": self._ssh_key()}]}},
+                "customData": base64.b64encode(self.cloud_init(request).encode()).decode(),
+            },
+            # the NIC goes with the VM, also when a spot eviction deletes it
+            "networkProfile": {"networkInterfaces": [{"id": nic_id, "properties": {"primary": True, "deleteOption": "Delete"}}]},
+            "priority": "Spot" if request.spot else "Regular",
+        }
+        if request.spot:
+            props["evictionPolicy"] = str(self.settings.get("eviction_policy") or "Delete")
+            # -1 caps at the on-demand price, so only capacity (not price) evicts; "bid" pins the offer's price
+            bid = request.bid_price_per_hour if self.settings.get("spot_max_price") == "bid" else None
+            props["billingProfile"] = {"maxPrice": float(bid) if bid is not None else -1}
+        body: dict[str, Any] = {"location": request.region, "tags": {TAG: request.tag, "provisioner-name": request.name[:256]},
+                                "properties": props}
+        if request.zone:
+            body["zones"] = [request.zone]
+        return body
+
+    def launch(self, request: LaunchRequest) -> RemotePod:
+        name = self.vm_name(request.tag)
+        try:  # idempotent: a retried launch finds the VM it already created
+            return self._remote(self._arm("GET", self._vm_path(name), params={"$expand": "instanceView"}).json())
+        except NotFound:
+            pass
+        subnet = str(self.settings.get("subnet_id") or "")
+        if not subnet:
+            raise PermanentError("set the account's subnet_id (an existing subnet) before launching on Azure")
+        nic = self._arm("PUT", self._nic_path(name), api=NETWORK_API, json={
+            "location": request.region, "tags": {TAG: request.tag},
+            "properties": {"ipConfigurations": [{"name": "ipconfig1", "properties": {
+                "subnet": {"id": subnet}, "privateIPAllocationMethod": "Dynamic"}}]}})
+        self._wait(nic, 60)
+        nic_id = nic.json()["id"]
+        try:
+            r = self._arm("PUT", self._vm_path(name), json=self.vm_body(request, nic_id))
+            result = self._wait(r, float(self.settings.get("launch_wait_seconds", 60)))
+            if result is not None and result.get("status") in ("Failed", "Canceled"):
+                raise error_from(result.get("error") or {"code": "Failed", "message": "VM creation failed"})
+        except ProviderError:
+            self._discard(name)  # nothing half-created stays behind (and bills) after a refusal
+            raise
+        return self._remote(self._arm("GET", self._vm_path(name), params={"$expand": "instanceView"}).json())
+
+    def _discard(self, name: str) -> None:
+        for path, api in ((self._vm_path(name), COMPUTE_API), (self._nic_path(name), NETWORK_API)):
+            try:
+                self._wait(self._arm("DELETE", path, api=api), 30)
+            except ProviderError:
+                pass
+
+    # --- state --------------------------------------------------------------------------------
+    def _remote(self, vm: dict[str, Any]) -> RemotePod:
+        props = vm.get("properties") or {}
+        statuses = [s.get("code", "") for s in (props.get("instanceView") or {}).get("statuses") or []]
+        power = next((c.split("/", 1)[1] for c in statuses if c.startswith("PowerState/")), "")
+        provisioning = props.get("provisioningState", "")
+        spot = props.get("priority") == "Spot"
+        message = ""
+        if provisioning == "Failed":
+            state = REMOTE_FAILED
+            message = "; ".join(s.get("message", "") for s in (props.get("instanceView") or {}).get("statuses") or []
+                                if s.get("level") == "Error") or "provisioning failed"
+        elif provisioning == "Deleting":
+            state = REMOTE_TERMINATED
+        elif power == "running":
+            state = REMOTE_RUNNING
+        elif power in ("stopped", "stopping", "deallocated", "deallocating"):
+            # we never stop Azure VMs: a stopped Spot VM was evicted (evictionPolicy Deallocate)
+            state = REMOTE_INTERRUPTED if spot else REMOTE_STOPPED
+            message = f"PowerState/{power}"
+        else:
+            state = REMOTE_PROVISIONING
+        connection: dict[str, Any] = {}
+        if state == REMOTE_RUNNING:
+            connection = self._connection(vm)
+        return RemotePod(external_id=vm.get("name", ""), state=state, tag=(vm.get("tags") or {}).get(TAG, ""),
+                         region=vm.get("location", ""), connection=connection, message=message,
+                         raw={"vmSize": (props.get("hardwareProfile") or {}).get("vmSize"), "priority": props.get("priority")})
+
+    def _connection(self, vm: dict[str, Any]) -> dict[str, Any]:
+        nics = ((vm.get("properties") or {}).get("networkProfile") or {}).get("networkInterfaces") or []
+        if not nics:
+            return {}
+        try:
+            nic = self._arm("GET", nics[0]["id"], api=NETWORK_API).json()
+        except NotFound:
+            return {}
+        configs = (nic.get("properties") or {}).get("ipConfigurations") or [{}]
+        ip = (configs[0].get("properties") or {}).get("privateIPAddress", "")
+        user = (((vm.get("properties") or {}).get("osProfile") or {}).get("adminUsername")) or "azureuser"
+        return {"host": ip, "ssh": f"ssh {user}@{ip}"} if ip else {}
+
+    def _evicted(self, name: str) -> str:
+        """With evictionPolicy Delete an evicted VM is simply gone; the Activity Log says why."""
+        since = (clock.now() - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        flt = f"eventTimestamp ge '{since}' and resourceUri eq '{self._vm_path(name)}'"
+        try:
+            events = self._paged(f"{self.subscription}/providers/Microsoft.Insights/eventtypes/management/values",
+                                 api=ACTIVITY_API, params={"$filter": flt})
+        except ProviderError:
+            return ""
+        for ev in events:
+            op = ((ev.get("operationName") or {}).get("value") or "").lower()
+            if "evict" in op:  # Microsoft.Compute/virtualMachines/evictSpotVM/action [K]
+                return (ev.get("operationName") or {}).get("localizedValue") or op
+        return ""
+
+    def get(self, external_id: str) -> RemotePod:
+        try:
+            vm = self._arm("GET", self._vm_path(external_id), params={"$expand": "instanceView"}).json()
+        except NotFound:
+            why = self._evicted(external_id)
+            if why:
+                return RemotePod(external_id=external_id, state=REMOTE_INTERRUPTED, message=why)
+            raise NotFound(f"Azure VM {external_id} not found")
+        return self._remote(vm)
+
+    def terminate(self, external_id: str) -> None:
+        try:
+            r = self._arm("DELETE", self._vm_path(external_id))
+        except NotFound:
+            return
+        self._wait(r, float(self.settings.get("terminate_wait_seconds", 120)))
+        try:  # normally deleted with the VM (deleteOption Delete); older VMs keep theirs
+            self._arm("DELETE", self._nic_path(external_id), api=NETWORK_API)
+        except (NotFound, PermanentError):
+            pass
+
+    def list_pods(self) -> list[RemotePod]:
+        vms = self._paged(f"{self._rg()}/providers/Microsoft.Compute/virtualMachines", api=COMPUTE_API)
+        out = []
+        for vm in vms:
+            if (vm.get("tags") or {}).get(TAG):
+                try:
+                    out.append(self.get(vm["name"]))
+                except NotFound:
+                    continue
+        return out

@@ -1,0 +1,560 @@
+"""On-prem Kubernetes: GPU pods on an organization's own cluster, over the API server's REST API.
+
+No Kubernetes SDK: a handful of core/v1 calls through httpx. Credentials are an uploaded
+kubeconfig (stored encrypted); everything else lives in the account's ``settings``:
+
+- ``namespace`` (default: the kubeconfig context's, else ``default``)
+- ``region`` / ``country``: where the cluster is (an on-prem cluster's location is the admin's
+  word); otherwise nodes' ``topology.kubernetes.io/region`` label
+- ``rate_card`` {canonical class: USD per GPU-hour}: the internal price used for cost
+- ``prometheus_url``: DCGM exporter metrics (``DCGM_FI_DEV_GPU_UTIL``) for utilization
+- ``base_url``: overrides the kubeconfig's server (stand-ins), ``context``, ``storage_class``,
+  ``service_type``, ``priority_class``, ``launch_wait_seconds``, ``unschedulable_grace_seconds``,
+  ``ingress_host`` (host that NodePort URLs use)
+
+Capacity is what the scheduler could place now: allocatable ``nvidia.com/gpu`` per node,
+minus the GPUs that non-terminated pods on that node request.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import httpx
+
+from provisioner import clock
+
+from ..catalog import canonical_gpu_class, region_country
+from .base import (
+    REMOTE_EXITED,
+    REMOTE_FAILED,
+    REMOTE_INTERRUPTED,
+    REMOTE_PROVISIONING,
+    REMOTE_RUNNING,
+    REMOTE_TERMINATED,
+    CapacityUnavailable,
+    CredentialField,
+    GpuSample,
+    InvalidCredentials,
+    LaunchRequest,
+    NotFound,
+    OfferData,
+    PermanentError,
+    ProviderAdapter,
+    ProviderError,
+    ProviderInfo,
+    QuotaExceeded,
+    RemotePod,
+    TransientError,
+)
+from .kubeconfig import KubeConfig, parse_kubeconfig, ssl_context
+
+logger = logging.getLogger(__name__)
+
+GPU = "nvidia.com/gpu"
+PRODUCT_LABEL = "nvidia.com/gpu.product"  # GPU Feature Discovery, e.g. NVIDIA-A100-SXM4-80GB
+MEMORY_LABEL = "nvidia.com/gpu.memory"  # MiB per GPU
+REGION_LABEL = "topology.kubernetes.io/region"
+POD_LABEL = "provisioner.io/pod"  # the pod UUID: our tag
+OWNED_LABEL = "provisioner.io/owned-by-pod"  # PVCs/secrets created for one pod only
+MANAGED = {"app.kubernetes.io/managed-by": "ai-cloud-provisioner"}
+COUNTS = (1, 2, 4, 8)
+# DisruptionTarget reasons (Kubernetes >= 1.26) and the events older clusters leave behind
+DISRUPTION_EVENT_REASONS = {"Preempted", "Evicted", "TaintManagerEviction", "Preempting"}
+
+
+def _gpus(value: Any) -> int:
+    try:
+        return int(str(value or "0"))
+    except ValueError:
+        return 0
+
+
+def _pod_gpus(pod: dict[str, Any]) -> int:
+    """GPUs a pod holds: extended resources have requests == limits, either may be given."""
+    total = 0
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        res = c.get("resources") or {}
+        total += _gpus((res.get("limits") or {}).get(GPU) or (res.get("requests") or {}).get(GPU))
+    return total
+
+
+def _condition(pod: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    for cond in (pod.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == kind:
+            return cond
+    return None
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def status_error(response: httpx.Response) -> ProviderError:
+    """Map a Kubernetes ``Status`` failure (or a bare HTTP error) to a typed error."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    code = response.status_code
+    reason = str(body.get("reason") or "")
+    message = str(body.get("message") or response.reason_phrase or f"HTTP {code}")
+    if code == 401 or reason == "Unauthorized":
+        return InvalidCredentials(f"the cluster refused the credentials: {message}", status=code, code=reason)
+    if code == 403 or reason == "Forbidden":
+        if "exceeded quota" in message.lower():
+            return QuotaExceeded(message, status=code, code="ExceededQuota")
+        return InvalidCredentials(f"not allowed: {message}", status=code, code=reason or "Forbidden")
+    if code == 429 or code >= 500:
+        retry = response.headers.get("Retry-After")
+        return TransientError(message, status=code, code=reason, retry_after=float(retry) if retry and retry.isdigit() else None)
+    if code == 404:
+        return NotFound(message, status=code, code=reason or "NotFound")
+    return PermanentError(message, status=code, code=reason)
+
+
+class KubernetesAdapter(ProviderAdapter):
+    info = ProviderInfo(
+        kind="kubernetes",
+        label="Kubernetes (on-prem)",
+        description="Your own cluster: GPU pods requesting nvidia.com/gpu, priced from an internal rate card. "
+        "Upload a kubeconfig with a ServiceAccount token or client certificate.",
+        supports_spot=False,
+        billing_increment_seconds=1,
+        credential_fields=(
+            CredentialField("kubeconfig", "Kubeconfig", help="A self-contained kubeconfig (kubectl config view --raw "
+                            "--flatten --minify): server, token or client certificate, CA.", multiline=True, file=True),
+        ),
+        regions_hint="wherever your cluster is (set its country in the account settings)",
+    )
+
+    def __init__(self, credentials: dict[str, Any], settings: dict[str, Any] | None = None, *,
+                 transport: httpx.BaseTransport | None = None):
+        super().__init__(credentials, settings)
+        self._transport = transport
+        self._config: KubeConfig | None = None
+        self._ssl: Any = None
+
+    # --- plumbing -----------------------------------------------------------------------------
+    @property
+    def config(self) -> KubeConfig:
+        if self._config is None:
+            self._config = parse_kubeconfig(str(self.credentials.get("kubeconfig") or ""), str(self.settings.get("context") or ""))
+        return self._config
+
+    @property
+    def namespace(self) -> str:
+        return str(self.settings.get("namespace") or self.config.namespace or "default")
+
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[httpx.Client]:
+        cfg = self.config
+        base = str(self.settings.get("base_url") or cfg.server).rstrip("/")
+        headers = {"Accept": "application/json", "User-Agent": "ai-cloud-provisioner"}
+        if cfg.token:
+            headers["Authorization"] = f"Bearer {cfg.token}"
+        if base.startswith("https://") and self._ssl is None:
+            self._ssl = ssl_context(cfg)  # built once per adapter: loading CAs is not free
+        verify: Any = self._ssl if base.startswith("https://") else True
+        with httpx.Client(base_url=base, headers=headers, verify=verify, transport=self._transport,
+                          timeout=httpx.Timeout(float(self.settings.get("timeout_seconds", 15)))) as client:
+            yield client
+
+    def _call(self, c: httpx.Client, method: str, path: str, *, body: Any = None, params: dict[str, Any] | None = None,
+              content_type: str = "application/json") -> dict[str, Any]:
+        headers = {"Content-Type": content_type} if body is not None else {}
+        try:
+            r = c.request(method, path, params=params, headers=headers,
+                          content=json.dumps(body) if body is not None else None)
+        except httpx.TimeoutException as exc:
+            raise TransientError(f"the API server timed out: {exc}")
+        except httpx.HTTPError as exc:
+            raise TransientError(f"cannot reach the API server: {exc}")
+        if r.status_code >= 300:
+            raise status_error(r)
+        return r.json() if r.content else {}
+
+    def _get_or_none(self, c: httpx.Client, path: str) -> dict[str, Any] | None:
+        try:
+            return self._call(c, "GET", path)
+        except NotFound:
+            return None
+
+    def _delete(self, c: httpx.Client, path: str, **params: Any) -> None:
+        with contextlib.suppress(NotFound):
+            self._call(c, "DELETE", path, params=params or None)
+
+    def _ns_path(self, kind: str, name: str = "") -> str:
+        return f"/api/v1/namespaces/{self.namespace}/{kind}" + (f"/{name}" if name else "")
+
+    # --- interface ----------------------------------------------------------------------------
+    def verify(self) -> None:
+        with self._session() as c:
+            self._call(c, "GET", "/version")
+            # the account must be able to see nodes (capacity) and pods in its namespace
+            self._call(c, "GET", "/api/v1/nodes", params={"limit": 1})
+            self._call(c, "GET", self._ns_path("pods"), params={"limit": 1})
+
+    def rate_card(self) -> dict[str, Decimal]:
+        return {str(k): Decimal(str(v)) for k, v in (self.settings.get("rate_card") or {}).items()}
+
+    def _region_of(self, node: dict[str, Any]) -> tuple[str, str]:
+        labels = (node.get("metadata") or {}).get("labels") or {}
+        region = str(self.settings.get("region") or labels.get(REGION_LABEL) or "on-prem")
+        country = str(self.settings.get("country") or region_country(region) or "").upper()
+        return region, country
+
+    def _node_gpu_free(self, c: httpx.Client) -> list[tuple[dict[str, Any], int, int]]:
+        """(node, allocatable GPUs, free GPUs) for every schedulable, Ready GPU node."""
+        params = {"labelSelector": self.settings["node_selector"]} if self.settings.get("node_selector") else None
+        nodes = self._call(c, "GET", "/api/v1/nodes", params=params).get("items") or []
+        pods = self._call(c, "GET", "/api/v1/pods",
+                          params={"fieldSelector": "status.phase!=Succeeded,status.phase!=Failed"}).get("items") or []
+        used: dict[str, int] = defaultdict(int)
+        for p in pods:
+            node_name = (p.get("spec") or {}).get("nodeName")
+            if node_name:
+                used[node_name] += _pod_gpus(p)
+        out = []
+        for node in nodes:
+            alloc = _gpus(((node.get("status") or {}).get("allocatable") or {}).get(GPU))
+            if alloc <= 0:
+                continue
+            ready = any(cond.get("type") == "Ready" and cond.get("status") == "True"
+                        for cond in (node.get("status") or {}).get("conditions") or [])
+            schedulable = ready and not (node.get("spec") or {}).get("unschedulable")
+            free = max(0, alloc - used.get(node["metadata"]["name"], 0)) if schedulable else 0
+            out.append((node, alloc, free))
+        return out
+
+    def _gpu_class(self, labels: dict[str, str]) -> str | None:
+        product = labels.get(PRODUCT_LABEL, "")
+        mem_mib = _gpus(labels.get(MEMORY_LABEL))
+        return canonical_gpu_class(product.replace("-", " "), mem_mib / 1024 if mem_mib else None) if product else None
+
+    def list_offers(self) -> list[OfferData]:
+        with self._session() as c:
+            nodes = self._node_gpu_free(c)
+        rates = self.rate_card()
+        # (class, product label, region) -> free GPUs per node; a pod must fit on one node
+        groups: dict[tuple[str, str, str, str], list[tuple[int, int]]] = defaultdict(list)
+        memory: dict[str, int | None] = {}
+        for node, alloc, free in nodes:
+            labels = (node.get("metadata") or {}).get("labels") or {}
+            cls = self._gpu_class(labels)
+            if cls is None:
+                continue
+            region, country = self._region_of(node)
+            groups[(cls, labels[PRODUCT_LABEL], region, country)].append((alloc, free))
+            mem = _gpus(labels.get(MEMORY_LABEL))
+            memory[cls] = round(mem / 1024) if mem else None
+        offers = []
+        for (cls, product, region, country), per_node in sorted(groups.items()):
+            rate = rates.get(cls)
+            largest = max(alloc for alloc, _ in per_node)
+            for count in COUNTS:
+                if count > largest:
+                    break
+                available = sum(free // count for _, free in per_node)
+                offers.append(OfferData(
+                    gpu_class=cls, gpu_count=count, region=region, country=country,
+                    # no rate card entry: priced at zero and flagged, so the admin sees it on the capacity page
+                    price_per_hour=(rate or Decimal("0")) * count, currency="USD", spot=False,
+                    available=available, availability="NONE" if available == 0 else ("LOW" if available < 2 else "HIGH"),
+                    instance_type=product, gpu_memory_gb=memory.get(cls),
+                    supports_volumes=("ephemeral", "persistent"),
+                    extra={"rate_card_missing": True} if rate is None else {},
+                ))
+        return offers
+
+    # --- launch -------------------------------------------------------------------------------
+    @staticmethod
+    def pod_name(tag: str) -> str:
+        return f"prov-{tag.lower()}"[:63]
+
+    def _labels(self, tag: str) -> dict[str, str]:
+        return {POD_LABEL: tag, **MANAGED}
+
+    def _node_selector(self, request: LaunchRequest) -> dict[str, str]:
+        return {PRODUCT_LABEL: request.instance_type} if request.instance_type else {}
+
+    def _volumes(self, request: LaunchRequest, name: str) -> tuple[list[dict], list[dict], list[dict]]:
+        """(pod volumes, volume mounts, PVCs to create). Persistent volumes are PVCs; a named
+        one outlives the pod (a workload's data), an unnamed one belongs to this pod only."""
+        volumes, mounts, claims = [], [], []
+        for i, vol in enumerate(request.volumes):
+            vname = f"v{i}"
+            mount = str(vol.get("mount_path") or f"/data{i}")
+            if vol.get("kind") in ("persistent", "network"):
+                claim = str(vol.get("name") or f"{name}-v{i}")[:63].lower()
+                labels = self._labels(request.tag) if vol.get("name") else {**self._labels(request.tag), OWNED_LABEL: request.tag}
+                pvc_spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"],
+                                            "resources": {"requests": {"storage": f"{int(vol.get('size_gb') or 10)}Gi"}}}
+                if self.settings.get("storage_class"):
+                    pvc_spec["storageClassName"] = self.settings["storage_class"]
+                claims.append({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                               "metadata": {"name": claim, "namespace": self.namespace, "labels": labels}, "spec": pvc_spec})
+                volumes.append({"name": vname, "persistentVolumeClaim": {"claimName": claim}})
+            else:
+                volumes.append({"name": vname, "emptyDir": {"sizeLimit": f"{int(vol.get('size_gb') or 10)}Gi"}})
+            mounts.append({"name": vname, "mountPath": mount})
+        return volumes, mounts, claims
+
+    def pod_manifest(self, request: LaunchRequest, pull_secret: str = "") -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The Pod to create and the PVCs it needs."""
+        name = self.pod_name(request.tag)
+        volumes, mounts, claims = self._volumes(request, name)
+        limits: dict[str, str] = {GPU: str(request.gpu_count)}
+        requests: dict[str, str] = {}
+        for key, per_gpu in (("cpu", self.settings.get("cpu_per_gpu")), ("memory", self.settings.get("memory_gb_per_gpu"))):
+            if per_gpu:
+                amount = f"{int(per_gpu) * request.gpu_count}" + ("Gi" if key == "memory" else "")
+                requests[key] = amount
+        container: dict[str, Any] = {
+            "name": "main", "image": request.image, "resources": {"limits": limits, **({"requests": requests} if requests else {})},
+            "env": [{"name": k, "value": v} for k, v in request.env.items()],
+            "ports": [{"name": f"p{int(p['port'])}", "containerPort": int(p["port"]), "protocol": "TCP"}
+                      for p in request.ports if p.get("port")],
+            "volumeMounts": mounts,
+        }
+        if request.command:
+            container["command"] = list(request.command)
+        if request.args:
+            container["args"] = list(request.args)
+        spec: dict[str, Any] = {
+            # one pod = one run: an exit is reported, not silently restarted
+            "restartPolicy": str(self.settings.get("restart_policy") or "Never"),
+            "containers": [container],
+            "nodeSelector": self._node_selector(request),
+            # GPU nodes are commonly tainted so that only GPU pods land there
+            "tolerations": [{"key": GPU, "operator": "Exists", "effect": "NoSchedule"}],
+            "volumes": volumes,
+            "terminationGracePeriodSeconds": int(self.settings.get("grace_seconds", 30)),
+        }
+        if self.settings.get("priority_class"):
+            spec["priorityClassName"] = self.settings["priority_class"]
+        if pull_secret:
+            spec["imagePullSecrets"] = [{"name": pull_secret}]
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": name, "namespace": self.namespace, "labels": self._labels(request.tag),
+                            "annotations": {"provisioner.io/name": request.name[:200]}},
+               "spec": spec}
+        return pod, claims
+
+    def service_manifest(self, request: LaunchRequest, pod: dict[str, Any]) -> dict[str, Any] | None:
+        ports = [int(p["port"]) for p in request.ports if p.get("port")]
+        if not ports:
+            return None
+        meta = pod["metadata"]
+        service_type = str(self.settings.get("service_type") or ("NodePort" if request.public_ingress else "ClusterIP"))
+        return {"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": meta["name"], "namespace": self.namespace, "labels": self._labels(request.tag),
+                             # garbage-collected with the pod, should a terminate ever be missed
+                             "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": meta["name"], "uid": meta.get("uid", "")}]},
+                "spec": {"type": service_type, "selector": {POD_LABEL: request.tag},
+                         "ports": [{"name": f"p{p}", "port": p, "targetPort": p, "protocol": "TCP"} for p in ports]}}
+
+    def _create(self, c: httpx.Client, kind: str, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Create, or return the existing object of that name (409 AlreadyExists): idempotent."""
+        try:
+            return self._call(c, "POST", self._ns_path(kind), body=manifest)
+        except PermanentError as exc:
+            if exc.code != "AlreadyExists":
+                raise
+            return self._call(c, "GET", self._ns_path(kind, manifest["metadata"]["name"]))
+
+    def _pull_secret(self, c: httpx.Client, request: LaunchRequest) -> str:
+        auth = request.registry_auth
+        if not auth or not auth.get("registry"):
+            return ""
+        name = f"{self.pod_name(request.tag)}-pull"[:63]
+        token = base64.b64encode(f"{auth.get('username', '')}:{auth.get('password', '')}".encode()).decode()
+        config = {"auths": {auth["registry"]: {"username": auth.get("username", ""), "password": auth.get("password", ""), "auth": token}}}
+        self._create(c, "secrets", {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+                                    "metadata": {"name": name, "namespace": self.namespace,
+                                                 "labels": {**self._labels(request.tag), OWNED_LABEL: request.tag}},
+                                    "data": {".dockerconfigjson": base64.b64encode(json.dumps(config).encode()).decode()}})
+        return name
+
+    def before_launch(self, c: httpx.Client, request: LaunchRequest) -> None:
+        """Hook for subclasses (CoreWeave scales a node pool here)."""
+
+    def launch(self, request: LaunchRequest) -> RemotePod:
+        with self._session() as c:
+            name = self.pod_name(request.tag)
+            existing = self._get_or_none(c, self._ns_path("pods", name))
+            if existing is not None:  # a retried launch: the pod is already there
+                return self._remote(c, existing)
+            self.before_launch(c, request)
+            pod_manifest, claims = self.pod_manifest(request, self._pull_secret(c, request))
+            for claim in claims:
+                self._create(c, "persistentvolumeclaims", claim)
+            pod = self._create(c, "pods", pod_manifest)
+            service = self.service_manifest(request, pod)
+            if service is not None:
+                self._create(c, "services", service)
+            pod = self._await_scheduling(c, pod)
+            unschedulable = _condition(pod, "PodScheduled")
+            if (unschedulable and unschedulable.get("status") == "False" and unschedulable.get("reason") == "Unschedulable"
+                    and self.unschedulable_is_final(pod)):
+                self._cleanup(c, name, request.tag)
+                raise CapacityUnavailable(f"unschedulable: {unschedulable.get('message', '')}".strip(), code="Unschedulable")
+            return self._remote(c, pod)
+
+    def _await_scheduling(self, c: httpx.Client, pod: dict[str, Any]) -> dict[str, Any]:
+        """Wait briefly (bounded) for the scheduler's verdict, so that 'no room' fails over now."""
+        deadline = time.monotonic() + float(self.settings.get("launch_wait_seconds", 10))
+        interval = float(self.settings.get("poll_interval_seconds", 1))
+        while True:
+            cond = _condition(pod, "PodScheduled")
+            if cond is not None and (cond.get("status") == "True" or cond.get("reason") == "Unschedulable"):
+                return pod
+            if time.monotonic() >= deadline:
+                return pod
+            time.sleep(interval)
+            pod = self._call(c, "GET", self._ns_path("pods", pod["metadata"]["name"]))
+
+    def unschedulable_is_final(self, pod: dict[str, Any]) -> bool:
+        """Whether an Unschedulable pod should be given up on. Plain clusters: yes (subclasses
+        that are adding nodes for it say no)."""
+        return True
+
+    # --- state --------------------------------------------------------------------------------
+    def _connection(self, c: httpx.Client, pod: dict[str, Any]) -> dict[str, Any]:
+        status = pod.get("status") or {}
+        host = str(self.settings.get("ingress_host") or status.get("hostIP") or "")
+        conn: dict[str, Any] = {"host": host, "pod_ip": status.get("podIP", ""), "namespace": self.namespace,
+                                "exec": f"kubectl -n {self.namespace} exec -it {pod['metadata']['name']} -- /bin/sh"}
+        svc = self._get_or_none(c, self._ns_path("services", pod["metadata"]["name"]))
+        if svc is not None:
+            urls = {}
+            for port in (svc.get("spec") or {}).get("ports") or []:
+                if port.get("nodePort") and host:
+                    urls[str(port["port"])] = f"http://{host}:{port['nodePort']}"
+                else:
+                    urls[str(port["port"])] = f"http://{svc['metadata']['name']}.{self.namespace}.svc:{port['port']}"
+            conn["urls"] = urls
+        return conn
+
+    def _remote(self, c: httpx.Client, pod: dict[str, Any]) -> RemotePod:
+        meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+        phase = status.get("phase", "Pending")
+        state, message, exit_code = REMOTE_PROVISIONING, "", None
+        disruption = _condition(pod, "DisruptionTarget")
+        terminated = next(((cs.get("state") or {}).get("terminated") for cs in status.get("containerStatuses") or []
+                           if (cs.get("state") or {}).get("terminated")), None)
+        if (disruption is not None and disruption.get("status") == "True") or status.get("reason") == "Evicted":
+            state = REMOTE_INTERRUPTED
+            message = f"{(disruption or {}).get('reason') or status.get('reason')}: {(disruption or {}).get('message') or status.get('message', '')}"
+        elif meta.get("deletionTimestamp"):
+            state = REMOTE_TERMINATED
+        elif phase == "Succeeded":
+            state, exit_code = REMOTE_EXITED, int((terminated or {}).get("exitCode", 0))
+        elif phase == "Failed":
+            if terminated is not None:
+                state, exit_code = REMOTE_EXITED, int(terminated.get("exitCode", 1))
+            else:
+                state = REMOTE_FAILED
+            message = str(status.get("message") or (terminated or {}).get("reason") or "")
+        elif phase == "Running":
+            state = REMOTE_RUNNING
+        elif phase == "Pending":
+            cond = _condition(pod, "PodScheduled")
+            if cond is not None and cond.get("status") == "False" and cond.get("reason") == "Unschedulable":
+                message = f"Unschedulable: {cond.get('message', '')}"
+                since = _parse_time(cond.get("lastTransitionTime"))
+                grace = float(self.settings.get("unschedulable_grace_seconds", 300))
+                if since and (clock.now() - since).total_seconds() > grace and self.unschedulable_is_final(pod):
+                    # given up on: delete it so that it cannot start later unaccounted for
+                    self._cleanup(c, meta["name"], (meta.get("labels") or {}).get(POD_LABEL, ""))
+                    state = REMOTE_FAILED
+        connection = self._connection(c, pod) if state == REMOTE_RUNNING else {}
+        return RemotePod(external_id=meta.get("name", ""), state=state, tag=(meta.get("labels") or {}).get(POD_LABEL, ""),
+                         region=str(self.settings.get("region") or ""), connection=connection, exit_code=exit_code,
+                         message=message, raw={"phase": phase, "node": (pod.get("spec") or {}).get("nodeName", "")})
+
+    def _disrupted_after_deletion(self, c: httpx.Client, name: str) -> str:
+        """A pod deleted by an eviction/preemption is gone from the API; its events remain (~1 h)."""
+        params = {"fieldSelector": f"involvedObject.kind=Pod,involvedObject.name={name}"}
+        try:
+            events = self._call(c, "GET", self._ns_path("events"), params=params).get("items") or []
+        except (NotFound, InvalidCredentials):
+            return ""
+        for ev in events:
+            if ev.get("reason") in DISRUPTION_EVENT_REASONS:
+                return f"{ev['reason']}: {ev.get('message', '')}"
+        return ""
+
+    def get(self, external_id: str) -> RemotePod:
+        with self._session() as c:
+            pod = self._get_or_none(c, self._ns_path("pods", external_id))
+            if pod is None:
+                why = self._disrupted_after_deletion(c, external_id)
+                if why:
+                    return RemotePod(external_id=external_id, state=REMOTE_INTERRUPTED, message=why)
+                raise NotFound(f"pod {self.namespace}/{external_id} not found")
+            return self._remote(c, pod)
+
+    def _cleanup(self, c: httpx.Client, name: str, tag: str) -> None:
+        self._delete(c, self._ns_path("pods", name), gracePeriodSeconds=int(self.settings.get("grace_seconds", 30)))
+        self._delete(c, self._ns_path("services", name))
+        if tag:
+            for kind in ("persistentvolumeclaims", "secrets"):
+                owned = self._call(c, "GET", self._ns_path(kind), params={"labelSelector": f"{OWNED_LABEL}={tag}"})
+                for item in owned.get("items") or []:
+                    self._delete(c, self._ns_path(kind, item["metadata"]["name"]))
+
+    def terminate(self, external_id: str) -> None:
+        with self._session() as c:
+            pod = self._get_or_none(c, self._ns_path("pods", external_id))
+            tag = ((pod or {}).get("metadata") or {}).get("labels", {}).get(POD_LABEL, "")
+            self._cleanup(c, external_id, tag)
+            self.after_terminate(c, pod)
+
+    def after_terminate(self, c: httpx.Client, pod: dict[str, Any] | None) -> None:
+        """Hook for subclasses (CoreWeave scales its node pool back down)."""
+
+    def list_pods(self) -> list[RemotePod]:
+        with self._session() as c:
+            items = self._call(c, "GET", self._ns_path("pods"), params={"labelSelector": POD_LABEL}).get("items") or []
+            return [self._remote(c, p) for p in items]
+
+    def gpu_utilization(self, external_id: str) -> list[GpuSample] | None:
+        url = self.settings.get("prometheus_url")
+        if not url:
+            return None
+        query = f'DCGM_FI_DEV_GPU_UTIL{{namespace="{self.namespace}",pod="{external_id}"}}'
+        try:
+            with httpx.Client(transport=self._transport, timeout=10) as c:
+                r = c.get(f"{str(url).rstrip('/')}/api/v1/query", params={"query": query})
+        except httpx.HTTPError as exc:
+            raise TransientError(f"Prometheus unreachable: {exc}")
+        if r.status_code >= 300:
+            raise TransientError(f"Prometheus answered {r.status_code}", status=r.status_code)
+        body = r.json()
+        if body.get("status") != "success":
+            raise TransientError(f"Prometheus query failed: {body.get('error', '')}")
+        samples = []
+        for series in (body.get("data") or {}).get("result") or []:
+            ts, value = series.get("value") or (None, None)
+            if value is None:
+                continue
+            samples.append(GpuSample(gpu_index=_gpus(series.get("metric", {}).get("gpu")), util_pct=float(value),
+                                     at=datetime.fromtimestamp(float(ts), tz=UTC) if ts else clock.now()))
+        return sorted(samples, key=lambda s: s.gpu_index) or None
