@@ -38,6 +38,7 @@ from provisioner import clock
 from . import calls
 from .models import LaunchAttempt, LaunchBlock, Pod, PodState
 from .placement import Candidate
+from .recipes import launch_env, registry_auth
 from .transitions import pod_event
 
 logger = logging.getLogger(__name__)
@@ -74,9 +75,9 @@ def launch_request(pod: Pod, offer) -> LaunchRequest:
         gpu_count=offer.gpu_count, region=offer.region, instance_type=offer.instance_type, zone=offer.zone,
         spot=offer.spot, bid_price_per_hour=offer.price_per_hour if offer.spot else None,
         command=list(spec.get("command", [])), args=list(spec.get("args", [])),
-        env={str(k): str(v) for k, v in (spec.get("env") or {}).items()},
+        env=launch_env(w),  # recipe secret references are resolved here, and only here
         ports=list(w.ports or spec.get("ports", [])), volumes=list(w.volumes or []),
-        public_ingress=w.public_ingress,
+        public_ingress=w.public_ingress, registry_auth=registry_auth(w),
     )
 
 
