@@ -22,7 +22,7 @@ SCHEDULE: list[Periodic] = [
     Periodic("Sync pods with providers", "workloads.sync_pods", 30),
     Periodic("Reconcile provider inventories", "workloads.reconcile", 300),
     Periodic("Meter running pods", "billing.meter", 60),
-    Periodic("Supervise workloads (jobs, service restarts, max duration, burst windows)", "workloads.supervise", 15),
+    Periodic("Supervise workloads (max duration, scheduled runs, burst windows)", "workloads.supervise", 15),
     Periodic("Enforce budgets and provider caps", "billing.enforce_budgets", 60),
     Periodic("Roll up daily spend", "billing.rollup", 3600),
 ]

@@ -1,0 +1,166 @@
+"""Scheduled workloads: one django-celery-beat entry (a CrontabSchedule) per workload, the
+overlap policy (skip / queue / allow) and burst windows (N replicas at the start, all torn
+down at the end).
+
+Beat fires ``workloads.scheduled_workload_fire`` at each cron time; that task calls
+:func:`scheduled_workload_fire`, which is safe to run twice for the same minute. The periodic
+supervisor calls :func:`scheduled_runs_tick` to end windows and start queued runs.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+from celery.schedules import crontab
+from django.db import transaction
+from django.db.models import Q
+
+from provisioner import clock
+
+from . import services
+from .models import FINAL_POD_STATES, LIVE_POD_STATES, Lifecycle, OverlapPolicy, Pod, PodState, ScheduledRun, Workload
+
+FIRE_TASK = "workloads.scheduled_workload_fire"
+
+
+def beat_entry_name(workload: Workload) -> str:
+    return f"workload {workload.pk}"
+
+
+def cron_parts(expr: str) -> dict[str, str]:
+    minute, hour, dom, month, dow = expr.split()
+    return {"minute": minute, "hour": hour, "day_of_month": dom, "month_of_year": month, "day_of_week": dow}
+
+
+def cron_schedule(expr: str) -> crontab:
+    """The celery crontab for ``expr``, reading the product clock (tests freeze it)."""
+    return crontab(**cron_parts(expr), nowfun=clock.now)
+
+
+def cron_is_due(expr: str, last_fired_at: datetime) -> tuple[bool, float]:
+    """Beat's own question, asked of the product clock: is a run due since ``last_fired_at``?
+    Returns (due, seconds until the next check), exactly as celery's scheduler evaluates it."""
+    return cron_schedule(expr).is_due(last_fired_at)
+
+
+def next_fire_after(expr: str, after: datetime) -> datetime:
+    """The next cron time strictly after ``after`` (minute resolution)."""
+    sched = crontab(**cron_parts(expr), nowfun=lambda: after)
+    return after + sched.remaining_estimate(after)
+
+
+def workload_schedule_sync(*, workload: Workload) -> str | None:
+    """Create or update the workload's beat entry; disable it when the workload is not an
+    active scheduled workload. Returns the entry name, or None when there is none."""
+    from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+    name = beat_entry_name(workload)
+    if workload.lifecycle != Lifecycle.SCHEDULED or not workload.schedule_cron or workload.state != Workload.State.ACTIVE:
+        PeriodicTask.objects.filter(name=name).update(enabled=False)
+        return None
+    schedule, _ = CrontabSchedule.objects.get_or_create(**cron_parts(workload.schedule_cron), timezone="UTC")
+    PeriodicTask.objects.update_or_create(
+        name=name,
+        defaults={"task": FIRE_TASK, "crontab": schedule, "interval": None, "args": json.dumps([str(workload.pk)]),
+                  "enabled": True, "description": f"Scheduled workload {workload.name} ({workload.schedule_cron})"},
+    )
+    return name
+
+
+def workload_schedule_remove(*, workload: Workload) -> None:
+    from django_celery_beat.models import PeriodicTask
+
+    PeriodicTask.objects.filter(name=beat_entry_name(workload)).delete()
+
+
+def _live_pods(workload: Workload):
+    return Pod.objects.filter(workload=workload, state__in=LIVE_POD_STATES + (PodState.STOPPED,))
+
+
+@transaction.atomic
+def scheduled_workload_fire(workload_id: str, *, due_at: datetime | None = None) -> ScheduledRun | None:
+    """One cron firing: start a run, or skip / queue it when a run is still going.
+
+    Idempotent per minute: beat firing twice (or two workers) records and launches one run.
+    """
+    workload = Workload.objects.select_for_update().filter(pk=workload_id).first()
+    if workload is None or workload.lifecycle != Lifecycle.SCHEDULED or workload.state != Workload.State.ACTIVE:
+        return None
+    due = (due_at or clock.now()).replace(second=0, microsecond=0)
+    existing = ScheduledRun.objects.filter(workload=workload, due_at=due).first()
+    if existing is not None:
+        return existing
+    busy = _live_pods(workload).exists() or workload.scheduled_runs.filter(state=ScheduledRun.State.QUEUED).exists()
+    if busy and workload.overlap_policy == OverlapPolicy.SKIP:
+        return ScheduledRun.objects.create(tenant_id=workload.tenant_id, workload=workload, due_at=due,
+                                           state=ScheduledRun.State.SKIPPED, note="Skipped: the previous run is still going")
+    if busy and workload.overlap_policy == OverlapPolicy.QUEUE:
+        if workload.scheduled_runs.filter(state=ScheduledRun.State.QUEUED).exists():
+            return ScheduledRun.objects.create(tenant_id=workload.tenant_id, workload=workload, due_at=due,
+                                               state=ScheduledRun.State.SKIPPED, note="Skipped: a run is already queued")
+        return ScheduledRun.objects.create(tenant_id=workload.tenant_id, workload=workload, due_at=due,
+                                           state=ScheduledRun.State.QUEUED, note="Queued until the previous run ends")
+    run = ScheduledRun.objects.create(tenant_id=workload.tenant_id, workload=workload, due_at=due,
+                                      state=ScheduledRun.State.QUEUED)
+    _start_run(run, workload)
+    return run
+
+
+def _start_run(run: ScheduledRun, workload: Workload) -> list[Pod]:
+    now = clock.now()
+    run.state = ScheduledRun.State.STARTED
+    run.started_at = now
+    if workload.window_minutes:
+        run.window_ends_at = now + timedelta(minutes=workload.window_minutes)
+    n = max(1, workload.replicas)
+    run.note = f"Started {n} pod{'s' if n > 1 else ''}" + (f" for {workload.window_minutes} min" if workload.window_minutes else "")
+    run.save(update_fields=["state", "started_at", "window_ends_at", "note"])
+    pods = [services.pod_request(workload=workload, replica_index=i, scheduled_run=run) for i in range(n)]
+    for p in pods:
+        services.pod_event(p, "schedule", f"Scheduled run of {run.due_at:%Y-%m-%d %H:%M} UTC"
+                           + (f"; window ends {run.window_ends_at:%H:%M} UTC" if run.window_ends_at else ""))
+    return pods
+
+
+def _run_pods(run: ScheduledRun):
+    """The run's pods, including re-placements of them (which do not carry the run)."""
+    return Pod.objects.filter(workload_id=run.workload_id).filter(
+        Q(scheduled_run=run) | Q(scheduled_run__isnull=True, requested_at__gte=run.started_at))
+
+
+def scheduled_runs_tick() -> dict[str, int]:
+    """End burst windows that are over (tearing every pod of the run down), close finished runs
+    and start queued runs whose predecessor has ended. Safe to run concurrently."""
+    now = clock.now()
+    ended = 0
+    for run in ScheduledRun.objects.filter(state=ScheduledRun.State.STARTED, window_ends_at__lte=now):
+        if not ScheduledRun.objects.filter(pk=run.pk, state=ScheduledRun.State.STARTED).update(
+                state=ScheduledRun.State.ENDED, ended_at=now):
+            continue  # another worker took it
+        ended += 1
+        for pod_id in _run_pods(run).filter(state__in=LIVE_POD_STATES + (PodState.STOPPED,)).values_list("pk", flat=True):
+            services.pod_terminate(pod_id=str(pod_id), reason="Burst window ended")
+    closed = 0
+    for run in ScheduledRun.objects.filter(state=ScheduledRun.State.STARTED, window_ends_at__isnull=True):
+        pods = _run_pods(run)
+        if pods.exists() and not pods.exclude(state__in=FINAL_POD_STATES).exists():
+            closed += ScheduledRun.objects.filter(pk=run.pk, state=ScheduledRun.State.STARTED).update(
+                state=ScheduledRun.State.ENDED, ended_at=now)
+    started = 0
+    for run_id in ScheduledRun.objects.filter(state=ScheduledRun.State.QUEUED).order_by("due_at").values_list("pk", flat=True):
+        with transaction.atomic():
+            run = ScheduledRun.objects.select_for_update().select_related("workload").filter(
+                pk=run_id, state=ScheduledRun.State.QUEUED).first()
+            if run is None:
+                continue
+            workload = run.workload
+            if workload.state != Workload.State.ACTIVE:
+                run.state, run.note, run.ended_at = ScheduledRun.State.SKIPPED, "Skipped: the workload was stopped", now
+                run.save(update_fields=["state", "note", "ended_at"])
+                continue
+            if _live_pods(workload).exists():
+                continue
+            _start_run(run, workload)
+            started += 1
+    return {"windows_ended": ended, "runs_closed": closed, "queued_started": started}
