@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.http import HttpRequest
 
+from .audit import reset_current_request, set_current_request
 from .selectors import memberships_for_user
 
 SESSION_KEY = "current_tenant_id"
@@ -32,4 +33,8 @@ class CurrentTenantMiddleware:
                 request.membership = chosen
                 request.tenant = chosen.tenant
             request.memberships = memberships
-        return self.get_response(request)
+        token = set_current_request(request)
+        try:
+            return self.get_response(request)
+        finally:
+            reset_current_request(token)

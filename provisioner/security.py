@@ -1,0 +1,68 @@
+"""Cross-cutting security pieces: login throttling and response headers (log redaction lives in
+``provisioner.logfilter``, which must import before Django's apps are ready)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.views import LoginView
+from django.core.cache import cache
+from django.http import HttpResponse
+
+from .logfilter import RedactSecretsFilter, redact, register_secret  # noqa: F401  (re-exported)
+
+# --- login throttling --------------------------------------------------------------------------------
+
+LOGIN_MAX_FAILURES = 5
+LOGIN_WINDOW_SECONDS = 300
+
+
+def _login_keys(request) -> list[str]:
+    ip = request.META.get("REMOTE_ADDR", "?")
+    username = (request.POST.get("username") or "").lower()[:150]
+    return [f"login-fail:ip:{ip}", f"login-fail:user:{username}"]
+
+
+class ThrottledLoginView(LoginView):
+    """Django's LoginView, refusing further attempts after repeated failures (per IP and per
+    username) for a few minutes."""
+
+    def post(self, request, *args, **kwargs):
+        keys = _login_keys(request)
+        if any((cache.get(k) or 0) >= LOGIN_MAX_FAILURES for k in keys):
+            return HttpResponse("Too many failed logins. Try again in a few minutes.", status=429,
+                                headers={"Retry-After": str(LOGIN_WINDOW_SECONDS)})
+        return super().post(request, *args, **kwargs)
+
+    def form_invalid(self, form):
+        for k in _login_keys(self.request):
+            try:
+                cache.incr(k)
+            except ValueError:
+                cache.set(k, 1, LOGIN_WINDOW_SECONDS)
+        return super().form_invalid(form)
+
+    def form_valid(self, form):
+        cache.delete_many(_login_keys(self.request))
+        return super().form_valid(form)
+
+
+# --- response headers ----------------------------------------------------------------------------------
+
+
+class SecurityHeadersMiddleware:
+    """Content-Security-Policy and friends. Everything (htmx, plotly) is served from our origin."""
+
+    CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
+           "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'")
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        response.headers.setdefault("Content-Security-Policy", self.CSP)
+        response.headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+        response.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+        if getattr(settings, "PRODUCTION", False):
+            response.headers.setdefault("Cache-Control", "no-store") if request.user.is_authenticated else None
+        return response

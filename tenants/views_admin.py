@@ -1,0 +1,109 @@
+"""Organization administration: members, roles, per-project grants, and the audit log."""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from .access import get_for_tenant_or_404, require_member
+from .forms import AuditFilterForm, InviteForm, RoleForm
+from .models import AuditEvent, Membership, Project
+from .permissions import MANAGE_MEMBERS, PROJECT_PERMISSIONS, VIEW_AUDIT
+from .services import LastOwnerError, member_invite, membership_change_role, membership_remove, project_grant_set
+
+
+@login_required
+def members(request: HttpRequest) -> HttpResponse:
+    membership = require_member(request, MANAGE_MEMBERS)
+    tenant = membership.tenant
+    form = InviteForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        d = form.cleaned_data
+        m, password = member_invite(tenant=tenant, username=d["username"], email=d["email"], role=d["role"])
+        if password:
+            messages.success(request, f"Created {m.user.username} with one-time password {password} — share it securely; it is not shown again.")
+        else:
+            messages.success(request, f"Added {m.user.username} as {m.get_role_display()}.")
+        return redirect("members")
+    rows = []
+    projects = list(tenant.projects.all())
+    from guardian.shortcuts import get_perms
+
+    for m in tenant.memberships.select_related("user").order_by("user__username"):
+        grants = {p.pk: set(get_perms(m.user, p)) for p in projects}
+        rows.append({"m": m, "grants": grants})
+    return render(request, "tenants/members.html", {"rows": rows, "form": form, "projects": projects,
+                                                    "role_form": RoleForm(), "capabilities": list(PROJECT_PERMISSIONS)})
+
+
+@login_required
+@require_POST
+def member_role(request: HttpRequest, pk: int) -> HttpResponse:
+    require_member(request, MANAGE_MEMBERS)
+    target = get_for_tenant_or_404(request, Membership, MANAGE_MEMBERS, pk=pk)
+    form = RoleForm(request.POST)
+    if form.is_valid():
+        try:
+            membership_change_role(membership=target, role=form.cleaned_data["role"])
+            messages.success(request, f"{target.user.username} is now {form.cleaned_data['role']}.")
+        except LastOwnerError as exc:
+            messages.error(request, str(exc))
+    else:
+        messages.error(request, "Unknown role.")
+    return redirect("members")
+
+
+@login_required
+@require_POST
+def member_remove(request: HttpRequest, pk: int) -> HttpResponse:
+    require_member(request, MANAGE_MEMBERS)
+    target = get_for_tenant_or_404(request, Membership, MANAGE_MEMBERS, pk=pk)
+    try:
+        membership_remove(membership=target)
+        messages.success(request, f"Removed {target.user.username}.")
+    except LastOwnerError as exc:
+        messages.error(request, str(exc))
+    return redirect("members")
+
+
+@login_required
+@require_POST
+def member_grant(request: HttpRequest, pk: int, project_pk) -> HttpResponse:
+    require_member(request, MANAGE_MEMBERS)
+    target = get_for_tenant_or_404(request, Membership, MANAGE_MEMBERS, pk=pk)
+    project = get_for_tenant_or_404(request, Project, MANAGE_MEMBERS, pk=project_pk)
+    capability = request.POST.get("capability", "")
+    if capability not in PROJECT_PERMISSIONS:
+        messages.error(request, "Unknown capability.")
+        return redirect("members")
+    try:
+        project_grant_set(membership=target, project=project, capability=capability, granted=request.POST.get("granted") == "1")
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    return redirect("members")
+
+
+@login_required
+def audit_log(request: HttpRequest) -> HttpResponse:
+    membership = require_member(request, VIEW_AUDIT)
+    form = AuditFilterForm(request.GET or None)
+    qs = AuditEvent.objects.filter(tenant=membership.tenant)
+    if form.is_valid():
+        d = form.cleaned_data
+        if d["action"]:
+            qs = qs.filter(action__icontains=d["action"])
+        if d["actor"]:
+            qs = qs.filter(actor_name__icontains=d["actor"])
+        if d["since"]:
+            qs = qs.filter(at__gte=timezone.make_aware(datetime.combine(d["since"], time.min)))
+        if d["until"]:
+            qs = qs.filter(at__lte=timezone.make_aware(datetime.combine(d["until"], time.max)))
+    page = Paginator(qs, 50).get_page(request.GET.get("page"))
+    return render(request, "tenants/audit.html", {"page": page, "form": form})

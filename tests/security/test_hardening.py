@@ -1,0 +1,112 @@
+"""Hardening: production settings, deploy checks, headers, login throttling, logs without secrets."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.cache import cache
+from django.urls import reverse
+
+ROOT = Path(__file__).resolve().parents[2]
+PROD_ENV = {
+    "DJANGO_ENV": "production",
+    "SECRET_KEY": "prod-secret-key-" + "x" * 50,
+    "CRYPTOGRAPHY_KEY": "prod-crypto-key-" + "y" * 40,
+    "ALLOWED_HOSTS": "provisioner.example.com",
+    "DEBUG": "0",
+}
+
+
+def _manage(*args, env_overrides):
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "PROVISIONER_TESTING", "DJANGO_ALLOW_ASYNC_UNSAFE")}
+    env.update(env_overrides)
+    env["PROVISIONER_VAR_DIR"] = "/tmp/provisioner-deploy-check"
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_check_deploy_is_clean_under_production_settings():
+    proc = _manage("check", "--deploy", "--fail-level", "WARNING", env_overrides=PROD_ENV)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "no issues" in proc.stdout
+
+
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "CRYPTOGRAPHY_KEY"])
+def test_production_refuses_default_or_missing_keys(missing):
+    env = dict(PROD_ENV)
+    env.pop(missing)
+    proc = _manage("check", env_overrides=env)
+    assert proc.returncode != 0
+    assert "ImproperlyConfigured" in proc.stderr
+
+
+@pytest.mark.django_db
+def test_security_headers(client, owner):
+    client.force_login(owner)
+    resp = client.get(reverse("workloads:pod_list"))
+    assert resp["X-Frame-Options"] == "DENY"
+    assert resp["X-Content-Type-Options"] == "nosniff"
+    assert "frame-ancestors 'none'" in resp["Content-Security-Policy"]
+    assert resp["Referrer-Policy"] == "same-origin"
+
+
+@pytest.mark.django_db
+def test_login_is_rate_limited(client, owner):
+    cache.clear()
+    url = reverse("login")
+    for _ in range(5):
+        assert client.post(url, {"username": "owner", "password": "wrong"}).status_code == 200
+    blocked = client.post(url, {"username": "owner", "password": "pw-test-123"})
+    assert blocked.status_code == 429
+    cache.clear()
+    assert client.post(url, {"username": "owner", "password": "pw-test-123"}).status_code == 302
+
+
+@pytest.mark.django_db
+def test_csrf_is_enforced(owner):
+    from django.test import Client
+
+    c = Client(enforce_csrf_checks=True)
+    c.force_login(owner)
+    resp = c.post(reverse("workloads:launch"), {"name": "x"})
+    assert resp.status_code == 403
+
+
+@pytest.mark.django_db
+def test_secrets_never_reach_the_logs(tenant, caplog):
+    from providers.models import ProviderAccount
+    from providers.services import adapter_for
+    from provisioner.security import RedactSecretsFilter
+
+    secret = "rpa_LOGLEAK_abcdef123456"
+    acct = ProviderAccount.objects.create(tenant=tenant, kind="sandbox", name="s", credentials={"api_key": secret})
+    adapter_for(acct)  # registers the decrypted values with the filter
+    logger = logging.getLogger("providers.test")
+    handler_filter = RedactSecretsFilter()
+    caplog.handler.addFilter(handler_filter)
+    try:
+        with caplog.at_level(logging.INFO):
+            logger.info("calling provider with key %s", secret)
+            logger.info("headers: {'Authorization': 'Bearer %s'}", "tok_" + "z" * 20)
+            logger.info("url https://api.example/x?api_key=%s&a=1", "qqqqqqqqqqqq")
+            try:
+                raise RuntimeError(f"provider refused {secret}")
+            except RuntimeError:
+                logger.exception("launch failed")
+    finally:
+        caplog.handler.removeFilter(handler_filter)
+    text = caplog.text
+    assert secret not in text
+    assert "zzzzzzzzzzzzzzzzzzzz" not in text
+    assert "qqqqqqqqqqqq" not in text
+    assert text.count("[REDACTED]") >= 4
+
+
+def test_logging_config_attaches_the_filter():
+    from django.conf import settings
+
+    assert "redact_secrets" in settings.LOGGING["handlers"]["console"]["filters"]
