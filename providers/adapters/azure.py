@@ -256,7 +256,8 @@ class AzureAdapter(ProviderAdapter):
         self._arm("GET", self.subscription, api=SUBSCRIPTION_API)
 
     def list_offers(self) -> list[OfferData]:
-        wanted = [str(x).lower() for x in (self.settings.get("locations") or DEFAULT_LOCATIONS)]
+        # the admin's allowed regions narrow the query, so unwanted regions cost no calls
+        wanted = [str(x).lower() for x in (self.settings.get("locations") or self.settings.get("allowed_regions") or DEFAULT_LOCATIONS)]
         params = {"$filter": f"location eq '{wanted[0]}'"} if len(wanted) == 1 else None
         shapes: dict[tuple[str, str], dict[str, Any]] = {}  # (sku, location) -> facts
         for sku in self._paged(f"{self.subscription}/providers/Microsoft.Compute/skus", api=SKUS_API, params=params):
