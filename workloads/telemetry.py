@@ -208,6 +208,8 @@ def heartbeat_parse(body: bytes, content_type: str = "application/json") -> Hear
     "source": "nvml", "agent_version": "1", "interval": 30, "error": ""}`` — only ``gpus`` is
     required; unknown keys are refused so that typos do not pass silently.
     """
+    if not body:
+        raise HeartbeatInvalid("empty body")
     if content_type.split(";")[0].strip().lower() != "application/json":
         raise HeartbeatInvalid("Content-Type must be application/json", status=415)
     if len(body) > MAX_BODY_BYTES:

@@ -3,21 +3,34 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from decimal import Decimal
 
+from providers.adapters.base import LaunchRequest
+from providers.models import ProviderAccount
+from providers.services import adapter_for
 from provisioner import clock
-from workloads import services
+from workloads import services, telemetry
 from workloads.models import Lifecycle, Pod, PodState, UtilizationSample
 
 
 def running_pod(tenant, project, owner, *, gpu_count: int = 2, lifecycle: str = Lifecycle.JOB, **workload_fields) -> Pod:
-    """Declare and launch a workload on the Sandbox; returns its running pod."""
+    """A workload and its pod running on the Sandbox (``sandbox`` fixture), launched through the
+    adapter directly so that these tests do not depend on placement/failover details."""
     fields = dict(idle_window_minutes=30, idle_threshold_pct=5, idle_grace_minutes=5)
     fields.update(workload_fields)
     w = services.workload_create(tenant=tenant, project=project, owner=owner, name="nb", image="jupyter/base",
                                  gpu_class="A10", gpu_count=gpu_count, lifecycle=lifecycle, **fields)
-    (pod,) = services.workload_launch(workload=w, enqueue=False)
-    pod = services.pod_provision(pod_id=str(pod.pk))
-    assert pod.state == PodState.RUNNING, pod.events.values_list("message", flat=True)
+    account = ProviderAccount.objects.get(tenant=tenant, kind="sandbox")
+    now = clock.now()
+    pod = Pod.objects.create(tenant=tenant, workload=w, project=project, gpu_class="A10", gpu_count=gpu_count,
+                             requested_at=now, state=PodState.PROVISIONING, provisioning_at=now)
+    remote = adapter_for(account).launch(LaunchRequest(
+        tag=str(pod.pk), name=f"nb-{str(pod.pk)[:8]}", image=w.image, gpu_class="A10", gpu_count=gpu_count,
+        region="sbx-us-east", env={**telemetry.agent_launch_env(pod=pod), "SANDBOX_IDLE_AFTER_SECONDS": "0"}))
+    Pod.objects.filter(pk=pod.pk).update(provider_account=account, external_id=remote.external_id, region="sbx-us-east",
+                                         country="US", price_usd_per_hour=Decimal("1.5"), price_per_hour=Decimal("1.5"))
+    pod.refresh_from_db()
+    assert services.pod_transition(pod, PodState.RUNNING, "Running", expect=(PodState.PROVISIONING,))
     return Pod.objects.select_related("workload", "provider_account").get(pk=pod.pk)
 
 
