@@ -71,7 +71,7 @@ class VastStandIn(StandIn):
         response, op = super().dispatch(request)
         # the spec documents a refused key on search as 404 (not 401)
         if response is not None and op == "offers" and response.status_code == 401:
-            response = self.error(404, "invalid_api_key", "Unauthorized - invalid or missing API key")
+            response = json_response(404, {"error": "invalid_api_key", "msg": "Unauthorized - invalid or missing API key"})
         return response, op
 
     # --- search -----------------------------------------------------------------------------
