@@ -22,7 +22,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Q
 
-from billing.gate import may_spend
+from billing.gate import SCOPE_BUDGET, release, reserve_launch
 from providers.adapters.base import (
     CapacityUnavailable,
     InvalidCredentials,
@@ -151,6 +151,13 @@ def _record(pod: Pod, offer, outcome: str, message: str, started: float) -> None
                                    region=region, reason=label, until=clock.now() + timedelta(minutes=minutes))
 
 
+def _hours(pod: Pod):
+    from decimal import Decimal
+
+    minutes = pod.workload.max_duration_minutes
+    return (Decimal(minutes) / 60) if minutes else None
+
+
 def launch_with_failover(pod: Pod, candidates: list[Candidate]) -> LaunchOutcome:
     """Try ``candidates`` in order. Returns the launched (or adopted) remote pod with its offer,
     or ``remote=None`` and the reason. The pod must be in ``provisioning`` (claimed)."""
@@ -172,21 +179,25 @@ def launch_with_failover(pod: Pod, candidates: list[Candidate]) -> LaunchOutcome
         if remaining <= 0:
             path.append(f"gave up after {total_seconds():.0f} s")
             break
-        # ask the gate again at the moment of spending: another pod may have used the headroom
-        decision = may_spend(tenant_id=pod.tenant_id, project_id=pod.project_id,
-                             provider_account_id=offer.provider_account_id, usd_per_hour=offer.price_usd_per_hour)
+        # check and reserve under lock at the moment of spending: placement's answer may be stale
+        decision = reserve_launch(tenant_id=pod.tenant_id, project_id=pod.project_id,
+                                  provider_account_id=offer.provider_account_id,
+                                  usd_per_hour=offer.price_usd_per_hour, pod_id=pod.pk, hours=_hours(pod))
         if not decision.allowed:
             refusals.append(f"{where}: {decision.reason}")
             pod_event(pod, "placement", f"Skipped {where}: {decision.reason}")
+            if decision.scope == SCOPE_BUDGET:  # a budget binds every provider alike
+                return LaunchOutcome(None, path=refusals, reason=f"Refused: {decision.reason}")
             skip_accounts.add(account_id)
             continue
         # intent first: the pod row says where it is being launched before we call the provider
         if not Pod.objects.filter(pk=pod.pk, state=PodState.PROVISIONING).update(**_intent_fields(offer)):
+            release(pod_id=pod.pk)
             return LaunchOutcome(None, path=path, reason="cancelled before launch")
         attempts += 1
         adapter = calls.adapter(offer.provider_account)
         started = time.monotonic()
-        timeout = max(1.0, min(calls.attempt_timeout(), remaining))
+        timeout = max(0.1, min(calls.attempt_timeout(), remaining))
         try:
             remote = calls.call_with_timeout(adapter.launch, launch_request(pod, offer), timeout=timeout,
                                              timeout_error=LaunchTimeout, what=f"launch at {where}")
@@ -206,6 +217,7 @@ def launch_with_failover(pod: Pod, candidates: list[Candidate]) -> LaunchOutcome
                     skip_accounts.add(account_id)
                     continue
                 if isinstance(exc, ProviderError) and not exc.failover:
+                    release(pod_id=pod.pk)
                     return LaunchOutcome(None, path=path, reason=f"Launch refused: {msg}")
                 if isinstance(exc, QuotaExceeded):
                     skip_accounts.add(account_id)
@@ -218,9 +230,11 @@ def launch_with_failover(pod: Pod, candidates: list[Candidate]) -> LaunchOutcome
                    .filter(Q(external_id="") | Q(external_id=remote.external_id))
                    .update(external_id=remote.external_id, launch_path=path))
         if not claimed:
+            release(pod_id=pod.pk)
             _discard(pod, adapter, remote, where)
             return LaunchOutcome(None, path=path, reason="cancelled while launching")
         return LaunchOutcome(remote, offer=offer, path=path)
+    release(pod_id=pod.pk)  # nothing launched: the reservation goes back
     if not path and refusals:
         return LaunchOutcome(None, path=refusals, reason="Refused: " + "; ".join(refusals))
     reason = "Launch failed: " + " → ".join(path + refusals) if path or refusals else "no candidate left to try"

@@ -168,7 +168,7 @@ def _account_name(offer) -> str:
 
 
 def _money(x: Decimal) -> str:
-    return f"${x:.2f}/h" if x >= 1 else f"${x:.3f}/h"
+    return f"${x:.2f}/h" if x >= Decimal("0.1") else f"${x:.3f}/h"
 
 
 def _kind(offer) -> str:
@@ -242,7 +242,7 @@ def rank_offers(offers: Iterable, spec: PlacementSpec, policy: PlacementPolicy |
             continue
         allowed, why = gate(account, o.price_usd_per_hour)
         if not allowed:
-            exclude(_account_name(o), f"over provider cap or budget: {why}" if why else "over provider cap")
+            exclude(_account_name(o), why or "over provider cap")
             continue
         rate = policy.success_rate(account, o.region)
         rank = policy.preference.get(account, 100)
@@ -445,7 +445,7 @@ def place(offers_qs, spec: PlacementSpec, policy: PlacementPolicy | None = None,
 
 
 def policy_for(*, tenant_id, project_id=None, now: datetime, gate: Callable[..., Any] | None = None,
-               account_ids: Iterable[str] | None = None) -> PlacementPolicy:
+               account_ids: Iterable[str] | None = None, hours: Decimal | None = None) -> PlacementPolicy:
     """Preferences, live blocks, launch success (last week) and the spend gate for a tenant."""
     from providers.adapters.registry import provider_info
     from providers.models import ProviderAccount
@@ -480,7 +480,7 @@ def policy_for(*, tenant_id, project_id=None, now: datetime, gate: Callable[...,
     if gate is not None:
         def spend_check(account_id: str, usd_per_hour: Decimal) -> tuple[bool, str]:
             decision = gate(tenant_id=tenant_id, project_id=project_id, provider_account_id=account_id,
-                            usd_per_hour=usd_per_hour)
+                            usd_per_hour=usd_per_hour, hours=hours)
             return decision.allowed, decision.reason
 
     return PlacementPolicy(preference=preference, blocked=blocked,
@@ -495,5 +495,6 @@ def placement_for(*, tenant_id, spec: PlacementSpec, now: datetime, project_id=N
     from tenants.models import Tenant
 
     tenant = Tenant(pk=tenant_id)
-    policy = policy_for(tenant_id=tenant_id, project_id=project_id, now=now, gate=may_spend)
+    hours = Decimal(spec.max_duration_minutes) / 60 if spec.max_duration_minutes else None
+    policy = policy_for(tenant_id=tenant_id, project_id=project_id, now=now, gate=may_spend, hours=hours)
     return place(offers_for_tenant(tenant), spec, policy, limit=limit)
