@@ -1,0 +1,253 @@
+"""The spend dashboard's read model: filters, series, top workloads, burn rate, forecast,
+budget gauges — from daily rollups for past days plus today's ledger and the live,
+not-yet-metered accrual of running pods.
+
+Every figure can also be computed from the raw ledger (``source="ledger"``): the benchmark
+uses that as its baseline and checks both give the same numbers.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+from urllib.parse import urlencode
+
+from django.db.models import Sum
+from django.db.models.functions import TruncDate
+
+from providers.models import ProviderAccount
+from provisioner import clock
+from tenants.models import Project
+from workloads.models import BILLABLE_POD_STATES, Pod, PodState, Workload
+
+from .metering import unbooked_usd, usd_rates
+from .models import LedgerEntry, SpendRollup
+from .selectors import ZERO, day_start, period_start
+
+PRESETS = {"7d": "Last 7 days", "30d": "Last 30 days", "90d": "Last 90 days", "mtd": "Month to date",
+           "ytd": "Year to date", "365d": "Last 365 days", "custom": "Custom"}
+GROUPS = {"provider": "Provider", "project": "Project"}
+GRAINS = {"day": "Daily", "week": "Weekly", "month": "Monthly"}
+MAX_DAYS = 3 * 366
+TOP_N = 10
+
+
+@dataclass
+class Filters:
+    preset: str
+    start: date
+    end: date  # inclusive
+    project_id: str = ""
+    provider_id: str = ""
+    group: str = "provider"
+    grain: str = "day"
+
+    def query(self, **override) -> str:
+        q = {"range": self.preset, "group": self.group, "grain": self.grain}
+        if self.preset == "custom":
+            q.update({"from": self.start.isoformat(), "to": self.end.isoformat()})
+        if self.project_id:
+            q["project"] = self.project_id
+        if self.provider_id:
+            q["provider"] = self.provider_id
+        q.update(override)
+        return urlencode(q)
+
+
+def _date(s: str) -> date | None:
+    try:
+        return date.fromisoformat(s)
+    except (TypeError, ValueError):
+        return None
+
+
+def parse_filters(params, *, projects: dict, providers: dict, today: date) -> Filters:
+    """Filters from the query string; anything unknown falls back to the default (last 7 days)."""
+    preset = params.get("range", "7d")
+    if preset not in PRESETS:
+        preset = "7d"
+    start, end = today - timedelta(days=6), today
+    if preset == "30d":
+        start = today - timedelta(days=29)
+    elif preset == "90d":
+        start = today - timedelta(days=89)
+    elif preset == "365d":
+        start = today - timedelta(days=364)
+    elif preset == "mtd":
+        start = today.replace(day=1)
+    elif preset == "ytd":
+        start = today.replace(month=1, day=1)
+    elif preset == "custom":
+        s, e = _date(params.get("from", "")), _date(params.get("to", ""))
+        if s and e and s <= e:
+            start, end = s, min(e, today)
+            start = max(start, end - timedelta(days=MAX_DAYS))
+        else:
+            preset = "7d"
+    project = params.get("project", "")
+    provider = params.get("provider", "")
+    group = params.get("group", "provider")
+    grain = params.get("grain", "day")
+    return Filters(preset=preset, start=start, end=end,
+                   project_id=project if project in projects else "",
+                   provider_id=provider if provider in providers else "",
+                   group=group if group in GROUPS else "provider", grain=grain if grain in GRAINS else "day")
+
+
+def bucket_of(day: date, grain: str) -> date:
+    if grain == "week":
+        return day - timedelta(days=day.weekday())
+    if grain == "month":
+        return day.replace(day=1)
+    return day
+
+
+@dataclass
+class SpendView:
+    filters: Filters
+    today: date
+    periods: list[date] = field(default_factory=list)
+    series: dict[str, dict[date, Decimal]] = field(default_factory=dict)  # group label -> period -> usd
+    total: Decimal = ZERO
+    top: list[dict] = field(default_factory=list)
+    burn_per_day: Decimal = ZERO
+    month_to_date: Decimal = ZERO
+    forecast_month: Decimal = ZERO
+    mtd_daily: list[tuple[date, Decimal]] = field(default_factory=list)
+    run_rate: Decimal = ZERO
+    spent_today: Decimal = ZERO
+    running_count: int = 0
+
+    def rows(self) -> list[tuple[date, str, Decimal]]:
+        """The period x group table the page shows and the CSV exports."""
+        out = []
+        for p in self.periods:
+            for label in sorted(self.series):
+                v = self.series[label].get(p, ZERO)
+                if v:
+                    out.append((p, label, v))
+        return out
+
+
+def _scoped(qs, f: Filters):
+    if f.project_id:
+        qs = qs.filter(project_id=f.project_id)
+    if f.provider_id:
+        qs = qs.filter(provider_account_id=f.provider_id)
+    return qs
+
+
+def history_by_day(tenant, f: Filters, since: date, until: date, *, source: str = "rollup"):
+    """[(day, project_id, provider_account_id, workload_id, usd)] for whole past days
+    ``since <= day < until``, from rollups (or, as a baseline, the raw ledger)."""
+    if since >= until:
+        return []
+    if source == "ledger":
+        qs = _scoped(LedgerEntry.objects.filter(tenant=tenant, bucket_start__gte=day_start(since),
+                                                bucket_start__lt=day_start(until)), f)
+        rows = (qs.annotate(d=TruncDate("bucket_start"))
+                .values_list("d", "project_id", "provider_account_id", "workload_id").annotate(s=Sum("amount_usd")))
+    else:
+        qs = _scoped(SpendRollup.objects.filter(tenant=tenant, day__gte=since, day__lt=until), f)
+        rows = qs.values_list("day", "project_id", "provider_account_id", "workload_id").annotate(s=Sum("amount_usd"))
+    return list(rows)
+
+
+def today_rows(tenant, f: Filters, today: date):
+    """Today's booked spend from the ledger (only today's buckets)."""
+    qs = _scoped(LedgerEntry.objects.filter(tenant=tenant, bucket_start__gte=day_start(today)), f)
+    return [(today, *r) for r in qs.values_list("project_id", "provider_account_id", "workload_id")
+            .annotate(s=Sum("amount_usd"))]
+
+
+def live_pods(tenant, f: Filters):
+    qs = _scoped(Pod.objects.filter(tenant=tenant, started_at__isnull=False)
+                 .filter(state__in=[*BILLABLE_POD_STATES, PodState.STOPPED]), f)
+    return list(qs.select_related("provider_account", "workload").only(
+        "state", "price_per_hour", "price_usd_per_hour", "currency", "started_at", "stopped_at", "ended_at",
+        "metered_until", "offer_snapshot", "tenant_id", "project_id", "workload_id", "provider_account_id",
+        "provider_account__kind", "provider_account__settings", "workload__volumes"))
+
+
+def build(tenant, f: Filters, *, projects: dict, providers: dict, source: str = "rollup") -> SpendView:
+    """Everything the dashboard shows, in a fixed number of queries."""
+    now = clock.now()
+    today = now.date()
+    v = SpendView(filters=f, today=today)
+    month_start = today.replace(day=1)
+    burn_start = today - timedelta(days=7)
+    since = min(f.start, month_start, burn_start)
+    rows = history_by_day(tenant, f, since, today, source=source)
+    rows += today_rows(tenant, f, today)
+    rates = usd_rates()
+    for pod in live_pods(tenant, f):
+        tail = unbooked_usd(pod, rates, now)
+        if pod.state in BILLABLE_POD_STATES:
+            v.run_rate += pod.price_usd_per_hour or ZERO
+            v.running_count += 1
+        if tail:
+            rows.append((today, pod.project_id, pod.provider_account_id, pod.workload_id, tail))
+    names = projects if f.group == "project" else providers
+    series: dict[str, dict[date, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    by_workload: dict = defaultdict(Decimal)
+    daily: dict[date, Decimal] = defaultdict(Decimal)
+    for day, project_id, provider_id, workload_id, usd in rows:
+        usd = usd or ZERO
+        daily[day] += usd
+        if f.start <= day <= f.end:
+            key = str(project_id if f.group == "project" else provider_id)
+            series[names.get(key, "(removed)")][bucket_of(day, f.grain)] += usd
+            by_workload[(workload_id, project_id)] += usd
+            v.total += usd
+    periods, d = [], bucket_of(f.start, f.grain)
+    while d <= f.end:
+        periods.append(d)
+        d = bucket_of(d + timedelta(days={"day": 1, "week": 7}.get(f.grain, 32)), f.grain)
+    v.periods, v.series = periods, {k: dict(s) for k, s in series.items()}
+    v.spent_today = daily.get(today, ZERO)
+    # burn rate: average of the last 7 complete days; forecast: month to date + burn x days left
+    v.burn_per_day = sum((daily.get(today - timedelta(days=i), ZERO) for i in range(1, 8)), ZERO) / 7
+    days_in_month = calendar.monthrange(today.year, today.month)[1]
+    running = ZERO
+    for i in range(today.day):
+        day = month_start + timedelta(days=i)
+        running += daily.get(day, ZERO)
+        v.mtd_daily.append((day, running))
+    v.month_to_date = running
+    v.forecast_month = running + v.burn_per_day * (days_in_month - today.day)
+    top = sorted(by_workload.items(), key=lambda kv: kv[1], reverse=True)[:TOP_N]
+    wnames = dict(Workload.objects.filter(pk__in=[w for (w, _), _ in top if w]).values_list("pk", "name"))
+    v.top = [{"workload_id": w, "name": wnames.get(w, "(removed)"), "project": projects.get(str(p), "(removed)"),
+              "usd": usd} for (w, p), usd in top]
+    return v
+
+
+def budget_gauges(tenant, budgets) -> list[dict]:
+    """Spent vs amount for each budget in its current period (rollups + today's ledger)."""
+    if not budgets:
+        return []
+    now = clock.now()
+    today = now.date()
+    starts = {b.pk: period_start(b.period, now).date() for b in budgets}
+    earliest = min(starts.values())
+    per_day_project = list(SpendRollup.objects.filter(tenant=tenant, day__gte=earliest, day__lt=today)
+                           .values_list("day", "project_id").annotate(s=Sum("amount_usd")))
+    per_day_project += [(today, p, s) for p, s in LedgerEntry.objects.filter(
+        tenant=tenant, bucket_start__gte=day_start(today)).values_list("project_id").annotate(s=Sum("amount_usd"))]
+    out = []
+    for b in budgets:
+        spent = sum((s or ZERO for d, p, s in per_day_project
+                     if d >= starts[b.pk] and (b.project_id is None or p == b.project_id)), ZERO)
+        pct = float(spent * 100 / b.amount_usd) if b.amount_usd else 0.0
+        out.append({"budget": b, "spent": spent, "pct": pct,
+                    "state": "bad" if pct >= 100 else "warn" if pct >= 80 else "ok"})
+    return out
+
+
+def name_maps(tenant) -> tuple[dict, dict]:
+    projects = {str(k): v for k, v in Project.objects.filter(tenant=tenant).values_list("pk", "name")}
+    providers = {str(k): v for k, v in ProviderAccount.objects.filter(tenant=tenant).values_list("pk", "name")}
+    return projects, providers
