@@ -1,0 +1,277 @@
+"""Azure adapter against the stateful ARM / Entra ID / Retail Prices stand-in."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from providers.adapters import azure as azure_module
+from providers.adapters.azure import AzureAdapter, sku_gpu_class
+from providers.adapters.base import (
+    REMOTE_FAILED,
+    REMOTE_INTERRUPTED,
+    REMOTE_PROVISIONING,
+    REMOTE_RUNNING,
+    CapacityUnavailable,
+    InvalidCredentials,
+    LaunchRequest,
+    NotFound,
+    QuotaExceeded,
+    TransientError,
+)
+from providers.adapters.registry import provider_info
+from providers.services import capacity_poll, provider_account_create
+from provisioner import clock
+from tests.standins.azure import FakeAzure, account_settings, credentials
+from workloads import services
+from workloads.models import PodState
+
+TAG = "5a5a5a5a-0000-4000-8000-000000000001"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_tokens():
+    azure_module._token_cache.clear()
+    yield
+    azure_module._token_cache.clear()
+
+
+@pytest.fixture
+def az():
+    return FakeAzure()
+
+
+def adapter(fa: FakeAzure, **settings) -> AzureAdapter:
+    return AzureAdapter(credentials(), account_settings("https://azure.invalid", **settings), transport=fa.transport())
+
+
+def request(**kw) -> LaunchRequest:
+    base = dict(tag=TAG, name="train-5a5a", image="nvcr.io/nvidia/pytorch:24.08-py3", gpu_class="A100-80", gpu_count=1,
+                region="eastus", instance_type="Standard_NC24ads_A100_v4", spot=True, bid_price_per_hour=Decimal("0.8437"),
+                ports=[{"port": 8888}], env={"EPOCHS": "3"}, volumes=[{"kind": "persistent", "size_gb": 100, "mount_path": "/data"}])
+    base.update(kw)
+    return LaunchRequest(**base)
+
+
+def test_sku_series_map_to_canonical_classes():
+    assert sku_gpu_class("Standard_NC24ads_A100_v4") == "A100-80"
+    assert sku_gpu_class("Standard_ND96asr_v4") == "A100-40"
+    assert sku_gpu_class("Standard_ND96isr_H100_v5") == "H100"
+    assert sku_gpu_class("Standard_NC40ads_H100_v5") == "H100"
+    assert sku_gpu_class("Standard_NC4as_T4_v3") == "T4"
+    assert sku_gpu_class("Standard_NV36ads_A10_v5") == "A10"
+    assert sku_gpu_class("Standard_NV6ads_A10_v5") is None  # a sixth of a GPU
+    assert sku_gpu_class("Standard_D4s_v5") is None
+
+
+def test_wizard_fields():
+    fields = {f.name: f for f in provider_info("azure").credential_fields}
+    assert set(fields) == {"tenant_id", "client_id", "client_secret", "subscription_id"}
+    assert fields["client_secret"].secret and not fields["tenant_id"].secret
+
+
+def test_token_is_cached_until_expiry(az):
+    a = adapter(az)
+    with clock.frozen() as advance:
+        a.verify()
+        adapter(az).verify()  # a new adapter instance reuses the cached token
+        assert az.token_requests == 1
+        advance(minutes=59)  # within 2 minutes of expiry: refreshed
+        adapter(az).verify()
+        assert az.token_requests == 2
+    form = next(r["body"] for r in az.requests if r["path"].endswith("/oauth2/v2.0/token"))
+    assert form["scope"] == ["https://management.azure.com/.default"] and form["grant_type"] == ["client_credentials"]
+
+
+def test_wrong_secret_is_invalid_credentials(az):
+    bad = AzureAdapter({**credentials(), "client_secret": "nope"}, account_settings("https://x"), transport=az.transport())
+    with pytest.raises(InvalidCredentials, match="AADSTS7000215"):
+        bad.verify()
+
+
+def test_offers_from_skus_and_retail_prices(az):
+    az.restrict("Standard_NC24ads_A100_v4", "swedencentral")
+    az.restrict("Standard_NC4as_T4_v3", "westeurope", zones=["1", "2", "3"])  # every zone restricted
+    az.restrict("Standard_NC4as_T4_v3", "eastus", zones=["2"])
+    offers = {(o.instance_type, o.region, o.spot): o for o in adapter(az).list_offers()}
+    assert ("Standard_NC24ads_A100_v4", "swedencentral", False) not in offers
+    assert ("Standard_NC4as_T4_v3", "westeurope", False) not in offers
+    assert offers[("Standard_NC4as_T4_v3", "eastus", False)].extra["zones"] == ["1", "3"]
+    assert not any(k[0] in ("Standard_NV6ads_A10_v5", "Standard_D4s_v5") for k in offers)
+    od, spot = offers[("Standard_NC24ads_A100_v4", "eastus", False)], offers[("Standard_NC24ads_A100_v4", "eastus", True)]
+    assert (od.gpu_class, od.gpu_count, od.country, od.currency) == ("A100-80", 1, "US", "USD")
+    assert od.price_per_hour == Decimal("3.673") and spot.price_per_hour == Decimal("0.8437")  # not Windows, not Low Priority
+    h100 = offers[("Standard_ND96isr_H100_v5", "westeurope", False)]
+    assert (h100.gpu_class, h100.gpu_count, h100.country) == ("H100", 8, "NL")
+    assert ("Standard_ND96isr_H100_v5", "westeurope", True) not in offers  # no spot meter there
+    # both listings were paged (3 items a page): every NextPageLink/nextLink was followed
+    assert sum(1 for r in az.requests if r["path"] == "/api/retail/prices") > 3
+    assert sum(1 for r in az.requests if r["path"].endswith("/Microsoft.Compute/skus")) > 3
+
+
+def test_allowed_regions_narrow_the_query(az):
+    a = AzureAdapter(credentials(), {**account_settings("https://x"), "locations": [], "allowed_regions": ["westeurope"]},
+                     transport=az.transport())
+    assert {o.region for o in a.list_offers()} == {"westeurope"}
+    sku_calls = [r for r in az.requests if r["path"].endswith("/skus")]
+    assert sku_calls[0]["query"]["$filter"] == "location eq 'westeurope'"
+
+
+def test_spot_launch_body_lro_and_idempotency(az):
+    az.lro_polls = 3
+    a = adapter(az)
+    remote = a.launch(request())
+    assert remote.state == REMOTE_RUNNING and remote.tag == TAG and remote.connection["host"].startswith("10.1.0.")
+    vm = az.vms[remote.external_id]
+    props = vm["properties"]
+    assert props["priority"] == "Spot" and props["evictionPolicy"] == "Delete" and props["billingProfile"] == {"maxPrice": -1}
+    assert vm["tags"]["provisioner-pod"] == TAG and props["hardwareProfile"]["vmSize"] == "Standard_NC24ads_A100_v4"
+    assert props["storageProfile"]["dataDisks"][0]["diskSizeGB"] == 100
+    assert props["networkProfile"]["networkInterfaces"][0]["properties"]["deleteOption"] == "Delete"
+    import base64
+
+    script = base64.b64decode(props["osProfile"]["customData"]).decode()
+    assert "docker run" in script and "--gpus all" in script and "nvcr.io/nvidia/pytorch:24.08-py3" in script
+    assert "EPOCHS=3" in script and "8888:8888" in script
+    op_polls = [r for r in az.requests if "/operations/" in r["path"]]
+    assert len(op_polls) >= 3  # the long-running operation was followed to the end
+    puts = sum(1 for r in az.requests if r["method"] == "PUT" and "virtualMachines" in r["path"])
+    assert a.launch(request()).external_id == remote.external_id  # found by name, not created again
+    assert sum(1 for r in az.requests if r["method"] == "PUT" and "virtualMachines" in r["path"]) == puts
+    assert [p.tag for p in a.list_pods()] == [TAG]
+
+
+def test_bid_max_price_when_configured(az):
+    remote = adapter(az, spot_max_price="bid").launch(request())
+    assert az.vms[remote.external_id]["properties"]["billingProfile"] == {"maxPrice": 0.8437}
+
+
+def test_on_demand_launch_has_no_spot_fields(az):
+    remote = adapter(az).launch(request(spot=False, bid_price_per_hour=None))
+    props = az.vms[remote.external_id]["properties"]
+    assert props["priority"] == "Regular" and "evictionPolicy" not in props and "billingProfile" not in props
+
+
+def test_launch_wait_is_bounded(az):
+    az.lro_polls = 10_000
+    remote = adapter(az, launch_wait_seconds=0.05).launch(request())
+    assert remote.state == REMOTE_PROVISIONING
+
+
+@pytest.mark.parametrize("code", ["AllocationFailed", "ZonalAllocationFailed", "OverconstrainedAllocationRequest"])
+def test_async_allocation_failure_is_capacity_and_cleans_up(az, code):
+    az.capacity[("Standard_NC24ads_A100_v4", "eastus")] = code
+    with pytest.raises(CapacityUnavailable, match=code):
+        adapter(az).launch(request())
+    assert not az.vms and not az.nics  # neither the failed VM nor its NIC is left behind
+
+
+def test_sku_not_available_is_capacity(az):
+    with pytest.raises(CapacityUnavailable, match="SkuNotAvailable"):
+        adapter(az).launch(request(region="swedencentral", instance_type="Standard_ND96isr_H100_v5"))
+    assert not az.nics
+
+
+def test_quota_and_throttling_are_typed(az):
+    az.quota = True
+    with pytest.raises(QuotaExceeded, match="Cores quota"):
+        adapter(az).launch(request())
+    az.quota = False
+    az.throttle(retry_after=17)
+    with pytest.raises(TransientError) as exc:
+        adapter(az).verify()
+    assert exc.value.retry_after == 17 and exc.value.status == 429
+
+
+def test_failed_provisioning_reported_by_get(az):
+    az.lro_polls = 2
+    az.capacity[("Standard_NC24ads_A100_v4", "eastus")] = "AllocationFailed"
+    a = adapter(az, launch_wait_seconds=0)  # launch returns before the verdict
+    remote = a.launch(request())
+    assert remote.state == REMOTE_PROVISIONING
+    for op in az.operations.values():  # the operation completes in the background
+        op["polls"] = az.lro_polls
+        if op.get("on_done"):
+            op.pop("on_done")()
+    got = a.get(remote.external_id)
+    assert got.state == REMOTE_FAILED and "Allocation failed" in got.message
+
+
+def test_spot_eviction_with_delete_policy_is_an_interruption(az):
+    a = adapter(az)
+    remote = a.launch(request())
+    az.evict(remote.external_id)
+    assert not az.nics  # went with the VM
+    got = a.get(remote.external_id)
+    assert got.state == REMOTE_INTERRUPTED and "Evict" in got.message
+
+
+def test_spot_eviction_with_deallocate_policy_is_an_interruption(az):
+    a = adapter(az, eviction_policy="Deallocate")
+    remote = a.launch(request())
+    az.evict(remote.external_id)
+    assert a.get(remote.external_id).state == REMOTE_INTERRUPTED
+
+
+def test_terminate_follows_the_delete_operation(az):
+    a = adapter(az)
+    remote = a.launch(request())
+    a.terminate(remote.external_id)
+    assert not az.vms and not az.nics
+    with pytest.raises(NotFound):
+        a.get(remote.external_id)
+    a.terminate(remote.external_id)  # already gone: silent
+
+
+# --- through the app's lifecycle services (stand-in served on 127.0.0.1) -----------------------------
+
+
+@pytest.fixture
+def azure_account(tenant, az):
+    with az.serve() as url:
+        acct = provider_account_create(tenant=tenant, kind="azure", name="Azure", credentials=credentials(),
+                                       settings=account_settings(url))
+        capacity_poll(accounts=[acct])
+        acct.refresh_from_db()
+        yield acct
+
+
+def _workload(tenant, project, owner, **kw):
+    defaults = dict(name="train", image="nvcr.io/nvidia/pytorch:24.08-py3", gpu_class="A100-80", gpu_count=1)
+    defaults.update(kw)
+    return services.workload_create(tenant=tenant, project=project, owner=owner, **defaults)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_lifecycle_spot_launch_running_terminate(tenant, project, owner, az, azure_account):
+    assert azure_account.health == "ok"
+    assert azure_account.offers.filter(gpu_class="A100-80", spot=True, country="US").exists()
+    (pod,) = services.workload_launch(workload=_workload(tenant, project, owner, interruption_tolerant=True), enqueue=False)
+    pod = services.pod_provision(pod_id=str(pod.pk))
+    assert pod.state == PodState.RUNNING and pod.spot and pod.region == "eastus"
+    assert pod.price_usd_per_hour == Decimal("0.8437")
+    assert az.vms[pod.external_id]["properties"]["priority"] == "Spot"
+    assert services.pod_refresh(pod_id=str(pod.pk)).state == PodState.RUNNING
+    pod = services.pod_terminate(pod_id=str(pod.pk))
+    assert pod.state == PodState.TERMINATED and not az.vms
+
+
+@pytest.mark.django_db(transaction=True)
+def test_lifecycle_capacity_error_fails_over_to_next_region(tenant, project, owner, az, azure_account):
+    az.capacity[("Standard_NC24ads_A100_v4", "eastus")] = "AllocationFailed"
+    (pod,) = services.workload_launch(workload=_workload(tenant, project, owner), enqueue=False)
+    pod = services.pod_provision(pod_id=str(pod.pk))
+    assert pod.state == PodState.RUNNING and pod.region == "swedencentral" and not pod.spot  # next cheapest
+    attempts = " ".join(pod.events.filter(kind="attempt").values_list("message", flat=True)).lower()
+    assert "no capacity" in attempts
+
+
+@pytest.mark.django_db(transaction=True)
+def test_lifecycle_spot_eviction_detected(tenant, project, owner, az, azure_account):
+    w = _workload(tenant, project, owner, interruption_tolerant=True)
+    (pod,) = services.workload_launch(workload=w, enqueue=False)
+    pod = services.pod_provision(pod_id=str(pod.pk))
+    az.evict(pod.external_id)
+    pod = services.pod_refresh(pod_id=str(pod.pk))
+    assert pod.state == PodState.INTERRUPTED
