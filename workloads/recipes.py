@@ -426,8 +426,10 @@ def parse_env(text: str) -> dict[str, str]:
 
 
 def parse_command(text: str) -> list[str]:
+    # "{{ epochs }}" must stay one word: close up the placeholders' inner spaces first
+    text = PLACEHOLDER.sub(lambda m: "{{" + m.group(1) + "}}", text or "")
     try:
-        return shlex.split(text or "")
+        return shlex.split(text)
     except ValueError as exc:
         raise RecipeError(f"Cannot split the command: {exc}", "command")
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.db import transaction
+
 from provisioner import clock
 
 from . import services
@@ -42,8 +44,10 @@ def supervise() -> dict[str, int]:
 # --- user actions ---------------------------------------------------------------------------------
 
 
-def workload_stop(*, workload: Workload, reason: str) -> int:
-    """Stop everything: no more cron runs, queued runs dropped, every live pod terminated."""
+def workload_stop(*, workload: Workload, reason: str, enqueue: bool = False) -> int:
+    """Stop everything: no more cron runs, queued runs dropped, every live pod terminated
+    (through the terminate task after commit when ``enqueue``, so a web request never waits on
+    a provider)."""
     from .models import ScheduledRun
     from .scheduling import workload_schedule_sync
 
@@ -55,7 +59,12 @@ def workload_stop(*, workload: Workload, reason: str) -> int:
         state=ScheduledRun.State.SKIPPED, note="Skipped: the workload was stopped", ended_at=clock.now())
     live = list(workload.pods.filter(state__in=LIVE_POD_STATES + (PodState.STOPPED,)).values_list("pk", flat=True))
     for pod_id in live:
-        services.pod_terminate(pod_id=str(pod_id), reason=reason)
+        if enqueue:
+            from .tasks import terminate_pod
+
+            transaction.on_commit(lambda pid=str(pod_id): terminate_pod.delay(pid, reason))
+        else:
+            services.pod_terminate(pod_id=str(pod_id), reason=reason)
     return len(live)
 
 

@@ -1,0 +1,85 @@
+"""Reads for the recipe catalog, launch estimates and the workload pages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db.models import Count, Q, QuerySet
+
+from providers.catalog import expand_countries, expand_gpu_classes
+from provisioner import clock
+from tenants.models import Tenant
+
+from .models import LIVE_POD_STATES, PodEvent, Recipe, Workload
+from .placement import PlacementResult, PlacementSpec, placement_for
+
+
+def recipes_for_tenant(tenant: Tenant | None) -> QuerySet[Recipe]:
+    """The built-in catalog plus the organization's own recipes."""
+    if tenant is None:
+        return Recipe.objects.none()
+    return Recipe.objects.filter(Q(tenant__isnull=True) | Q(tenant=tenant))
+
+
+def recipe_search(tenant: Tenant | None, *, q: str = "", category: str = "", source: str = "") -> list[Recipe]:
+    qs = recipes_for_tenant(tenant)
+    if q:
+        qs = qs.filter(Q(name__icontains=q) | Q(description__icontains=q) | Q(slug__icontains=q) | Q(category__icontains=q))
+    if category:
+        qs = qs.filter(category=category)
+    if source == "builtin":
+        qs = qs.filter(tenant__isnull=True)
+    elif source == "ours":
+        qs = qs.filter(tenant=tenant)
+    return list(qs.order_by("-builtin", "name"))
+
+
+def recipe_by_slug(tenant: Tenant | None, slug: str) -> Recipe | None:
+    """The organization's recipe of that slug, else the built-in one."""
+    return recipes_for_tenant(tenant).filter(slug=slug).order_by("builtin").first()
+
+
+def workloads_with_counts(tenant: Tenant | None) -> QuerySet[Workload]:
+    return (Workload.objects.for_tenant(tenant).select_related("project", "owner", "recipe_version__recipe")
+            .annotate(live_pods=Count("pods", filter=Q(pods__state__in=LIVE_POD_STATES)), pod_total=Count("pods")))
+
+
+def workload_events(workload: Workload, limit: int = 200) -> list[PodEvent]:
+    """The events timeline across every pod of the workload, newest first."""
+    return list(PodEvent.objects.filter(pod__workload=workload).select_related("pod").order_by("-at", "-id")[:limit])
+
+
+@dataclass
+class Estimate:
+    result: PlacementResult
+    replicas: int
+    max_duration_minutes: int | None
+
+    @property
+    def per_hour(self) -> Decimal | None:
+        chosen = self.result.chosen
+        return chosen.price * self.replicas if chosen else None
+
+    @property
+    def for_max_duration(self) -> Decimal | None:
+        if self.per_hour is None or not self.max_duration_minutes:
+            return None
+        return self.per_hour * Decimal(self.max_duration_minutes) / Decimal(60)
+
+
+def launch_estimate(tenant: Tenant, *, project_id=None, gpu_class: str, gpu_count: int, acceptable: list[str],
+                    interruption_tolerant: bool, countries: list[str], regions: list[str],
+                    max_price_per_hour: Decimal | None, volume_kinds: list[str], lifecycle: str,
+                    max_duration_minutes: int | None, replicas: int) -> Estimate:
+    """Where a declaration would land right now and what it would cost (per hour, and for the
+    maximum duration), through the same placement the launch uses."""
+    spec = PlacementSpec(
+        gpu_classes=tuple(expand_gpu_classes([gpu_class, *acceptable])), gpu_count=gpu_count,
+        interruption_tolerant=interruption_tolerant, countries=tuple(expand_countries(countries)),
+        regions=tuple(regions), max_price_per_hour=max_price_per_hour, volume_kinds=tuple(sorted(set(volume_kinds))),
+        lifecycle=lifecycle, max_duration_minutes=max_duration_minutes,
+        pin_label=", ".join(c.upper() for c in countries),
+    )
+    result = placement_for(tenant_id=tenant.pk, spec=spec, now=clock.now(), project_id=project_id, limit=4)
+    return Estimate(result=result, replicas=max(1, replicas), max_duration_minutes=max_duration_minutes)
