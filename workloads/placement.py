@@ -379,17 +379,17 @@ OFFER_FIELDS = (
 def filtered_out(offers_qs, spec: PlacementSpec) -> list[Exclusion]:
     """Why offers of the right shape did not survive the database filter: one aggregate query."""
     pin = _pin_q(spec)
+    ok_kind = Q() if spec.allows_spot else Q(spot=False)
     agg: dict[str, Any] = {"shape": Count("id")}
     if spec.countries or spec.regions:
-        agg["outside"] = Count("id", filter=~pin & CAPACITY_Q)
-        agg["outside_min"] = Min("price_usd_per_hour", filter=~pin & CAPACITY_Q)
+        agg["outside"] = Count("id", filter=~pin & CAPACITY_Q & ok_kind)
+        agg["outside_min"] = Min("price_usd_per_hour", filter=~pin & CAPACITY_Q & ok_kind)
         agg["inside"] = Count("id", filter=pin)
     agg["sold_out"] = Count("id", filter=pin & ~CAPACITY_Q)
     agg["inside_cap"] = Count("id", filter=pin & CAPACITY_Q)
     if not spec.allows_spot:
         agg["spot"] = Count("id", filter=pin & CAPACITY_Q & Q(spot=True))
     if spec.max_price_per_hour is not None:
-        ok_kind = Q() if spec.allows_spot else Q(spot=False)
         over = pin & CAPACITY_Q & ok_kind & Q(price_usd_per_hour__gt=spec.max_price_per_hour)
         agg["over"] = Count("id", filter=over)
         agg["over_min"] = Min("price_usd_per_hour", filter=over)

@@ -1,0 +1,106 @@
+"""Placement preview (the launch forms' live "where will this go, and why") and the move page.
+
+The preview is a GET endpoint any launch form can point ``hx-get`` at with ``hx-include`` of
+its fields; it reads only our database (offers, blocks, launch history, the spend gate).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+
+from providers.catalog import expand_countries, expand_gpu_classes
+from providers.selectors import provider_accounts_for_tenant
+from provisioner import clock
+from tenants.access import get_for_tenant_or_404, require_member
+from tenants.permissions import PROVISION
+from tenants.selectors import projects_for_tenant
+
+from .models import PodState, Workload
+from .move import MoveError, MoveNeedsConfirmation, move_preview, target_from_params, volume_warning, workload_move
+from .placement import PlacementSpec, placement_for
+
+
+def _split(value: str | None) -> list[str]:
+    return [x.strip() for x in (value or "").replace(";", ",").replace("\n", ",").split(",") if x.strip()]
+
+
+def _int(value: str | None, default: int | None) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else default
+    except ValueError:
+        return default
+
+
+def spec_from_params(params) -> PlacementSpec:
+    """A placement spec from a launch form's GET parameters (lenient: bad values are ignored)."""
+    classes = [params.get("gpu_class") or "A100-80"]
+    many = params.getlist("acceptable_gpu_classes") if hasattr(params, "getlist") else [params.get("acceptable_gpu_classes", "")]
+    for v in many:
+        classes.extend(_split(v))
+    tolerant = (params.get("interruption_tolerant") or "").lower() in ("on", "true", "1", "yes")
+    try:
+        max_price = Decimal(params.get("max_price_per_hour")) if params.get("max_price_per_hour") else None
+    except InvalidOperation:
+        max_price = None
+    raw_countries = _split(params.get("countries"))
+    volume_kinds = sorted({v.split(":")[0].strip().lower() for v in _split(params.get("volumes"))})
+    return PlacementSpec(
+        gpu_classes=tuple(expand_gpu_classes(classes)), gpu_count=max(1, _int(params.get("gpu_count"), 1) or 1),
+        interruption_tolerant=tolerant, countries=tuple(expand_countries(raw_countries)),
+        regions=tuple(_split(params.get("regions"))), max_price_per_hour=max_price,
+        volume_kinds=tuple(volume_kinds), lifecycle=params.get("lifecycle") or "job",
+        max_duration_minutes=_int(params.get("max_duration_minutes"), None),
+        pin_label=", ".join(c.upper() for c in raw_countries),
+    )
+
+
+@login_required
+def placement_preview(request: HttpRequest) -> HttpResponse:
+    """The chosen offer, its price, why it won, the next alternatives and the exclusions."""
+    membership = require_member(request, PROVISION)
+    tenant = membership.tenant
+    project = projects_for_tenant(tenant).filter(pk=_int(request.GET.get("project"), None) or 0).first()
+    spec = spec_from_params(request.GET)
+    result = placement_for(tenant_id=tenant.pk, project_id=project.pk if project else None, spec=spec,
+                           now=clock.now(), limit=4)
+    ctx = {"result": result, "spec": spec, "chosen": result.chosen, "alternatives": result.candidates[1:4],
+           "exclusions": result.exclusions[:8]}
+    template = "workloads/partials/placement_preview.html" if request.htmx else "workloads/placement_preview.html"
+    return render(request, template, ctx)
+
+
+@login_required
+def workload_move_view(request: HttpRequest, pk) -> HttpResponse:
+    """Move a running workload elsewhere: GET previews where it would land, POST moves."""
+    workload = get_for_tenant_or_404(request, Workload, PROVISION, pk=pk)
+    params = request.POST if request.method == "POST" else request.GET
+    target = target_from_params(params)
+    accounts = provider_accounts_for_tenant(request.tenant).filter(enabled=True)
+    allowed_ids = {str(a.pk) for a in accounts}
+    target.provider_account_ids = [a for a in target.provider_account_ids if a in allowed_ids]  # restricted
+    warning = volume_warning(workload)
+    error = ""
+    if request.method == "POST":
+        try:
+            pods = workload_move(workload=workload, target=target, user=request.user,
+                                 confirm_data_loss=params.get("confirm_data_loss") == "on")
+        except MoveNeedsConfirmation as exc:
+            error = f"{exc} Tick the box to confirm."
+        except MoveError as exc:
+            error = str(exc)
+        else:
+            messages.success(request, "Move started: the new pod comes up before the old one goes down."
+                             if workload.lifecycle == "service" else "Move started: the job restarts at the new place.")
+            return redirect("workloads:pod_detail", pk=pods[0].pk)
+    preview = None if target.empty else move_preview(workload=workload, target=target)
+    running = workload.pods.filter(state=PodState.RUNNING).select_related("provider_account")
+    return render(request, "workloads/workload_move.html", {
+        "workload": workload, "target": target, "accounts": accounts, "warning": warning, "error": error,
+        "preview": preview, "running": running, "countries": ", ".join(target.countries),
+        "regions": ", ".join(target.regions),
+    })
