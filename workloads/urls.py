@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views, views_recipes, views_telemetry
+from . import views, views_placement, views_recipes, views_telemetry
 
 app_name = "workloads"
 urlpatterns = [
@@ -24,4 +24,6 @@ urlpatterns = [
     path("workloads/<uuid:pk>/clone/", views_recipes.workload_clone, name="workload_clone"),
     path("workloads/<uuid:pk>/relaunch/", views_recipes.workload_relaunch_view, name="workload_relaunch"),
     path("workloads/<uuid:pk>/stop/", views_recipes.workload_stop_view, name="workload_stop"),
+    path("placement/preview/", views_placement.placement_preview, name="placement_preview"),
+    path("workloads/<uuid:pk>/move/", views_placement.workload_move_view, name="workload_move"),
 ]
