@@ -11,13 +11,14 @@ from .base import ProviderAdapter, ProviderInfo
 # (boto3) only matters when that provider is actually used.
 ADAPTERS: dict[str, str] = {
     "sandbox": "providers.adapters.sandbox:SandboxAdapter",
-    "azure": "providers.adapters.azure:AzureAdapter",
-    "kubernetes": "providers.adapters.kubernetes:KubernetesAdapter",
-    "coreweave": "providers.adapters.coreweave:CoreWeaveAdapter",
     "runpod": "providers.adapters.runpod:RunPodAdapter",
     "lambda": "providers.adapters.lambda_cloud:LambdaAdapter",
     "vast": "providers.adapters.vast:VastAdapter",
     "hetzner": "providers.adapters.hetzner:HetznerAdapter",
+    "aws": "providers.adapters.aws:AwsAdapter",
+    "azure": "providers.adapters.azure:AzureAdapter",
+    "kubernetes": "providers.adapters.kubernetes:KubernetesAdapter",
+    "coreweave": "providers.adapters.coreweave:CoreWeaveAdapter",
 }
 
 
