@@ -388,7 +388,7 @@ def filtered_out(offers_qs, spec: PlacementSpec) -> list[Exclusion]:
     agg["sold_out"] = Count("id", filter=pin & ~CAPACITY_Q)
     agg["inside_cap"] = Count("id", filter=pin & CAPACITY_Q)
     if not spec.allows_spot:
-        agg["spot"] = Count("id", filter=pin & CAPACITY_Q & Q(spot=True))
+        agg["n_spot"] = Count("id", filter=pin & CAPACITY_Q & Q(spot=True))
     if spec.max_price_per_hour is not None:
         over = pin & CAPACITY_Q & ok_kind & Q(price_usd_per_hour__gt=spec.max_price_per_hour)
         agg["over"] = Count("id", filter=over)
@@ -406,9 +406,9 @@ def filtered_out(offers_qs, spec: PlacementSpec) -> list[Exclusion]:
             out.append(Exclusion("", f"no {spec.shape} offered in {where}", 0))
     if a["sold_out"]:
         out.append(Exclusion("", f"no capacity in {where}" if where else "no capacity (sold out)", a["sold_out"]))
-    if a.get("spot"):
+    if a.get("n_spot"):
         reason = "after repeated interruptions" if spec.force_on_demand else "(workload does not tolerate interruption)"
-        out.append(Exclusion("", f"spot not allowed: on-demand required {reason}", a["spot"]))
+        out.append(Exclusion("", f"spot not allowed: on-demand required {reason}", a["n_spot"]))
     if a.get("over"):
         out.append(Exclusion("", f"over the {_money(spec.max_price_per_hour)} price ceiling "
                                  f"(cheapest {_money(a['over_min'])})", a["over"]))

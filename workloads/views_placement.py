@@ -9,6 +9,7 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 
 from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -64,7 +65,12 @@ def placement_preview(request: HttpRequest) -> HttpResponse:
     """The chosen offer, its price, why it won, the next alternatives and the exclusions."""
     membership = require_member(request, PROVISION)
     tenant = membership.tenant
-    project = projects_for_tenant(tenant).filter(pk=_int(request.GET.get("project"), None) or 0).first()
+    project = None
+    if request.GET.get("project"):
+        try:  # restricted to the tenant: another organization's project id matches nothing
+            project = projects_for_tenant(tenant).filter(pk=request.GET["project"]).first()
+        except (ValueError, ValidationError):
+            project = None
     spec = spec_from_params(request.GET)
     result = placement_for(tenant_id=tenant.pk, project_id=project.pk if project else None, spec=spec,
                            now=clock.now(), limit=4)
