@@ -49,6 +49,7 @@ from .base import (
     RemotePod,
     TransientError,
 )
+from .kubeconfig import default_tls
 
 COMPUTE_API = "2024-07-01"
 SKUS_API = "2021-07-01"
@@ -166,7 +167,7 @@ class AzureAdapter(ProviderAdapter):
     @property
     def http(self) -> httpx.Client:
         if self._client is None:
-            self._client = httpx.Client(transport=self._transport, timeout=httpx.Timeout(float(self.settings.get("timeout_seconds", 30))),
+            self._client = httpx.Client(transport=self._transport, verify=default_tls(), timeout=httpx.Timeout(float(self.settings.get("timeout_seconds", 30))),
                                         headers={"User-Agent": "ai-cloud-provisioner"})
         return self._client
 

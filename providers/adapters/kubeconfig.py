@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import functools
 import os
 import ssl
 import tempfile
@@ -92,6 +93,12 @@ def parse_kubeconfig(text: str, context: str = "") -> KubeConfig:
     return KubeConfig(server=server, token=token, client_cert_pem=cert, client_key_pem=key, ca_pem=ca,
                       insecure_skip_tls_verify=bool(cluster.get("insecure-skip-tls-verify")),
                       namespace=str(ctx.get("namespace") or ""), context=ctx_name)
+
+
+@functools.cache
+def default_tls() -> ssl.SSLContext:
+    """The system trust store, loaded once per process (loading it costs tens of milliseconds)."""
+    return ssl.create_default_context()
 
 
 @contextlib.contextmanager

@@ -56,7 +56,7 @@ from .base import (
     RemotePod,
     TransientError,
 )
-from .kubeconfig import KubeConfig, parse_kubeconfig, ssl_context
+from .kubeconfig import KubeConfig, default_tls, parse_kubeconfig, ssl_context
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +171,8 @@ class KubernetesAdapter(ProviderAdapter):
             headers["Authorization"] = f"Bearer {cfg.token}"
         if base.startswith("https://") and self._ssl is None:
             self._ssl = ssl_context(cfg)  # built once per adapter: loading CAs is not free
-        verify: Any = self._ssl if base.startswith("https://") else True
+        # plain http (a stand-in) needs no TLS context; building httpx's default one per call is slow
+        verify: Any = self._ssl if base.startswith("https://") else False
         with httpx.Client(base_url=base, headers=headers, verify=verify, transport=self._transport,
                           timeout=httpx.Timeout(float(self.settings.get("timeout_seconds", 15)))) as client:
             yield client
@@ -541,7 +542,7 @@ class KubernetesAdapter(ProviderAdapter):
             return None
         query = f'DCGM_FI_DEV_GPU_UTIL{{namespace="{self.namespace}",pod="{external_id}"}}'
         try:
-            with httpx.Client(transport=self._transport, timeout=10) as c:
+            with httpx.Client(transport=self._transport, timeout=10, verify=default_tls()) as c:
                 r = c.get(f"{str(url).rstrip('/')}/api/v1/query", params={"query": query})
         except httpx.HTTPError as exc:
             raise TransientError(f"Prometheus unreachable: {exc}")

@@ -191,7 +191,7 @@ def test_failed_provisioning_reported_by_get(az):
     remote = a.launch(request())
     assert remote.state == REMOTE_PROVISIONING
     for op in az.operations.values():  # the operation completes in the background
-        op["polls"] = az.lro_polls
+        op["polls"] = op["needed"]
         if op.get("on_done"):
             op.pop("on_done")()
     got = a.get(remote.external_id)

@@ -25,6 +25,7 @@ def serve(handler: Handler, *, tls: ssl.SSLContext | None = None) -> Iterator[st
 
     class _Req(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out in separate writes
 
         def log_message(self, *args):  # keep test output quiet
             pass

@@ -300,9 +300,10 @@ class FakeAzure:
                                          "Items": page, "NextPageLink": next_link, "Count": len(page)})
 
     # --- operations -----------------------------------------------------------------------------------
-    def _start_operation(self, location: str, on_done, *, error: dict[str, Any] | None = None) -> str:
+    def _start_operation(self, location: str, on_done, *, error: dict[str, Any] | None = None, polls: int | None = None) -> str:
         op_id = str(uuid.uuid4())
-        self.operations[op_id] = {"polls": 0, "on_done": on_done, "error": error, "start": _ts()}
+        self.operations[op_id] = {"polls": 0, "on_done": on_done, "error": error, "start": _ts(),
+                                  "needed": self.lro_polls if polls is None else polls}
         return f"{self.base}/subscriptions/{SUB}/providers/Microsoft.Compute/locations/{location}/operations/{op_id}?api-version=2024-07-01"
 
     def _operation(self, op_id: str) -> httpx.Response:
@@ -311,7 +312,7 @@ class FakeAzure:
             return arm_error(404, "ResourceNotFound", f"operation {op_id} not found")
         op["polls"] += 1
         body: dict[str, Any] = {"startTime": op["start"], "status": "InProgress", "name": op_id}
-        if op["polls"] >= self.lro_polls:
+        if op["polls"] >= op["needed"]:
             if op.get("on_done"):
                 op.pop("on_done")()
             body.update({"status": "Failed" if op["error"] else "Succeeded", "endTime": _ts()})
@@ -343,7 +344,7 @@ class FakeAzure:
                                   "enableIPForwarding": False, "disableTcpStateTracking": False, "nicType": "Standard",
                                   "vnetEncryptionSupported": False}}
             self.nics[name] = nic
-            url = self._start_operation(body["location"], None)
+            url = self._start_operation(body["location"], None, polls=1)  # NICs are quick
             return httpx.Response(201, json=nic, headers={"Azure-AsyncOperation": url, "Retry-After": "0"})
         nic = self.nics.get(name)
         if nic is None:
