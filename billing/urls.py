@@ -5,4 +5,9 @@ from . import views
 app_name = "billing"
 urlpatterns = [
     path("", views.spend, name="spend"),
+    path("export.csv", views.spend_export, name="export"),
+    path("budgets/", views.budgets, name="budgets"),
+    path("budgets/<uuid:pk>/", views.budget_edit, name="budget_edit"),
+    path("alerts/", views.alerts, name="alerts"),
+    path("alerts/badge/", views.alerts_badge, name="alerts_badge"),
 ]

@@ -1,38 +1,136 @@
+"""Spend dashboard, CSV export, budgets and alerts pages. Thin: access check, read model,
+template."""
+
 from __future__ import annotations
 
-from decimal import Decimal
+import csv
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Sum
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 
 from provisioner import clock
-from tenants.access import require_member
-from tenants.permissions import VIEW_SPEND
-from workloads.models import BILLABLE_POD_STATES
-from workloads.selectors import pod_cost_so_far, pods_for_tenant
+from tenants.access import get_for_tenant_or_404, require_member
+from tenants.permissions import MANAGE_BUDGETS, VIEW_SPEND
 
-from .models import LedgerEntry
-from .selectors import period_start
+from . import charts, dashboard
+from .budgets import alerts_mark_read, budget_create, budget_update
+from .forms import BudgetForm
+from .models import Budget
+from .selectors import alerts_for_tenant, budgets_for_tenant
+
+
+def _view_model(request: HttpRequest):
+    membership = require_member(request, VIEW_SPEND)
+    tenant = membership.tenant
+    projects, providers = dashboard.name_maps(tenant)
+    f = dashboard.parse_filters(request.GET, projects=projects, providers=providers, today=clock.now().date())
+    v = dashboard.build(tenant, f, projects=projects, providers=providers)
+    return membership, tenant, projects, providers, f, v
 
 
 @login_required
 def spend(request: HttpRequest) -> HttpResponse:
-    """First spend page: live run rate, spend today and this month, per-pod cost."""
+    """The finance dashboard. HTMX polls re-render only the live figures (same view/template)."""
+    membership, tenant, projects, providers, f, v = _view_model(request)
+    ctx = {"v": v, "f": f, "now": clock.now()}
+    if request.htmx:
+        return render(request, "billing/partials/spend_live.html", ctx)
+    budgets = list(budgets_for_tenant(tenant))
+    gauges = dashboard.budget_gauges(tenant, budgets)
+    ctx.update({
+        "projects": sorted(projects.items(), key=lambda kv: kv[1]),
+        "providers": sorted(providers.items(), key=lambda kv: kv[1]),
+        "presets": dashboard.PRESETS, "groups": dashboard.GROUPS, "grains": dashboard.GRAINS,
+        "rows": v.rows(), "gauges": gauges,
+        "chart_spend": charts.spend_over_time(v), "chart_forecast": charts.burn_and_forecast(v),
+        "chart_budgets": charts.budget_gauges(gauges),
+        "alerts": list(alerts_for_tenant(tenant, unread_only=True)[:5]),
+    })
+    return render(request, "billing/spend.html", ctx)
+
+
+@login_required
+def spend_export(request: HttpRequest) -> HttpResponse:
+    """CSV of exactly the tables the dashboard shows for the same filters."""
+    membership, tenant, projects, providers, f, v = _view_model(request)
+    resp = HttpResponse(content_type="text/csv")
+    resp["Content-Disposition"] = f'attachment; filename="spend-{f.start}-{f.end}.csv"'
+    w = csv.writer(resp)
+    w.writerow(["section", "period", dashboard.GROUPS[f.group].lower(), "workload", "project", "amount_usd"])
+    for period, label, usd in v.rows():
+        w.writerow(["spend", period.isoformat(), label, "", "", f"{usd:.2f}"])
+    w.writerow(["total", f"{f.start.isoformat()}..{f.end.isoformat()}", "", "", "", f"{v.total:.2f}"])
+    for t in v.top:
+        w.writerow(["top_workload", "", "", t["name"], t["project"], f"{t['usd']:.2f}"])
+    return resp
+
+
+def _budget_fields(form: BudgetForm, *, keep_secret: str = "") -> dict:
+    d = dict(form.cleaned_data)
+    if not d.get("webhook_secret"):
+        d["webhook_secret"] = keep_secret
+    d["webhook_url"] = d.get("webhook_url") or ""
+    return d
+
+
+@login_required
+def budgets(request: HttpRequest) -> HttpResponse:
+    """Budgets with their gauges; finance/owners/admins create them here."""
     membership = require_member(request, VIEW_SPEND)
     tenant = membership.tenant
-    running = list(pods_for_tenant(tenant).filter(state__in=BILLABLE_POD_STATES))
-    run_rate = sum((p.price_usd_per_hour or Decimal(0) for p in running), Decimal(0))
-    today = period_start("day")
-    month = period_start("month")
-    ledger = LedgerEntry.objects.for_tenant(tenant)
-    spent_today = ledger.filter(bucket_start__gte=today).aggregate(s=Sum("amount_usd"))["s"] or Decimal(0)
-    spent_month = ledger.filter(bucket_start__gte=month).aggregate(s=Sum("amount_usd"))["s"] or Decimal(0)
-    recent = list(pods_for_tenant(tenant)[:50])
-    for p in recent:
-        p.cost_so_far = pod_cost_so_far(p)
-    ctx = {"run_rate": run_rate, "spent_today": spent_today, "spent_month": spent_month,
-           "running": running, "recent": recent, "now": clock.now()}
-    template = "billing/partials/spend_live.html" if request.htmx else "billing/spend.html"
-    return render(request, template, ctx)
+    form = BudgetForm(tenant=tenant)
+    if request.method == "POST":
+        require_member(request, MANAGE_BUDGETS)
+        form = BudgetForm(request.POST, tenant=tenant)
+        if form.is_valid():
+            b = budget_create(tenant=tenant, **_budget_fields(form))
+            messages.success(request, f'Budget "{b.name}" created.')
+            return redirect("billing:budgets")
+    items = list(budgets_for_tenant(tenant))
+    from providers.models import InvoiceRate
+
+    return render(request, "billing/budgets.html", {
+        "form": form, "gauges": dashboard.budget_gauges(tenant, items),
+        "rates": list(InvoiceRate.objects.order_by("currency")),
+    })
+
+
+@login_required
+def budget_edit(request: HttpRequest, pk) -> HttpResponse:
+    budget = get_for_tenant_or_404(request, Budget, MANAGE_BUDGETS, pk=pk)
+    tenant = budget.tenant
+    if request.method == "POST":
+        if "delete" in request.POST:
+            name = budget.name
+            budget.delete()
+            messages.success(request, f'Budget "{name}" deleted.')
+            return redirect("billing:budgets")
+        form = BudgetForm(request.POST, tenant=tenant)
+        if form.is_valid():
+            budget_update(budget=budget, **_budget_fields(form, keep_secret=budget.webhook_secret))
+            messages.success(request, f'Budget "{budget.name}" saved.')
+            return redirect("billing:budgets")
+    else:
+        form = BudgetForm(initial=BudgetForm.initial_for(budget), tenant=tenant)
+    return render(request, "billing/budget_edit.html", {"form": form, "budget": budget})
+
+
+@login_required
+def alerts(request: HttpRequest) -> HttpResponse:
+    """In-app notifications: every budget and provider-cap alert, newest first."""
+    membership = require_member(request, VIEW_SPEND)
+    if request.method == "POST":
+        alerts_mark_read(tenant=membership.tenant)
+        return redirect("billing:alerts")
+    items = list(alerts_for_tenant(membership.tenant)[:200])
+    return render(request, "billing/alerts.html", {"alerts": items})
+
+
+@login_required
+def alerts_badge(request: HttpRequest) -> HttpResponse:
+    """Tiny fragment for the nav bar (loaded lazily, so other pages pay no query for it)."""
+    membership = require_member(request, VIEW_SPEND)
+    n = alerts_for_tenant(membership.tenant, unread_only=True).count()
+    return render(request, "billing/partials/alerts_badge.html", {"unread": n})

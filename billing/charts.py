@@ -1,0 +1,68 @@
+"""Server-side plotly charts for the spend dashboard.
+
+Figures are plain dicts rendered with ``plotly.io.to_html(validate=False)`` (no graph-object
+validation: it costs tens of milliseconds per figure and the dicts are ours); the page loads
+the vendored plotly.js once, so ``include_plotlyjs=False``.
+"""
+
+from __future__ import annotations
+
+import calendar
+
+import plotly.io as pio
+
+from .dashboard import GRAINS, SpendView
+
+PALETTE = ["#3b5bdb", "#12805c", "#b54708", "#c01048", "#7048e8", "#0b7285", "#5c940d", "#862e9c"]
+LAYOUT = {"margin": {"l": 50, "r": 10, "t": 30, "b": 40}, "height": 320, "paper_bgcolor": "rgba(0,0,0,0)",
+          "plot_bgcolor": "rgba(0,0,0,0)", "font": {"size": 12}, "legend": {"orientation": "h", "y": -0.2}}
+CONFIG = {"displayModeBar": False, "responsive": True}
+
+
+def _html(fig: dict, div_id: str) -> str:
+    return pio.to_html(fig, include_plotlyjs=False, full_html=False, validate=False, config=CONFIG, div_id=div_id)
+
+
+def spend_over_time(v: SpendView) -> str:
+    x = [p.isoformat() for p in v.periods]
+    traces = [{"type": "bar", "name": label, "x": x, "y": [float(v.series[label].get(p, 0)) for p in v.periods],
+               "marker": {"color": PALETTE[i % len(PALETTE)]}, "hovertemplate": "%{x}: $%{y:,.2f}<extra>" + label + "</extra>"}
+              for i, label in enumerate(sorted(v.series))]
+    title = f"{GRAINS[v.filters.grain]} spend by {v.filters.group}"
+    layout = {**LAYOUT, "barmode": "stack", "title": {"text": title, "x": 0},
+              "yaxis": {"tickprefix": "$", "rangemode": "tozero"}}
+    return _html({"data": traces, "layout": layout}, "chart-spend")
+
+
+def burn_and_forecast(v: SpendView) -> str:
+    days = [d.isoformat() for d, _ in v.mtd_daily]
+    actual = {"type": "scatter", "mode": "lines+markers", "name": "Month to date", "x": days,
+              "y": [float(c) for _, c in v.mtd_daily], "line": {"color": PALETTE[0]}}
+    month_end = v.today.replace(day=calendar.monthrange(v.today.year, v.today.month)[1])
+    forecast = {"type": "scatter", "mode": "lines", "name": f"Forecast at ${v.burn_per_day:,.2f}/day", "x":
+                [v.today.isoformat(), month_end.isoformat()],
+                "y": [float(v.month_to_date), float(v.forecast_month)], "line": {"dash": "dash", "color": PALETTE[2]}}
+    layout = {**LAYOUT, "title": {"text": "Burn rate and forecast to month end", "x": 0},
+              "yaxis": {"tickprefix": "$", "rangemode": "tozero"}}
+    return _html({"data": [actual, forecast], "layout": layout}, "chart-forecast")
+
+
+def budget_gauges(gauges: list[dict]) -> str:
+    if not gauges:
+        return ""
+    n = len(gauges)
+    traces = []
+    for i, g in enumerate(gauges):
+        b = g["budget"]
+        amount = float(b.amount_usd)
+        traces.append({
+            "type": "indicator", "mode": "gauge+number", "value": float(g["spent"]),
+            "number": {"prefix": "$", "valueformat": ",.2f"},
+            "title": {"text": f"{b.name}<br><span style='font-size:0.8em'>{b.get_period_display()}</span>"},
+            "domain": {"x": [i / n + 0.02, (i + 1) / n - 0.02], "y": [0, 1]},
+            "gauge": {"axis": {"range": [0, max(amount, float(g["spent"]))]},
+                      "bar": {"color": {"ok": PALETTE[1], "warn": PALETTE[2], "bad": PALETTE[3]}[g["state"]]},
+                      "threshold": {"line": {"color": "#101828", "width": 3}, "value": amount}},
+        })
+    layout = {**LAYOUT, "height": 220, "margin": {"l": 20, "r": 20, "t": 60, "b": 10}}
+    return _html({"data": traces, "layout": layout}, "chart-budgets")

@@ -1,0 +1,50 @@
+"""Budget form for the in-app budgets page (finance, owners and admins)."""
+
+from __future__ import annotations
+
+from django import forms
+
+from tenants.models import Project
+from tenants.selectors import projects_for_tenant
+
+from .models import Budget
+
+
+class BudgetForm(forms.Form):
+    name = forms.CharField(max_length=120)
+    project = forms.ModelChoiceField(queryset=Project.objects.none(), required=False,
+                                     empty_label="Whole organization", label="Scope")
+    period = forms.ChoiceField(choices=Budget.Period.choices, initial=Budget.Period.MONTH)
+    amount_usd = forms.DecimalField(min_value=0.01, max_digits=12, decimal_places=2, label="Amount (USD)")
+    soft_thresholds = forms.CharField(initial="50, 80, 100", required=False, label="Alert at (% of amount)",
+                                      help_text="Comma-separated percentages; each alerts once per period")
+    hard_limit = forms.BooleanField(required=False, initial=True,
+                                    label="Hard limit: refuse new launches once the budget is used up")
+    stop_running_pods = forms.BooleanField(required=False, label="Also stop running pods at the hard limit")
+    email_alerts = forms.BooleanField(required=False, initial=True, label="Email owners, admins and finance")
+    webhook_url = forms.URLField(required=False, label="Webhook URL (optional)", assume_scheme="https")
+    webhook_secret = forms.CharField(required=False, max_length=200, label="Webhook signing secret",
+                                     widget=forms.PasswordInput(render_value=False),
+                                     help_text="Requests carry X-Provisioner-Signature: sha256=HMAC(secret, body). "
+                                               "Leave empty to keep the current secret.")
+
+    def __init__(self, *args, tenant=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["project"].queryset = projects_for_tenant(tenant)  # restricted dropdown
+
+    def clean_soft_thresholds(self) -> list[int]:
+        raw = self.cleaned_data.get("soft_thresholds") or ""
+        try:
+            values = sorted({int(x.strip().rstrip("%")) for x in raw.split(",") if x.strip()})
+        except ValueError:
+            raise forms.ValidationError("Use whole percentages separated by commas, e.g. 50, 80, 100") from None
+        if any(v <= 0 or v > 1000 for v in values):
+            raise forms.ValidationError("Percentages must be between 1 and 1000")
+        return values
+
+    @classmethod
+    def initial_for(cls, budget: Budget) -> dict:
+        return {"name": budget.name, "project": budget.project_id, "period": budget.period,
+                "amount_usd": budget.amount_usd, "soft_thresholds": ", ".join(str(t) for t in budget.soft_thresholds),
+                "hard_limit": budget.hard_limit, "stop_running_pods": budget.stop_running_pods,
+                "email_alerts": budget.email_alerts, "webhook_url": budget.webhook_url}

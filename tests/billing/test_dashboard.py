@@ -1,0 +1,161 @@
+"""The spend dashboard, CSV export, budgets and alerts pages: access, figures, query counts."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.urls import reverse
+
+from billing.budgets import budget_create
+from billing.metering import meter_all
+from billing.models import Budget, BudgetAlert
+from billing.rollups import rollup_dirty
+from provisioner import clock
+from tenants.services import project_create
+from workloads.models import PodState
+
+from .helpers import account, make_pod, run_timeline
+
+H = timedelta(hours=1)
+
+
+@pytest.fixture
+def history(tenant, project, owner):
+    """Two providers, two projects, eight days of finished pods plus one running now."""
+    now = clock.now()
+    research = project_create(tenant=tenant, name="Research")
+    a, b = account(tenant, name="RunPod main"), account(tenant, name="Lambda backup")
+    day0 = (now - timedelta(days=8)).replace(hour=6, minute=0, second=0, microsecond=0)
+    for i in range(8):
+        p = make_pod(tenant, project if i % 2 else research, owner, a if i % 3 else b, price=f"{i + 1}.00", name=f"job{i}")
+        run_timeline(p, day0 + timedelta(days=i), [(timedelta(0), PodState.RUNNING), (2 * H, PodState.TERMINATED)],
+                     meter_every=H)
+    live = make_pod(tenant, project, owner, a, price="3.60", name="serve")
+    with clock.frozen(now - timedelta(minutes=10)):
+        from workloads import services as wl
+
+        wl.pod_transition(live, PodState.RUNNING, "running")
+        meter_all()
+    rollup_dirty()
+    return {"research": research, "a": a, "b": b, "live": live}
+
+
+def _get(client, user, url, **params):
+    client.force_login(user)
+    return client.get(url, params)
+
+
+@pytest.mark.django_db
+def test_finance_sees_dashboard_but_cannot_launch(client, finance, history, django_assert_max_num_queries):
+    client.force_login(finance)
+    with django_assert_max_num_queries(20):
+        r = client.get(reverse("billing:spend"))
+    assert r.status_code == 200
+    html = r.content.decode()
+    assert "Running cost" in html and "$3.60" in html  # live run rate of the running pod
+    assert "chart-spend" in html and "chart-forecast" in html and "vendor/plotly.min.js" in html
+    assert "RunPod main" in html and "Lambda backup" in html
+    from workloads.models import Workload
+
+    before = Workload.objects.count()
+    r = client.post(reverse("workloads:launch"), {"name": "x", "image": "img", "gpu_class": "A100-80", "gpu_count": 1})
+    assert r.status_code == 403 and Workload.objects.count() == before  # finance cannot launch
+    assert ">Launch<" not in html
+
+
+@pytest.mark.django_db
+def test_viewer_forbidden_outsider_sees_only_own_org(client, viewer, outsider, tenant, history):
+    assert _get(client, viewer, reverse("billing:spend")).status_code == 403
+    budget = budget_create(tenant=tenant, name="Acme only", amount_usd=Decimal("10"))
+    r = _get(client, outsider, reverse("billing:spend"), range="365d")
+    assert r.status_code == 200 and "RunPod main" not in r.content.decode()
+    assert _get(client, outsider, reverse("billing:budget_edit", args=[budget.pk])).status_code == 404
+
+
+@pytest.mark.django_db
+def test_htmx_poll_returns_live_fragment(client, finance, history, django_assert_max_num_queries):
+    client.force_login(finance)
+    with django_assert_max_num_queries(14):
+        r = client.get(reverse("billing:spend"), HTTP_HX_REQUEST="true")
+    html = r.content.decode()
+    assert r.status_code == 200 and "<html" not in html and "Spend today" in html and "chart-spend" not in html
+
+
+@pytest.mark.django_db
+def test_filters_in_url_and_csv_matches_what_is_shown(client, finance, history, project):
+    client.force_login(finance)
+    params = {"range": "30d", "group": "project", "grain": "week", "provider": str(history["a"].pk)}
+    page = client.get(reverse("billing:spend"), params)
+    assert page.status_code == 200
+    v = page.context["v"]
+    assert v.filters.group == "project" and v.filters.provider_id == str(history["a"].pk)
+    assert f'provider={history["a"].pk}' in page.context["f"].query()
+    export = client.get(reverse("billing:export"), params)
+    assert export["Content-Type"] == "text/csv"
+    rows = list(csv.reader(io.StringIO(export.content.decode())))
+    spend_rows = [(r[1], r[2], r[5]) for r in rows if r[0] == "spend"]
+    assert spend_rows == [(p.isoformat(), label, f"{usd:.2f}") for p, label, usd in page.context["rows"]]
+    total = next(r for r in rows if r[0] == "total")
+    assert total[5] == f"{v.total:.2f}"
+    top = [(r[3], r[5]) for r in rows if r[0] == "top_workload"]
+    assert top == [(t["name"], f"{t['usd']:.2f}") for t in v.top]
+    # only provider "a" is included: Lambda backup's pods (i % 3 == 0) are not
+    assert {r[3] for r in rows if r[0] == "top_workload"}.isdisjoint({"job0", "job3", "job6"})
+    assert sum(Decimal(r[2]) for r in spend_rows) == Decimal(total[5])
+
+
+@pytest.mark.django_db
+def test_dashboard_history_comes_from_rollups_and_matches_ledger(tenant, history):
+    from billing import dashboard
+
+    projects, providers = dashboard.name_maps(tenant)
+    f = dashboard.parse_filters({"range": "30d"}, projects=projects, providers=providers, today=clock.now().date())
+    fast = dashboard.build(tenant, f, projects=projects, providers=providers)
+    slow = dashboard.build(tenant, f, projects=projects, providers=providers, source="ledger")
+    assert fast.rows() == slow.rows() and fast.total == slow.total and fast.top == slow.top
+    # 8 finished pods of 2 h at $1..$8/h, plus the running pod's 10 minutes (and the few
+    # seconds this test has run since) at $3.60/h
+    assert Decimal("72.60") <= fast.total < Decimal("72.65")
+    assert fast.run_rate == Decimal("3.60")
+
+
+@pytest.mark.django_db
+def test_budgets_page_finance_creates_and_edits(client, finance, developer, tenant, project, history):
+    client.force_login(finance)
+    r = client.post(reverse("billing:budgets"), {"name": "Research monthly", "project": str(history["research"].pk),
+                                                 "period": "month", "amount_usd": "500", "soft_thresholds": "50, 80,100",
+                                                 "hard_limit": "on", "email_alerts": "on"})
+    assert r.status_code == 302
+    b = Budget.objects.get(name="Research monthly")
+    assert b.project == history["research"] and b.soft_thresholds == [50, 80, 100] and b.hard_limit
+    page = client.get(reverse("billing:budgets"))
+    assert "Research monthly" in page.content.decode() and "Invoice rates" in page.content.decode()
+    r = client.post(reverse("billing:budget_edit", args=[b.pk]), {"name": "Research monthly", "period": "week",
+                                                                  "amount_usd": "120", "soft_thresholds": "90"})
+    assert r.status_code == 302
+    b.refresh_from_db()
+    assert b.period == "week" and b.amount_usd == Decimal("120") and b.project is None and not b.hard_limit
+    bad = client.post(reverse("billing:budgets"), {"name": "x", "period": "month", "amount_usd": "5",
+                                                   "soft_thresholds": "eighty"})
+    assert bad.status_code == 200 and "whole percentages" in bad.content.decode()
+    client.force_login(developer)
+    assert client.post(reverse("billing:budgets"), {"name": "dev", "period": "day", "amount_usd": "1"}).status_code == 403
+    assert client.get(reverse("billing:budget_edit", args=[b.pk])).status_code == 403
+
+
+@pytest.mark.django_db
+def test_alerts_list_badge_and_banner(client, finance, tenant, history, django_assert_max_num_queries):
+    b = budget_create(tenant=tenant, name="Tiny", amount_usd=Decimal("1"), soft_thresholds=[80])
+    BudgetAlert.objects.create(tenant=tenant, budget=b, period_start=clock.now(), threshold=80, spent_usd=1,
+                               limit_usd=1, message='Budget "Tiny" reached 80%', created_at=clock.now())
+    client.force_login(finance)
+    assert "Budget &quot;Tiny&quot; reached 80%" in client.get(reverse("billing:spend")).content.decode()
+    assert "1 alert" in client.get(reverse("billing:alerts_badge")).content.decode()
+    with django_assert_max_num_queries(10):
+        assert client.get(reverse("billing:alerts")).status_code == 200
+    client.post(reverse("billing:alerts"))
+    assert client.get(reverse("billing:alerts_badge")).content.decode().strip() == ""
