@@ -14,7 +14,9 @@ DEFAULT_RATES = {"USD": Decimal("1"), "EUR": Decimal("1.08"), "GBP": Decimal("1.
 
 
 def provider_accounts_for_tenant(tenant: Tenant | None) -> QuerySet[ProviderAccount]:
-    return ProviderAccount.objects.for_tenant(tenant).order_by("preference_rank", "name")
+    """The tenant's accounts, without archived ones (removed but kept for pod/cost history)."""
+    return (ProviderAccount.objects.for_tenant(tenant).exclude(settings__has_key="removed_at")
+            .order_by("preference_rank", "name"))
 
 
 def offers_for_tenant(tenant: Tenant | None) -> QuerySet[Offer]:

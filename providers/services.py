@@ -3,33 +3,34 @@
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from django.db import transaction
+from django.conf import settings as django_settings
+from django.db import connections, transaction
 
 from provisioner import clock
 from tenants.models import Tenant
 
 from .adapters.base import OfferData, ProviderAdapter, ProviderError
-from .adapters.registry import build_adapter
+from .adapters.registry import build_adapter, provider_info
 from .models import Health, Offer, ProviderAccount
 from .selectors import usd_rate
 
 logger = logging.getLogger(__name__)
 
 POLL_TIMEOUT_SECONDS = 20.0
+# one thread per account (each waits on the network, not the CPU); beyond this they queue
+MAX_POLL_THREADS = 64
 
 
 def adapter_for(account: ProviderAccount) -> ProviderAdapter:
     """The adapter for ``account``, with its decrypted credentials and settings."""
     settings: dict[str, Any] = dict(account.settings or {})
     settings["account_id"] = str(account.pk)
-    # multi-region providers (AWS, GCP, Azure) query only the regions the admin allowed
-    settings.setdefault("allowed_regions", list(account.allowed_regions or []))
     return build_adapter(account.kind, dict(account.credentials or {}), settings)
 
 
@@ -81,6 +82,31 @@ def _fetch(account: ProviderAccount) -> PollResult:
     except Exception as exc:  # a broken adapter must not break the poll of the others
         logger.exception("capacity poll of %s failed", account.pk)
         return PollResult(str(account.pk), None, f"{type(exc).__name__}: {exc}")
+    finally:
+        # runs in a pool thread: an adapter that touched the DB (the Sandbox) must not leak
+        # that thread's connection
+        connections.close_all()
+
+
+def poll_timeout_for(account: ProviderAccount, default: float = POLL_TIMEOUT_SECONDS) -> float:
+    """Seconds this account's poll may take before it counts as failed.
+
+    First match wins: the account's ``settings["poll_timeout_seconds"]``, the deployment's
+    ``PROVIDER_POLL_TIMEOUTS[kind]``, the adapter's ``info.poll_timeout_seconds``, ``default``.
+    """
+    candidates: list[Any] = [(account.settings or {}).get("poll_timeout_seconds"),
+                             (getattr(django_settings, "PROVIDER_POLL_TIMEOUTS", None) or {}).get(account.kind)]
+    try:
+        candidates.append(getattr(provider_info(account.kind), "poll_timeout_seconds", None))
+    except KeyError:  # a kind whose adapter is not registered (any more)
+        pass
+    for value in candidates:
+        try:
+            if value is not None and float(value) > 0:
+                return float(value)
+        except (TypeError, ValueError):
+            continue
+    return float(default)
 
 
 def _to_rows(account: ProviderAccount, offers: list[OfferData], fetched_at) -> list[Offer]:
@@ -128,28 +154,126 @@ def capacity_store(*, account: ProviderAccount, result: PollResult) -> None:
         account.save()
 
 
-def capacity_poll(*, accounts: list[ProviderAccount], timeout: float = POLL_TIMEOUT_SECONDS) -> list[PollResult]:
-    """Poll every account concurrently; a slow provider delays nobody beyond ``timeout``."""
+def capacity_poll(*, accounts: list[ProviderAccount], timeout: float | None = None) -> list[PollResult]:
+    """Poll every account concurrently and store each result as soon as it arrives.
+
+    Every account runs in its own thread from the start, so one poll cycle takes as long as
+    the slowest account *within its own timeout* (``poll_timeout_for``; ``timeout`` overrides
+    it for all), never the sum. A provider that overruns is recorded as failed (its last good
+    offers kept, marked stale) and its thread is abandoned, so it delays nobody else.
+    """
     if not accounts:
         return []
+    started = time.monotonic()
+    deadlines = {str(a.pk): started + (timeout if timeout is not None else poll_timeout_for(a)) for a in accounts}
+    by_id = {str(a.pk): a for a in accounts}
     results: list[PollResult] = []
-    pool = ThreadPoolExecutor(max_workers=min(16, len(accounts)), thread_name_prefix="poll")
+    pool = ThreadPoolExecutor(max_workers=min(MAX_POLL_THREADS, len(accounts)), thread_name_prefix="poll")
     try:
-        futures = {pool.submit(_fetch, a): a for a in accounts}
-        deadline = clock.now().timestamp() + timeout
-        for future, account in futures.items():
-            remaining = max(0.0, deadline - clock.now().timestamp())
-            try:
-                results.append(future.result(timeout=remaining))
-            except FutureTimeout:
-                results.append(PollResult(str(account.pk), None, f"timed out after {timeout:.0f}s"))
+        pending = {pool.submit(_fetch, a): str(a.pk) for a in accounts}
+        while pending:
+            next_deadline = min(deadlines[i] for i in pending.values())
+            done, _ = wait(pending, timeout=max(0.0, next_deadline - time.monotonic()), return_when=FIRST_COMPLETED)
+            for future in done:
+                pending.pop(future)
+                result = future.result()  # _fetch never raises
+                capacity_store(account=by_id[result.account_id], result=result)
+                results.append(result)
+            now = time.monotonic()
+            for future, account_id in list(pending.items()):
+                if deadlines[account_id] <= now:
+                    pending.pop(future)
+                    future.cancel()
+                    limit = deadlines[account_id] - started
+                    result = PollResult(account_id, None, f"TransientError: no answer within {limit:.1f}s (poll timeout)")
+                    capacity_store(account=by_id[account_id], result=result)
+                    results.append(result)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
-    by_id = {str(a.pk): a for a in accounts}
-    for r in results:
-        capacity_store(account=by_id[r.account_id], result=r)
     return results
 
 
 def capacity_poll_all() -> list[PollResult]:
     return capacity_poll(accounts=list(ProviderAccount.objects.filter(enabled=True)))
+
+
+# --- wizard and account management ------------------------------------------------------
+
+
+def offers_fetch_live(*, kind: str, credentials: dict[str, Any], settings: dict[str, Any] | None = None) -> list[OfferData]:
+    """Live offers for credentials that are not saved yet (the wizard). Raises ProviderError."""
+    return build_adapter(kind, credentials, dict(settings or {}, account_id="preview")).list_offers()
+
+
+def offer_rows_preview(*, kind: str, offers: list[OfferData], allowed_countries: list[str] | None = None,
+                       allowed_regions: list[str] | None = None) -> list[Offer]:
+    """Unsaved Offer rows (USD-normalized, region preferences applied) for display only."""
+    draft = ProviderAccount(kind=kind, allowed_countries=list(allowed_countries or []),
+                            allowed_regions=list(allowed_regions or []))
+    return _to_rows(draft, offers, clock.now())
+
+
+class ProviderAccountBusy(Exception):
+    """The account still has live pods, so it cannot be removed."""
+
+
+@transaction.atomic
+def provider_account_update(*, account: ProviderAccount, **changes: Any) -> ProviderAccount:
+    """Change an account's admin-editable fields (name, cap, regions, default class, rank,
+    enabled, settings). Region changes take effect at the next poll."""
+    allowed = {"name", "spending_cap_usd", "spending_cap_period", "allowed_regions", "allowed_countries",
+               "default_gpu_class", "preference_rank", "enabled", "settings"}
+    unknown = set(changes) - allowed
+    if unknown:
+        raise ValueError(f"not editable: {', '.join(sorted(unknown))}")
+    for field, value in changes.items():
+        setattr(account, field, value)
+    account.save()
+    return account
+
+
+@transaction.atomic
+def provider_account_credentials_replace(*, account: ProviderAccount, credentials: dict[str, Any],
+                                         verify: bool = True) -> ProviderAccount:
+    """Replace the stored credentials, verified live first. Old values are never shown."""
+    if verify:
+        verify_credentials(kind=account.kind, credentials=credentials, settings=dict(account.settings or {}))
+    account.credentials = credentials
+    account.consecutive_failures = 0
+    account.save()
+    return account
+
+
+def account_has_live_pods(account: ProviderAccount) -> bool:
+    """True while any pod on this account has not ended (stopped pods still hold a disk).
+
+    Uses the reverse relation ``pods`` that workloads defines, so providers never imports
+    workloads (dependency direction)."""
+    pods = getattr(account, "pods", None)
+    return bool(pods is not None and pods.filter(ended_at__isnull=True).exists())
+
+
+@transaction.atomic
+def provider_account_remove(*, account: ProviderAccount) -> str:
+    """Remove an account. Refuses while it has live pods (ProviderAccountBusy).
+
+    An account that never ran a pod is deleted. One with pod history is archived instead:
+    credentials wiped, disabled, offers dropped, renamed, ``settings["removed_at"]`` set, so
+    that past pods and their costs keep pointing at it. Returns "deleted" or "archived".
+    """
+    account = ProviderAccount.objects.select_for_update().get(pk=account.pk)
+    if account_has_live_pods(account):
+        raise ProviderAccountBusy(f"{account.name} still has live pods; terminate them first.")
+    pods = getattr(account, "pods", None)
+    if pods is None or not pods.exists():
+        account.delete()
+        return "deleted"
+    now = clock.now()
+    account.offers.all().delete()
+    account.credentials = {}
+    account.enabled = False
+    account.offer_count = 0
+    account.settings = dict(account.settings or {}, removed_at=now.isoformat())
+    account.name = f"{account.name} (removed {now:%Y-%m-%d %H:%M})"[:120]
+    account.save()
+    return "archived"

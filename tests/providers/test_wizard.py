@@ -1,0 +1,252 @@
+"""The provider connection wizard: steps, validation, Back/Next, refresh, abandonment,
+permissions, secrets, against the Sandbox and the RunPod stand-in (served on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.contrib.sessions.models import Session
+from django.urls import reverse
+
+from providers.models import ProviderAccount
+from tests.standins.fixtures import STANDIN_CREDENTIALS, served_runpod  # noqa: F401
+
+CONNECT = "/providers/connect/"
+RUNPOD_KEY = STANDIN_CREDENTIALS["runpod"]["api_key"]
+
+
+def _step_url(response) -> str:
+    assert response.status_code == 302, response.content.decode()[:2000]
+    return response["Location"]
+
+
+def start(client, kind: str = "sandbox") -> str:
+    """Pick the provider; returns the credentials step URL."""
+    return _step_url(client.post(CONNECT, {"kind": kind}))
+
+
+def walk_to_review(client, kind="sandbox", creds=None, cap="250", preset="any", countries="", gpu=None) -> str:
+    url = start(client, kind)
+    url = _step_url(client.post(url, {"name": f"My {kind}", **(creds or {})}))
+    url = _step_url(client.post(url, {"spending_cap_usd": cap, "spending_cap_period": "month"}))
+    url = _step_url(client.post(url, {"preset": preset, "countries": countries, "regions": ""}))
+    if gpu is None:
+        body = client.get(url).content.decode()
+        gpu = re.search(r'name="default_gpu_class" value="([^"]+)"', body).group(1)
+    url = _step_url(client.post(url, {"default_gpu_class": gpu}))
+    assert url.endswith("/review/")
+    return url
+
+
+def wizard_sessions_text() -> str:
+    return " ".join(str(s.get_decoded()) for s in Session.objects.all())
+
+
+@pytest.mark.django_db
+def test_sandbox_journey_creates_nothing_until_connect(owner_client, tenant):
+    page = owner_client.get(CONNECT).content.decode()
+    assert "Connect a provider" in page and 'data-kind="sandbox"' in page
+    review = walk_to_review(owner_client, preset="EU", gpu="A100-80")
+    assert not ProviderAccount.objects.exists()  # nothing in the DB before the last step
+    body = owner_client.get(review).content.decode()
+    assert "Live capacity now" in body and any(r in body for r in ("sbx-de-fra", "sbx-nl-ams", "sbx-fi-hel"))
+    assert "sbx-us-east" not in body  # the EU-only choice applies to the live listing
+    response = owner_client.post(review, {"_nav": "next"}, follow=True)
+    account = ProviderAccount.objects.get()
+    assert account.tenant == tenant and account.kind == "sandbox" and account.name == "My sandbox"
+    assert account.spending_cap_usd == 250 and account.spending_cap_period == "month"
+    assert "DE" in account.allowed_countries and "US" not in account.allowed_countries
+    assert account.default_gpu_class == "A100-80"
+    assert account.offer_count > 0 and account.offers.count() == account.offer_count
+    assert set(account.offers.values_list("country", flat=True)) <= set(account.allowed_countries)
+    assert response.redirect_chain[-1][0] == reverse("providers:detail", args=[account.pk])
+    assert f"Connected {account.name}" in response.content.decode()
+    assert review.split("/")[3] not in wizard_sessions_text()  # the wizard's state is dropped
+
+
+@pytest.mark.django_db
+def test_each_step_validates_on_the_server(owner_client):
+    assert "Pick a provider" in owner_client.post(CONNECT, {}).content.decode()
+    assert owner_client.post(CONNECT, {"kind": "nope"}).status_code == 200  # re-rendered with the error
+    url = start(owner_client)
+    assert "This field is required" in owner_client.post(url, {"name": ""}).content.decode()
+    cap = _step_url(owner_client.post(url, {"name": "S"}))
+    body = owner_client.post(cap, {"spending_cap_usd": "-5", "spending_cap_period": "month"}).content.decode()
+    assert "greater than or equal to 0" in body
+    regions = _step_url(owner_client.post(cap, {"spending_cap_usd": "10", "spending_cap_period": "week"}))
+    body = owner_client.post(regions, {"preset": "custom", "countries": ""}).content.decode()
+    assert "List at least one country" in body
+    body = owner_client.post(regions, {"preset": "custom", "countries": "DE, XYZ"}).content.decode()
+    assert "Not an ISO country code" in body
+    gpu = _step_url(owner_client.post(regions, {"preset": "custom", "countries": "DE, fi"}))
+    body = owner_client.post(gpu, {"default_gpu_class": "B200"}).content.decode()  # the Sandbox has no B200
+    assert "Select a valid choice" in body
+    assert not ProviderAccount.objects.exists()
+
+
+@pytest.mark.django_db
+def test_gpu_step_offers_only_the_providers_classes(owner_client):
+    url = start(owner_client)
+    url = _step_url(owner_client.post(url, {"name": "S"}))
+    url = _step_url(owner_client.post(url, {"spending_cap_usd": "10", "spending_cap_period": "day"}))
+    url = _step_url(owner_client.post(url, {"preset": "any"}))
+    body = owner_client.get(url).content.decode()
+    offered = set(re.findall(r'name="default_gpu_class" value="([^"]+)"', body))
+    from providers.adapters.sandbox import SANDBOX_PRICES
+
+    assert offered and offered <= set(SANDBOX_PRICES)
+    assert "B200" not in offered and "H200" not in offered
+
+
+@pytest.mark.django_db
+def test_back_and_forward_keep_what_was_typed(owner_client):
+    creds = start(owner_client)
+    cap = _step_url(owner_client.post(creds, {"name": "Research sandbox"}))
+    regions = _step_url(owner_client.post(cap, {"spending_cap_usd": "1234.50", "spending_cap_period": "week"}))
+    # type on the regions step, then go Back without finishing it: the typing is kept
+    back = _step_url(owner_client.post(regions, {"_nav": "back", "preset": "custom", "countries": "DE, FR"}))
+    assert back == cap
+    body = owner_client.get(cap).content.decode()
+    assert 'value="1234.50"' in body and 'value="week" selected' in body
+    body = owner_client.get(creds).content.decode()
+    assert 'value="Research sandbox"' in body
+    # forward again: both the valid step and the draft come back
+    assert _step_url(owner_client.post(cap, {"spending_cap_usd": "1234.50", "spending_cap_period": "week"})) == regions
+    body = owner_client.get(regions).content.decode()
+    assert 'value="DE, FR"' in body and re.search(r'value="custom"[^>]*checked', body)
+
+
+@pytest.mark.django_db
+def test_refresh_and_a_new_request_lose_nothing(owner_client):
+    review = walk_to_review(owner_client, cap="77", preset="US", gpu="T4")
+    for _ in range(2):  # a reload of the same URL renders the same state
+        body = owner_client.get(review).content.decode()
+        assert "$77" in body and "T4" in body and "US" in body
+    # the step list links back to every finished step
+    wizard_id = review.split("/")[3]
+    for step in ("credentials", "cap", "regions", "gpu"):
+        assert f"/providers/connect/{wizard_id}/{step}/" in body
+
+
+@pytest.mark.django_db
+def test_cannot_skip_ahead(owner_client):
+    creds = start(owner_client)
+    wizard_id = creds.split("/")[3]
+    response = owner_client.get(f"/providers/connect/{wizard_id}/review/")
+    assert response.status_code == 302 and response["Location"] == creds
+    response = owner_client.post(f"/providers/connect/{wizard_id}/review/", {"_nav": "next"})
+    assert response["Location"] == creds
+    assert not ProviderAccount.objects.exists()
+
+
+@pytest.mark.django_db
+def test_cancel_and_abandon_save_nothing(owner_client):
+    review = walk_to_review(owner_client)
+    wizard_id = review.split("/")[3]
+    assert wizard_id in wizard_sessions_text()
+    response = owner_client.post(f"/providers/connect/{wizard_id}/cancel/", follow=True)
+    assert "Nothing was saved" in response.content.decode()
+    assert wizard_id not in wizard_sessions_text()
+    assert not ProviderAccount.objects.exists()
+    # the cancelled wizard's URLs lead back to a fresh start
+    assert owner_client.get(review)["Location"] == CONNECT
+    # simply walking away leaves nothing either
+    walk_to_review(owner_client)
+    assert not ProviderAccount.objects.exists()
+
+
+@pytest.mark.django_db
+def test_duplicate_name_is_refused_inline(owner_client, sandbox):
+    url = start(owner_client)
+    body = owner_client.post(url, {"name": sandbox.name}).content.decode()
+    assert "already have a provider account with this name" in body
+    # the proposed name avoids taken ones
+    sandbox.name = "Sandbox"
+    sandbox.save()
+    assert 'value="Sandbox 2"' in owner_client.get(start(owner_client)).content.decode()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("persona", ["developer", "finance", "viewer"])
+def test_only_provider_managers_see_the_wizard(client, owner, persona, request):
+    client.force_login(owner)
+    creds = start(client)
+    client.force_login(request.getfixturevalue(persona))
+    assert client.get(CONNECT).status_code == 403
+    assert client.post(CONNECT, {"kind": "sandbox"}).status_code == 403
+    assert client.get(creds).status_code == 403
+    assert not ProviderAccount.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_wizard_is_bound_to_its_session_and_organization(client, owner, outsider):
+    client.force_login(owner)
+    creds = start(client)
+    other = client.__class__()
+    other.force_login(outsider)  # an admin of another organization
+    response = other.get(creds)
+    assert response.status_code == 302 and response["Location"] == CONNECT
+    assert other.post(creds, {"name": "x"})["Location"] == CONNECT
+    assert not ProviderAccount.objects.exists()
+
+
+@pytest.mark.django_db
+def test_htmx_steps_swap_the_panel_and_push_the_url(owner_client):
+    htmx = {"HTTP_HX_REQUEST": "true"}
+    response = owner_client.post(CONNECT, {"kind": "sandbox"}, **htmx)
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert body.lstrip().startswith("<div id=\"wizard\"") and "<html" not in body
+    assert 'data-step="credentials"' in body
+    creds_url = response["HX-Push-Url"]
+    assert creds_url.endswith("/credentials/")
+    response = owner_client.post(creds_url, {"name": ""}, **htmx)
+    assert response.status_code == 422 and "This field is required" in response.content.decode()
+    response = owner_client.get(creds_url)  # a refresh of the pushed URL renders the whole page
+    assert "<html" in response.content.decode() and 'data-step="credentials"' in response.content.decode()
+
+
+# --- a real provider kind: RunPod through its stand-in on 127.0.0.1 ---------------------------
+
+
+@pytest.mark.django_db
+def test_runpod_wrong_key_inline_error_saves_nothing_and_is_not_echoed(owner_client, served_runpod):  # noqa: F811
+    creds = start(owner_client, "runpod")
+    page = owner_client.get(creds).content.decode()
+    assert 'name="api_key"' in page and 'type="password"' in page and "API base URL (advanced)" in page
+    wrong = "rpa_WRONG_KEY_never_echo_123456"
+    response = owner_client.post(creds, {"name": "RunPod", "api_key": wrong, "base_url": served_runpod.url})
+    body = response.content.decode()
+    assert response.status_code == 200 and "refused these credentials" in body
+    assert wrong not in body  # not in the re-rendered field, not in the error message
+    assert 'value="RunPod"' in body and served_runpod.url in body  # non-secrets are kept
+    assert not ProviderAccount.objects.exists()
+    assert wrong not in wizard_sessions_text()
+
+
+@pytest.mark.django_db
+def test_runpod_right_key_connects_with_live_offers(owner_client, tenant, served_runpod):  # noqa: F811
+    review = walk_to_review(owner_client, "runpod", creds={"api_key": RUNPOD_KEY, "base_url": served_runpod.url})
+    # the verified key is sealed in the session, never stored in clear
+    assert RUNPOD_KEY not in wizard_sessions_text()
+    body = owner_client.get(review).content.decode()
+    assert "Live capacity now" in body and "No offers yet" not in body
+    assert RUNPOD_KEY not in body
+    # Back to the credentials step: the key is held (leave blank to keep it), never rendered
+    wizard_id = review.split("/")[3]
+    body = owner_client.get(f"/providers/connect/{wizard_id}/credentials/").content.decode()
+    assert "A value is stored" in body and RUNPOD_KEY not in body
+    owner_client.post(review, {"_nav": "next"})
+    account = ProviderAccount.objects.get(tenant=tenant)
+    assert account.kind == "runpod" and account.credentials == {"api_key": RUNPOD_KEY}
+    assert account.settings["base_url"] == served_runpod.url
+    assert account.offer_count > 0 and account.health == "ok"
+    assert wizard_id not in wizard_sessions_text()  # dropped after connect
+
+
+@pytest.mark.django_db
+def test_base_url_override_needs_the_setting(owner_client, settings):
+    settings.PROVIDER_BASE_URL_OVERRIDE_ALLOWED = False
+    creds = start(owner_client, "runpod")
+    assert "API base URL" not in owner_client.get(creds).content.decode()
