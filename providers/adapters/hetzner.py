@@ -62,7 +62,7 @@ from .base import (
     RemotePod,
     TransientError,
 )
-from .http import TAG_KEY, ApiClient, RestAdapter, account_key
+from .http import TAG_KEY, ApiClient, RestAdapter, account_key, run_concurrently
 
 HOURS_PER_MONTH = Decimal("730")
 MARKET = "market:"
@@ -160,8 +160,12 @@ class HetznerAdapter(RestAdapter, ProviderAdapter):
             return
 
     def list_offers(self) -> list[OfferData]:
+        calls = [lambda: self.client.get_json("/order/server/product") or []]
+        if self.settings.get("market", True):
+            calls.append(self._market_products)
+        results = run_concurrently(calls)
         offers: list[OfferData] = []
-        for item in self.client.get_json("/order/server/product") or []:
+        for item in results[0]:
             p = _unwrap(item, "product")
             cls, count = gpu_of(p.get("description") or [])
             if cls is None:
@@ -171,22 +175,23 @@ class HetznerAdapter(RestAdapter, ProviderAdapter):
                 hourly = _d((price.get("price") or {}).get("hourly_net")) or (monthly / HOURS_PER_MONTH)
                 offers.append(self._offer(cls, count, str(price["location"]), hourly, monthly,
                                           _d((price.get("price_setup") or {}).get("net")), str(p["id"]), p))
-        if self.settings.get("market", True):
-            try:
-                market = self.client.get_json("/order/server_market/product") or []
-            except NotFound:
-                market = []
-            for item in market:
-                p = _unwrap(item, "product")
-                cls, count = gpu_of(p.get("description") or [])
-                if cls is None:
-                    continue
-                location = str(p.get("datacenter") or "").split("-")[0] or "FSN1"
-                monthly = _d(p.get("price"))
-                hourly = _d(p.get("price_hourly")) or (monthly / HOURS_PER_MONTH)
-                offers.append(self._offer(cls, count, location, hourly, monthly, _d(p.get("price_setup")),
-                                          f"{MARKET}{p['id']}", p))
+        for item in results[1] if len(results) > 1 else []:
+            p = _unwrap(item, "product")
+            cls, count = gpu_of(p.get("description") or [])
+            if cls is None:
+                continue
+            location = str(p.get("datacenter") or "").split("-")[0] or "FSN1"
+            monthly = _d(p.get("price"))
+            hourly = _d(p.get("price_hourly")) or (monthly / HOURS_PER_MONTH)
+            offers.append(self._offer(cls, count, location, hourly, monthly, _d(p.get("price_setup")),
+                                      f"{MARKET}{p['id']}", p))
         return offers
+
+    def _market_products(self) -> list[Any]:
+        try:
+            return self.client.get_json("/order/server_market/product") or []
+        except NotFound:  # an empty auction answers NOT_FOUND
+            return []
 
     def _offer(self, cls: str, count: int, location: str, hourly: Decimal, monthly: Decimal, setup: Decimal,
                instance_type: str, product: dict[str, Any]) -> OfferData:

@@ -294,6 +294,21 @@ class ApiClient:
         return json_or_none(self.request("POST", path, **kw))
 
 
+def run_concurrently(calls: list[Callable[[], Any]], max_workers: int = 8) -> list[Any]:
+    """Run independent read calls of one poll side by side; results in order, first error raised.
+
+    A poll that needs several catalogue requests (RunPod: one per cloud and GPU count) then
+    costs about one round trip instead of their sum.
+    """
+    if len(calls) <= 1:
+        return [c() for c in calls]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(max_workers, len(calls)), thread_name_prefix="adapter") as pool:
+        futures = [pool.submit(c) for c in calls]
+        return [f.result() for f in futures]
+
+
 def settings_timeout(settings: dict[str, Any]) -> float:
     try:
         return float(settings.get("timeout", DEFAULT_TIMEOUT))

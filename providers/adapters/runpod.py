@@ -20,6 +20,7 @@ exhaustion is a 400 without a machine-readable code, recognised from ``detail``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import shlex
 from decimal import ROUND_HALF_UP, Decimal
@@ -53,7 +54,7 @@ from .base import (
     RemotePod,
     TransientError,
 )
-from .http import ApiClient, RestAdapter, account_key
+from .http import ApiClient, RestAdapter, account_key, run_concurrently
 
 logger = logging.getLogger(__name__)
 
@@ -168,16 +169,25 @@ class RunPodAdapter(RestAdapter, ProviderAdapter):
     def list_offers(self) -> list[OfferData]:
         counts = tuple(int(c) for c in self.settings.get("gpu_counts", DEFAULT_COUNTS))
         clouds = tuple(self.settings.get("clouds", DEFAULT_CLOUDS))
+        combos = [(cloud, count) for cloud in clouds for count in counts]
+        # availability depends on cloud and count: one catalogue read each, side by side
+        calls: list = [functools.partial(self._catalog, cloud, count) for cloud, count in combos]
+        want_spot = bool(self.settings.get("spot", True))
+        if want_spot:
+            calls.append(self._spot_prices)
+        results = run_concurrently(calls)
         offers: list[OfferData] = []
-        for cloud in clouds:
-            for count in counts:
-                body = self.client.get_json("/v2/catalog/gpus", params={
-                    "include": "AVAILABILITY", "product": "POD", "count": count, "cloud": cloud})
-                for gpu in (body or {}).get("gpus", []):
-                    offers.extend(self._gpu_offers(gpu, cloud, count))
-        if self.settings.get("spot", True):
-            offers.extend(self._spot_offers(offers))
+        for (cloud, count), gpus in zip(combos, results, strict=False):
+            for gpu in gpus:
+                offers.extend(self._gpu_offers(gpu, cloud, count))
+        if want_spot:
+            offers.extend(self._spot_offers(offers, results[-1]))
         return offers
+
+    def _catalog(self, cloud: str, count: int) -> list[dict[str, Any]]:
+        body = self.client.get_json("/v2/catalog/gpus", params={
+            "include": "AVAILABILITY", "product": "POD", "count": count, "cloud": cloud})
+        return list((body or {}).get("gpus", []))
 
     def _gpu_offers(self, gpu: dict[str, Any], cloud: str, count: int) -> list[OfferData]:
         key = cloud.lower()
@@ -201,14 +211,16 @@ class RunPodAdapter(RestAdapter, ProviderAdapter):
             ))
         return out
 
-    def _spot_offers(self, on_demand: list[OfferData]) -> list[OfferData]:
+    def _spot_prices(self) -> dict[str, dict[str, Any]]:
         """Spot prices exist only in GraphQL; a failure there costs the spot offers, not the poll."""
         try:
             data = self.graphql(SPOT_PRICES_QUERY)
         except ProviderError as exc:
             logger.warning("runpod spot prices unavailable: %s", exc)
-            return []
-        spot = {g["id"]: g for g in data.get("gpuTypes") or [] if isinstance(g, dict) and g.get("id")}
+            return {}
+        return {g["id"]: g for g in data.get("gpuTypes") or [] if isinstance(g, dict) and g.get("id")}
+
+    def _spot_offers(self, on_demand: list[OfferData], spot: dict[str, dict[str, Any]]) -> list[OfferData]:
         out = []
         for o in on_demand:
             prices = spot.get(o.extra["gpu_type_id"])

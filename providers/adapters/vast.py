@@ -22,6 +22,7 @@ Idempotency: the instance ``label`` is ``provisioner-pod-<uuid>``.
 
 from __future__ import annotations
 
+import functools
 import json
 import shlex
 from decimal import ROUND_HALF_UP, Decimal
@@ -54,7 +55,7 @@ from .base import (
     RemotePod,
     TransientError,
 )
-from .http import TAG_KEY, ApiClient, RestAdapter, account_key
+from .http import TAG_KEY, ApiClient, RestAdapter, account_key, run_concurrently
 
 LABEL_PREFIX = f"{TAG_KEY}-"
 DEFAULT_COUNTS = (1, 2, 4, 8)
@@ -141,10 +142,11 @@ class VastAdapter(RestAdapter, ProviderAdapter):
     def list_offers(self) -> list[OfferData]:
         offers: list[OfferData] = []
         kinds = ("ondemand", "bid") if self.settings.get("spot", True) else ("ondemand",)
-        for kind in kinds:
+        searches = run_concurrently([functools.partial(self._search, kind) for kind in kinds])
+        for kind, found in zip(kinds, searches, strict=True):
             # One offer per (class, count, country): the cheapest machine, with how many match.
             best: dict[tuple[str, int, str], tuple[dict[str, Any], int]] = {}
-            for o in self._search(kind):
+            for o in found:
                 gpu_ram_gb = (o.get("gpu_ram") or 0) / 1024
                 gpu_class = canonical_gpu_class(str(o.get("gpu_name", "")), gpu_ram_gb)
                 country = country_of(o.get("geolocation"))

@@ -257,3 +257,23 @@ def test_full_lifecycle_through_the_services(tenant, project, owner, served_runp
     pod = services.pod_terminate(pod_id=str(pod.pk))
     assert pod.state == PodState.TERMINATED
     assert remote["_state"] == "TERMINATED"
+
+
+def test_served_standin_timeout_after_create_is_reconciled(served_runpod):  # noqa: F811
+    """Over real HTTP: the stand-in creates the pod but answers only after the client's
+    timeout; the adapter finds the pod by its tag instead of creating a second one."""
+    standin = served_runpod.standin
+    standin.timeout_seconds = 1.0
+    a = RunPodAdapter({"api_key": "test-key"}, account_settings(served_runpod, timeout=0.4, spot=False,
+                                                                gpu_counts=[1], account_id="served"),
+                      sleep=lambda s: None)
+    offer = next(o for o in a.list_offers() if o.gpu_class == "H100")
+    standin.fail_next("timeout_after_create", op="launch")
+    pod = a.launch(_req(offer, tag="5f0c0000-0000-0000-0000-0000000000aa"))
+    assert pod.tag == "5f0c0000-0000-0000-0000-0000000000aa" and len(standin.pods) == 1
+    standin.fail_next("timeout", op="get")
+    standin.fail_next("timeout", op="get")
+    standin.fail_next("timeout", op="get")
+    standin.fail_next("timeout", op="get")
+    with pytest.raises(TransientError):  # a read that keeps timing out: retried, then transient
+        a.get(pod.external_id)
