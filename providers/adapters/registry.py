@@ -16,6 +16,7 @@ ADAPTERS: dict[str, str] = {
     "vast": "providers.adapters.vast:VastAdapter",
     "hetzner": "providers.adapters.hetzner:HetznerAdapter",
     "aws": "providers.adapters.aws:AwsAdapter",
+    "gcp": "providers.adapters.gcp:GcpAdapter",
     "azure": "providers.adapters.azure:AzureAdapter",
     "kubernetes": "providers.adapters.kubernetes:KubernetesAdapter",
     "coreweave": "providers.adapters.coreweave:CoreWeaveAdapter",

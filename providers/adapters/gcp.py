@@ -1,0 +1,581 @@
+"""Google Cloud Compute Engine over its REST API (httpx; no Google SDK).
+
+* Auth: the service-account key JSON signs a JWT (RS256, ``cryptography``) that the OAuth
+  token endpoint exchanges for an access token, cached per key until shortly before expiry.
+* Offers: ``aggregated/acceleratorTypes`` (which GPUs each zone has) and
+  ``aggregated/machineTypes`` (the shapes to run them: N1 + attached T4/V100, or the
+  accelerator-optimized G2/A2/A3 types with built-in GPUs), priced from the Cloud Billing
+  Catalog SKUs of Compute Engine: GPU SKUs matched by description and region, plus the
+  machine family's core and RAM SKUs, on-demand ("OnDemand") and Spot ("Preemptible").
+  One offer per zone, because a VM is created in a zone.
+* Pods: ``instances.insert`` (``requestId`` = pod UUID, label ``provisioner-pod`` = pod UUID,
+  ``scheduling.provisioningModel`` SPOT/STANDARD), then the zone operation is polled briefly;
+  ``external_id`` is ``"<zone>/<instance name>"``. Capacity and quota failures arrive in the
+  operation's ``error.errors[].code``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import shlex
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
+
+from ..catalog import canonical_gpu_class, region_country
+from .base import (
+    REMOTE_INTERRUPTED,
+    REMOTE_PROVISIONING,
+    REMOTE_RUNNING,
+    REMOTE_STOPPED,
+    CapacityUnavailable,
+    CredentialField,
+    InvalidCredentials,
+    LaunchRequest,
+    NotFound,
+    OfferData,
+    PermanentError,
+    ProviderAdapter,
+    ProviderError,
+    ProviderInfo,
+    QuotaExceeded,
+    RemotePod,
+    TransientError,
+)
+from .http import ApiClient, account_key, default_sleep, json_or_none, settings_timeout
+
+COMPUTE_URL = "https://compute.googleapis.com/compute/v1"
+BILLING_URL = "https://cloudbilling.googleapis.com/v1"
+TOKEN_URI = "https://oauth2.googleapis.com/token"
+COMPUTE_SERVICE_ID = "6F81-5844-456A"  # Compute Engine in the Cloud Billing Catalog
+SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+LABEL_KEY = "provisioner-pod"
+DEFAULT_REGIONS = ("us-central1", "europe-west4", "us-east1")
+DEFAULT_IMAGE = "projects/deeplearning-platform-release/global/images/family/common-cu124-debian-11-py310"
+_GCP_REGION = re.compile(r"^[a-z]+-[a-z]+\d+$")
+# accelerators attached to an N1 VM (1, 2 or 4 of them) rather than built into the machine type
+ATTACHED = {"nvidia-tesla-t4": 4, "nvidia-tesla-v100": 8, "nvidia-tesla-p4": 4, "nvidia-tesla-p100": 4}
+N1_FOR_COUNT = {1: "n1-standard-4", 2: "n1-standard-8", 4: "n1-standard-16", 8: "n1-standard-32"}
+# machine family (first part of the type name) -> the SKU description's family words
+FAMILY_SKU = {"n1": "N1 Predefined", "g2": "G2", "a2": "A2", "a3": "A3", "e2": "E2", "n2": "N2"}
+CAPACITY_CODES = {"ZONE_RESOURCE_POOL_EXHAUSTED", "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS", "RESOURCE_POOL_EXHAUSTED",
+                  "RESOURCE_EXHAUSTED"}
+QUOTA_CODES = {"QUOTA_EXCEEDED", "QUOTA_LIMIT"}
+SKU_CACHE_SECONDS = 6 * 3600
+TOKEN_MARGIN_SECONDS = 120
+
+_token_cache: dict[tuple[str, str, str], tuple[str, float]] = {}
+_sku_cache: dict[str, tuple[float, dict[tuple[str, ...], Decimal]]] = {}
+_cache_lock = threading.Lock()
+
+
+def clear_caches() -> None:
+    """Forget tokens and SKU prices (tests; a rotated key)."""
+    with _cache_lock:
+        _token_cache.clear()
+        _sku_cache.clear()
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def signed_jwt(key_info: dict[str, Any], audience: str, *, now: float | None = None, lifetime: int = 3600) -> str:
+    """The RS256-signed assertion of the JWT-bearer grant (RFC 7523) for ``key_info``."""
+    now = time.time() if now is None else now
+    header = {"alg": "RS256", "typ": "JWT", "kid": key_info.get("private_key_id", "")}
+    claims = {"iss": key_info["client_email"], "scope": SCOPE, "aud": audience, "iat": int(now), "exp": int(now) + lifetime}
+    signing_input = f"{_b64url(json.dumps(header, separators=(',', ':')).encode())}." \
+                    f"{_b64url(json.dumps(claims, separators=(',', ':')).encode())}"
+    try:
+        key = serialization.load_pem_private_key(key_info["private_key"].encode(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise InvalidCredentials(f"the service-account key's private_key is not a PEM RSA key: {exc}") from exc
+    signature = key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return f"{signing_input}.{_b64url(signature)}"
+
+
+def _unit_price(sku: dict[str, Any]) -> Decimal | None:
+    for info in sku.get("pricingInfo") or []:
+        rates = (info.get("pricingExpression") or {}).get("tieredRates") or []
+        if rates:
+            price = rates[-1].get("unitPrice") or {}
+            if price.get("currencyCode", "USD") != "USD":
+                return None
+            return Decimal(str(price.get("units") or "0")) + Decimal(int(price.get("nanos") or 0)) / Decimal(10**9)
+    return None
+
+
+def index_skus(skus: list[dict[str, Any]]) -> dict[tuple[str, ...], Decimal]:
+    """Price index from Compute SKUs: ("gpu", class, region, spot) and ("core"|"ram", family,
+    region, spot) -> USD per hour (per GPU, per vCPU, per GiB)."""
+    index: dict[tuple[str, ...], Decimal] = {}
+    for sku in skus:
+        cat = sku.get("category") or {}
+        usage = cat.get("usageType")
+        if cat.get("resourceFamily") != "Compute" or usage not in ("OnDemand", "Preemptible"):
+            continue
+        desc = str(sku.get("description", ""))
+        low = desc.lower()
+        if any(w in low for w in ("commitment", "reserved", "reservation", "workstation", "dws", "calendar", "flex")):
+            continue
+        price = _unit_price(sku)
+        if price is None:
+            continue
+        spot = "1" if usage == "Preemptible" else "0"
+        if cat.get("resourceGroup") == "GPU" or " gpu " in f" {low} ":
+            cls = canonical_gpu_class(desc.split(" running in ")[0])
+            keys = [("gpu", cls)] if cls else []
+        else:
+            m = re.search(r"\b(N1 Predefined|N2|G2|A2|A3|E2) Instance (Core|Ram)\b", desc)
+            keys = [(m.group(2).lower(), m.group(1))] if m else []
+        for kind, what in keys:
+            for region in sku.get("serviceRegions") or []:
+                index[(kind, what, region, spot)] = price
+    return index
+
+
+def _gcp_error(response: httpx.Response, body: Any) -> ProviderError | None:
+    err = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(err, dict):
+        return None
+    message = str(err.get("message", ""))
+    reasons = {str(e.get("reason", "")) for e in err.get("errors") or [] if isinstance(e, dict)}
+    status = response.status_code
+    if status == 429 or reasons & {"rateLimitExceeded", "userRateLimitExceeded"}:
+        return TransientError(message, status=status, code="rateLimitExceeded")
+    if reasons & {"quotaExceeded"} or any(c in message for c in QUOTA_CODES):
+        return QuotaExceeded(message, status=status, code="QUOTA_EXCEEDED")
+    if any(c in message for c in CAPACITY_CODES) or reasons & {"resourcePoolExhausted"}:
+        return CapacityUnavailable(message, status=status, code="ZONE_RESOURCE_POOL_EXHAUSTED")
+    return None
+
+
+def operation_error(op: dict[str, Any]) -> ProviderError | None:
+    """The typed error of a DONE operation, or None when it succeeded."""
+    errors = ((op.get("error") or {}).get("errors")) or []
+    if not errors:
+        return None
+    code = str(errors[0].get("code", ""))
+    message = "; ".join(str(e.get("message", "")) for e in errors) or code
+    status = op.get("httpErrorStatusCode")
+    if code in CAPACITY_CODES:
+        return CapacityUnavailable(message, status=status, code=code)
+    if code in QUOTA_CODES:
+        return QuotaExceeded(message, status=status, code=code)
+    return PermanentError(f"{code}: {message}", status=status, code=code)
+
+
+class _BearerAuth(httpx.Auth):
+    """Adds the cached access token; on a 401 fetches a fresh one and retries once."""
+
+    def __init__(self, token: Callable[[bool], str]):
+        self._token = token
+
+    def auth_flow(self, request: httpx.Request):
+        request.headers["Authorization"] = f"Bearer {self._token(False)}"
+        response = yield request
+        if response.status_code == 401:
+            request.headers["Authorization"] = f"Bearer {self._token(True)}"
+            yield request
+
+
+class GcpAdapter(ProviderAdapter):
+    info = ProviderInfo(
+        kind="gcp",
+        label="Google Cloud",
+        description="Compute Engine GPU VMs (T4 on N1, L4 on G2, A100 on A2, H100 on A3), standard or Spot, in the regions you allow.",
+        supports_spot=True,
+        billing_increment_seconds=1,
+        minimum_charge_seconds=60,
+        can_stop=True,
+        storage_billed_while_stopped=True,
+        credential_fields=(
+            CredentialField("service_account_json", "Service-account key (JSON)",
+                            "A key of a service account with Compute Instance Admin (v1) on the project; "
+                            "the project is read from the key.", multiline=True, file=True),
+        ),
+        regions_hint="us-central1, europe-west4, us-east1 unless you pick regions",
+    )
+
+    def __init__(self, credentials: dict[str, Any], settings: dict[str, Any] | None = None, *,
+                 transport: httpx.BaseTransport | None = None, sleep: Callable[[float], None] | None = None):
+        super().__init__(credentials, settings)
+        self._transport = transport
+        self._sleep = sleep or default_sleep
+        self._key: dict[str, Any] | None = None
+        self._compute: ApiClient | None = None
+        self._billing: ApiClient | None = None
+
+    # --- configuration --------------------------------------------------------------------------
+    @property
+    def key_info(self) -> dict[str, Any]:
+        if self._key is None:
+            raw = self.credentials.get("service_account_json") or ""
+            try:
+                info = json.loads(raw) if isinstance(raw, str) else dict(raw)
+            except ValueError as exc:
+                raise InvalidCredentials("the service-account key is not valid JSON") from exc
+            missing = [k for k in ("client_email", "private_key", "project_id") if not info.get(k)]
+            if missing:
+                raise InvalidCredentials(f"the service-account key lacks {', '.join(missing)}")
+            self._key = info
+        return self._key
+
+    @property
+    def project(self) -> str:
+        return str(self.settings.get("project") or self.key_info["project_id"])
+
+    def _base(self) -> str | None:
+        from django.conf import settings as django_settings
+
+        url = self.settings.get("base_url")
+        if url and getattr(django_settings, "PROVIDER_BASE_URL_OVERRIDE_ALLOWED", False):
+            return str(url).rstrip("/")
+        return None
+
+    @property
+    def token_uri(self) -> str:
+        base = self._base()
+        return f"{base}/token" if base else str(self.key_info.get("token_uri") or TOKEN_URI)
+
+    @property
+    def regions(self) -> list[str]:
+        wanted = [r for r in (self.settings.get("regions") or self.settings.get("allowed_regions") or [])
+                  if _GCP_REGION.match(str(r))]
+        return wanted or list(DEFAULT_REGIONS)
+
+    # --- auth ----------------------------------------------------------------------------------
+    def access_token(self, refresh: bool = False) -> str:
+        info = self.key_info
+        cache_key = (info["client_email"], self.token_uri, str(info.get("private_key_id", "")))
+        with _cache_lock:
+            hit = _token_cache.get(cache_key)
+        if hit and not refresh and hit[1] > time.time():
+            return hit[0]
+        assertion = signed_jwt(info, self.token_uri)
+        try:
+            with httpx.Client(transport=self._transport, timeout=settings_timeout(self.settings)) as client:
+                response = client.post(self.token_uri, data={
+                    "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion})
+        except httpx.HTTPError as exc:
+            raise TransientError(f"Google OAuth: {exc}") from exc
+        body = json_or_none(response) or {}
+        if response.status_code >= 500 or response.status_code == 429:
+            raise TransientError(f"Google OAuth: HTTP {response.status_code}", status=response.status_code)
+        if response.status_code != 200 or not body.get("access_token"):
+            raise InvalidCredentials(f"Google refused the service-account key: {body.get('error_description') or body.get('error') or response.status_code}",
+                                     status=response.status_code, code=str(body.get("error", "")))
+        token = str(body["access_token"])
+        expiry = time.time() + float(body.get("expires_in", 3600)) - TOKEN_MARGIN_SECONDS
+        with _cache_lock:
+            _token_cache[cache_key] = (token, expiry)
+        return token
+
+    def _client(self, which: str) -> ApiClient:
+        if which == "compute" and self._compute is not None:
+            return self._compute
+        if which == "billing" and self._billing is not None:
+            return self._billing
+        base = self._base()
+        url = (f"{base}/compute/v1" if base else COMPUTE_URL) if which == "compute" else (f"{base}/v1" if base else BILLING_URL)
+        client = ApiClient(provider="gcp", base_url=url, account_key=account_key(self.settings, self.key_info["client_email"]),
+                           auth=_BearerAuth(self.access_token), timeout=settings_timeout(self.settings),
+                           error_mapper=_gcp_error, transport=self._transport, sleep=self._sleep,
+                           # Compute's default API rate quota is 20 req/s per project
+                           limits={"default": (float(self.settings.get("requests_per_second", 20)), 20)})
+        if which == "compute":
+            self._compute = client
+        else:
+            self._billing = client
+        return client
+
+    def _p(self, rest: str) -> str:
+        return f"/projects/{self.project}{rest}"
+
+    def _aggregated(self, resource: str, **params: Any) -> dict[str, list[dict[str, Any]]]:
+        """zone -> items of an aggregatedList, following ``nextPageToken``."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        token = ""
+        while True:
+            q = {"maxResults": 500, "returnPartialSuccess": "true", **params}
+            if token:
+                q["pageToken"] = token
+            page = self._client("compute").get_json(self._p(f"/aggregated/{resource}"), params=q) or {}
+            for scope, group in (page.get("items") or {}).items():
+                if scope.startswith("zones/") and group.get(resource):
+                    out.setdefault(scope[len("zones/"):], []).extend(group[resource])
+            token = page.get("nextPageToken") or ""
+            if not token:
+                return out
+
+    # --- verify and offers -------------------------------------------------------------------------
+    def verify(self) -> None:
+        self._client("compute").get_json(self._p(""))
+
+    def sku_prices(self) -> dict[tuple[str, ...], Decimal]:
+        cache_key = self._base() or BILLING_URL
+        with _cache_lock:
+            hit = _sku_cache.get(cache_key)
+        if hit and hit[0] > time.monotonic():
+            return hit[1]
+        skus: list[dict[str, Any]] = []
+        token = ""
+        while True:
+            q: dict[str, Any] = {"currencyCode": "USD", "pageSize": 5000}
+            if token:
+                q["pageToken"] = token
+            page = self._client("billing").get_json(f"/services/{COMPUTE_SERVICE_ID}/skus", params=q) or {}
+            skus.extend(page.get("skus") or [])
+            token = page.get("nextPageToken") or ""
+            if not token:
+                break
+        index = index_skus(skus)
+        with _cache_lock:
+            _sku_cache[cache_key] = (time.monotonic() + SKU_CACHE_SECONDS, index)
+        return index
+
+    def list_offers(self) -> list[OfferData]:
+        regions = set(self.regions)
+
+        def wanted(zone: str) -> bool:
+            return zone.rsplit("-", 1)[0] in regions
+
+        accelerators = {z: v for z, v in self._aggregated("acceleratorTypes").items() if wanted(z)}
+        machines = {z: {m["name"]: m for m in v} for z, v in self._aggregated("machineTypes").items() if wanted(z)}
+        prices = self.sku_prices()
+        offers: list[OfferData] = []
+        for zone in sorted(accelerators):
+            region = zone.rsplit("-", 1)[0]
+            for acc in accelerators[zone]:
+                name = acc["name"]
+                if name.endswith("-vws"):  # virtual-workstation licences: not for compute pods
+                    continue
+                cls = canonical_gpu_class(name, 80 if "80gb" in name else None)
+                if cls is None:
+                    continue
+                for machine, count, instance_type in self._shapes(name, int(acc.get("maximumCardsPerInstance") or 1),
+                                                                  machines.get(zone, {})):
+                    for spot in (False, True):
+                        quote = self._price(prices, cls, count, machine, region, spot)
+                        if quote is None:
+                            continue
+                        price, basis = quote
+                        offers.append(OfferData(
+                            gpu_class=cls, gpu_count=count, region=region, country=region_country(region, ""),
+                            price_per_hour=price, currency="USD", spot=spot, zone=zone, instance_type=instance_type,
+                            gpu_memory_gb=_gpu_memory(cls), supports_volumes=("ephemeral", "persistent"),
+                            extra={"accelerator": name, "machine_type": machine["name"], "vcpus": machine.get("guestCpus"),
+                                   "memory_gb": round((machine.get("memoryMb") or 0) / 1024), "price_basis": basis}))
+        return offers
+
+    @staticmethod
+    def _shapes(accelerator: str, max_cards: int, machines: dict[str, dict[str, Any]]):
+        """(machine type record, GPU count, instance_type id) that can run ``accelerator``."""
+        if accelerator in ATTACHED:
+            for count, mt in N1_FOR_COUNT.items():
+                if count <= max_cards and mt in machines:
+                    yield machines[mt], count, f"{mt}+{accelerator}"
+            return
+        for mt in machines.values():
+            for acc in mt.get("accelerators") or []:
+                if acc.get("guestAcceleratorType") == accelerator:
+                    yield mt, int(acc.get("guestAcceleratorCount") or 1), mt["name"]
+
+    @staticmethod
+    def _price(prices, cls: str, count: int, machine: dict[str, Any], region: str, spot: bool) -> tuple[Decimal, str] | None:
+        flag = "1" if spot else "0"
+        gpu = prices.get(("gpu", cls, region, flag))
+        if gpu is None:
+            return None
+        family = FAMILY_SKU.get(machine["name"].split("-")[0], "")
+        core = prices.get(("core", family, region, flag))
+        ram = prices.get(("ram", family, region, flag))
+        if core is None or ram is None:
+            # the VM part is unknown: quote the GPUs and say so, rather than hide the offer
+            return (gpu * count).quantize(Decimal("0.000001")), "gpu-only"
+        total = gpu * count + core * int(machine.get("guestCpus") or 0) + ram * Decimal(int(machine.get("memoryMb") or 0)) / 1024
+        return total.quantize(Decimal("0.000001")), "gpu+vm"
+
+    # --- pods ------------------------------------------------------------------------------------
+    @staticmethod
+    def instance_name(tag: str) -> str:
+        name = "pod-" + re.sub(r"[^a-z0-9-]", "-", tag.lower())
+        if len(name) > 63 or not re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", name):
+            name = "pod-" + hashlib.sha256(tag.encode()).hexdigest()[:40]
+        return name
+
+    @staticmethod
+    def request_id(tag: str, zone: str, instance_type: str, spot: bool) -> str:
+        """The insert's ``requestId``: a UUID derived from the pod UUID and the placement.
+
+        Google answers a repeated requestId with the original operation for at least an hour,
+        even when that operation failed. So a retry of the same attempt (a timeout) reuses it,
+        while failing over to another zone or shape for the same pod must not: the pod UUID
+        alone would replay the first zone's ZONE_RESOURCE_POOL_EXHAUSTED everywhere.
+        """
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"ai-cloud-provisioner:{tag}/{zone}/{instance_type}/{int(spot)}"))
+
+    def launch(self, request: LaunchRequest) -> RemotePod:
+        zone = request.zone or f"{request.region}-a"
+        machine, _, accelerator = (request.instance_type or "").partition("+")
+        if not machine:
+            raise PermanentError("a GCP launch needs a machine type")
+        name = self.instance_name(request.tag)
+        body = self.instance_body(request, zone=zone, name=name, machine=machine, accelerator=accelerator)
+        compute = self._client("compute")
+        # requestId makes the insert idempotent at Google, so it may be retried like a GET
+        response = compute.request("POST", self._p(f"/zones/{zone}/instances"), json=body,
+                                   params={"requestId": self.request_id(request.tag, zone, request.instance_type, request.spot)}, idempotent=True, ok=(409,))
+        if response.status_code == 409:  # launched before under this tag: the same pod
+            return self.get(f"{zone}/{name}")
+        op = self._wait(zone, json_or_none(response) or {})
+        if op.get("status") == "DONE":
+            error = operation_error(op)
+            if error is not None:
+                raise error
+        try:
+            return self.get(f"{zone}/{name}")
+        except NotFound:  # still being created: the next refresh sees it
+            return RemotePod(external_id=f"{zone}/{name}", state=REMOTE_PROVISIONING, tag=request.tag, region=request.region)
+
+    def instance_body(self, request: LaunchRequest, *, zone: str, name: str, machine: str, accelerator: str) -> dict[str, Any]:
+        scheduling: dict[str, Any] = {"onHostMaintenance": "TERMINATE"}  # required with GPUs
+        if request.spot:
+            # STOP (not DELETE) keeps the VM visible as TERMINATED, so the preemption is seen
+            scheduling.update(provisioningModel="SPOT", automaticRestart=False, instanceTerminationAction="STOP")
+        else:
+            scheduling.update(provisioningModel="STANDARD", automaticRestart=True)
+        body: dict[str, Any] = {
+            "name": name,
+            "machineType": f"zones/{zone}/machineTypes/{machine}",
+            "scheduling": scheduling,
+            "disks": [{"boot": True, "autoDelete": True, "initializeParams": {
+                "sourceImage": str(self.settings.get("source_image") or DEFAULT_IMAGE),
+                "diskSizeGb": str(max(int(request.disk_gb), 50)), "diskType": f"zones/{zone}/diskTypes/pd-balanced"}}],
+            "networkInterfaces": [{"network": str(self.settings.get("network") or "global/networks/default"),
+                                   **({"accessConfigs": [{"type": "ONE_TO_ONE_NAT", "name": "External NAT"}]}
+                                      if request.public_ingress else {})}],
+            "metadata": {"items": [{"key": "install-nvidia-driver", "value": "True"},
+                                   {"key": "startup-script", "value": startup_script(request)}]},
+            "labels": {LABEL_KEY: request.tag.lower()[:63]},
+            "tags": {"items": list(self.settings.get("network_tags") or ["provisioner-pods"])},
+        }
+        if self.settings.get("subnetwork"):
+            body["networkInterfaces"][0]["subnetwork"] = str(self.settings["subnetwork"])
+        if accelerator:
+            body["guestAccelerators"] = [{"acceleratorType": f"zones/{zone}/acceleratorTypes/{accelerator}",
+                                          "acceleratorCount": int(request.gpu_count)}]
+        return body
+
+    def _wait(self, zone: str, op: dict[str, Any]) -> dict[str, Any]:
+        """Poll a zone operation until DONE or a short deadline (the refresh loop does the rest)."""
+        deadline = time.monotonic() + float(self.settings.get("operation_timeout_seconds", 20))
+        interval = float(self.settings.get("operation_poll_seconds", 1.0))
+        while op.get("status") != "DONE" and op.get("name") and time.monotonic() < deadline:
+            self._sleep(interval)
+            op = self._client("compute").get_json(self._p(f"/zones/{zone}/operations/{op['name']}")) or {}
+        return op
+
+    @staticmethod
+    def _split(external_id: str) -> tuple[str, str]:
+        zone, _, name = external_id.partition("/")
+        if not name:
+            raise NotFound(f"not a GCP pod id: {external_id!r}")
+        return zone, name
+
+    def get(self, external_id: str) -> RemotePod:
+        zone, name = self._split(external_id)
+        inst = self._client("compute").get_json(self._p(f"/zones/{zone}/instances/{name}")) or {}
+        return self._remote(zone, inst)
+
+    def _preempted(self, zone: str, inst: dict[str, Any]) -> bool:
+        flt = f'(operationType = "compute.instances.preempted") AND (targetId = "{inst.get("id", "")}")'
+        ops = self._client("compute").get_json(self._p(f"/zones/{zone}/operations"), params={"filter": flt}) or {}
+        return bool(ops.get("items"))
+
+    def _remote(self, zone: str, inst: dict[str, Any]) -> RemotePod:
+        status = inst.get("status", "")
+        scheduling = inst.get("scheduling") or {}
+        spot = scheduling.get("provisioningModel") == "SPOT" or bool(scheduling.get("preemptible"))
+        connection: dict[str, Any] = {}
+        if status == "RUNNING":
+            state = REMOTE_RUNNING
+            nic = (inst.get("networkInterfaces") or [{}])[0]
+            host = next((a.get("natIP") for a in nic.get("accessConfigs") or [] if a.get("natIP")), "") or nic.get("networkIP", "")
+            if host:
+                connection = {"host": host, "ssh": f"ssh {host}", "private_ip": nic.get("networkIP", "")}
+        elif status in ("TERMINATED", "STOPPED", "SUSPENDED"):
+            state = REMOTE_INTERRUPTED if spot and self._preempted(zone, inst) else REMOTE_STOPPED
+        else:  # PROVISIONING, STAGING, REPAIRING, and STOPPING/SUSPENDING on the way down
+            state = REMOTE_PROVISIONING
+        if state == REMOTE_INTERRUPTED:
+            # A preempted Spot VM is of no further use to the pod (it is re-placed), but its
+            # boot disk keeps billing: delete it now.
+            try:
+                self.terminate(f"{zone}/{inst['name']}", wait=False)
+            except ProviderError:
+                pass
+        return RemotePod(external_id=f"{zone}/{inst.get('name', '')}", state=state,
+                         tag=(inst.get("labels") or {}).get(LABEL_KEY, ""), region=zone.rsplit("-", 1)[0],
+                         connection=connection, message=inst.get("statusMessage", "") or "",
+                         raw={"status": status, "spot": spot, "zone": zone,
+                              "machine_type": str(inst.get("machineType", "")).rsplit("/", 1)[-1]})
+
+    def terminate(self, external_id: str, *, wait: bool = True) -> None:
+        zone, name = self._split(external_id)
+        try:
+            op = self._client("compute").request("DELETE", self._p(f"/zones/{zone}/instances/{name}"))
+        except NotFound:
+            return
+        if wait:
+            self._wait(zone, json_or_none(op) or {})
+
+    def stop(self, external_id: str) -> None:
+        zone, name = self._split(external_id)
+        op = self._client("compute").post_json(self._p(f"/zones/{zone}/instances/{name}/stop"), idempotent=True)
+        self._wait(zone, op or {})
+
+    def start(self, external_id: str) -> None:
+        zone, name = self._split(external_id)
+        op = self._client("compute").post_json(self._p(f"/zones/{zone}/instances/{name}/start"), idempotent=True)
+        self._wait(zone, op or {})
+
+    def list_pods(self) -> list[RemotePod]:
+        found = self._aggregated("instances", filter=f"labels.{LABEL_KEY}:*")
+        return [self._remote(zone, inst) for zone, items in sorted(found.items()) for inst in items]
+
+
+def _gpu_memory(cls: str) -> int | None:
+    from ..catalog import GPU_CLASSES
+
+    return GPU_CLASSES.get(cls, ("", None))[1]
+
+
+def startup_script(request: LaunchRequest) -> str:
+    """Run the pod's container with every GPU (the DLVM images carry docker + NVIDIA runtime)."""
+    lines = ["#!/bin/bash", "set -euo pipefail", f"# ai-cloud-provisioner pod {request.tag}",
+             "docker inspect pod >/dev/null 2>&1 && exit 0  # a reboot: the container restarts itself"]
+    if request.registry_auth:
+        lines.append("echo {} | docker login {} -u {} --password-stdin".format(
+            shlex.quote(request.registry_auth.get("password", "")), shlex.quote(request.registry_auth.get("server", "")),
+            shlex.quote(request.registry_auth.get("username", ""))))
+    run = ["docker", "run", "-d", "--name", "pod", "--gpus", "all", "--restart", "on-failure"]
+    for p in request.ports:
+        if p.get("port"):
+            run += ["-p", f"{int(p['port'])}:{int(p['port'])}"]
+    for k, v in sorted(request.env.items()):
+        run += ["-e", f"{k}={v}"]
+    run += [request.image, *request.command, *request.args]
+    lines.append(" ".join(shlex.quote(x) for x in run))
+    return "\n".join(lines) + "\n"
