@@ -250,6 +250,9 @@ class ApiClient:
             self._throttle(buckets)
             try:
                 response = self._client.request(method, path, json=json, data=data, params=params)
+            except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                # never reached the provider: safe to retry whatever the method
+                error = TransientError(f"{self.provider}: could not connect in time ({exc})")
             except httpx.TimeoutException as exc:
                 # The provider may have acted on a create that timed out: never retry it.
                 if not safe:

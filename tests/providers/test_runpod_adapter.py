@@ -277,3 +277,32 @@ def test_served_standin_timeout_after_create_is_reconciled(served_runpod):  # no
     standin.fail_next("timeout", op="get")
     with pytest.raises(TransientError):  # a read that keeps timing out: retried, then transient
         a.get(pod.external_id)
+
+
+def test_client_retries_connect_timeouts_even_for_creates_and_honours_http_date_retry_after():
+    """ApiClient level: a connect timeout never reached the provider, so even a POST is retried;
+    a Retry-After given as an HTTP date is converted to seconds."""
+    import httpx
+
+    from providers.adapters.http import ApiClient
+
+    calls: list[str] = []
+    when = format_datetime(datetime.now(UTC) + timedelta(seconds=20), usegmt=True)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.method)
+        if len(calls) == 1:
+            raise httpx.ConnectTimeout("no route", request=request)
+        if len(calls) == 2:
+            return httpx.Response(503, headers={"Retry-After": when})
+        return httpx.Response(201, json={"ok": True})
+
+    waits: list[float] = []
+    client = ApiClient(provider="t", base_url="http://x", account_key="k", transport=httpx.MockTransport(handler),
+                       sleep=waits.append)
+    # a 503 on a create is surfaced (the adapter reconciles by tag) -- but not a connect timeout
+    with pytest.raises(TransientError) as exc:
+        client.request("POST", "/things", json={})
+    assert calls == ["POST", "POST"] and len(waits) == 1
+    assert 18 <= exc.value.retry_after <= 20
+    assert client.request("GET", "/things").status_code == 201
