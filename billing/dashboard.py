@@ -11,12 +11,12 @@ from __future__ import annotations
 import calendar
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from urllib.parse import urlencode
 
-from django.db.models import Sum
-from django.db.models.functions import TruncDate
+from django.db.models import DateField, F, Sum
+from django.db.models.functions import TruncDate, TruncMonth, TruncWeek
 
 from providers.models import ProviderAccount
 from provisioner import clock
@@ -140,27 +140,40 @@ def _scoped(qs, f: Filters):
     return qs
 
 
-def history_by_day(tenant, f: Filters, since: date, until: date, *, source: str = "rollup"):
-    """[(day, project_id, provider_account_id, workload_id, usd)] for whole past days
-    ``since <= day < until``, from rollups (or, as a baseline, the raw ledger)."""
-    if since >= until:
-        return []
-    if source == "ledger":
-        qs = _scoped(LedgerEntry.objects.filter(tenant=tenant, bucket_start__gte=day_start(since),
-                                                bucket_start__lt=day_start(until)), f)
-        rows = (qs.annotate(d=TruncDate("bucket_start"))
-                .values_list("d", "project_id", "provider_account_id", "workload_id").annotate(s=Sum("amount_usd")))
-    else:
-        qs = _scoped(SpendRollup.objects.filter(tenant=tenant, day__gte=since, day__lt=until), f)
-        rows = qs.values_list("day", "project_id", "provider_account_id", "workload_id").annotate(s=Sum("amount_usd"))
-    return list(rows)
+class _Source:
+    """Where history comes from: daily rollups (the product) or the raw ledger (baseline)."""
+
+    def __init__(self, tenant, f: Filters, kind: str):
+        self.tenant, self.f, self.kind = tenant, f, kind
+
+    def between(self, since: date, until: date):
+        """Rows of whole days ``since <= day < until`` with a ``d`` (day) annotation."""
+        if self.kind == "ledger":
+            qs = LedgerEntry.objects.filter(tenant=self.tenant, bucket_start__gte=day_start(since),
+                                            bucket_start__lt=day_start(until))
+            qs = qs.annotate(d=TruncDate("bucket_start"))
+        else:
+            qs = SpendRollup.objects.filter(tenant=self.tenant, day__gte=since, day__lt=until).annotate(d=F("day"))
+        return _scoped(qs, self.f)
+
+    def bucket_expr(self, grain: str):
+        field_name = "bucket_start" if self.kind == "ledger" else "day"
+        if grain == "week":
+            return TruncWeek(field_name, output_field=DateField())
+        if grain == "month":
+            return TruncMonth(field_name, output_field=DateField())
+        return F("d")
+
+
+def _as_date(x) -> date:
+    return x.date() if isinstance(x, datetime) else x
 
 
 def today_rows(tenant, f: Filters, today: date):
     """Today's booked spend from the ledger (only today's buckets)."""
     qs = _scoped(LedgerEntry.objects.filter(tenant=tenant, bucket_start__gte=day_start(today)), f)
-    return [(today, *r) for r in qs.values_list("project_id", "provider_account_id", "workload_id")
-            .annotate(s=Sum("amount_usd"))]
+    return [(project, provider, workload, usd or ZERO) for project, provider, workload, usd in
+            qs.values_list("project_id", "provider_account_id", "workload_id").annotate(s=Sum("amount_usd"))]
 
 
 def live_pods(tenant, f: Filters):
@@ -173,55 +186,85 @@ def live_pods(tenant, f: Filters):
 
 
 def build(tenant, f: Filters, *, projects: dict, providers: dict, source: str = "rollup") -> SpendView:
-    """Everything the dashboard shows, in a fixed number of queries."""
+    """Everything the dashboard shows, in a fixed number of queries.
+
+    History (whole past days) is aggregated in SQL from the daily rollups — per chart bucket
+    and group, the top workloads, and the last month's daily totals — then today's ledger and
+    the live accrual of running pods are added in Python.
+    """
     now = clock.now()
     today = now.date()
     v = SpendView(filters=f, today=today)
-    month_start = today.replace(day=1)
-    burn_start = today - timedelta(days=7)
-    since = min(f.start, month_start, burn_start)
-    rows = history_by_day(tenant, f, since, today, source=source)
-    rows += today_rows(tenant, f, today)
+    src = _Source(tenant, f, source)
+    group_field = "project_id" if f.group == "project" else "provider_account_id"
+    names = projects if f.group == "project" else providers
+    series: dict[str, dict[date, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+
+    def add(label_key, period: date, usd: Decimal) -> None:
+        series[names.get(str(label_key), "(removed)")][period] += usd
+        v.total += usd
+
+    hist_end = min(f.end + timedelta(days=1), today)
+    if f.start < hist_end:
+        for b, key, usd in (src.between(f.start, hist_end).annotate(b=src.bucket_expr(f.grain))
+                            .values_list("b", group_field).annotate(s=Sum("amount_usd")).order_by()):
+            add(key, bucket_of(_as_date(b), f.grain), usd or ZERO)
+    # today: booked ledger lines plus the live, not-yet-metered accrual
+    todays: list[tuple] = today_rows(tenant, f, today)
     rates = usd_rates()
     for pod in live_pods(tenant, f):
-        tail = unbooked_usd(pod, rates, now)
         if pod.state in BILLABLE_POD_STATES:
             v.run_rate += pod.price_usd_per_hour or ZERO
             v.running_count += 1
+        tail = unbooked_usd(pod, rates, now)
         if tail:
-            rows.append((today, pod.project_id, pod.provider_account_id, pod.workload_id, tail))
-    names = projects if f.group == "project" else providers
-    series: dict[str, dict[date, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
-    by_workload: dict = defaultdict(Decimal)
-    daily: dict[date, Decimal] = defaultdict(Decimal)
-    for day, project_id, provider_id, workload_id, usd in rows:
-        usd = usd or ZERO
-        daily[day] += usd
-        if f.start <= day <= f.end:
-            key = str(project_id if f.group == "project" else provider_id)
-            series[names.get(key, "(removed)")][bucket_of(day, f.grain)] += usd
-            by_workload[(workload_id, project_id)] += usd
-            v.total += usd
+            todays.append((pod.project_id, pod.provider_account_id, pod.workload_id, tail))
+    in_range_today = f.start <= today <= f.end
+    today_by_workload: dict = defaultdict(Decimal)
+    for project_id, provider_id, workload_id, usd in todays:
+        v.spent_today += usd
+        if in_range_today:
+            add(project_id if f.group == "project" else provider_id, bucket_of(today, f.grain), usd)
+            today_by_workload[(workload_id, project_id)] += usd
     periods, d = [], bucket_of(f.start, f.grain)
     while d <= f.end:
         periods.append(d)
         d = bucket_of(d + timedelta(days={"day": 1, "week": 7}.get(f.grain, 32)), f.grain)
-    v.periods, v.series = periods, {k: dict(s) for k, s in series.items()}
-    v.spent_today = daily.get(today, ZERO)
-    # burn rate: average of the last 7 complete days; forecast: month to date + burn x days left
+    v.periods, v.series = periods, {k: dict(x) for k, x in series.items()}
+    # top workloads: the history's top (N + workloads spending today) can hold every winner
+    by_workload: dict = defaultdict(Decimal)
+    if f.start < hist_end:
+        k = TOP_N + len(today_by_workload)
+        top_hist = (src.between(f.start, hist_end).values_list("workload_id", "project_id")
+                    .annotate(s=Sum("amount_usd")).order_by("-s", "workload_id")[:k])
+        for w, p, usd in top_hist:
+            by_workload[(w, p)] += usd or ZERO
+        missing = [w for (w, p) in today_by_workload if (w, p) not in by_workload and w]
+        if missing:
+            for w, p, usd in (src.between(f.start, hist_end).filter(workload_id__in=missing)
+                              .values_list("workload_id", "project_id").annotate(s=Sum("amount_usd")).order_by()):
+                by_workload[(w, p)] += usd or ZERO
+    for key, usd in today_by_workload.items():
+        by_workload[key] += usd
+    top = sorted(by_workload.items(), key=lambda kv: (-kv[1], str(kv[0][0])))[:TOP_N]
+    wnames = dict(Workload.objects.filter(pk__in=[w for (w, _), _ in top if w]).values_list("pk", "name"))
+    v.top = [{"workload_id": w, "name": wnames.get(w, "(removed)"), "project": projects.get(str(p), "(removed)"),
+              "usd": usd} for (w, p), usd in top]
+    # burn rate (average of the last 7 complete days) and forecast to month end
+    month_start = today.replace(day=1)
+    daily = dict(src.between(min(month_start, today - timedelta(days=7)), today)
+                 .values_list("d").annotate(s=Sum("amount_usd")).order_by())
+    daily = {_as_date(k): (s or ZERO) for k, s in daily.items()}
+    daily[today] = v.spent_today
     v.burn_per_day = sum((daily.get(today - timedelta(days=i), ZERO) for i in range(1, 8)), ZERO) / 7
-    days_in_month = calendar.monthrange(today.year, today.month)[1]
     running = ZERO
     for i in range(today.day):
         day = month_start + timedelta(days=i)
         running += daily.get(day, ZERO)
         v.mtd_daily.append((day, running))
     v.month_to_date = running
+    days_in_month = calendar.monthrange(today.year, today.month)[1]
     v.forecast_month = running + v.burn_per_day * (days_in_month - today.day)
-    top = sorted(by_workload.items(), key=lambda kv: kv[1], reverse=True)[:TOP_N]
-    wnames = dict(Workload.objects.filter(pk__in=[w for (w, _), _ in top if w]).values_list("pk", "name"))
-    v.top = [{"workload_id": w, "name": wnames.get(w, "(removed)"), "project": projects.get(str(p), "(removed)"),
-              "usd": usd} for (w, p), usd in top]
     return v
 
 

@@ -52,7 +52,7 @@ def _get(client, user, url, **params):
 @pytest.mark.django_db
 def test_finance_sees_dashboard_but_cannot_launch(client, finance, history, django_assert_max_num_queries):
     client.force_login(finance)
-    with django_assert_max_num_queries(20):
+    with django_assert_max_num_queries(22):
         r = client.get(reverse("billing:spend"))
     assert r.status_code == 200
     html = r.content.decode()
@@ -79,7 +79,7 @@ def test_viewer_forbidden_outsider_sees_only_own_org(client, viewer, outsider, t
 @pytest.mark.django_db
 def test_htmx_poll_returns_live_fragment(client, finance, history, django_assert_max_num_queries):
     client.force_login(finance)
-    with django_assert_max_num_queries(14):
+    with django_assert_max_num_queries(16):
         r = client.get(reverse("billing:spend"), HTTP_HX_REQUEST="true")
     html = r.content.decode()
     assert r.status_code == 200 and "<html" not in html and "Spend today" in html and "chart-spend" not in html
