@@ -145,6 +145,12 @@ class AzureAdapter(ProviderAdapter):
             CredentialField("client_secret", "Client secret", help="Secret of the app registration; it needs the "
                             "Virtual Machine Contributor and Network Contributor roles on the resource group."),
             CredentialField("subscription_id", "Subscription ID", secret=False),
+            CredentialField("resource_group", "Resource group", help="Where GPU VMs and their NICs are created.",
+                            secret=False),
+            CredentialField("subnet_id", "Subnet resource ID", help="An existing subnet for the VMs' NICs: "
+                            "/subscriptions/…/virtualNetworks/…/subnets/…", secret=False),
+            CredentialField("locations", "Regions", help="Optional, comma-separated (e.g. eastus, westeurope); "
+                            "default: the main GPU regions.", secret=False, required=False),
         ),
         regions_hint="US, EU, UK, JP, AU (the locations you enable)",
     )
@@ -170,6 +176,11 @@ class AzureAdapter(ProviderAdapter):
             self._client = httpx.Client(transport=self._transport, verify=default_tls(), timeout=httpx.Timeout(float(self.settings.get("timeout_seconds", 30))),
                                         headers={"User-Agent": "ai-cloud-provisioner"})
         return self._client
+
+    def opt(self, key: str) -> Any:
+        """A per-account option: the account's settings, else the wizard's non-secret field."""
+        value = self.settings.get(key)
+        return value if value not in (None, "", [], {}) else self.credentials.get(key)
 
     def _cred(self, key: str) -> str:
         value = str(self.credentials.get(key) or "").strip()
@@ -258,7 +269,10 @@ class AzureAdapter(ProviderAdapter):
 
     def list_offers(self) -> list[OfferData]:
         # the admin's allowed regions narrow the query, so unwanted regions cost no calls
-        wanted = [str(x).lower() for x in (self.settings.get("locations") or self.settings.get("allowed_regions") or DEFAULT_LOCATIONS)]
+        locations = self.opt("locations")
+        if isinstance(locations, str):
+            locations = [x for x in re.split(r"[,\s]+", locations) if x]
+        wanted = [str(x).lower() for x in (locations or self.settings.get("allowed_regions") or DEFAULT_LOCATIONS)]
         params = {"$filter": f"location eq '{wanted[0]}'"} if len(wanted) == 1 else None
         shapes: dict[tuple[str, str], dict[str, Any]] = {}  # (sku, location) -> facts
         for sku in self._paged(f"{self.subscription}/providers/Microsoft.Compute/skus", api=SKUS_API, params=params):
@@ -342,7 +356,7 @@ class AzureAdapter(ProviderAdapter):
         return f"prov-{tag.lower()}"[:64]
 
     def _rg(self) -> str:
-        rg = str(self.settings.get("resource_group") or "")
+        rg = str(self.opt("resource_group") or "")
         if not rg:
             raise PermanentError("set the account's resource_group before launching on Azure")
         return f"{self.subscription}/resourceGroups/{rg}"
@@ -429,7 +443,7 @@ class AzureAdapter(ProviderAdapter):
             return self._remote(self._arm("GET", self._vm_path(name), params={"$expand": "instanceView"}).json())
         except NotFound:
             pass
-        subnet = str(self.settings.get("subnet_id") or "")
+        subnet = str(self.opt("subnet_id") or "")
         if not subnet:
             raise PermanentError("set the account's subnet_id (an existing subnet) before launching on Azure")
         nic = self._arm("PUT", self._nic_path(name), api=NETWORK_API, json={

@@ -36,7 +36,7 @@ from .base import (
     OfferData,
     ProviderInfo,
 )
-from .kubernetes import COUNTS, PRODUCT_LABEL, REGION_LABEL, KubernetesAdapter
+from .kubernetes import COUNTS, PRODUCT_LABEL, REGION_LABEL, KubernetesAdapter, parse_rate_card
 
 NODEPOOLS = "/apis/compute.coreweave.com/v1alpha1/nodepools"
 # Label CKS puts on a pool's nodes [?]: not confirmed in the docs snapshot, hence overridable
@@ -90,6 +90,13 @@ class CoreWeaveAdapter(KubernetesAdapter):
         credential_fields=(
             CredentialField("kubeconfig", "CKS kubeconfig", help="The kubeconfig of your CKS cluster (from the CoreWeave "
                             "console), with an API access token.", multiline=True, file=True),
+            CredentialField("zone", "Cluster zone", help="e.g. US-EAST-04A (default: the nodes' region label).",
+                            secret=False, required=False),
+            CredentialField("namespace", "Namespace", secret=False, required=False),
+            CredentialField("rate_card", "Contracted rates", help="Optional USD per GPU-hour overriding the list prices, "
+                            "e.g. \"H100=4.25\".", secret=False, required=False),
+            CredentialField("spot_rate_card", "Spot rates", help="Optional USD per GPU-hour for Spot node pools "
+                            "(default: half the on-demand rate).", secret=False, required=False),
         ),
         regions_hint="US, GB, ES, SE (your cluster's zone)",
     )
@@ -108,13 +115,13 @@ class CoreWeaveAdapter(KubernetesAdapter):
         return {**DEFAULT_RATE_CARD, **super().rate_card()}
 
     def spot_rate_card(self) -> dict[str, Decimal]:
-        explicit = {str(k): Decimal(str(v)) for k, v in (self.settings.get("spot_rate_card") or {}).items()}
+        explicit = parse_rate_card(self.opt("spot_rate_card"))
         return {cls: explicit.get(cls, rate * DEFAULT_SPOT_FACTOR) for cls, rate in self.rate_card().items()} | explicit
 
     def _region_of(self, node: dict[str, Any]) -> tuple[str, str]:
         labels = (node.get("metadata") or {}).get("labels") or {}
-        region = region_of_zone(str(self.settings.get("zone") or self.settings.get("region") or labels.get(REGION_LABEL) or ""))
-        return region, str(self.settings.get("country") or region_country(region) or "").upper()
+        region = region_of_zone(str(self.opt("zone") or self.opt("region") or labels.get(REGION_LABEL) or ""))
+        return region, str(self.opt("country") or region_country(region) or "").upper()
 
     def _pools(self, c: httpx.Client) -> list[dict[str, Any]]:
         try:

@@ -22,11 +22,12 @@ import base64
 import contextlib
 import json
 import logging
+import re
 import time
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import httpx
@@ -104,6 +105,20 @@ def _parse_time(value: str | None) -> datetime | None:
         return None
 
 
+def parse_rate_card(value: Any) -> dict[str, Decimal]:
+    """{class: USD per GPU-hour} from settings (a dict) or the wizard's text ("H100=2.40, A100-80=1.6")."""
+    if isinstance(value, str):
+        pairs = [p.split("=", 1) for p in re.split(r"[,\n;]+", value) if "=" in p]
+        value = {k.strip(): v.strip() for k, v in pairs}
+    out: dict[str, Decimal] = {}
+    for cls, rate in (value or {}).items():
+        try:
+            out[str(cls)] = Decimal(str(rate))
+        except InvalidOperation:
+            raise PermanentError(f"rate card: {rate!r} is not a price for {cls}")
+    return out
+
+
 def status_error(response: httpx.Response) -> ProviderError:
     """Map a Kubernetes ``Status`` failure (or a bare HTTP error) to a typed error."""
     try:
@@ -140,6 +155,17 @@ class KubernetesAdapter(ProviderAdapter):
         credential_fields=(
             CredentialField("kubeconfig", "Kubeconfig", help="A self-contained kubeconfig (kubectl config view --raw "
                             "--flatten --minify): server, token or client certificate, CA.", multiline=True, file=True),
+            CredentialField("namespace", "Namespace", help="Where pods are created (default: the kubeconfig's, else "
+                            "'default').", secret=False, required=False),
+            CredentialField("country", "Country of the cluster", help="ISO code, e.g. DE: on-prem clusters are where you "
+                            "say they are.", secret=False, required=False),
+            CredentialField("region", "Location name", help="e.g. fra-dc1 (default: the nodes' topology region label).",
+                            secret=False, required=False),
+            CredentialField("rate_card", "Internal rate card", help="USD per GPU-hour by class, e.g. "
+                            "\"H100=2.40, A100-80=1.60\": what a GPU-hour costs you, for budgets and placement.",
+                            secret=False, required=False, multiline=True),
+            CredentialField("prometheus_url", "Prometheus URL", help="Optional: DCGM exporter metrics for GPU "
+                            "utilization, e.g. http://prometheus.monitoring:9090.", secret=False, required=False),
         ),
         regions_hint="wherever your cluster is (set its country in the account settings)",
     )
@@ -158,9 +184,14 @@ class KubernetesAdapter(ProviderAdapter):
             self._config = parse_kubeconfig(str(self.credentials.get("kubeconfig") or ""), str(self.settings.get("context") or ""))
         return self._config
 
+    def opt(self, key: str) -> Any:
+        """A per-account option: the account's settings, else the wizard's non-secret field."""
+        value = self.settings.get(key)
+        return value if value not in (None, "", [], {}) else self.credentials.get(key)
+
     @property
     def namespace(self) -> str:
-        return str(self.settings.get("namespace") or self.config.namespace or "default")
+        return str(self.opt("namespace") or self.config.namespace or "default")
 
     @contextlib.contextmanager
     def _session(self) -> Iterator[httpx.Client]:
@@ -213,12 +244,12 @@ class KubernetesAdapter(ProviderAdapter):
             self._call(c, "GET", self._ns_path("pods"), params={"limit": 1})
 
     def rate_card(self) -> dict[str, Decimal]:
-        return {str(k): Decimal(str(v)) for k, v in (self.settings.get("rate_card") or {}).items()}
+        return parse_rate_card(self.opt("rate_card"))
 
     def _region_of(self, node: dict[str, Any]) -> tuple[str, str]:
         labels = (node.get("metadata") or {}).get("labels") or {}
-        region = str(self.settings.get("region") or labels.get(REGION_LABEL) or "on-prem")
-        country = str(self.settings.get("country") or region_country(region) or "").upper()
+        region = str(self.opt("region") or labels.get(REGION_LABEL) or "on-prem")
+        country = str(self.opt("country") or region_country(region) or "").upper()
         return region, country
 
     def _node_gpu_free(self, c: httpx.Client) -> list[tuple[dict[str, Any], int, int]]:
@@ -487,7 +518,7 @@ class KubernetesAdapter(ProviderAdapter):
                     state = REMOTE_FAILED
         connection = self._connection(c, pod) if state == REMOTE_RUNNING else {}
         return RemotePod(external_id=meta.get("name", ""), state=state, tag=(meta.get("labels") or {}).get(POD_LABEL, ""),
-                         region=str(self.settings.get("region") or ""), connection=connection, exit_code=exit_code,
+                         region=str(self.opt("region") or ""), connection=connection, exit_code=exit_code,
                          message=message, raw={"phase": phase, "node": (pod.get("spec") or {}).get("nodeName", "")})
 
     def _disrupted_after_deletion(self, c: httpx.Client, name: str) -> str:
@@ -537,7 +568,7 @@ class KubernetesAdapter(ProviderAdapter):
             return [self._remote(c, p) for p in items]
 
     def gpu_utilization(self, external_id: str) -> list[GpuSample] | None:
-        url = self.settings.get("prometheus_url")
+        url = self.opt("prometheus_url")
         if not url:
             return None
         query = f'DCGM_FI_DEV_GPU_UTIL{{namespace="{self.namespace}",pod="{external_id}"}}'

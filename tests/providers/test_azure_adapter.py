@@ -67,8 +67,15 @@ def test_sku_series_map_to_canonical_classes():
 
 def test_wizard_fields():
     fields = {f.name: f for f in provider_info("azure").credential_fields}
-    assert set(fields) == {"tenant_id", "client_id", "client_secret", "subscription_id"}
-    assert fields["client_secret"].secret and not fields["tenant_id"].secret
+    assert set(fields) == {"tenant_id", "client_id", "client_secret", "subscription_id", "resource_group", "subnet_id", "locations"}
+    assert [n for n, f in fields.items() if f.secret] == ["client_secret"]
+
+
+def test_wizard_values_work_without_settings(az):
+    creds = {**credentials(), "resource_group": "gpu-rg", "subnet_id": account_settings("x")["subnet_id"], "locations": "westeurope"}
+    a = AzureAdapter(creds, {"base_url": "https://azure.invalid", "poll_interval_seconds": 0}, transport=az.transport())
+    assert {o.region for o in a.list_offers()} == {"westeurope"}
+    assert a.launch(request(region="westeurope", spot=False)).state == REMOTE_RUNNING
 
 
 def test_token_is_cached_until_expiry(az):

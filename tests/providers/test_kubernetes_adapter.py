@@ -100,8 +100,30 @@ def test_unusable_kubeconfigs_are_refused_with_a_reason(text, message):
 
 
 def test_wizard_asks_for_an_uploaded_kubeconfig():
-    (field,) = provider_info("kubernetes").credential_fields
-    assert field.name == "kubeconfig" and field.file and field.secret
+    fields = {f.name: f for f in provider_info("kubernetes").credential_fields}
+    assert fields["kubeconfig"].file and fields["kubeconfig"].secret
+    # the cluster's location and internal rates are plain, optional fields
+    assert not any(f.secret or f.required for name, f in fields.items() if name != "kubeconfig")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_wizard_form_uploads_and_verifies_the_kubeconfig(tenant, kube, served):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from providers.forms import CredentialsForm
+
+    upload = SimpleUploadedFile("kubeconfig.yaml", kubeconfig(served).encode(), content_type="application/yaml")
+    form = CredentialsForm({"name": "Lab cluster", "country": "DE", "rate_card": "H100=2.40\nA100-80=1.60", "namespace": "ml"},
+                           {"kubeconfig": upload}, info=provider_info("kubernetes"), tenant=tenant)
+    assert form.is_valid(), form.errors
+    assert form.credentials["kubeconfig"].startswith("apiVersion: v1")
+    # what the wizard stores is enough for offers priced from the rate card, in the admin's country
+    offers = KubernetesAdapter(form.credentials, {}).list_offers()
+    h100 = next(o for o in offers if o.gpu_class == "H100" and o.gpu_count == 1)
+    assert (h100.country, h100.price_per_hour) == ("DE", Decimal("2.40"))
+    bad = CredentialsForm({"name": "Bad"}, {"kubeconfig": SimpleUploadedFile("k.yaml", kubeconfig(served, token="x").encode())},
+                          info=provider_info("kubernetes"), tenant=tenant)
+    assert not bad.is_valid() and "refused" in str(bad.errors)
 
 
 # --- offers -----------------------------------------------------------------------------------
