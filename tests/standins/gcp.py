@@ -503,7 +503,7 @@ class FakeGcp:
             self.op_reads[name] = self.op_reads.get(name, 0) + 1
             if self.op_reads[name] >= self.op_polls:
                 self._finish(zone, op)
-        return httpx.Response(200, json=op)
+        return httpx.Response(200, json=self._public(op))
 
     def _finish(self, zone: str, op: dict[str, Any]) -> None:
         op.update(status="DONE", progress=100, endTime=_ts())
