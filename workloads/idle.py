@@ -2,8 +2,9 @@
 
 The rule, per running pod whose workload has the policy on: the pod is idle only when EVERY GPU
 stays below the threshold in EVERY sample across the WHOLE window, and the window is covered by
-samples (for each GPU: a sample near the window's start, a recent one, and at least
-``IDLE_MIN_COVERAGE`` of the window's minutes holding a sample). Missing telemetry is never idle:
+samples: for each GPU, no hole longer than ``IDLE_MAX_GAP_SECONDS`` (default 180) anywhere in the
+window, its start and its end included (each sample stores its gap to the previous one, so this
+is one MAX() in the grouped query rather than a sort of every sample). Missing telemetry is never idle:
 it raises a "no telemetry" warning instead, because a pod we cannot see may be busy.
 
 Idle pods get a warning (event + email to the owner), then ``idle_grace_minutes`` during which
@@ -22,15 +23,14 @@ from __future__ import annotations
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.core.mail import EmailMessage, get_connection
 from django.db import connection, transaction
-from django.db.models import Count, DurationField, F, Func, Max, Min, Q, Value
-from django.db.models.functions import Coalesce, TruncMinute
+from django.db.models import Count, DurationField, F, FloatField, Func, Max, Min, Q, Value
+from django.db.models.functions import Coalesce
 from django.urls import reverse
 
 from providers.adapters.base import REMOTE_STOPPED, REMOTE_TERMINATED, NotFound, NotSupported, ProviderError
@@ -44,8 +44,6 @@ from .telemetry import conf
 logger = logging.getLogger(__name__)
 
 IDLE_REASON = "idle"
-IDLE_MIN_COVERAGE = 0.8  # share of the window's minutes that must hold a sample, per GPU
-START_SLACK = timedelta(minutes=2)  # the first sample may start this long after the window does
 BULK_CHUNK = 5000
 
 
@@ -54,8 +52,23 @@ def stale_minutes() -> int:
     return conf("IDLE_TELEMETRY_STALE_MINUTES", 5)
 
 
+def max_gap() -> timedelta:
+    """The longest hole in a GPU's telemetry that still counts as covered (3 missed polls)."""
+    return timedelta(seconds=conf("IDLE_MAX_GAP_SECONDS", 180))
+
+
 def delete_after_default_minutes() -> int:
     return conf("IDLE_DELETE_AFTER_STOPPED_DEFAULT_MINUTES", 7 * 24 * 60)
+
+
+class Epoch(Func):
+    """A timestamp as float seconds since 1970 (PostgreSQL and SQLite)."""
+
+    output_field = FloatField()
+    template = "EXTRACT(EPOCH FROM %(expressions)s)::float8"
+
+    def as_sqlite(self, compiler, conn, **extra):
+        return super().as_sql(compiler, conn, template="((julianday(%(expressions)s) - 2440587.5) * 86400.0)", **extra)
 
 
 class Minutes(Func):
@@ -78,10 +91,10 @@ class GpuWindow:
 
     gpu_index: int
     max_util: float
-    first_at: datetime
-    last_at: datetime
+    first_ts: float  # epoch seconds: the tick loads 10,000s of these, floats are far cheaper than datetimes
+    last_ts: float
     samples: int
-    minutes: int  # distinct minutes holding at least one sample
+    max_gap_s: float | None  # longest gap between this GPU's consecutive samples (None: first ever)
 
 
 @dataclass
@@ -95,9 +108,13 @@ class Verdict:
     window_minutes: int
     max_util: float | None = None
     samples: int = 0
-    last_sample_at: datetime | None = None
+    last_sample_ts: float | None = None
     telemetry_missing: bool = False
     gpus: list[int] = field(default_factory=list)
+
+    @property
+    def last_sample_at(self) -> datetime | None:
+        return None if self.last_sample_ts is None else datetime.fromtimestamp(self.last_sample_ts, UTC)
 
     def evidence(self) -> dict[str, Any]:
         """What the decision rests on, stored in the pod's events."""
@@ -111,35 +128,40 @@ class Verdict:
                 f"{self.window_start:%H:%M}–{self.window_end:%H:%M} UTC)")
 
 
-def judge(*, pod_id: str, gpu_count: int, window_minutes: int, threshold: int, gpus: Iterable[GpuWindow],
-          now: datetime) -> Verdict:
-    """Apply the idle rule to one pod's window aggregates (pure: no database)."""
-    window_start = now - timedelta(minutes=window_minutes)
-    by_gpu = {g.gpu_index: g for g in gpus}
-    v = Verdict(pod_id=pod_id, idle=False, reason="no_telemetry", window_start=window_start, window_end=now,
-                threshold=threshold, window_minutes=window_minutes, gpus=sorted(by_gpu))
-    if by_gpu:
-        v.max_util = max(g.max_util for g in by_gpu.values())
-        v.samples = sum(g.samples for g in by_gpu.values())
-        v.last_sample_at = max(g.last_at for g in by_gpu.values())
-    stale = timedelta(minutes=min(stale_minutes(), window_minutes))
-    v.telemetry_missing = v.last_sample_at is None or v.last_sample_at < now - stale
+def judge(*, pod_id: str, gpu_count: int, window_minutes: int, threshold: int, gpus: list[GpuWindow],
+          now: datetime, stale_s: float | None = None, max_gap_s: float | None = None) -> Verdict:
+    """Apply the idle rule to one pod's window aggregates (pure: no database).
+
+    ``stale_s`` / ``max_gap_s`` default to the settings; the reaper passes them once per tick.
+    """
+    now_ts = now.timestamp()
+    window_s = window_minutes * 60.0
+    v = Verdict(pod_id=pod_id, idle=False, reason="no_telemetry", window_start=now - timedelta(minutes=window_minutes),
+                window_end=now, threshold=threshold, window_minutes=window_minutes)
+    if gpus:
+        v.max_util = max(g.max_util for g in gpus)
+        v.samples = sum(g.samples for g in gpus)
+        v.last_sample_ts = max(g.last_ts for g in gpus)
+        v.gpus = sorted(g.gpu_index for g in gpus)
+    stale = min(stale_minutes() * 60.0 if stale_s is None else stale_s, window_s)
+    v.telemetry_missing = v.last_sample_ts is None or v.last_sample_ts < now_ts - stale
     if v.max_util is not None and v.max_util >= threshold:
         v.reason = "busy"  # one sample at or above the threshold, on any GPU, keeps it running
         return v
     if v.telemetry_missing:
         return v
-    need_minutes = math.floor(window_minutes * IDLE_MIN_COVERAGE)
-    expected = set(range(max(1, gpu_count))) | set(by_gpu)
-    for index in sorted(expected):
+    hole = max_gap().total_seconds() if max_gap_s is None else max_gap_s
+    by_gpu = {g.gpu_index: g for g in gpus}
+    window_start_ts = now_ts - window_s
+    for index in sorted(set(range(max(1, gpu_count))) | set(by_gpu)):
         g = by_gpu.get(index)
-        if g is None or g.last_at < now - stale:
-            v.reason = "gaps"  # a GPU we cannot see may be the busy one
+        if g is None or now_ts - g.last_ts > hole:
+            v.reason = "gaps"  # a GPU we cannot see (now) may be the busy one
             return v
-        if g.first_at > window_start + START_SLACK:
+        if g.first_ts - window_start_ts > hole:
             v.reason = "collecting"  # telemetry does not reach back over the whole window yet
             return v
-        if g.minutes < need_minutes:
+        if g.max_gap_s is not None and g.max_gap_s > hole:
             v.reason = "gaps"
             return v
     v.idle, v.reason = True, "idle"
@@ -148,18 +170,19 @@ def judge(*, pod_id: str, gpu_count: int, window_minutes: int, threshold: int, g
 
 def window_aggregates(pod_filter: Q, *, now: datetime, max_window_minutes: int | None = None) -> dict[str, list[GpuWindow]]:
     """One grouped query: per pod and GPU, the max utilization, first/last sample time, sample count
-    and covered minutes inside that pod's own window (``now - workload.idle_window_minutes``)."""
+    and longest gap inside that pod's own window (``now - workload.idle_window_minutes``).
+    Plain MAX/MIN/COUNT: PostgreSQL hash-aggregates it in one pass."""
     qs = UtilizationSample.objects.filter(pod_filter, at__lte=now,
                                           at__gte=Value(now) - Minutes(F("pod__workload__idle_window_minutes")))
     if max_window_minutes:
         # the same bound as a constant lets the planner range-scan the ``at`` index
         qs = qs.filter(at__gte=now - timedelta(minutes=max_window_minutes))
     rows = (qs.values("pod_id", "gpu_index").order_by()
-            .annotate(mx=Max("util_pct"), first=Min("at"), last=Max("at"), n=Count("id"),
-                      minutes=Count(TruncMinute("at"), distinct=True)))
+            .annotate(mx=Max("util_pct"), first=Epoch(Min("at")), last=Epoch(Max("at")), n=Count("id"),
+                      gap=Max("gap_s")))
     out: dict[str, list[GpuWindow]] = defaultdict(list)
     for r in rows:
-        out[str(r["pod_id"])].append(GpuWindow(r["gpu_index"], r["mx"], r["first"], r["last"], r["n"], r["minutes"]))
+        out[str(r["pod_id"])].append(GpuWindow(r["gpu_index"], r["mx"], r["first"], r["last"], r["n"], r["gap"]))
     return out
 
 
@@ -186,9 +209,10 @@ class ReapResult:
     to_delete: list[str] = field(default_factory=list)  # stopped long enough: dispatch idle_delete
 
 
-_CANDIDATE_FIELDS = ("id", "tenant_id", "gpu_count", "started_at", "idle_warning_at", "telemetry_warned_at",
-                     "workload__name", "workload__idle_enabled", "workload__idle_threshold_pct",
-                     "workload__idle_window_minutes", "workload__idle_grace_minutes", "workload__owner__email")
+_CANDIDATE_FIELDS = ("id", "tenant_id", "gpu_count", "workload__idle_enabled", "workload__idle_threshold_pct",
+                     "workload__idle_window_minutes", "workload__idle_grace_minutes")
+_CANDIDATE_TIMES = {"started_ts": Epoch("started_at"), "warned_ts": Epoch("idle_warning_at"),
+                    "telemetry_warned_ts": Epoch("telemetry_warned_at")}
 
 
 def _chunks(ids: list, size: int = BULK_CHUNK):
@@ -200,19 +224,21 @@ def idle_reap() -> ReapResult:
     """One reaper tick over every running pod. Constant query count; safe to run concurrently.
 
     Warnings, cancellations and telemetry flags are written here in bulk; stops and deletes are
-    returned for per-pod tasks, because they call the provider (never under a database lock).
+    returned for per-pod tasks, because they call the provider (never under a database lock), and
+    the warning emails for a task of their own (``idle_warnings_notify``).
     """
     now = clock.now()
+    now_ts = now.timestamp()
     result = ReapResult()
     events: list[PodEvent] = []
-    mails: list[tuple[dict[str, Any], Verdict]] = []
     stale = stale_minutes()
+    hole_s = max_gap().total_seconds()
     with transaction.atomic():
         qs = Pod.objects.filter(state=PodState.RUNNING).filter(
             Q(workload__idle_enabled=True) | Q(idle_warning_at__isnull=False) | Q(telemetry_warned_at__isnull=False))
         if connection.features.has_select_for_update_skip_locked:
             qs = qs.select_for_update(skip_locked=True, of=("self",))
-        pods = list(qs.order_by().values(*_CANDIDATE_FIELDS))
+        pods = list(qs.order_by().values(*_CANDIDATE_FIELDS, **_CANDIDATE_TIMES))
         result.evaluated = len(pods)
         enabled = [p for p in pods if p["workload__idle_enabled"]]
         aggs = window_aggregates(Q(pod__state=PodState.RUNNING, pod__workload__idle_enabled=True), now=now,
@@ -223,36 +249,41 @@ def idle_reap() -> ReapResult:
 
         for p in pods:
             pid = str(p["id"])
+            warned_ts, flagged = p["warned_ts"], p["telemetry_warned_ts"] is not None
             if not p["workload__idle_enabled"]:  # policy switched off meanwhile: drop its warnings
-                if p["idle_warning_at"]:
+                if warned_ts is not None:
                     result.cancelled.append(pid)
                     event(p, "idle", "Auto-shutdown is off for this workload: idle shutdown cancelled")
-                if p["telemetry_warned_at"]:
+                if flagged:
                     result.telemetry_restored.append(pid)
                 continue
+            gpus = aggs.get(pid, [])
+            if (warned_ts is None and not flagged and gpus
+                    and max(g.max_util for g in gpus) >= p["workload__idle_threshold_pct"]):
+                continue  # busy, nothing pending: the common case needs no verdict at all
             v = judge(pod_id=pid, gpu_count=p["gpu_count"], window_minutes=p["workload__idle_window_minutes"],
-                      threshold=p["workload__idle_threshold_pct"], gpus=aggs.get(pid, []), now=now)
-            started = p["started_at"] or now
-            if v.telemetry_missing and started <= now - timedelta(minutes=stale) and not p["telemetry_warned_at"]:
+                      threshold=p["workload__idle_threshold_pct"], gpus=gpus, now=now,
+                      stale_s=stale * 60.0, max_gap_s=hole_s)
+            started_ts = now_ts if p["started_ts"] is None else p["started_ts"]
+            if v.telemetry_missing and started_ts <= now_ts - stale * 60 and not flagged:
                 result.telemetry_warned.append(pid)
+                last = v.last_sample_at
                 event(p, "telemetry", f"No GPU telemetry for {stale} min: auto-shutdown cannot judge this pod "
-                      "and will not stop it", last_sample_at=v.last_sample_at.isoformat() if v.last_sample_at else None)
-            elif not v.telemetry_missing and p["telemetry_warned_at"]:
+                      "and will not stop it", last_sample_at=last.isoformat() if last else None)
+            elif not v.telemetry_missing and flagged:
                 result.telemetry_restored.append(pid)
                 event(p, "telemetry", "GPU telemetry is back")
-            warned_at = p["idle_warning_at"]
-            if warned_at is None:
+            if warned_ts is None:
                 if v.idle:
                     grace = p["workload__idle_grace_minutes"]
                     result.warned.append(pid)
                     event(p, "idle", f"Idle: {v.summary()}. Stopping in {grace} min unless a GPU gets busy",
                           stop_at=(now + timedelta(minutes=grace)).isoformat(), **v.evidence())
-                    mails.append((p, v))
             elif not v.idle:
                 result.cancelled.append(pid)
                 why = ("GPU activity again" if v.reason == "busy" else "GPU telemetry incomplete")
                 event(p, "idle", f"{why}: idle shutdown cancelled", **v.evidence())
-            elif now >= warned_at + timedelta(minutes=p["workload__idle_grace_minutes"]):
+            elif now_ts >= warned_ts + p["workload__idle_grace_minutes"] * 60:
                 result.to_stop.append(pid)
 
         running = Q(state=PodState.RUNNING)
@@ -264,41 +295,49 @@ def idle_reap() -> ReapResult:
             Pod.objects.filter(pk__in=ids).update(telemetry_warned_at=now)
         for ids in _chunks(result.telemetry_restored):
             Pod.objects.filter(pk__in=ids).update(telemetry_warned_at=None)
-        PodEvent.objects.bulk_create(events, batch_size=2000)
+        PodEvent.objects.bulk_create(events)  # one INSERT on PostgreSQL (UNNEST), batched on SQLite
 
     result.to_delete = [str(pk) for pk in Pod.objects.filter(
         state=PodState.STOPPED, state_reason=IDLE_REASON,
         stopped_at__lte=Value(now) - Minutes(Coalesce(F("workload__idle_delete_after_stopped_minutes"),
                                                       Value(delete_after_default_minutes()))),
     ).values_list("pk", flat=True)]
-    _notify_owners(mails)
     return result
 
 
-def _notify_owners(mails: list[tuple[dict[str, Any], Verdict]]) -> None:
-    """Email each idle pod's owner (one SMTP connection for the tick). Mail trouble never stops the reaper."""
+def idle_warnings_notify(*, pod_ids: list[str]) -> int:
+    """Email each warned pod's owner, with the evidence and the way out (one SMTP connection).
+
+    Runs as its own task after the tick (building mail is slow and must not hold the reaper's
+    locks). Mail trouble is logged, never raised. Returns the number of emails sent.
+    """
     from django.conf import settings
 
+    pods = list(Pod.objects.filter(pk__in=pod_ids, state=PodState.RUNNING, idle_warning_at__isnull=False)
+                .select_related("workload", "workload__owner"))
+    notes = {e.pod_id: e.message for e in PodEvent.objects.filter(pod_id__in=[p.pk for p in pods], kind="idle")
+             .order_by("at", "id")}  # the latest idle event per pod wins
     base = str(getattr(settings, "PUBLIC_BASE_URL", "")).rstrip("/")
     messages = []
-    for p, v in mails:
-        if not p["workload__owner__email"]:
+    for pod in pods:
+        owner = pod.workload.owner
+        if owner is None or not owner.email:
             continue
-        url = base + reverse("workloads:pod_detail", args=[p["id"]])
-        grace = p["workload__idle_grace_minutes"]
+        grace = pod.workload.idle_grace_minutes
+        url = base + reverse("workloads:pod_detail", args=[pod.pk])
         messages.append(EmailMessage(
-            subject=f"Pod {p['workload__name']} is idle and stops in {grace} min",
-            body=(f"Your pod {p['workload__name']} ({str(p['id'])[:8]}) has been idle: {v.summary()}.\n\n"
-                  f"It will be stopped in {grace} minutes. Any GPU activity before then cancels the shutdown.\n\n"
-                  f"{url}\n"),
-            to=[p["workload__owner__email"]],
+            subject=f"Pod {pod.workload.name} is idle and stops in {grace} min",
+            body=(f"Your pod {pod.workload.name} ({str(pod.pk)[:8]}) looks idle.\n{notes.get(pod.pk, '')}\n\n"
+                  f"It will be stopped in {grace} minutes. Any GPU activity before then cancels the shutdown.\n\n{url}\n"),
+            to=[owner.email],
         ))
     if not messages:
-        return
+        return 0
     try:
-        get_connection(fail_silently=False).send_messages(messages)
+        return get_connection(fail_silently=False).send_messages(messages) or 0
     except Exception:
         logger.exception("could not send %d idle warning email(s)", len(messages))
+        return 0
 
 
 # --- per-pod actions ------------------------------------------------------------------------

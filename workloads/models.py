@@ -240,6 +240,8 @@ class Pod(models.Model):
     # when samples return), and the agent's last self-reported problem (e.g. "NVML not found")
     telemetry_warned_at = models.DateTimeField(null=True, blank=True)
     agent_error = models.CharField(max_length=300, blank=True)
+    # {"<gpu index>": iso time of its latest sample}: lets ingest record each sample's gap
+    gpu_last_sample_at = models.JSONField(default=dict, blank=True)
     cost_usd = models.DecimalField(max_digits=14, decimal_places=6, default=0)  # accrued so far
     metered_until = models.DateTimeField(null=True, blank=True)
     requested_at = models.DateTimeField()
@@ -332,6 +334,9 @@ class UtilizationSample(models.Model):
     mem_used_mb = models.FloatField(null=True, blank=True)
     mem_total_mb = models.FloatField(null=True, blank=True)
     source = models.CharField(max_length=16, default="provider")  # provider / agent
+    # seconds since this GPU's previous sample (null for its first): the reaper checks that the
+    # idle window has no hole with one MAX() instead of sorting every sample
+    gap_s = models.FloatField(null=True, blank=True)
 
     class Meta:
         indexes = [

@@ -21,12 +21,19 @@ register(Periodic("Purge old utilization samples", "workloads.purge_samples", 36
 def reap_idle() -> dict:
     """One reaper tick; stops and deletes run as their own tasks (they call the provider)."""
     result = idle.idle_reap()
+    if result.warned:
+        idle_notify.delay(result.warned)
     for pod_id in result.to_stop:
         idle_stop_pod.delay(pod_id)
     for pod_id in result.to_delete:
         idle_delete_pod.delay(pod_id)
     return {"evaluated": result.evaluated, "warned": len(result.warned), "cancelled": len(result.cancelled),
             "no_telemetry": len(result.telemetry_warned), "stopping": len(result.to_stop), "deleting": len(result.to_delete)}
+
+
+@shared_task(name="workloads.idle_notify")
+def idle_notify(pod_ids: list[str]) -> int:
+    return idle.idle_warnings_notify(pod_ids=pod_ids)
 
 
 @shared_task(name="workloads.idle_stop_pod")

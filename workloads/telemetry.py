@@ -264,19 +264,46 @@ def heartbeat_parse(body: bytes, content_type: str = "application/json") -> Hear
 # --- ingest ---------------------------------------------------------------------------------
 
 
-def samples_ingest(*, pod: Pod, samples: Sequence[GpuSample], source: str, at: datetime | None = None) -> int:
+def samples_ingest(*, pod: Pod, samples: Sequence[GpuSample], source: str, at: datetime | None = None,
+                   pod_updates: dict[str, Any] | None = None) -> int:
     """Store one reading of each GPU; GPU activity during an idle warning cancels the shutdown.
 
-    ``pod.workload`` should be loaded (its threshold decides what counts as activity).
+    Each sample records its gap to the same GPU's previous sample (from ``Pod.gpu_last_sample_at``),
+    so that the reaper can see holes in the telemetry cheaply. ``pod_updates`` are further Pod
+    fields written by the same UPDATE. ``pod.workload`` should be loaded (its threshold decides
+    what counts as activity).
     """
     now = at or clock.now()
-    rows = [UtilizationSample(pod_id=pod.pk, at=s.at or now, gpu_index=s.gpu_index, util_pct=s.util_pct,
-                              mem_used_mb=s.mem_used_mb, mem_total_mb=s.mem_total_mb, source=source)
-            for s in samples]
+    last = dict(pod.gpu_last_sample_at or {})
+    rows = []
+    for s in samples:
+        when = s.at or now
+        key = str(s.gpu_index)
+        prev = _parse_time(last.get(key))
+        gap = max(0.0, (when - prev).total_seconds()) if prev else None
+        if prev is None or when > prev:
+            last[key] = when.isoformat()
+        rows.append(UtilizationSample(pod_id=pod.pk, at=when, gpu_index=s.gpu_index, util_pct=s.util_pct,
+                                      mem_used_mb=s.mem_used_mb, mem_total_mb=s.mem_total_mb, source=source, gap_s=gap))
+    updates = dict(pod_updates or {})
     if rows:
-        UtilizationSample.objects.bulk_create(rows)
-        _cancel_warning_on_activity(pod, rows)
+        updates["gpu_last_sample_at"] = last
+    with transaction.atomic():
+        if updates:
+            Pod.objects.filter(pk=pod.pk).update(**updates)
+            for k, v in updates.items():
+                setattr(pod, k, v)
+        if rows:
+            UtilizationSample.objects.bulk_create(rows)
+            _cancel_warning_on_activity(pod, rows)
     return len(rows)
+
+
+def _parse_time(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def _cancel_warning_on_activity(pod: Pod, rows: Sequence[UtilizationSample]) -> None:
@@ -295,10 +322,8 @@ def _cancel_warning_on_activity(pod: Pod, rows: Sequence[UtilizationSample]) -> 
 def heartbeat_record(*, pod: Pod, beat: Heartbeat) -> int:
     """Store an authenticated agent heartbeat. Returns the number of samples stored."""
     now = clock.now()
-    with transaction.atomic():
-        Pod.objects.filter(pk=pod.pk).update(last_heartbeat_at=now, agent_error=beat.error[:300])
-        pod.last_heartbeat_at, pod.agent_error = now, beat.error[:300]
-        return samples_ingest(pod=pod, samples=beat.gpus, source=SOURCE_AGENT, at=now)
+    return samples_ingest(pod=pod, samples=beat.gpus, source=SOURCE_AGENT, at=now,
+                          pod_updates={"last_heartbeat_at": now, "agent_error": beat.error[:300]})
 
 
 # --- provider metrics -----------------------------------------------------------------------

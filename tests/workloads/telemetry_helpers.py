@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from django.db.models import Max
+
 from providers.adapters.base import LaunchRequest
 from providers.models import ProviderAccount
 from providers.services import adapter_for
@@ -36,15 +38,23 @@ def running_pod(tenant, project, owner, *, gpu_count: int = 2, lifecycle: str = 
 
 def feed(pod: Pod, *, start: datetime, end: datetime, every_s: int = 30, util=lambda at, gpu: 1.0,
          gpus: int | None = None, source: str = "agent") -> int:
-    """Fake telemetry: one sample per GPU every ``every_s`` seconds in [start, end]."""
+    """Fake telemetry: one sample per GPU every ``every_s`` seconds in [start, end], with the
+    gaps that ingest would have recorded."""
+    last = {str(r["gpu_index"]): r["last"] for r in
+            UtilizationSample.objects.filter(pod=pod).values("gpu_index").annotate(last=Max("at"))}
     rows = []
     at = start
     while at <= end:
         for g in range(pod.gpu_count if gpus is None else gpus):
-            rows.append(UtilizationSample(pod=pod, at=at, gpu_index=g, util_pct=util(at, g),
-                                          mem_used_mb=100.0, mem_total_mb=24576.0, source=source))
+            prev = last.get(str(g))
+            rows.append(UtilizationSample(pod=pod, at=at, gpu_index=g, util_pct=util(at, g), mem_used_mb=100.0,
+                                          mem_total_mb=24576.0, source=source,
+                                          gap_s=(at - prev).total_seconds() if prev else None))
+            last[str(g)] = at
         at += timedelta(seconds=every_s)
     UtilizationSample.objects.bulk_create(rows)
+    Pod.objects.filter(pk=pod.pk).update(gpu_last_sample_at={k: v.isoformat() for k, v in last.items()})
+    pod.gpu_last_sample_at = {k: v.isoformat() for k, v in last.items()}
     return len(rows)
 
 

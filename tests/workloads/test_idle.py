@@ -253,13 +253,17 @@ def test_policy_turned_off_during_grace_cancels(tenant, project, owner, sandbox)
 
 def test_judge_rule_is_every_gpu_every_sample_whole_window():
     now = T0 + 60 * M
-    full = dict(first_at=now - 30 * M, last_at=now, samples=60, minutes=31)
+    full = dict(first_ts=(now - 30 * M).timestamp(), last_ts=(now).timestamp(), samples=60, max_gap_s=30.0)
     ok = [idle.GpuWindow(0, 4.9, **full), idle.GpuWindow(1, 0.0, **full)]
     v = idle.judge(pod_id="p", gpu_count=2, window_minutes=30, threshold=5, gpus=ok, now=now)
     assert v.idle and v.max_util == 4.9 and v.samples == 120
     at_threshold = [idle.GpuWindow(0, 5.0, **full), idle.GpuWindow(1, 0.0, **full)]
     assert idle.judge(pod_id="p", gpu_count=2, window_minutes=30, threshold=5, gpus=at_threshold, now=now).reason == "busy"
     assert idle.judge(pod_id="p", gpu_count=2, window_minutes=30, threshold=5, gpus=[], now=now).reason == "no_telemetry"
-    stale = [idle.GpuWindow(0, 0.0, first_at=now - 30 * M, last_at=now - 10 * M, samples=40, minutes=21)]
+    stale = [idle.GpuWindow(0, 0.0, first_ts=(now - 30 * M).timestamp(), last_ts=(now - 10 * M).timestamp(), samples=40, max_gap_s=30.0)]
     v = idle.judge(pod_id="p", gpu_count=1, window_minutes=30, threshold=5, gpus=stale, now=now)
     assert not v.idle and v.telemetry_missing
+    holed = [idle.GpuWindow(0, 0.0, first_ts=(now - 30 * M).timestamp(), last_ts=(now).timestamp(), samples=50, max_gap_s=181.0)]
+    assert idle.judge(pod_id="p", gpu_count=1, window_minutes=30, threshold=5, gpus=holed, now=now).reason == "gaps"
+    late = [idle.GpuWindow(0, 0.0, first_ts=(now - 26 * M).timestamp(), last_ts=(now).timestamp(), samples=50, max_gap_s=30.0)]
+    assert idle.judge(pod_id="p", gpu_count=1, window_minutes=30, threshold=5, gpus=late, now=now).reason == "collecting"
