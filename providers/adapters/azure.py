@@ -440,9 +440,15 @@ class AzureAdapter(ProviderAdapter):
     def launch(self, request: LaunchRequest) -> RemotePod:
         name = self.vm_name(request.tag)
         try:  # idempotent: a retried launch finds the VM it already created
-            return self._remote(self._arm("GET", self._vm_path(name), params={"$expand": "instanceView"}).json())
+            existing = self._remote(self._arm("GET", self._vm_path(name), params={"$expand": "instanceView"}).json())
         except NotFound:
-            pass
+            existing = None
+        if existing is not None and existing.state != REMOTE_FAILED:
+            return existing
+        if existing is not None:  # an earlier attempt failed late (e.g. AllocationFailed): report it typed, leave nothing
+            self._discard(name)
+            code, _, message = existing.message.partition(": ")
+            raise error_from({"code": code, "message": message or existing.message})
         subnet = str(self.opt("subnet_id") or "")
         if not subnet:
             raise PermanentError("set the account's subnet_id (an existing subnet) before launching on Azure")
@@ -479,8 +485,10 @@ class AzureAdapter(ProviderAdapter):
         message = ""
         if provisioning == "Failed":
             state = REMOTE_FAILED
-            message = "; ".join(s.get("message", "") for s in (props.get("instanceView") or {}).get("statuses") or []
-                                if s.get("level") == "Error") or "provisioning failed"
+            failed = next((s for s in (props.get("instanceView") or {}).get("statuses") or []
+                           if s.get("code", "").startswith("ProvisioningState/failed")), {})
+            code = failed.get("code", "").removeprefix("ProvisioningState/failed").strip("/")
+            message = f"{code}: {failed.get('message', '')}".strip(": ") or "provisioning failed"
         elif provisioning == "Deleting":
             state = REMOTE_TERMINATED
         elif power == "running":
@@ -534,7 +542,13 @@ class AzureAdapter(ProviderAdapter):
             if why:
                 return RemotePod(external_id=external_id, state=REMOTE_INTERRUPTED, message=why)
             raise NotFound(f"Azure VM {external_id} not found")
-        return self._remote(vm)
+        remote = self._remote(vm)
+        if remote.state == REMOTE_TERMINATED and remote.raw.get("priority") == "Spot":
+            # a Spot VM being deleted by Azure (evictionPolicy Delete), not by us
+            why = self._evicted(external_id)
+            if why:
+                return RemotePod(external_id=external_id, state=REMOTE_INTERRUPTED, tag=remote.tag, region=remote.region, message=why)
+        return remote
 
     def terminate(self, external_id: str) -> None:
         try:

@@ -202,7 +202,11 @@ def test_failed_provisioning_reported_by_get(az):
         if op.get("on_done"):
             op.pop("on_done")()
     got = a.get(remote.external_id)
-    assert got.state == REMOTE_FAILED and "Allocation failed" in got.message
+    assert got.state == REMOTE_FAILED and got.message.startswith("AllocationFailed: Allocation failed")
+    # the launch retried (same tag) reports the late failure as a capacity error, and cleans up
+    with pytest.raises(CapacityUnavailable, match="AllocationFailed"):
+        a.launch(request())
+    assert not az.vms and not az.nics
 
 
 def test_spot_eviction_with_delete_policy_is_an_interruption(az):
@@ -212,6 +216,15 @@ def test_spot_eviction_with_delete_policy_is_an_interruption(az):
     assert not az.nics  # went with the VM
     got = a.get(remote.external_id)
     assert got.state == REMOTE_INTERRUPTED and "Evict" in got.message
+
+
+def test_spot_vm_being_deleted_by_an_eviction_is_an_interruption(az):
+    a = adapter(az)
+    remote = a.launch(request())
+    vm = az.vms[remote.external_id]
+    az.activity.append(az._event(vm, "Microsoft.Compute/virtualMachines/evictSpotVM/action", "Evict Spot Virtual Machine"))
+    vm["properties"]["provisioningState"] = "Deleting"
+    assert a.get(remote.external_id).state == REMOTE_INTERRUPTED
 
 
 def test_spot_eviction_with_deallocate_policy_is_an_interruption(az):

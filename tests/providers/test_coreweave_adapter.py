@@ -163,3 +163,33 @@ def test_lifecycle_spot_pod_runs_is_interrupted_and_on_demand_terminates(tenant,
     assert pod2.state == PodState.RUNNING and not pod2.spot
     pod2 = services.pod_terminate(pod_id=str(pod2.pk))
     assert pod2.state == PodState.TERMINATED and cks.pod(pod2.external_id) is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_capacity_page_shows_all_three_beside_the_sandbox(owner_client, tenant, sandbox, cks):
+    """Azure, on-prem Kubernetes and CoreWeave offers on one page, normalized like the GPU clouds."""
+    from tests.standins.azure import FakeAzure
+    from tests.standins.azure import account_settings as azure_settings
+    from tests.standins.azure import credentials as azure_credentials
+
+    onprem = FakeKubernetes()
+    onprem.add_node("lab-1", "NVIDIA-L40S", 4, memory_mib=46068)
+    fa = FakeAzure()
+    with cks.serve() as cw_url, onprem.serve() as k8s_url, fa.serve() as az_url:
+        accounts = [
+            provider_account_create(tenant=tenant, kind="coreweave", name="CoreWeave", credentials={"kubeconfig": kubeconfig(cw_url)},
+                                    settings=dict(SETTINGS)),
+            provider_account_create(tenant=tenant, kind="kubernetes", name="Lab cluster",
+                                    credentials={"kubeconfig": kubeconfig(k8s_url), "country": "FI", "rate_card": "L40S=0.90"}),
+            provider_account_create(tenant=tenant, kind="azure", name="Azure", credentials=azure_credentials(),
+                                    settings=azure_settings(az_url)),
+        ]
+        capacity_poll(accounts=accounts)
+    rows = {(o.kind, o.gpu_class, o.country, o.spot) for o in tenant.provider_accounts.get(name="CoreWeave").offers.all()}
+    assert ("coreweave", "H100", "US", True) in rows and ("coreweave", "H100", "US", False) in rows
+    lab = tenant.provider_accounts.get(name="Lab cluster").offers.get(gpu_class="L40S", gpu_count=1)
+    assert (lab.country, lab.price_usd_per_hour) == ("FI", Decimal("0.900000"))
+    body = owner_client.get("/providers/capacity/").content.decode()
+    for name in ("CoreWeave", "Lab cluster", "Azure", sandbox.name):
+        assert name in body
+    assert "Standard_NC24ads_A100_v4" in body or "A100" in body

@@ -371,7 +371,8 @@ class FakeAzure:
         prov = vm["properties"]["provisioningState"]
         statuses = [{"code": f"ProvisioningState/{prov.lower()}", "level": "Error" if prov == "Failed" else "Info",
                      "displayStatus": f"Provisioning {prov.lower()}", "time": vm["properties"]["timeCreated"]}]
-        if prov == "Failed" and vm.get("_error"):
+        if prov == "Failed" and vm.get("_error"):  # Azure appends the error code: ProvisioningState/failed/AllocationFailed
+            statuses[0]["code"] = f"ProvisioningState/failed/{vm['_error']['code']}"
             statuses[0]["message"] = vm["_error"]["message"]
         if vm.get("_power"):
             statuses.append({"code": f"PowerState/{vm['_power']}", "level": "Info", "displayStatus": f"VM {vm['_power']}"})
