@@ -49,6 +49,7 @@ from .base import (
     RemotePod,
     TransientError,
 )
+from .http import parse_retry_after
 from .kubeconfig import default_tls
 
 COMPUTE_API = "2024-07-01"
@@ -96,8 +97,7 @@ def _capabilities(sku: dict[str, Any]) -> dict[str, str]:
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After", "")
-    return float(value) if value.replace(".", "", 1).isdigit() else None
+    return parse_retry_after(response.headers.get("Retry-After"))
 
 
 def arm_error(response: httpx.Response) -> ProviderError:

@@ -57,6 +57,7 @@ from .base import (
     RemotePod,
     TransientError,
 )
+from .http import parse_retry_after
 from .kubeconfig import KubeConfig, default_tls, parse_kubeconfig, ssl_context
 
 logger = logging.getLogger(__name__)
@@ -137,8 +138,7 @@ def status_error(response: httpx.Response) -> ProviderError:
             return QuotaExceeded(message, status=code, code="ExceededQuota")
         return InvalidCredentials(f"not allowed: {message}", status=code, code=reason or "Forbidden")
     if code == 429 or code >= 500:
-        retry = response.headers.get("Retry-After")
-        return TransientError(message, status=code, code=reason, retry_after=float(retry) if retry and retry.isdigit() else None)
+        return TransientError(message, status=code, code=reason, retry_after=parse_retry_after(response.headers.get("Retry-After")))
     if code == 404:
         return NotFound(message, status=code, code=reason or "NotFound")
     return PermanentError(message, status=code, code=reason)
