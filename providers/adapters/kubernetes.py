@@ -18,7 +18,6 @@ minus the GPUs that non-terminated pods on that node request.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import logging
@@ -35,6 +34,7 @@ import httpx
 from provisioner import clock
 
 from ..catalog import canonical_gpu_class, region_country
+from . import kube_manifests as manifests
 from .base import (
     REMOTE_EXITED,
     REMOTE_FAILED,
@@ -58,17 +58,13 @@ from .base import (
     TransientError,
 )
 from .http import parse_retry_after
+from .kube_manifests import GPU, OWNED_LABEL, POD_LABEL, PRODUCT_LABEL
 from .kubeconfig import KubeConfig, default_tls, parse_kubeconfig, ssl_context
 
 logger = logging.getLogger(__name__)
 
-GPU = "nvidia.com/gpu"
-PRODUCT_LABEL = "nvidia.com/gpu.product"  # GPU Feature Discovery, e.g. NVIDIA-A100-SXM4-80GB
 MEMORY_LABEL = "nvidia.com/gpu.memory"  # MiB per GPU
 REGION_LABEL = "topology.kubernetes.io/region"
-POD_LABEL = "provisioner.io/pod"  # the pod UUID: our tag
-OWNED_LABEL = "provisioner.io/owned-by-pod"  # PVCs/secrets created for one pod only
-MANAGED = {"app.kubernetes.io/managed-by": "ai-cloud-provisioner"}
 COUNTS = (1, 2, 4, 8)
 # DisruptionTarget reasons (Kubernetes >= 1.26) and the events older clusters leave behind
 DISRUPTION_EVENT_REASONS = {"Preempted", "Evicted", "TaintManagerEviction", "Preempting"}
@@ -318,89 +314,18 @@ class KubernetesAdapter(ProviderAdapter):
     # --- launch -------------------------------------------------------------------------------
     @staticmethod
     def pod_name(tag: str) -> str:
-        return f"prov-{tag.lower()}"[:63]
-
-    def _labels(self, tag: str) -> dict[str, str]:
-        return {POD_LABEL: tag, **MANAGED}
+        return manifests.pod_name(tag)
 
     def _node_selector(self, request: LaunchRequest) -> dict[str, str]:
         return {PRODUCT_LABEL: request.instance_type} if request.instance_type else {}
 
-    def _volumes(self, request: LaunchRequest, name: str) -> tuple[list[dict], list[dict], list[dict]]:
-        """(pod volumes, volume mounts, PVCs to create). Persistent volumes are PVCs; a named
-        one outlives the pod (a workload's data), an unnamed one belongs to this pod only."""
-        volumes, mounts, claims = [], [], []
-        for i, vol in enumerate(request.volumes):
-            vname = f"v{i}"
-            mount = str(vol.get("mount_path") or f"/data{i}")
-            if vol.get("kind") in ("persistent", "network"):
-                claim = str(vol.get("name") or f"{name}-v{i}")[:63].lower()
-                labels = self._labels(request.tag) if vol.get("name") else {**self._labels(request.tag), OWNED_LABEL: request.tag}
-                pvc_spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"],
-                                            "resources": {"requests": {"storage": f"{int(vol.get('size_gb') or 10)}Gi"}}}
-                if self.settings.get("storage_class"):
-                    pvc_spec["storageClassName"] = self.settings["storage_class"]
-                claims.append({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                               "metadata": {"name": claim, "namespace": self.namespace, "labels": labels}, "spec": pvc_spec})
-                volumes.append({"name": vname, "persistentVolumeClaim": {"claimName": claim}})
-            else:
-                volumes.append({"name": vname, "emptyDir": {"sizeLimit": f"{int(vol.get('size_gb') or 10)}Gi"}})
-            mounts.append({"name": vname, "mountPath": mount})
-        return volumes, mounts, claims
-
     def pod_manifest(self, request: LaunchRequest, pull_secret: str = "") -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """The Pod to create and the PVCs it needs."""
-        name = self.pod_name(request.tag)
-        volumes, mounts, claims = self._volumes(request, name)
-        limits: dict[str, str] = {GPU: str(request.gpu_count)}
-        requests: dict[str, str] = {}
-        for key, per_gpu in (("cpu", self.settings.get("cpu_per_gpu")), ("memory", self.settings.get("memory_gb_per_gpu"))):
-            if per_gpu:
-                amount = f"{int(per_gpu) * request.gpu_count}" + ("Gi" if key == "memory" else "")
-                requests[key] = amount
-        container: dict[str, Any] = {
-            "name": "main", "image": request.image, "resources": {"limits": limits, **({"requests": requests} if requests else {})},
-            "env": [{"name": k, "value": v} for k, v in request.env.items()],
-            "ports": [{"name": f"p{int(p['port'])}", "containerPort": int(p["port"]), "protocol": "TCP"}
-                      for p in request.ports if p.get("port")],
-            "volumeMounts": mounts,
-        }
-        if request.command:
-            container["command"] = list(request.command)
-        if request.args:
-            container["args"] = list(request.args)
-        spec: dict[str, Any] = {
-            # one pod = one run: an exit is reported, not silently restarted
-            "restartPolicy": str(self.settings.get("restart_policy") or "Never"),
-            "containers": [container],
-            "nodeSelector": self._node_selector(request),
-            # GPU nodes are commonly tainted so that only GPU pods land there
-            "tolerations": [{"key": GPU, "operator": "Exists", "effect": "NoSchedule"}],
-            "volumes": volumes,
-            "terminationGracePeriodSeconds": int(self.settings.get("grace_seconds", 30)),
-        }
-        if self.settings.get("priority_class"):
-            spec["priorityClassName"] = self.settings["priority_class"]
-        if pull_secret:
-            spec["imagePullSecrets"] = [{"name": pull_secret}]
-        pod = {"apiVersion": "v1", "kind": "Pod",
-               "metadata": {"name": name, "namespace": self.namespace, "labels": self._labels(request.tag),
-                            "annotations": {"provisioner.io/name": request.name[:200]}},
-               "spec": spec}
-        return pod, claims
+        return manifests.pod_manifest(request, namespace=self.namespace, node_selector=self._node_selector(request),
+                                      settings=self.settings, pull_secret=pull_secret)
 
     def service_manifest(self, request: LaunchRequest, pod: dict[str, Any]) -> dict[str, Any] | None:
-        ports = [int(p["port"]) for p in request.ports if p.get("port")]
-        if not ports:
-            return None
-        meta = pod["metadata"]
-        service_type = str(self.settings.get("service_type") or ("NodePort" if request.public_ingress else "ClusterIP"))
-        return {"apiVersion": "v1", "kind": "Service",
-                "metadata": {"name": meta["name"], "namespace": self.namespace, "labels": self._labels(request.tag),
-                             # garbage-collected with the pod, should a terminate ever be missed
-                             "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": meta["name"], "uid": meta.get("uid", "")}]},
-                "spec": {"type": service_type, "selector": {POD_LABEL: request.tag},
-                         "ports": [{"name": f"p{p}", "port": p, "targetPort": p, "protocol": "TCP"} for p in ports]}}
+        return manifests.service_manifest(request, pod, namespace=self.namespace, service_type=self.settings.get("service_type"))
 
     def _create(self, c: httpx.Client, kind: str, manifest: dict[str, Any]) -> dict[str, Any]:
         """Create, or return the existing object of that name (409 AlreadyExists): idempotent."""
@@ -412,17 +337,11 @@ class KubernetesAdapter(ProviderAdapter):
             return self._call(c, "GET", self._ns_path(kind, manifest["metadata"]["name"]))
 
     def _pull_secret(self, c: httpx.Client, request: LaunchRequest) -> str:
-        auth = request.registry_auth
-        if not auth or not auth.get("registry"):
+        secret = manifests.pull_secret_manifest(request, namespace=self.namespace)
+        if secret is None:
             return ""
-        name = f"{self.pod_name(request.tag)}-pull"[:63]
-        token = base64.b64encode(f"{auth.get('username', '')}:{auth.get('password', '')}".encode()).decode()
-        config = {"auths": {auth["registry"]: {"username": auth.get("username", ""), "password": auth.get("password", ""), "auth": token}}}
-        self._create(c, "secrets", {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
-                                    "metadata": {"name": name, "namespace": self.namespace,
-                                                 "labels": {**self._labels(request.tag), OWNED_LABEL: request.tag}},
-                                    "data": {".dockerconfigjson": base64.b64encode(json.dumps(config).encode()).decode()}})
-        return name
+        self._create(c, "secrets", secret)
+        return secret["metadata"]["name"]
 
     def before_launch(self, c: httpx.Client, request: LaunchRequest) -> None:
         """Hook for subclasses (CoreWeave scales a node pool here)."""
