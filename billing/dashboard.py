@@ -211,8 +211,10 @@ def build(tenant, f: Filters, *, projects: dict, providers: dict, source: str = 
             add(key, bucket_of(_as_date(b), f.grain), usd or ZERO)
     # today: booked ledger lines plus the live, not-yet-metered accrual
     todays: list[tuple] = today_rows(tenant, f, today)
-    rates = usd_rates()
-    for pod in live_pods(tenant, f):
+    pods = live_pods(tenant, f)
+    # invoice rates are only needed (one query) when a live pod bills in another currency
+    rates = usd_rates() if any(p.currency != "USD" for p in pods) else {"USD": Decimal(1)}
+    for pod in pods:
         if pod.state in BILLABLE_POD_STATES:
             v.run_rate += pod.price_usd_per_hour or ZERO
             v.running_count += 1
@@ -239,7 +241,14 @@ def build(tenant, f: Filters, *, projects: dict, providers: dict, source: str = 
                     .annotate(s=Sum("amount_usd")).order_by("-s", "workload_id")[:k])
         for w, p, usd in top_hist:
             by_workload[(w, p)] += usd or ZERO
-        missing = [w for (w, p) in today_by_workload if (w, p) not in by_workload and w]
+        # a workload outside the history's top k has at most the k-th history total; it can
+        # only enter the top N if that bound plus today's spend beats the current N-th best
+        floor = min(by_workload.values()) if len(by_workload) >= k else ZERO
+        best = sorted((by_workload.get(key, ZERO) + today_by_workload.get(key, ZERO) for key in by_workload),
+                      reverse=True)
+        nth = best[TOP_N - 1] if len(best) >= TOP_N else None
+        missing = [w for (w, p), usd in today_by_workload.items() if (w, p) not in by_workload and w
+                   and (nth is None or floor + usd >= nth)]
         if missing:
             for w, p, usd in (src.between(f.start, hist_end).filter(workload_id__in=missing)
                               .values_list("workload_id", "project_id").annotate(s=Sum("amount_usd")).order_by()):

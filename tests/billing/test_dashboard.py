@@ -41,7 +41,7 @@ def history(tenant, project, owner):
         wl.pod_transition(live, PodState.RUNNING, "running")
         meter_all()
     rollup_dirty()
-    return {"research": research, "a": a, "b": b, "live": live}
+    return {"research": research, "a": a, "b": b, "live": live, "now": now}
 
 
 def _get(client, user, url, **params):
@@ -113,13 +113,13 @@ def test_dashboard_history_comes_from_rollups_and_matches_ledger(tenant, history
     from billing import dashboard
 
     projects, providers = dashboard.name_maps(tenant)
-    f = dashboard.parse_filters({"range": "30d"}, projects=projects, providers=providers, today=clock.now().date())
-    fast = dashboard.build(tenant, f, projects=projects, providers=providers)
-    slow = dashboard.build(tenant, f, projects=projects, providers=providers, source="ledger")
+    with clock.frozen(history["now"]):
+        f = dashboard.parse_filters({"range": "30d"}, projects=projects, providers=providers, today=clock.now().date())
+        fast = dashboard.build(tenant, f, projects=projects, providers=providers)
+        slow = dashboard.build(tenant, f, projects=projects, providers=providers, source="ledger")
     assert fast.rows() == slow.rows() and fast.total == slow.total and fast.top == slow.top
-    # 8 finished pods of 2 h at $1..$8/h, plus the running pod's 10 minutes (and the few
-    # seconds this test has run since) at $3.60/h
-    assert Decimal("72.60") <= fast.total < Decimal("72.65")
+    # 8 finished pods of 2 h at $1..$8/h, plus the running pod's 10 minutes at $3.60/h
+    assert fast.total == Decimal("72.60")
     assert fast.run_rate == Decimal("3.60")
 
 
