@@ -55,6 +55,7 @@ COMPUTE_API = "2024-07-01"
 SKUS_API = "2021-07-01"
 NETWORK_API = "2024-05-01"
 SUBSCRIPTION_API = "2022-12-01"
+RESOURCE_GROUP_API = "2021-04-01"
 ACTIVITY_API = "2015-04-01"
 TAG = azure_vm.TAG
 DEFAULT_LOCATIONS = ("eastus", "eastus2", "southcentralus", "westus2", "westus3", "westeurope", "northeurope",
@@ -263,6 +264,17 @@ class AzureAdapter(ProviderAdapter):
     # --- interface ----------------------------------------------------------------------------
     def verify(self) -> None:
         self._arm("GET", self.subscription, api=SUBSCRIPTION_API)
+        # the places launches need: a typo here is caught at connect time, not at the first launch
+        if self.opt("resource_group"):
+            try:
+                self._arm("GET", self._rg(), api=RESOURCE_GROUP_API)
+            except NotFound:
+                raise PermanentError(f"resource group {self.opt('resource_group')!r} not found in the subscription")
+        if self.opt("subnet_id"):
+            try:
+                self._arm("GET", str(self.opt("subnet_id")), api=NETWORK_API)
+            except NotFound:
+                raise PermanentError("the subnet (subnet_id) was not found")
 
     def list_offers(self) -> list[OfferData]:
         # the admin's allowed regions narrow the query, so unwanted regions cost no calls

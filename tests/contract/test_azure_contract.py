@@ -118,6 +118,11 @@ EVENT = obj("operationName", "resourceId", "eventTimestamp", "status",
             resourceGroupName=S, resourceProviderName=LOCALIZED, resourceType=LOCALIZED, resourceId=S, status=LOCALIZED,
             subStatus=LOCALIZED, submissionTimestamp=S, subscriptionId=S, tenantId=S)
 EVENTS = obj("value", value=arr(EVENT), nextLink=S)
+RESOURCE_GROUP = obj("id", "name", "location", id=S, name=S, type={"const": "Microsoft.Resources/resourceGroups"}, location=S,
+                     tags=STR_MAP, managedBy=S, properties=obj(provisioningState=S))
+SUBNET = obj("id", "name", "properties", id=S, name=S, etag=S, type={"const": "Microsoft.Network/virtualNetworks/subnets"},
+             properties=obj("addressPrefix", provisioningState=S, addressPrefix=S, privateEndpointNetworkPolicies=S,
+                            privateLinkServiceNetworkPolicies=S))
 
 
 def errors(schema: dict[str, Any], instance: Any) -> list[str]:
@@ -139,6 +144,10 @@ def response_schema(method: str, path: str, body: dict[str, Any]) -> dict[str, A
         return EVENTS
     if "/networkInterfaces/" in path:
         return NIC
+    if "/subnets/" in path:
+        return SUBNET
+    if path.rstrip("/").split("/")[-2] == "resourceGroups":
+        return RESOURCE_GROUP
     if path.endswith("/virtualMachines"):
         return VM_LIST
     if path.endswith("/instanceView"):
@@ -193,7 +202,7 @@ def test_every_response_matches_the_schemas(scenario):
         assert not errors(schema, body), (method, path, errors(schema, body))
         seen.add(next(k for k, v in globals().items() if v is schema))
     assert {"TOKEN", "TOKEN_ERROR", "ARM_ERROR", "SUBSCRIPTION", "SKU_LIST", "PRICES", "OPERATION", "EVENTS", "NIC", "VM",
-            "VM_LIST"} <= seen
+            "VM_LIST", "RESOURCE_GROUP", "SUBNET"} <= seen
 
 
 def test_every_request_body_matches_the_schemas(scenario):

@@ -91,6 +91,16 @@ def test_token_is_cached_until_expiry(az):
     assert form["scope"] == ["https://management.azure.com/.default"] and form["grant_type"] == ["client_credentials"]
 
 
+def test_verify_checks_resource_group_and_subnet(az):
+    from providers.adapters.base import PermanentError
+
+    adapter(az).verify()
+    with pytest.raises(PermanentError, match="resource group 'nope' not found"):
+        adapter(az, resource_group="nope").verify()
+    with pytest.raises(PermanentError, match="subnet"):
+        adapter(az, subnet_id=account_settings("x")["subnet_id"] + "x").verify()
+
+
 def test_wrong_secret_is_invalid_credentials(az):
     bad = AzureAdapter({**credentials(), "client_secret": "nope"}, account_settings("https://x"), transport=az.transport())
     with pytest.raises(InvalidCredentials, match="AADSTS7000215"):

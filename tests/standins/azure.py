@@ -216,6 +216,14 @@ class FakeAzure:
             events = [e for e in self.activity if not uri or e["resourceId"].lower() == uri.group(1).lower()]
             return httpx.Response(200, json={"value": events})
         rg = f"{sub}/resourceGroups/{RG}"
+        if path == rg and method == "GET":
+            return httpx.Response(200, json={"id": rg, "name": RG, "type": "Microsoft.Resources/resourceGroups", "location": "eastus",
+                                             "properties": {"provisioningState": "Succeeded"}})
+        if path == SUBNET and method == "GET":
+            return httpx.Response(200, json={"id": SUBNET, "name": "default", "etag": 'W/"0d2f1a"', "type": "Microsoft.Network/virtualNetworks/subnets",
+                                             "properties": {"provisioningState": "Succeeded", "addressPrefix": "10.1.0.0/24",
+                                                            "privateEndpointNetworkPolicies": "Disabled",
+                                                            "privateLinkServiceNetworkPolicies": "Enabled"}})
         m = re.fullmatch(rf"{rg}/providers/Microsoft\.Network/networkInterfaces/([^/]+)", path)
         if m:
             return self._nic(method, m.group(1), body)
