@@ -104,6 +104,7 @@ class FakeKubernetes:
         self.nodepools: dict[str, dict[str, Any]] = {}
         self.requests: list[dict[str, Any]] = []  # {"method","path","body"} as received
         self.responses: list[tuple[str, str, Any]] = []  # (method, path, JSON body) as sent
+        self.record = True  # keep self.responses (benchmarks turn it off)
         self.util: dict[str, float] = {}  # pod name -> GPU utilization for Prometheus
         self.gpu_quota: dict[str, int] = {}  # namespace -> ResourceQuota requests.nvidia.com/gpu
         self.auto_run = True  # scheduled pods go straight to Running
@@ -296,7 +297,7 @@ class FakeKubernetes:
             if not cert_ok and auth != f"Bearer {self.token}":
                 return status(401, "Unauthorized", "Unauthorized")
             response = self._route(request, path, body)
-            if response.headers.get("content-type", "").startswith("application/json"):
+            if self.record and response.headers.get("content-type", "").startswith("application/json"):
                 self.responses.append((request.method, path, json.loads(response.content)))
             return response
 
