@@ -24,7 +24,7 @@ from tenants.models import Project
 from workloads.models import BILLABLE_POD_STATES, Pod, PodState, Workload
 
 from .metering import unbooked_usd, usd_rates
-from .models import LedgerEntry, SpendRollup
+from .models import LedgerEntry, SpendRollup, SpendRollupMonth
 from .selectors import ZERO, day_start, period_start
 
 PRESETS = {"7d": "Last 7 days", "30d": "Last 30 days", "90d": "Last 90 days", "mtd": "Month to date",
@@ -141,28 +141,50 @@ def _scoped(qs, f: Filters):
 
 
 class _Source:
-    """Where history comes from: daily rollups (the product) or the raw ledger (baseline)."""
+    """Where history comes from: rollups (the product) or the raw ledger (the baseline).
+
+    ``parts(since, until, months=True)`` splits whole past days ``since <= day < until`` into
+    querysets: daily rollups for the partial months at the edges and monthly rollups for the
+    whole months between (``months=False``: daily rollups throughout, for daily/weekly charts).
+    Each part is (queryset, date field, is_monthly).
+    """
 
     def __init__(self, tenant, f: Filters, kind: str):
         self.tenant, self.f, self.kind = tenant, f, kind
 
-    def between(self, since: date, until: date):
-        """Rows of whole days ``since <= day < until`` with a ``d`` (day) annotation."""
+    def _daily(self, since: date, until: date):
         if self.kind == "ledger":
             qs = LedgerEntry.objects.filter(tenant=self.tenant, bucket_start__gte=day_start(since),
                                             bucket_start__lt=day_start(until))
-            qs = qs.annotate(d=TruncDate("bucket_start"))
-        else:
-            qs = SpendRollup.objects.filter(tenant=self.tenant, day__gte=since, day__lt=until).annotate(d=F("day"))
-        return _scoped(qs, self.f)
+            return _scoped(qs, self.f), "bucket_start", False
+        qs = SpendRollup.objects.filter(tenant=self.tenant, day__gte=since, day__lt=until)
+        return _scoped(qs, self.f), "day", False
 
-    def bucket_expr(self, grain: str):
-        field_name = "bucket_start" if self.kind == "ledger" else "day"
+    def parts(self, since: date, until: date, *, months: bool = True) -> list:
+        if since >= until:
+            return []
+        if self.kind == "ledger" or not months:
+            return [self._daily(since, until)]
+        m1 = since if since.day == 1 else (since.replace(day=1) + timedelta(days=32)).replace(day=1)
+        m2 = until.replace(day=1)
+        if m1 >= m2:
+            return [self._daily(since, until)]
+        out = []
+        if since < m1:
+            out.append(self._daily(since, m1))
+        qs = SpendRollupMonth.objects.filter(tenant=self.tenant, month__gte=m1, month__lt=m2)
+        out.append((_scoped(qs, self.f), "month", True))
+        if m2 < until:
+            out.append(self._daily(m2, until))
+        return out
+
+    @staticmethod
+    def bucket_expr(field_name: str, monthly: bool, grain: str):
         if grain == "week":
             return TruncWeek(field_name, output_field=DateField())
         if grain == "month":
-            return TruncMonth(field_name, output_field=DateField())
-        return F("d")
+            return F(field_name) if monthly else TruncMonth(field_name, output_field=DateField())
+        return TruncDate(field_name) if field_name == "bucket_start" else F(field_name)
 
 
 def _as_date(x) -> date:
@@ -205,8 +227,8 @@ def build(tenant, f: Filters, *, projects: dict, providers: dict, source: str = 
         v.total += usd
 
     hist_end = min(f.end + timedelta(days=1), today)
-    if f.start < hist_end:
-        for b, key, usd in (src.between(f.start, hist_end).annotate(b=src.bucket_expr(f.grain))
+    for qs, fld, monthly in src.parts(f.start, hist_end, months=f.grain == "month"):
+        for b, key, usd in (qs.annotate(b=src.bucket_expr(fld, monthly, f.grain))
                             .values_list("b", group_field).annotate(s=Sum("amount_usd")).order_by()):
             add(key, bucket_of(_as_date(b), f.grain), usd or ZERO)
     # today: booked ledger lines plus the live, not-yet-metered accrual
@@ -233,26 +255,11 @@ def build(tenant, f: Filters, *, projects: dict, providers: dict, source: str = 
         periods.append(d)
         d = bucket_of(d + timedelta(days={"day": 1, "week": 7}.get(f.grain, 32)), f.grain)
     v.periods, v.series = periods, {k: dict(x) for k, x in series.items()}
-    # top workloads: the history's top (N + workloads spending today) can hold every winner
+    # top workloads: totals per workload over the range (whole months from monthly rollups)
     by_workload: dict = defaultdict(Decimal)
-    if f.start < hist_end:
-        k = TOP_N + len(today_by_workload)
-        top_hist = (src.between(f.start, hist_end).values_list("workload_id", "project_id")
-                    .annotate(s=Sum("amount_usd")).order_by("-s", "workload_id")[:k])
-        for w, p, usd in top_hist:
+    for qs, _fld, _monthly in src.parts(f.start, hist_end):
+        for w, p, usd in qs.values_list("workload_id", "project_id").annotate(s=Sum("amount_usd")).order_by():
             by_workload[(w, p)] += usd or ZERO
-        # a workload outside the history's top k has at most the k-th history total; it can
-        # only enter the top N if that bound plus today's spend beats the current N-th best
-        floor = min(by_workload.values()) if len(by_workload) >= k else ZERO
-        best = sorted((by_workload.get(key, ZERO) + today_by_workload.get(key, ZERO) for key in by_workload),
-                      reverse=True)
-        nth = best[TOP_N - 1] if len(best) >= TOP_N else None
-        missing = [w for (w, p), usd in today_by_workload.items() if (w, p) not in by_workload and w
-                   and (nth is None or floor + usd >= nth)]
-        if missing:
-            for w, p, usd in (src.between(f.start, hist_end).filter(workload_id__in=missing)
-                              .values_list("workload_id", "project_id").annotate(s=Sum("amount_usd")).order_by()):
-                by_workload[(w, p)] += usd or ZERO
     for key, usd in today_by_workload.items():
         by_workload[key] += usd
     top = sorted(by_workload.items(), key=lambda kv: (-kv[1], str(kv[0][0])))[:TOP_N]
@@ -261,9 +268,11 @@ def build(tenant, f: Filters, *, projects: dict, providers: dict, source: str = 
               "usd": usd} for (w, p), usd in top]
     # burn rate (average of the last 7 complete days) and forecast to month end
     month_start = today.replace(day=1)
-    daily = dict(src.between(min(month_start, today - timedelta(days=7)), today)
-                 .values_list("d").annotate(s=Sum("amount_usd")).order_by())
-    daily = {_as_date(k): (s or ZERO) for k, s in daily.items()}
+    daily: dict[date, Decimal] = defaultdict(Decimal)
+    for qs, fld, monthly in src.parts(min(month_start, today - timedelta(days=7)), today, months=False):
+        for d, usd in (qs.annotate(b=src.bucket_expr(fld, monthly, "day")).values_list("b")
+                       .annotate(s=Sum("amount_usd")).order_by()):
+            daily[_as_date(d)] += usd or ZERO
     daily[today] = v.spent_today
     v.burn_per_day = sum((daily.get(today - timedelta(days=i), ZERO) for i in range(1, 8)), ZERO) / 7
     running = ZERO

@@ -2,7 +2,8 @@
 
 Incremental: only (tenant, day) pairs marked dirty by a ledger write are rebuilt, each from
 that one day's ledger rows (an indexed range), so the cost of a run is proportional to what
-changed, and a late correction for a past day rebuilds exactly that day.
+changed, and a late correction for a past day rebuilds exactly that day. The month holding
+a rebuilt day is then re-summed from its daily rollups (``SpendRollupMonth``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from django.db import transaction
 from django.db.models import Q, Sum
 
-from .models import LedgerEntry, RollupDirty, SpendRollup
+from .models import LedgerEntry, RollupDirty, SpendRollup, SpendRollupMonth
 
 
 def day_bounds(day: date) -> tuple[datetime, datetime]:
@@ -37,8 +38,27 @@ def rollup_day(*, tenant_id, day: date) -> int:
     return len(rows)
 
 
+def rollup_month(*, tenant_id, month: date) -> int:
+    """Re-sum one tenant's month from its daily rollups."""
+    month = month.replace(day=1)
+    nxt = (month + timedelta(days=32)).replace(day=1)
+    rows = (SpendRollup.objects.filter(tenant_id=tenant_id, day__gte=month, day__lt=nxt)
+            .values("project_id", "provider_account_id", "workload_id")
+            .annotate(usd=Sum("amount_usd"), secs=Sum("gpu_seconds")))
+    with transaction.atomic():
+        SpendRollupMonth.objects.filter(tenant_id=tenant_id, month=month).delete()
+        SpendRollupMonth.objects.bulk_create([
+            SpendRollupMonth(month=month, tenant_id=tenant_id, project_id=r["project_id"],
+                             provider_account_id=r["provider_account_id"], workload_id=r["workload_id"],
+                             amount_usd=r["usd"] or 0, gpu_seconds=r["secs"] or 0)
+            for r in rows
+        ])
+    return len(rows)
+
+
 def rollup_dirty(*, before: date | None = None) -> int:
-    """Rebuild every dirty (tenant, day); with ``before``, only days before it.
+    """Rebuild every dirty (tenant, day), then each touched month once; with ``before``, only
+    days before it. Returns the number of days rebuilt.
 
     Safe to run concurrently or twice: a marker is deleted only if nobody re-marked it while
     we rebuilt (compare on ``marked_at``), otherwise it stays for the next run.
@@ -46,11 +66,17 @@ def rollup_dirty(*, before: date | None = None) -> int:
     qs = RollupDirty.objects.all()
     if before is not None:
         qs = qs.filter(day__lt=before)
+    groups: dict[tuple, list[RollupDirty]] = {}
+    for marker in qs.order_by("tenant_id", "day"):
+        groups.setdefault((marker.tenant_id, marker.day.replace(day=1)), []).append(marker)
     n = 0
-    for marker in list(qs.order_by("day")):
-        rollup_day(tenant_id=marker.tenant_id, day=marker.day)
-        RollupDirty.objects.filter(pk=marker.pk, marked_at=marker.marked_at).delete()
-        n += 1
+    for (tenant_id, month), markers in groups.items():
+        for marker in markers:
+            rollup_day(tenant_id=tenant_id, day=marker.day)
+        rollup_month(tenant_id=tenant_id, month=month)
+        for marker in markers:  # only after the month is consistent with its days
+            RollupDirty.objects.filter(pk=marker.pk, marked_at=marker.marked_at).delete()
+        n += len(markers)
     return n
 
 
@@ -58,7 +84,11 @@ def rollup_rebuild(*, tenant_id, since: date, until: date) -> int:
     """Rebuild a range of days (operator tool, e.g. after importing provider invoices)."""
     n = 0
     day = since
+    months = set()
     while day <= until:
         n += rollup_day(tenant_id=tenant_id, day=day)
+        months.add(day.replace(day=1))
         day += timedelta(days=1)
+    for month in sorted(months):
+        rollup_month(tenant_id=tenant_id, month=month)
     return n

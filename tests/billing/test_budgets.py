@@ -196,3 +196,34 @@ def test_rollups_incremental_and_late_correction(tenant, project, owner):
         assert spend_since(tenant_id=tenant.pk, since=datetime(2026, 3, 1, tzinfo=UTC)) == Decimal("6.5")
     assert SpendRollup.objects.get(day="2026-03-09").amount_usd == Decimal("2.5")
     assert SpendRollup.objects.get(day="2026-03-10").amount_usd == Decimal("4")
+
+
+@pytest.mark.django_db
+def test_monthly_rollups_follow_daily_and_dashboard_matches_ledger(tenant, project, owner):
+    from billing import dashboard
+    from billing.models import SpendRollupMonth
+
+    acct = account(tenant, increment_seconds=1)
+    for i, start in enumerate([datetime(2026, 1, 30, 20, tzinfo=UTC), datetime(2026, 2, 14, 8, tzinfo=UTC),
+                               datetime(2026, 3, 31, 22, tzinfo=UTC), datetime(2026, 5, 2, 1, tzinfo=UTC)]):
+        pod = make_pod(tenant, project, owner, acct, price=f"{i + 1}.50", name=f"w{i}")
+        run_timeline(pod, start, [(timedelta(0), PodState.RUNNING), (30 * H, PodState.TERMINATED)], meter_every=6 * H)
+    rollup_dirty()
+    monthly = list(SpendRollupMonth.objects.all())
+    assert {r.month.isoformat() for r in monthly} == {"2026-01-01", "2026-02-01", "2026-03-01", "2026-04-01", "2026-05-01"}
+    for r in monthly:
+        assert r.amount_usd == sum(d.amount_usd for d in SpendRollup.objects.filter(workload=r.workload)
+                                   if d.day.replace(day=1) == r.month)
+    projects, providers = dashboard.name_maps(tenant)
+    with clock.frozen(datetime(2026, 5, 20, 9, tzinfo=UTC)):
+        for grain in ("day", "week", "month"):
+            for rng in ("365d", "90d", "ytd", "mtd"):
+                f = dashboard.parse_filters({"range": rng, "grain": grain, "group": "project"}, projects=projects,
+                                            providers=providers, today=clock.now().date())
+                fast = dashboard.build(tenant, f, projects=projects, providers=providers)
+                slow = dashboard.build(tenant, f, projects=projects, providers=providers, source="ledger")
+                assert (fast.rows(), fast.total, fast.top, fast.mtd_daily) == \
+                       (slow.rows(), slow.total, slow.top, slow.mtd_daily), (grain, rng)
+        f = dashboard.parse_filters({"range": "365d", "grain": "month"}, projects=projects, providers=providers,
+                                    today=clock.now().date())
+        assert dashboard.build(tenant, f, projects=projects, providers=providers).total == Decimal(30 * (1.5 + 2.5 + 3.5 + 4.5))
