@@ -19,6 +19,12 @@ OWNED_LABEL = "provisioner.io/owned-by-pod"  # PVCs/secrets created for one pod 
 MANAGED = {"app.kubernetes.io/managed-by": "ai-cloud-provisioner"}
 
 
+def tolerated_taints(settings: dict[str, Any]) -> list[str]:
+    """Taint keys (besides nvidia.com/gpu) the admin lets our pods tolerate: settings["tolerate_taints"]."""
+    value = settings.get("tolerate_taints") or []
+    return [k.strip() for k in (value.split(",") if isinstance(value, str) else value) if k and k.strip()]
+
+
 def pod_name(tag: str) -> str:
     """Derived from the pod UUID, so a retried launch meets its own pod (409 AlreadyExists)."""
     return f"prov-{tag.lower()}"[:63]
@@ -79,7 +85,8 @@ def pod_manifest(request: LaunchRequest, *, namespace: str, node_selector: dict[
         "containers": [container],
         "nodeSelector": node_selector,
         # GPU nodes are commonly tainted so that only GPU pods land there
-        "tolerations": [{"key": GPU, "operator": "Exists", "effect": "NoSchedule"}],
+        "tolerations": [{"key": GPU, "operator": "Exists", "effect": "NoSchedule"},
+                        *({"key": key, "operator": "Exists"} for key in tolerated_taints(settings))],
         "volumes": volumes,
         "terminationGracePeriodSeconds": int(settings.get("grace_seconds", 30)),
     }

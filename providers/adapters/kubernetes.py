@@ -58,7 +58,7 @@ from .base import (
     TransientError,
 )
 from .http import parse_retry_after
-from .kube_manifests import GPU, OWNED_LABEL, POD_LABEL, PRODUCT_LABEL
+from .kube_manifests import GPU, OWNED_LABEL, POD_LABEL, PRODUCT_LABEL, tolerated_taints
 from .kubeconfig import KubeConfig, default_tls, parse_kubeconfig, ssl_context
 
 logger = logging.getLogger(__name__)
@@ -266,7 +266,11 @@ class KubernetesAdapter(ProviderAdapter):
                 continue
             ready = any(cond.get("type") == "Ready" and cond.get("status") == "True"
                         for cond in (node.get("status") or {}).get("conditions") or [])
-            schedulable = ready and not (node.get("spec") or {}).get("unschedulable")
+            # a node tainted for someone else (dedicated=team-a:NoSchedule) is not ours to offer
+            tolerated = {GPU, *tolerated_taints(self.settings)}
+            foreign = [t for t in (node.get("spec") or {}).get("taints") or []
+                       if t.get("effect") in ("NoSchedule", "NoExecute") and t.get("key") not in tolerated]
+            schedulable = ready and not (node.get("spec") or {}).get("unschedulable") and not foreign
             free = max(0, alloc - used.get(node["metadata"]["name"], 0)) if schedulable else 0
             out.append((node, alloc, free))
         return out

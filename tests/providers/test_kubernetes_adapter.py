@@ -149,6 +149,17 @@ def test_offers_are_allocatable_gpus_minus_requested_grouped_by_product(kube):
     assert o.gpu_memory_gb == 80 and "persistent" in o.supports_volumes
 
 
+def test_nodes_tainted_for_others_are_not_offered_unless_tolerated():
+    fk = FakeKubernetes()
+    node = fk.add_node("team-a-1", "NVIDIA-L40S", 4, memory_mib=46068)
+    node["spec"]["taints"].append({"key": "dedicated", "value": "team-a", "effect": "NoSchedule"})
+    assert {o.available for o in adapter(fk).list_offers()} == {0}
+    a = adapter(fk, tolerate_taints="dedicated")
+    assert max(o.available for o in a.list_offers()) == 4
+    remote = a.launch(request(gpu_class="L40S", gpu_count=1, instance_type="NVIDIA-L40S", ports=[], volumes=[]))
+    assert {"key": "dedicated", "operator": "Exists"} in fk.pod(remote.external_id, "ml")["spec"]["tolerations"]
+
+
 def test_region_from_topology_labels_and_missing_rates_flagged():
     fk = FakeKubernetes()
     fk.add_node("n1", "NVIDIA-L40S", 2, memory_mib=46068, region="eu-west-1")
