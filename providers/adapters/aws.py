@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import fnmatch
 import re
-import shlex
+import threading
 import time
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -39,6 +40,7 @@ from provisioner import clock
 
 from ..catalog import canonical_gpu_class, region_country
 from . import aws_pricing
+from .aws_errors import map_client_error
 from .base import (
     REMOTE_FAILED,
     REMOTE_INTERRUPTED,
@@ -46,7 +48,6 @@ from .base import (
     REMOTE_RUNNING,
     REMOTE_STOPPED,
     REMOTE_TERMINATED,
-    CapacityUnavailable,
     CredentialField,
     GpuSample,
     InvalidCredentials,
@@ -58,10 +59,10 @@ from .base import (
     ProviderAdapter,
     ProviderError,
     ProviderInfo,
-    QuotaExceeded,
     RemotePod,
     TransientError,
 )
+from .bootscript import container_script
 
 TAG_KEY = "provisioner:pod"
 DEFAULT_REGIONS = ("us-east-1", "us-west-2", "eu-central-1")
@@ -69,6 +70,9 @@ _AWS_REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 # GPU families we quote. Filtering by name server-side keeps the answer small; GpuInfo decides.
 GPU_TYPE_PATTERNS = ("g4dn.*", "g5.*", "g6.*", "g6e.*", "gr6.*", "p3.*", "p3dn.*", "p4d.*", "p4de.*",
                      "p5.*", "p5e.*", "p5en.*", "p6-b200.*")
+# What describe_instance_types is asked for: every g* and p* type (one wildcard each is far
+# cheaper to evaluate than one per family); GpuInfo then decides client-side.
+SERVER_TYPE_FILTER = ("g*", "p*")
 # Deep Learning AMIs ship the NVIDIA driver, docker and the NVIDIA container toolkit; newest first.
 DEFAULT_AMI_NAMES = ("Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04)*",
                      "Deep Learning Base OSS Nvidia Driver GPU AMI (Amazon Linux 2023)*",
@@ -79,40 +83,26 @@ CW_NAMESPACE = "CWAgent"
 CW_METRIC = "nvidia_smi_utilization_gpu"
 SPOT_TERMINATION_CODES = ("Server.SpotInstanceTermination", "Server.SpotInstanceShutdown")
 
-CAPACITY_CODES = {"InsufficientInstanceCapacity", "InsufficientCapacity", "InsufficientHostCapacity",
-                  "SpotMaxPriceTooLow", "InsufficientReservedInstanceCapacity", "Unsupported"}
-QUOTA_CODES = {"VcpuLimitExceeded", "MaxSpotInstanceCountExceeded", "InstanceLimitExceeded",
-               "PendingVerification", "SpotInstanceRequestLimitExceeded"}
-AUTH_CODES = {"AuthFailure", "UnauthorizedOperation", "InvalidClientTokenId", "SignatureDoesNotMatch",
-              "OptInRequired", "AccessDenied", "AccessDeniedException", "ExpiredToken",
-              "UnrecognizedClientException", "Blocked"}
-TRANSIENT_CODES = {"RequestLimitExceeded", "Throttling", "ThrottlingException", "ServiceUnavailable",
-                   "InternalError", "Unavailable", "RequestTimeout", "InternalFailure"}
-NOT_FOUND_CODES = {"InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"}
+_loader_lock = threading.Lock()
+_shared_loader: list[Any] = []
 
 
-def map_client_error(exc: ClientError) -> ProviderError:
-    """The typed error for a botocore ClientError (``e.response['Error']['Code']``)."""
-    err = exc.response.get("Error", {}) or {}
-    code = str(err.get("Code", ""))
-    message = str(err.get("Message", "")) or str(exc)
-    status = (exc.response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
-    if code in CAPACITY_CODES:
-        return CapacityUnavailable(message, status=status, code=code)
-    if code in QUOTA_CODES:
-        return QuotaExceeded(message, status=status, code=code)
-    if code in AUTH_CODES:
-        return InvalidCredentials(message, status=status, code=code)
-    if code in NOT_FOUND_CODES:
-        return NotFound(message, status=status, code=code)
-    if code in TRANSIENT_CODES or (status is not None and status >= 500) or code.isdigit() and int(code) >= 500:
-        return TransientError(message, status=status, code=code)
-    return PermanentError(f"{code}: {message}" if code else message, status=status, code=code)
+def _botocore_session() -> botocore.session.Session:
+    """A fresh botocore session (credentials stay per account) sharing one data loader, so
+    the 4 MB EC2 model is parsed once per process instead of once per adapter."""
+    session = botocore.session.get_session()
+    with _loader_lock:
+        if not _shared_loader:
+            _shared_loader.append(session.get_component("data_loader"))
+        session.register_component("data_loader", _shared_loader[0])
+    return session
 
 
 def build_client(session: boto3.session.Session, service: str, region: str, endpoint_url: str | None, config: Config):
     """One botocore client. A module function so tests can wrap it (event hooks, Stubber)."""
-    return session.client(service, region_name=region, endpoint_url=endpoint_url, config=config)
+    # a plain-http endpoint (a stand-in) has no TLS: skip loading the CA bundle (~0.5 s a client)
+    verify = False if endpoint_url and endpoint_url.startswith("http://") else None
+    return session.client(service, region_name=region, endpoint_url=endpoint_url, config=config, verify=verify)
 
 
 class AwsAdapter(ProviderAdapter):
@@ -161,6 +151,7 @@ class AwsAdapter(ProviderAdapter):
                 if not access or not secret:
                     raise InvalidCredentials("an access key ID and a secret access key are required")
                 self._session = boto3.session.Session(
+                    botocore_session=_botocore_session(),
                     aws_access_key_id=access, aws_secret_access_key=secret,
                     aws_session_token=str(self.credentials.get("session_token") or "").strip() or None,
                 )
@@ -228,7 +219,7 @@ class AwsAdapter(ProviderAdapter):
         """GPU instance types of ``region`` -> their describe_instance_types record (x86, NVIDIA)."""
         ec2 = self._ec2(region)
         records = self._pages(ec2, "describe_instance_types", "InstanceTypes",
-                              Filters=[{"Name": "instance-type", "Values": list(GPU_TYPE_PATTERNS)}])
+                              Filters=[{"Name": "instance-type", "Values": list(SERVER_TYPE_FILTER)}])
         out: dict[str, dict[str, Any]] = {}
         for rec in records:
             gpus = (rec.get("GpuInfo") or {}).get("Gpus") or []
@@ -334,7 +325,7 @@ class AwsAdapter(ProviderAdapter):
             "MinCount": 1,
             "MaxCount": 1,
             "ClientToken": request.tag,  # EC2 idempotency: the same token never launches twice
-            "UserData": user_data(request),
+            "UserData": container_script(request),
             "InstanceInitiatedShutdownBehavior": "terminate",
             "TagSpecifications": [
                 {"ResourceType": rt, "Tags": [{"Key": TAG_KEY, "Value": request.tag}, {"Key": "Name", "Value": request.name[:255]}]}
@@ -529,23 +520,3 @@ class _Prices(dict):
     def __init__(self, prices: dict[str, Decimal], source: str):
         super().__init__(prices)
         self.source = source
-
-
-def user_data(request: LaunchRequest) -> str:
-    """The boot script: run the pod's container with every GPU, its env and its ports."""
-    lines = ["#!/bin/bash", "set -euo pipefail", f"# ai-cloud-provisioner pod {request.tag}"]
-    if request.registry_auth:
-        server = request.registry_auth.get("server", "")
-        lines.append("echo {} | docker login {} -u {} --password-stdin".format(
-            shlex.quote(request.registry_auth.get("password", "")), shlex.quote(server),
-            shlex.quote(request.registry_auth.get("username", ""))))
-    run = ["docker", "run", "-d", "--name", "pod", "--gpus", "all", "--restart", "on-failure"]
-    for p in request.ports:
-        if p.get("port"):
-            run += ["-p", f"{int(p['port'])}:{int(p['port'])}"]
-    for k, v in sorted(request.env.items()):
-        run += ["-e", f"{k}={v}"]
-    run.append(request.image)
-    run += list(request.command) + list(request.args)
-    lines.append(" ".join(shlex.quote(x) for x in run))
-    return "\n".join(lines) + "\n"

@@ -16,11 +16,9 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import re
-import shlex
 import threading
 import time
 import uuid
@@ -29,8 +27,6 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding
 
 from ..catalog import canonical_gpu_class, region_country
 from .base import (
@@ -52,13 +48,15 @@ from .base import (
     RemotePod,
     TransientError,
 )
+from .bootscript import container_script
+from .gcp_auth import BearerAuth, signed_jwt
+from .gcp_pricing import index_skus
 from .http import ApiClient, account_key, default_sleep, json_or_none, settings_timeout
 
 COMPUTE_URL = "https://compute.googleapis.com/compute/v1"
 BILLING_URL = "https://cloudbilling.googleapis.com/v1"
 TOKEN_URI = "https://oauth2.googleapis.com/token"
 COMPUTE_SERVICE_ID = "6F81-5844-456A"  # Compute Engine in the Cloud Billing Catalog
-SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 LABEL_KEY = "provisioner-pod"
 DEFAULT_REGIONS = ("us-central1", "europe-west4", "us-east1")
 DEFAULT_IMAGE = "projects/deeplearning-platform-release/global/images/family/common-cu124-debian-11-py310"
@@ -84,65 +82,6 @@ def clear_caches() -> None:
     with _cache_lock:
         _token_cache.clear()
         _sku_cache.clear()
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def signed_jwt(key_info: dict[str, Any], audience: str, *, now: float | None = None, lifetime: int = 3600) -> str:
-    """The RS256-signed assertion of the JWT-bearer grant (RFC 7523) for ``key_info``."""
-    now = time.time() if now is None else now
-    header = {"alg": "RS256", "typ": "JWT", "kid": key_info.get("private_key_id", "")}
-    claims = {"iss": key_info["client_email"], "scope": SCOPE, "aud": audience, "iat": int(now), "exp": int(now) + lifetime}
-    signing_input = f"{_b64url(json.dumps(header, separators=(',', ':')).encode())}." \
-                    f"{_b64url(json.dumps(claims, separators=(',', ':')).encode())}"
-    try:
-        key = serialization.load_pem_private_key(key_info["private_key"].encode(), password=None)
-    except (ValueError, TypeError) as exc:
-        raise InvalidCredentials(f"the service-account key's private_key is not a PEM RSA key: {exc}") from exc
-    signature = key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
-    return f"{signing_input}.{_b64url(signature)}"
-
-
-def _unit_price(sku: dict[str, Any]) -> Decimal | None:
-    for info in sku.get("pricingInfo") or []:
-        rates = (info.get("pricingExpression") or {}).get("tieredRates") or []
-        if rates:
-            price = rates[-1].get("unitPrice") or {}
-            if price.get("currencyCode", "USD") != "USD":
-                return None
-            return Decimal(str(price.get("units") or "0")) + Decimal(int(price.get("nanos") or 0)) / Decimal(10**9)
-    return None
-
-
-def index_skus(skus: list[dict[str, Any]]) -> dict[tuple[str, ...], Decimal]:
-    """Price index from Compute SKUs: ("gpu", class, region, spot) and ("core"|"ram", family,
-    region, spot) -> USD per hour (per GPU, per vCPU, per GiB)."""
-    index: dict[tuple[str, ...], Decimal] = {}
-    for sku in skus:
-        cat = sku.get("category") or {}
-        usage = cat.get("usageType")
-        if cat.get("resourceFamily") != "Compute" or usage not in ("OnDemand", "Preemptible"):
-            continue
-        desc = str(sku.get("description", ""))
-        low = desc.lower()
-        if any(w in low for w in ("commitment", "reserved", "reservation", "workstation", "dws", "calendar", "flex")):
-            continue
-        price = _unit_price(sku)
-        if price is None:
-            continue
-        spot = "1" if usage == "Preemptible" else "0"
-        if cat.get("resourceGroup") == "GPU" or " gpu " in f" {low} ":
-            cls = canonical_gpu_class(desc.split(" running in ")[0])
-            keys = [("gpu", cls)] if cls else []
-        else:
-            m = re.search(r"\b(N1 Predefined|N2|G2|A2|A3|E2) Instance (Core|Ram)\b", desc)
-            keys = [(m.group(2).lower(), m.group(1))] if m else []
-        for kind, what in keys:
-            for region in sku.get("serviceRegions") or []:
-                index[(kind, what, region, spot)] = price
-    return index
 
 
 def _gcp_error(response: httpx.Response, body: Any) -> ProviderError | None:
@@ -174,20 +113,6 @@ def operation_error(op: dict[str, Any]) -> ProviderError | None:
     if code in QUOTA_CODES:
         return QuotaExceeded(message, status=status, code=code)
     return PermanentError(f"{code}: {message}", status=status, code=code)
-
-
-class _BearerAuth(httpx.Auth):
-    """Adds the cached access token; on a 401 fetches a fresh one and retries once."""
-
-    def __init__(self, token: Callable[[bool], str]):
-        self._token = token
-
-    def auth_flow(self, request: httpx.Request):
-        request.headers["Authorization"] = f"Bearer {self._token(False)}"
-        response = yield request
-        if response.status_code == 401:
-            request.headers["Authorization"] = f"Bearer {self._token(True)}"
-            yield request
 
 
 class GcpAdapter(ProviderAdapter):
@@ -290,7 +215,7 @@ class GcpAdapter(ProviderAdapter):
         base = self._base()
         url = (f"{base}/compute/v1" if base else COMPUTE_URL) if which == "compute" else (f"{base}/v1" if base else BILLING_URL)
         client = ApiClient(provider="gcp", base_url=url, account_key=account_key(self.settings, self.key_info["client_email"]),
-                           auth=_BearerAuth(self.access_token), timeout=settings_timeout(self.settings),
+                           auth=BearerAuth(self.access_token), timeout=settings_timeout(self.settings),
                            error_mapper=_gcp_error, transport=self._transport, sleep=self._sleep,
                            # Compute's default API rate quota is 20 req/s per project
                            limits={"default": (float(self.settings.get("requests_per_second", 20)), 20)})
@@ -467,7 +392,7 @@ class GcpAdapter(ProviderAdapter):
                                    **({"accessConfigs": [{"type": "ONE_TO_ONE_NAT", "name": "External NAT"}]}
                                       if request.public_ingress else {})}],
             "metadata": {"items": [{"key": "install-nvidia-driver", "value": "True"},
-                                   {"key": "startup-script", "value": startup_script(request)}]},
+                                   {"key": "startup-script", "value": container_script(request)}]},
             "labels": {LABEL_KEY: request.tag.lower()[:63]},
             "tags": {"items": list(self.settings.get("network_tags") or ["provisioner-pods"])},
         }
@@ -560,22 +485,3 @@ def _gpu_memory(cls: str) -> int | None:
     from ..catalog import GPU_CLASSES
 
     return GPU_CLASSES.get(cls, ("", None))[1]
-
-
-def startup_script(request: LaunchRequest) -> str:
-    """Run the pod's container with every GPU (the DLVM images carry docker + NVIDIA runtime)."""
-    lines = ["#!/bin/bash", "set -euo pipefail", f"# ai-cloud-provisioner pod {request.tag}",
-             "docker inspect pod >/dev/null 2>&1 && exit 0  # a reboot: the container restarts itself"]
-    if request.registry_auth:
-        lines.append("echo {} | docker login {} -u {} --password-stdin".format(
-            shlex.quote(request.registry_auth.get("password", "")), shlex.quote(request.registry_auth.get("server", "")),
-            shlex.quote(request.registry_auth.get("username", ""))))
-    run = ["docker", "run", "-d", "--name", "pod", "--gpus", "all", "--restart", "on-failure"]
-    for p in request.ports:
-        if p.get("port"):
-            run += ["-p", f"{int(p['port'])}:{int(p['port'])}"]
-    for k, v in sorted(request.env.items()):
-        run += ["-e", f"{k}={v}"]
-    run += [request.image, *request.command, *request.args]
-    lines.append(" ".join(shlex.quote(x) for x in run))
-    return "\n".join(lines) + "\n"
