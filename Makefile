@@ -17,6 +17,7 @@ install: $(STAMP)
 migrate: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py setup_periodic_tasks
+	$(PY) manage.py install_recipes
 
 seed: migrate
 	$(PY) manage.py seed_demo

@@ -34,6 +34,9 @@ class Command(BaseCommand):
                     user.is_superuser = True
                 user.save()
             membership_set(tenant=tenant, user=user, role=role)
+        from workloads.recipe_services import builtin_catalog_install
+
+        builtin_catalog_install()  # the recipe catalog (idempotent)
         self.stdout.write("Demo organization: Acme AI")
         for username, password, _, desc in DEMO_USERS:
             self.stdout.write(f"  {username:8} / {password:18} {desc}")
