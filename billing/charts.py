@@ -8,6 +8,7 @@ the vendored plotly.js once, so ``include_plotlyjs=False``.
 from __future__ import annotations
 
 import calendar
+import itertools
 
 import plotly.io as pio
 
@@ -25,10 +26,21 @@ def _html(fig: dict, div_id: str) -> str:
 
 def spend_over_time(v: SpendView) -> str:
     x = [p.isoformat() for p in v.periods]
-    traces = [{"type": "bar", "name": label, "x": x, "y": [float(v.series[label].get(p, 0)) for p in v.periods],
-               "marker": {"color": PALETTE[i % len(PALETTE)]}, "hovertemplate": "%{x}: $%{y:,.2f}<extra>" + label + "</extra>"}
-              for i, label in enumerate(sorted(v.series))]
-    title = f"{GRAINS[v.filters.grain]} spend by {v.filters.group}"
+    cumulative = v.filters.mode == "cumulative"
+    traces = []
+    for i, label in enumerate(sorted(v.series)):
+        ys = [float(v.series[label].get(p, 0)) for p in v.periods]
+        if cumulative:
+            ys = list(itertools.accumulate(ys))
+        trace = {"type": "scatter" if cumulative else "bar", "name": label, "x": x, "y": ys,
+                 "marker": {"color": PALETTE[i % len(PALETTE)]},
+                 "hovertemplate": "%{x}: $%{y:,.2f}<extra>" + label + "</extra>"}
+        if cumulative:
+            trace["stackgroup"] = "one"
+        traces.append(trace)
+    unit = {"day": "$ / day", "week": "$ / week", "month": "$ / month"}[v.filters.grain]
+    title = (f"Cumulative spend by {v.filters.group} ($)" if cumulative
+             else f"{GRAINS[v.filters.grain]} spend by {v.filters.group} ({unit})")
     layout = {**LAYOUT, "barmode": "stack", "title": {"text": title, "x": 0},
               "yaxis": {"tickprefix": "$", "rangemode": "tozero"}}
     return _html({"data": traces, "layout": layout}, "chart-spend")

@@ -31,6 +31,7 @@ PRESETS = {"7d": "Last 7 days", "30d": "Last 30 days", "90d": "Last 90 days", "m
            "ytd": "Year to date", "365d": "Last 365 days", "custom": "Custom"}
 GROUPS = {"provider": "Provider", "project": "Project"}
 GRAINS = {"day": "Daily", "week": "Weekly", "month": "Monthly"}
+MODES = {"period": "Spend per period", "cumulative": "Cumulative"}
 MAX_DAYS = 3 * 366
 TOP_N = 10
 
@@ -40,21 +41,22 @@ class Filters:
     preset: str
     start: date
     end: date  # inclusive
-    project_id: str = ""
-    provider_id: str = ""
+    project_ids: tuple[str, ...] = ()  # several values allowed; empty = all
+    provider_ids: tuple[str, ...] = ()
     group: str = "provider"
     grain: str = "day"
+    mode: str = "period"  # "period": spend per bar ($ / day|week|month); "cumulative": running total ($)
 
     def query(self, **override) -> str:
-        q = {"range": self.preset, "group": self.group, "grain": self.grain}
+        q: dict = {"range": self.preset, "group": self.group, "grain": self.grain, "mode": self.mode}
         if self.preset == "custom":
             q.update({"from": self.start.isoformat(), "to": self.end.isoformat()})
-        if self.project_id:
-            q["project"] = self.project_id
-        if self.provider_id:
-            q["provider"] = self.provider_id
+        if self.project_ids:
+            q["project"] = list(self.project_ids)
+        if self.provider_ids:
+            q["provider"] = list(self.provider_ids)
         q.update(override)
-        return urlencode(q)
+        return urlencode(q, doseq=True)
 
 
 def _date(s: str) -> date | None:
@@ -87,14 +89,18 @@ def parse_filters(params, *, projects: dict, providers: dict, today: date) -> Fi
             start = max(start, end - timedelta(days=MAX_DAYS))
         else:
             preset = "7d"
-    project = params.get("project", "")
-    provider = params.get("provider", "")
+    def many(name: str, known: dict) -> tuple[str, ...]:
+        values = params.getlist(name) if hasattr(params, "getlist") else params.get(name, [])
+        values = [values] if isinstance(values, str) else values
+        return tuple(sorted({v for v in values if v in known}))
+
     group = params.get("group", "provider")
     grain = params.get("grain", "day")
-    return Filters(preset=preset, start=start, end=end,
-                   project_id=project if project in projects else "",
-                   provider_id=provider if provider in providers else "",
-                   group=group if group in GROUPS else "provider", grain=grain if grain in GRAINS else "day")
+    mode = params.get("mode", "period")
+    return Filters(preset=preset, start=start, end=end, project_ids=many("project", projects),
+                   provider_ids=many("provider", providers),
+                   group=group if group in GROUPS else "provider", grain=grain if grain in GRAINS else "day",
+                   mode=mode if mode in MODES else "period")
 
 
 def bucket_of(day: date, grain: str) -> date:
@@ -133,10 +139,10 @@ class SpendView:
 
 
 def _scoped(qs, f: Filters):
-    if f.project_id:
-        qs = qs.filter(project_id=f.project_id)
-    if f.provider_id:
-        qs = qs.filter(provider_account_id=f.provider_id)
+    if f.project_ids:
+        qs = qs.filter(project_id__in=f.project_ids)
+    if f.provider_ids:
+        qs = qs.filter(provider_account_id__in=f.provider_ids)
     return qs
 
 
@@ -303,7 +309,7 @@ def budget_gauges(tenant, budgets) -> list[dict]:
         spent = sum((s or ZERO for d, p, s in per_day_project
                      if d >= starts[b.pk] and (b.project_id is None or p == b.project_id)), ZERO)
         pct = float(spent * 100 / b.amount_usd) if b.amount_usd else 0.0
-        out.append({"budget": b, "spent": spent, "pct": pct,
+        out.append({"budget": b, "spent": spent, "pct": pct, "left": max(ZERO, b.amount_usd - spent),
                     "state": "bad" if pct >= 100 else "warn" if pct >= 80 else "ok"})
     return out
 

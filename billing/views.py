@@ -43,6 +43,7 @@ def spend(request: HttpRequest) -> HttpResponse:
         "projects": sorted(projects.items(), key=lambda kv: kv[1]),
         "providers": sorted(providers.items(), key=lambda kv: kv[1]),
         "presets": dashboard.PRESETS, "groups": dashboard.GROUPS, "grains": dashboard.GRAINS,
+        "modes": dashboard.MODES,
         "rows": v.rows(), "gauges": gauges,
         "chart_spend": charts.spend_over_time(v), "chart_forecast": charts.burn_and_forecast(v),
         "chart_budgets": charts.budget_gauges(gauges),
