@@ -68,6 +68,7 @@ REGION_LABEL = "topology.kubernetes.io/region"
 COUNTS = (1, 2, 4, 8)
 # DisruptionTarget reasons (Kubernetes >= 1.26) and the events older clusters leave behind
 DISRUPTION_EVENT_REASONS = {"Preempted", "Evicted", "TaintManagerEviction", "Preempting"}
+IMAGE_ERRORS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError"}
 
 
 def _gpus(value: Any) -> int:
@@ -431,7 +432,18 @@ class KubernetesAdapter(ProviderAdapter):
             state = REMOTE_RUNNING
         elif phase == "Pending":
             cond = _condition(pod, "PodScheduled")
-            if cond is not None and cond.get("status") == "False" and cond.get("reason") == "Unschedulable":
+            waiting = next(((cs.get("state") or {}).get("waiting") for cs in status.get("containerStatuses") or []
+                            if ((cs.get("state") or {}).get("waiting") or {}).get("reason") in IMAGE_ERRORS), None)
+            if waiting is not None:
+                message = f"{waiting['reason']}: {waiting.get('message', '')}"
+                created = _parse_time(meta.get("creationTimestamp"))
+                grace = float(self.settings.get("image_pull_grace_seconds", 300))
+                # a bad image name never heals; a pull error may (registry hiccup), for a while
+                if waiting["reason"] in ("InvalidImageName", "CreateContainerConfigError") or (
+                        created and (clock.now() - created).total_seconds() > grace):
+                    self._cleanup(c, meta["name"], (meta.get("labels") or {}).get(POD_LABEL, ""))
+                    state = REMOTE_FAILED
+            elif cond is not None and cond.get("status") == "False" and cond.get("reason") == "Unschedulable":
                 message = f"Unschedulable: {cond.get('message', '')}"
                 since = _parse_time(cond.get("lastTransitionTime"))
                 grace = float(self.settings.get("unschedulable_grace_seconds", 300))

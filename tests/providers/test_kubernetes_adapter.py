@@ -237,6 +237,19 @@ def test_pending_unschedulable_pod_fails_after_grace_and_is_deleted(kube):
     assert remote.state == REMOTE_RUNNING
 
 
+def test_image_that_cannot_be_pulled_fails_after_grace(kube):
+    kube.bad_images.add("nvcr.io/nvidia/typo:1")
+    a = adapter(kube, image_pull_grace_seconds=120)
+    with clock.frozen() as advance:
+        remote = a.launch(request(image="nvcr.io/nvidia/typo:1"))
+        got = a.get(remote.external_id)
+        assert got.state == REMOTE_PROVISIONING and got.message.startswith("ErrImagePull")
+        advance(seconds=121)
+        got = a.get(remote.external_id)
+        assert got.state == REMOTE_FAILED and "not found" in got.message
+    assert kube.pod(remote.external_id, "ml") is None  # its GPUs are free again
+
+
 def test_disruption_target_is_an_interruption(kube):
     a = adapter(kube)
     remote = a.launch(request())

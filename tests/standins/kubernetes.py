@@ -105,6 +105,7 @@ class FakeKubernetes:
         self.requests: list[dict[str, Any]] = []  # {"method","path","body"} as received
         self.responses: list[tuple[str, str, Any]] = []  # (method, path, JSON body) as sent
         self.record = True  # keep self.responses (benchmarks turn it off)
+        self.bad_images: set[str] = set()  # images the kubelet fails to pull (ErrImagePull)
         self.util: dict[str, float] = {}  # pod name -> GPU utilization for Prometheus
         self.gpu_quota: dict[str, int] = {}  # namespace -> ResourceQuota requests.nvidia.com/gpu
         self.auto_run = True  # scheduled pods go straight to Running
@@ -248,7 +249,14 @@ class FakeKubernetes:
                 pod["status"]["conditions"] = [
                     {"type": t, "status": "True", "lastProbeTime": None, "lastTransitionTime": _ts()}
                     for t in ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled")]
-                if self.auto_run:
+                bad = next((c for c in pod["spec"]["containers"] if c["image"] in self.bad_images), None)
+                if bad is not None:  # the kubelet cannot pull it: Pending, container waiting
+                    pod["status"]["containerStatuses"] = [
+                        {"name": c["name"], "state": {"waiting": {"reason": "ErrImagePull", "message": f'rpc error: code = NotFound desc = '
+                                                                  f'failed to pull and unpack image "{c["image"]}": not found'}},
+                         "lastState": {}, "ready": False, "restartCount": 0, "image": c["image"], "imageID": "", "started": False}
+                        for c in pod["spec"]["containers"]]
+                elif self.auto_run:
                     pod["status"]["phase"] = "Running"
                     pod["status"]["containerStatuses"] = [
                         {"name": c["name"], "state": {"running": {"startedAt": _ts()}}, "lastState": {}, "ready": True,
