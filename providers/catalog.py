@@ -115,6 +115,8 @@ REGION_COUNTRIES: dict[str, str] = {
     "ap-northeast-1": "JP", "ap-northeast-2": "KR", "ap-northeast-3": "JP",
     "ap-southeast-1": "SG", "ap-southeast-2": "AU", "ap-south-1": "IN", "me-central-1": "AE",
     "il-central-1": "IL", "af-south-1": "ZA",
+    "ap-east-1": "HK", "ap-south-2": "IN", "ap-southeast-3": "ID", "ap-southeast-4": "AU", "ap-southeast-5": "MY",
+    "me-south-1": "BH", "mx-central-1": "MX",
     # GCP
     "us-central1": "US", "us-east1": "US", "us-east4": "US", "us-east5": "US", "us-west1": "US",
     "us-west2": "US", "us-west3": "US", "us-west4": "US", "us-south1": "US",
@@ -124,6 +126,10 @@ REGION_COUNTRIES: dict[str, str] = {
     "asia-northeast3": "KR", "asia-southeast1": "SG", "asia-south1": "IN",
     "australia-southeast1": "AU", "northamerica-northeast1": "CA", "southamerica-east1": "BR",
     "me-west1": "IL",
+    "asia-east2": "HK", "asia-northeast2": "JP", "asia-south2": "IN", "asia-southeast2": "ID",
+    "australia-southeast2": "AU", "europe-west10": "DE", "europe-west12": "IT", "europe-north2": "SE",
+    "northamerica-northeast2": "CA", "southamerica-west1": "CL", "me-central1": "QA", "me-central2": "SA",
+    "africa-south1": "ZA", "us-east7": "US",
     # Azure
     "eastus": "US", "eastus2": "US", "westus": "US", "westus2": "US", "westus3": "US",
     "centralus": "US", "southcentralus": "US", "northcentralus": "US", "westeurope": "NL",

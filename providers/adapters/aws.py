@@ -211,8 +211,16 @@ class AwsAdapter(ProviderAdapter):
 
     def list_offers(self) -> list[OfferData]:
         offers: list[OfferData] = []
+        errors: list[ProviderError] = []
         for region in self.regions:
-            offers.extend(self._region_offers(region))
+            try:
+                offers.extend(self._region_offers(region))
+            except (InvalidCredentials, PermanentError) as exc:
+                # a region the account has not opted into (OptInRequired, AuthFailure there)
+                # must not hide the others; it only fails the poll when every region fails
+                errors.append(exc)
+        if errors and len(errors) == len(self.regions):
+            raise errors[0]
         return offers
 
     def gpu_instance_types(self, region: str) -> dict[str, dict[str, Any]]:

@@ -535,3 +535,16 @@ def test_run_instances_requests_validate_against_the_reference_ec2_model(moto_ur
             checked += 1
     assert checked >= 4
     assert botocore.session.get_session().get_service_model("ec2").api_version == model.api_version
+
+
+def test_a_region_not_opted_into_does_not_hide_the_others(moto_url, hooks, spot_market):
+    def opt_in(region, **kw):
+        if region == "eu-central-1":
+            return client_error("OptInRequired", "You are not subscribed to this service in eu-central-1.", 401)
+        return None
+
+    hooks.on("before-call.ec2.DescribeInstanceTypes", opt_in)
+    offers = adapter(moto_url, ("us-east-1", "eu-central-1")).list_offers()
+    assert offers and {o.region for o in offers} == {"us-east-1"}
+    with pytest.raises(InvalidCredentials):
+        adapter(moto_url, ("eu-central-1",)).list_offers()  # every region failed: the poll fails
