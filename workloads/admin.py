@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import Pod, PodEvent, Recipe, RecipeVersion, Workload
+from .models import Pod, PodEvent, Recipe, RecipeVersion, ScheduledRun, TenantSecret, Workload
 
 
 class RecipeVersionInline(admin.StackedInline):
@@ -32,3 +32,18 @@ class PodAdmin(admin.ModelAdmin):
     list_display = ["pk", "workload", "provider_account", "state", "region", "price_usd_per_hour", "cost_usd"]
     list_filter = ["state", "spot"]
     inlines = [PodEventInline]
+
+
+@admin.register(TenantSecret)
+class TenantSecretAdmin(admin.ModelAdmin):
+    """Names only: the value is write-only (set through the Secrets page)."""
+
+    list_display = ["name", "tenant", "created_at"]
+    exclude = ["value"]
+    readonly_fields = ["tenant", "name", "created_by"]
+
+
+@admin.register(ScheduledRun)
+class ScheduledRunAdmin(admin.ModelAdmin):
+    list_display = ["workload", "due_at", "state", "window_ends_at", "note"]
+    list_filter = ["state"]
