@@ -86,6 +86,10 @@ def test_runpod_adapter_and_standin_conform_to_v2_spec():
     s.balance_exhausted = True
     with pytest.raises(QuotaExceeded):
         a.launch(_request(on_demand, tag="0b7c1d2e-aaaa-bbbb-cccc-000000000004"))
+    # endpoints the stand-in serves beyond what the adapter calls (for the wizard and demos)
+    for url in ("/v2/catalog/datacenters?include=GPU_AVAILABILITY", "/v2/catalog/gpus",
+                "/v2/catalog/gpus?include=AVAILABILITY"):
+        s.handle(httpx.Request("GET", "https://api.runpod.io" + url, headers={"Authorization": "Bearer test-key"}))
     statuses = {e.response.status_code for e in s.exchanges if e.response is not None}
     assert {200, 201, 204, 400, 401, 402, 404, 429} <= statuses
     _assert_conforms(RUNPOD_SPEC, s, 20, skip=lambda r: r.url.path.endswith("/graphql"))
