@@ -11,6 +11,7 @@ from typing import Any
 
 from django.conf import settings as django_settings
 from django.db import connections, transaction
+from django.db.models import Case, F, Value, When
 
 from provisioner import clock
 from tenants.models import Tenant
@@ -111,13 +112,16 @@ def poll_timeout_for(account: ProviderAccount, default: float = POLL_TIMEOUT_SEC
 
 def _to_rows(account: ProviderAccount, offers: list[OfferData], fetched_at) -> list[Offer]:
     rows = []
+    rates: dict[str, Decimal] = {}
     countries = set(account.allowed_countries or [])
     regions = set(account.allowed_regions or [])
     for o in offers:
         # the admin's region preferences: offers outside them never reach placement
         if (countries and o.country not in countries) or (regions and o.region not in regions):
             continue
-        rate = usd_rate(o.currency)
+        if o.currency not in rates:  # one lookup per currency, not per offer
+            rates[o.currency] = usd_rate(o.currency)
+        rate = rates[o.currency]
         rows.append(Offer(
             provider_account=account, tenant_id=account.tenant_id, kind=account.kind,
             gpu_class=o.gpu_class, gpu_count=o.gpu_count, region=o.region, country=o.country or "",
@@ -133,25 +137,38 @@ def _to_rows(account: ProviderAccount, offers: list[OfferData], fetched_at) -> l
 def capacity_store(*, account: ProviderAccount, result: PollResult) -> None:
     """Replace the account's offers with a successful poll, or keep the last good ones
     (marked stale) and record the error."""
+    capacity_store_many(results=[(account, result)])
+
+
+def capacity_store_many(*, results: list[tuple[ProviderAccount, PollResult]]) -> None:
+    """Store several accounts' poll results in one transaction (see ``capacity_store``).
+
+    A poll cycle stores results as they arrive, and accounts answering together are stored
+    together: a fixed handful of statements for the batch rather than a handful per account,
+    since storing sits on the cycle's critical path. The account rows are locked first, in
+    primary-key order, so concurrent polls (beat and "Poll now") neither interleave nor deadlock.
+    """
+    if not results:
+        return
     now = clock.now()
+    good = [(a, r) for a, r in results if r.offers is not None]
+    failed = [(a, r) for a, r in results if r.offers is None]
     with transaction.atomic():
-        account = ProviderAccount.objects.select_for_update().get(pk=account.pk)
-        account.last_polled_at = now
-        if result.offers is None:
-            account.consecutive_failures += 1
-            account.last_error = result.error[:2000]
-            has_offers = account.offers.exists()
-            account.health = Health.STALE if has_offers else Health.ERROR
-            account.offers.update(stale=True)
-        else:
-            account.offers.all().delete()
-            Offer.objects.bulk_create(_to_rows(account, result.offers, now), batch_size=1000)
-            account.offer_count = account.offers.count()
-            account.last_success_at = now
-            account.last_error = ""
-            account.consecutive_failures = 0
-            account.health = Health.OK
-        account.save()
+        ids = sorted({a.pk for a, _ in results})
+        list(ProviderAccount.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk", flat=True))
+        for account, result in failed:
+            kept = Offer.objects.filter(provider_account_id=account.pk).update(stale=True)
+            ProviderAccount.objects.filter(pk=account.pk).update(
+                last_polled_at=now, last_error=result.error[:2000], health=Health.STALE if kept else Health.ERROR,
+                consecutive_failures=F("consecutive_failures") + 1)
+        if good:
+            rows = {a.pk: _to_rows(a, r.offers or [], now) for a, r in good}
+            ProviderAccount.objects.filter(pk__in=list(rows)).update(
+                last_polled_at=now, last_success_at=now, last_error="", consecutive_failures=0, health=Health.OK,
+                offer_count=Case(*[When(pk=pk, then=Value(len(r))) for pk, r in rows.items()],
+                                 output_field=ProviderAccount._meta.get_field("offer_count")))
+            Offer.objects.filter(provider_account_id__in=list(rows)).delete()
+            Offer.objects.bulk_create([row for r in rows.values() for row in r], batch_size=1000)
 
 
 def capacity_poll(*, accounts: list[ProviderAccount], timeout: float | None = None) -> list[PollResult]:
@@ -173,21 +190,21 @@ def capacity_poll(*, accounts: list[ProviderAccount], timeout: float | None = No
         pending = {pool.submit(_fetch, a): str(a.pk) for a in accounts}
         while pending:
             next_deadline = min(deadlines[i] for i in pending.values())
-            done, _ = wait(pending, timeout=max(0.0, next_deadline - time.monotonic()), return_when=FIRST_COMPLETED)
-            for future in done:
-                pending.pop(future)
-                result = future.result()  # _fetch never raises
-                capacity_store(account=by_id[result.account_id], result=result)
-                results.append(result)
+            wait(pending, timeout=max(0.0, next_deadline - time.monotonic()), return_when=FIRST_COMPLETED)
+            batch: list[PollResult] = []
             now = time.monotonic()
             for future, account_id in list(pending.items()):
-                if deadlines[account_id] <= now:
-                    pending.pop(future)
+                if future.done():  # every account that has answered by now, stored together
+                    batch.append(future.result())  # _fetch never raises
+                elif deadlines[account_id] <= now:
                     future.cancel()
                     limit = deadlines[account_id] - started
-                    result = PollResult(account_id, None, f"TransientError: no answer within {limit:.1f}s (poll timeout)")
-                    capacity_store(account=by_id[account_id], result=result)
-                    results.append(result)
+                    batch.append(PollResult(account_id, None, f"TransientError: no answer within {limit:.1f}s (poll timeout)"))
+                else:
+                    continue
+                pending.pop(future)
+            capacity_store_many(results=[(by_id[r.account_id], r) for r in batch])
+            results.extend(batch)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     return results
