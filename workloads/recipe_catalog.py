@@ -18,7 +18,7 @@ BUILTIN_RECIPES: list[dict[str, Any]] = [
         "slug": "brain-pod",
         "name": "Brain pod",
         "category": "notebook",
-        "icon": "🧠",
+        "icon": "NB",
         "description": "A persistent workspace with JupyterLab and SSH. Your files survive restarts; "
                        "it stops itself when the GPU has been idle for an hour.",
         "image": "quay.io/jupyter/pytorch-notebook:cuda12-2024-10-07",
@@ -42,7 +42,7 @@ BUILTIN_RECIPES: list[dict[str, Any]] = [
         "slug": "lora-finetune",
         "name": "LoRA / QLoRA fine-tuning",
         "category": "training",
-        "icon": "🎯",
+        "icon": "FT",
         "description": "Fine-tune a common open base model on your dataset with LoRA adapters "
                        "(or QLoRA in 4-bit). Writes the adapter to your output URI, then stops.",
         "image": "nvcr.io/nvidia/pytorch:24.08-py3",
@@ -78,7 +78,7 @@ BUILTIN_RECIPES: list[dict[str, Any]] = [
         "slug": "llm-inference",
         "name": "LLM inference",
         "category": "inference",
-        "icon": "💬",
+        "icon": "API",
         "description": "An OpenAI-compatible endpoint served by vLLM. Tensor parallelism follows the "
                        "GPU count; add replicas for burst capacity.",
         "image": "vllm/vllm-openai:v0.6.3",
@@ -107,7 +107,7 @@ BUILTIN_RECIPES: list[dict[str, Any]] = [
         "slug": "image-generation",
         "name": "Stable Diffusion / Flux",
         "category": "image",
-        "icon": "🎨",
+        "icon": "IMG",
         "description": "Image generation with SDXL or FLUX.1 behind ComfyUI, with a web UI and an HTTP API.",
         "image": "ghcr.io/ai-dock/comfyui:v2-cuda-12.1.1-base-22.04",
         "image_kind": "docker",
@@ -134,7 +134,7 @@ BUILTIN_RECIPES: list[dict[str, Any]] = [
         "slug": "whisper-batch",
         "name": "Whisper batch transcription",
         "category": "batch",
-        "icon": "🎙️",
+        "icon": "ASR",
         "description": "Transcribe every audio file under an input URI with OpenAI Whisper and write "
                        "transcripts (JSON + SRT) to the output URI.",
         "image": "nvcr.io/nvidia/pytorch:24.08-py3",
@@ -164,7 +164,7 @@ BUILTIN_RECIPES: list[dict[str, Any]] = [
         "slug": "custom",
         "name": "Custom container",
         "category": "custom",
-        "icon": "🧩",
+        "icon": "</>",
         "description": "Any image (Docker Hub, NGC nvcr.io or a curated base) with your own command, env "
                        "and ports. Save it as your own recipe with a typed parameter form.",
         "image": "nvcr.io/nvidia/pytorch:24.08-py3",

@@ -52,7 +52,7 @@ def recipe_catalog(request: HttpRequest) -> HttpResponse:
     q, category, source = (request.GET.get(k, "").strip() for k in ("q", "category", "source"))
     items = recipe_search(membership.tenant, q=q, category=category, source=source)
     for r in items:
-        r.icon = ICONS.get(r.category, "📦")
+        r.icon = ICONS.get(r.category, "</>")
         r.category_label = CATEGORIES.get(r.category, r.category.title())
     ctx = {"recipes": items, "q": q, "category": category, "source": source, "categories": CATEGORIES}
     template = "workloads/recipes/partials/cards.html" if request.htmx else "workloads/recipes/catalog.html"
@@ -96,7 +96,7 @@ def _launch(request: HttpRequest, version, recipe=None, initial=None) -> HttpRes
     return render(request, "workloads/recipes/launch.html", {
         "form": form, "recipe": recipe, "version": version, "can_launch": can_launch, "has_providers": has_providers,
         "preview_url": preview_url, "placement_preview_url": _placement_preview_url(),
-        "icon": ICONS.get(recipe.category, "📦") if recipe else "📦",
+        "icon": ICONS.get(recipe.category, "</>") if recipe else "IMG",
     })
 
 
