@@ -18,7 +18,7 @@ import fnmatch
 import re
 import threading
 import time
-from datetime import timedelta
+import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -41,6 +41,7 @@ from provisioner import clock
 from ..catalog import canonical_gpu_class, region_country
 from . import aws_pricing
 from .aws_errors import map_client_error
+from .aws_metrics import CW_METRIC, CW_NAMESPACE, latest_samples, metric_data_request
 from .base import (
     REMOTE_FAILED,
     REMOTE_INTERRUPTED,
@@ -79,8 +80,6 @@ DEFAULT_AMI_NAMES = ("Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04
                      "Deep Learning*Ubuntu*", "Deep Learning*")
 IMAGE_CACHE_SECONDS = 3600  # a new DLAMI appears every few weeks; the lookup costs a second
 _image_cache: dict[tuple[str, str, str], tuple[float, tuple[str, str]]] = {}
-CW_NAMESPACE = "CWAgent"
-CW_METRIC = "nvidia_smi_utilization_gpu"
 SPOT_TERMINATION_CODES = ("Server.SpotInstanceTermination", "Server.SpotInstanceShutdown")
 
 _loader_lock = threading.Lock()
@@ -96,6 +95,14 @@ def _botocore_session() -> botocore.session.Session:
             _shared_loader.append(session.get_component("data_loader"))
         session.register_component("data_loader", _shared_loader[0])
     return session
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 def build_client(session: boto3.session.Session, service: str, region: str, endpoint_url: str | None, config: Config):
@@ -300,7 +307,7 @@ class AwsAdapter(ProviderAdapter):
                 latest[key] = (ts, Decimal(str(h["SpotPrice"])))
         return {k: v[1] for k, v in latest.items()}
 
-    def on_demand_prices(self, region: str, instance_types: list[str]) -> _Prices:
+    def on_demand_prices(self, region: str, instance_types: list[str]) -> aws_pricing.Prices:
         """On-demand USD/hour per type: Price List API (cached), else the bundled table."""
         cache_key = str(self.credentials.get("access_key_id", ""))
         if self.settings.get("pricing_api", True) and not aws_pricing.price_cache.api_down(cache_key):
@@ -315,9 +322,9 @@ class AwsAdapter(ProviderAdapter):
                 else:
                     aws_pricing.price_cache.put(cache_key, region, cached)
             if cached:
-                return _Prices({t: p for t, p in cached.items() if t in instance_types}, "pricing-api")
+                return aws_pricing.Prices({t: p for t, p in cached.items() if t in instance_types}, "pricing-api")
         table = aws_pricing.table_prices(region)
-        return _Prices({t: table[t] for t in instance_types if t in table}, "bundled-table")
+        return aws_pricing.Prices({t: table[t] for t in instance_types if t in table}, "bundled-table")
 
     # --- interface: pods -----------------------------------------------------------------------
     def launch(self, request: LaunchRequest) -> RemotePod:
@@ -332,7 +339,7 @@ class AwsAdapter(ProviderAdapter):
             "InstanceType": request.instance_type,
             "MinCount": 1,
             "MaxCount": 1,
-            "ClientToken": request.tag,  # EC2 idempotency: the same token never launches twice
+            "ClientToken": self.client_token(request),  # EC2 idempotency: the same token never launches twice
             "UserData": container_script(request),
             "InstanceInitiatedShutdownBehavior": "terminate",
             "TagSpecifications": [
@@ -361,6 +368,18 @@ class AwsAdapter(ProviderAdapter):
             params["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": spot_options}
         response = self._call(ec2, "run_instances", launch=True, **params)
         return self._remote(region, response["Instances"][0])
+
+    @staticmethod
+    def client_token(request: LaunchRequest) -> str:
+        """RunInstances' ``ClientToken``: the pod UUID, qualified by the placement.
+
+        A retry of the same attempt reuses it (EC2 then returns the original instance), but a
+        failover of the same pod to another AZ or shape must not: EC2 refuses a known token
+        with different parameters (IdempotentParameterMismatch), which would stop failover.
+        """
+        where = f"{request.region}/{request.zone}/{request.instance_type}/{int(request.spot)}"
+        return str(uuid.uuid5(uuid.UUID(request.tag), where)) if _is_uuid(request.tag) else \
+            str(uuid.uuid5(uuid.NAMESPACE_URL, f"ai-cloud-provisioner:{request.tag}/{where}"))
 
     def _find_by_tag(self, region: str, tag: str) -> dict[str, Any] | None:
         for inst in self._instances(region, [{"Name": f"tag:{TAG_KEY}", "Values": [tag]}]):
@@ -505,26 +524,5 @@ class AwsAdapter(ProviderAdapter):
             return None  # no cloudwatch permission: not an error of the pod
         if not metrics:
             return None
-        now = clock.now()
-        queries = [{"Id": f"g{i}", "MetricStat": {"Metric": m, "Period": 60, "Stat": "Average"}, "ReturnData": True}
-                   for i, m in enumerate(metrics)]
-        data = self._call(cw, "get_metric_data", MetricDataQueries=queries, StartTime=now - timedelta(minutes=10),
-                          EndTime=now + timedelta(minutes=1), ScanBy="TimestampDescending")
-        samples: list[GpuSample] = []
-        for i, m in enumerate(metrics):
-            result = next((r for r in data.get("MetricDataResults", []) if r["Id"] == f"g{i}"), None)
-            if not result or not result.get("Values"):
-                continue
-            latest = max(zip(result["Timestamps"], result["Values"], strict=False), key=lambda tv: tv[0])
-            dims = {d["Name"]: d["Value"] for d in m.get("Dimensions", [])}
-            index = int(dims.get("index", i)) if str(dims.get("index", i)).isdigit() else i
-            samples.append(GpuSample(gpu_index=index, util_pct=float(latest[1]), at=latest[0]))
-        return sorted(samples, key=lambda s: s.gpu_index) or None
-
-
-class _Prices(dict):
-    """Prices plus where they came from (shown on the offer, so admins know how fresh they are)."""
-
-    def __init__(self, prices: dict[str, Decimal], source: str):
-        super().__init__(prices)
-        self.source = source
+        data = self._call(cw, "get_metric_data", **metric_data_request(metrics, clock.now()))
+        return latest_samples(metrics, data)

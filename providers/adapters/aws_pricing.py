@@ -75,6 +75,14 @@ def fetch_region_prices(pricing_client, region: str, instance_types: list[str] |
     return prices
 
 
+class Prices(dict):
+    """Prices plus where they came from (shown on the offer, so admins know how fresh they are)."""
+
+    def __init__(self, prices: dict[str, Decimal], source: str):
+        super().__init__(prices)
+        self.source = source
+
+
 # --- bundled table ---------------------------------------------------------------------------
 
 

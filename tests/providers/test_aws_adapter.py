@@ -306,7 +306,8 @@ def test_on_demand_launch_runs_and_terminates(tenant, project, owner, moto_url, 
     assert pod.price_usd_per_hour == Decimal("1.006")
     assert pod.external_id.startswith("us-east-1/i-")
     (run,) = hooks.params("RunInstances")
-    assert run["ClientToken"] == str(pod.pk)
+    assert run["ClientToken"] == AwsAdapter.client_token(LaunchRequest(
+        tag=str(pod.pk), name="", image="", gpu_class="A10", gpu_count=1, region="us-east-1", instance_type="g5.xlarge"))
     assert {"Key": "provisioner:pod", "Value": str(pod.pk)} in run["TagSpecifications"][0]["Tags"]
     assert "InstanceMarketOptions" not in run
     script = base64.b64decode(run["UserData"]).decode()  # botocore base64-encodes it for EC2
@@ -386,7 +387,10 @@ def test_capacity_error_fails_over_to_the_next_region(tenant, project, owner, mo
     assert pod.region != first and pod.region in ("us-east-1", "us-west-2")
     assert LaunchBlock.objects.filter(provider_account=account, region=first).exists()
     assert pod.events.filter(kind="attempt", message__contains="no capacity").exists()
-    assert len(hooks.params("RunInstances")) == 2  # both requests passed botocore's validation
+    runs = hooks.params("RunInstances")
+    assert len(runs) == 2  # both requests passed botocore's validation
+    # a distinct ClientToken per attempt: EC2 would refuse a reused one with new parameters
+    assert runs[0]["ClientToken"] != runs[1]["ClientToken"]
 
 
 def test_typed_errors(moto_url, hooks):
