@@ -13,9 +13,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from types import SimpleNamespace
 from urllib.parse import urlencode
 
-from django.db.models import DateField, F, Sum
+from django.db.models import DateField, F, Sum, Value
 from django.db.models.functions import TruncDate, TruncMonth, TruncWeek
 
 from providers.models import ProviderAccount
@@ -127,6 +128,11 @@ class SpendView:
     spent_today: Decimal = ZERO
     running_count: int = 0
 
+    def table(self) -> list[tuple[str, str, str]]:
+        """``rows()`` formatted once (ISO date, label, amount to the cent): the page and the
+        CSV print these same strings."""
+        return [(p.isoformat(), label, f"{usd:.2f}") for p, label, usd in self.rows()]
+
     def rows(self) -> list[tuple[date, str, Decimal]]:
         """The period x group table the page shows and the CSV exports."""
         out = []
@@ -193,6 +199,14 @@ class _Source:
         return TruncDate(field_name) if field_name == "bucket_start" else F(field_name)
 
 
+def _union(querysets: list) -> list:
+    """Run aggregated querysets of the same shape as one UNION ALL round trip."""
+    if not querysets:
+        return []
+    first, *rest = querysets
+    return list(first.union(*rest, all=True) if rest else first)
+
+
 def _as_date(x) -> date:
     return x.date() if isinstance(x, datetime) else x
 
@@ -204,13 +218,24 @@ def today_rows(tenant, f: Filters, today: date):
             qs.values_list("project_id", "provider_account_id", "workload_id").annotate(s=Sum("amount_usd"))]
 
 
-def live_pods(tenant, f: Filters):
+_LIVE_FIELDS = ("state", "price_per_hour", "price_usd_per_hour", "currency", "started_at", "stopped_at", "ended_at",
+                "metered_until", "offer_snapshot", "project_id", "workload_id", "provider_account_id")
+
+
+def live_pods(tenant, f: Filters) -> list[SimpleNamespace]:
+    """Pods accruing cost now (running, or stopped with storage/held servers), as light
+    records carrying what ``unbooked_usd`` reads (no model instances: this runs every poll)."""
     qs = _scoped(Pod.objects.filter(tenant=tenant, started_at__isnull=False)
                  .filter(state__in=[*BILLABLE_POD_STATES, PodState.STOPPED]), f)
-    return list(qs.select_related("provider_account", "workload").only(
-        "state", "price_per_hour", "price_usd_per_hour", "currency", "started_at", "stopped_at", "ended_at",
-        "metered_until", "offer_snapshot", "tenant_id", "project_id", "workload_id", "provider_account_id",
-        "provider_account__kind", "provider_account__settings", "workload__volumes"))
+    out = []
+    for row in qs.values(*_LIVE_FIELDS, "provider_account__kind", "provider_account__settings", "workload__volumes"):
+        rec = SimpleNamespace(**{k: row[k] for k in _LIVE_FIELDS})
+        rec.provider_account = (SimpleNamespace(kind=row["provider_account__kind"],
+                                                settings=row["provider_account__settings"] or {})
+                                if row["provider_account_id"] else None)
+        rec.workload = SimpleNamespace(volumes=row["workload__volumes"] or [])
+        out.append(rec)
+    return out
 
 
 def build(tenant, f: Filters, *, projects: dict, providers: dict, source: str = "rollup") -> SpendView:
@@ -233,10 +258,10 @@ def build(tenant, f: Filters, *, projects: dict, providers: dict, source: str = 
         v.total += usd
 
     hist_end = min(f.end + timedelta(days=1), today)
-    for qs, fld, monthly in src.parts(f.start, hist_end, months=f.grain == "month"):
-        for b, key, usd in (qs.annotate(b=src.bucket_expr(fld, monthly, f.grain))
-                            .values_list("b", group_field).annotate(s=Sum("amount_usd")).order_by()):
-            add(key, bucket_of(_as_date(b), f.grain), usd or ZERO)
+    for b, key, usd in _union([qs.annotate(b=src.bucket_expr(fld, monthly, f.grain)).values_list("b", group_field)
+                               .annotate(s=Sum("amount_usd")).order_by()
+                               for qs, fld, monthly in src.parts(f.start, hist_end, months=f.grain == "month")]):
+        add(key, bucket_of(_as_date(b), f.grain), usd or ZERO)
     # today: booked ledger lines plus the live, not-yet-metered accrual
     todays: list[tuple] = today_rows(tenant, f, today)
     pods = live_pods(tenant, f)
@@ -263,9 +288,9 @@ def build(tenant, f: Filters, *, projects: dict, providers: dict, source: str = 
     v.periods, v.series = periods, {k: dict(x) for k, x in series.items()}
     # top workloads: totals per workload over the range (whole months from monthly rollups)
     by_workload: dict = defaultdict(Decimal)
-    for qs, _fld, _monthly in src.parts(f.start, hist_end):
-        for w, p, usd in qs.values_list("workload_id", "project_id").annotate(s=Sum("amount_usd")).order_by():
-            by_workload[(w, p)] += usd or ZERO
+    for w, p, usd in _union([qs.values_list("workload_id", "project_id").annotate(s=Sum("amount_usd")).order_by()
+                             for qs, _fld, _monthly in src.parts(f.start, hist_end)]):
+        by_workload[(w, p)] += usd or ZERO
     for key, usd in today_by_workload.items():
         by_workload[key] += usd
     top = sorted(by_workload.items(), key=lambda kv: (-kv[1], str(kv[0][0])))[:TOP_N]
@@ -275,10 +300,11 @@ def build(tenant, f: Filters, *, projects: dict, providers: dict, source: str = 
     # burn rate (average of the last 7 complete days) and forecast to month end
     month_start = today.replace(day=1)
     daily: dict[date, Decimal] = defaultdict(Decimal)
-    for qs, fld, monthly in src.parts(min(month_start, today - timedelta(days=7)), today, months=False):
-        for d, usd in (qs.annotate(b=src.bucket_expr(fld, monthly, "day")).values_list("b")
-                       .annotate(s=Sum("amount_usd")).order_by()):
-            daily[_as_date(d)] += usd or ZERO
+    for d, usd in _union([qs.annotate(b=src.bucket_expr(fld, monthly, "day")).values_list("b")
+                          .annotate(s=Sum("amount_usd")).order_by()
+                          for qs, fld, monthly in src.parts(min(month_start, today - timedelta(days=7)), today,
+                                                            months=False)]):
+        daily[_as_date(d)] += usd or ZERO
     daily[today] = v.spent_today
     v.burn_per_day = sum((daily.get(today - timedelta(days=i), ZERO) for i in range(1, 8)), ZERO) / 7
     running = ZERO
@@ -315,6 +341,11 @@ def budget_gauges(tenant, budgets) -> list[dict]:
 
 
 def name_maps(tenant) -> tuple[dict, dict]:
-    projects = {str(k): v for k, v in Project.objects.filter(tenant=tenant).values_list("pk", "name")}
-    providers = {str(k): v for k, v in ProviderAccount.objects.filter(tenant=tenant).values_list("pk", "name")}
+    """Project and provider-account names of the tenant (one round trip)."""
+    rows = (Project.objects.filter(tenant=tenant).annotate(t=Value("p")).values_list("t", "pk", "name").order_by()
+            .union(ProviderAccount.objects.filter(tenant=tenant).annotate(t=Value("a"))
+                   .values_list("t", "pk", "name").order_by(), all=True))
+    projects, providers = {}, {}
+    for t, pk, name in rows:
+        (projects if t == "p" else providers)[str(pk)] = name
     return projects, providers

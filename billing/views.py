@@ -44,7 +44,7 @@ def spend(request: HttpRequest) -> HttpResponse:
         "providers": sorted(providers.items(), key=lambda kv: kv[1]),
         "presets": dashboard.PRESETS, "groups": dashboard.GROUPS, "grains": dashboard.GRAINS,
         "modes": dashboard.MODES,
-        "rows": v.rows(), "gauges": gauges,
+        "rows": v.table(), "gauges": gauges,
         "chart_spend": charts.spend_over_time(v), "chart_forecast": charts.burn_and_forecast(v),
         "chart_budgets": charts.budget_gauges(gauges),
         "alerts": list(alerts_for_tenant(tenant, unread_only=True)[:5]),
@@ -60,8 +60,8 @@ def spend_export(request: HttpRequest) -> HttpResponse:
     resp["Content-Disposition"] = f'attachment; filename="spend-{f.start}-{f.end}.csv"'
     w = csv.writer(resp)
     w.writerow(["section", "period", dashboard.GROUPS[f.group].lower(), "workload", "project", "amount_usd"])
-    for period, label, usd in v.rows():
-        w.writerow(["spend", period.isoformat(), label, "", "", f"{usd:.2f}"])
+    for period, label, usd in v.table():
+        w.writerow(["spend", period, label, "", "", usd])
     w.writerow(["total", f"{f.start.isoformat()}..{f.end.isoformat()}", "", "", "", f"{v.total:.2f}"])
     for t in v.top:
         w.writerow(["top_workload", "", "", t["name"], t["project"], f"{t['usd']:.2f}"])
