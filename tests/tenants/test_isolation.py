@@ -55,7 +55,8 @@ def test_viewer_cannot_launch_or_terminate(client, viewer, sandbox, tenant, proj
     (pod,) = services.workload_launch(workload=w, enqueue=False)
     services.pod_provision(pod_id=str(pod.pk))
     client.force_login(viewer)
-    assert client.get(reverse("workloads:launch")).status_code == 403
+    # the launch page is readable (what could be launched) but the launch itself is refused
+    assert client.post(reverse("workloads:launch"), {"name": "x"}).status_code == 403
     assert client.post(reverse("workloads:pod_terminate", args=[pod.pk])).status_code == 403
     assert client.get(reverse("workloads:pod_detail", args=[pod.pk])).status_code == 200
 
@@ -64,4 +65,4 @@ def test_viewer_cannot_launch_or_terminate(client, viewer, sandbox, tenant, proj
 def test_finance_sees_spend_but_cannot_launch(client, finance):
     client.force_login(finance)
     assert client.get(reverse("billing:spend")).status_code == 200
-    assert client.get(reverse("workloads:launch")).status_code == 403
+    assert client.post(reverse("workloads:launch"), {"name": "x"}).status_code == 403
