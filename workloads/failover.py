@@ -39,6 +39,7 @@ from . import calls
 from .models import LaunchAttempt, LaunchBlock, Pod, PodState
 from .placement import Candidate
 from .recipes import launch_env, registry_auth
+from .telemetry import agent_launch_env
 from .transitions import pod_event
 
 logger = logging.getLogger(__name__)
@@ -75,7 +76,9 @@ def launch_request(pod: Pod, offer) -> LaunchRequest:
         gpu_count=offer.gpu_count, region=offer.region, instance_type=offer.instance_type, zone=offer.zone,
         spot=offer.spot, bid_price_per_hour=offer.price_per_hour if offer.spot else None,
         command=list(spec.get("command", [])), args=list(spec.get("args", [])),
-        env=launch_env(w),  # recipe secret references are resolved here, and only here
+        # recipe secret references are resolved here, and only here; plus the in-pod GPU agent's
+        # heartbeat URL and a fresh per-pod token (each attempt's token replaces the previous one)
+        env={**launch_env(w), **agent_launch_env(pod=pod)},
         ports=list(w.ports or spec.get("ports", [])), volumes=list(w.volumes or []),
         public_ingress=w.public_ingress, registry_auth=registry_auth(w),
     )

@@ -205,3 +205,45 @@ def test_agent_script_is_downloadable(client):
     r = client.get(reverse("workloads:agent_script"))
     assert r.status_code == 200
     assert b"def main(" in b"".join(r.streaming_content)
+
+
+@pytest.mark.django_db
+def test_provisioning_injects_the_agent_env_and_the_token_works(client, tenant, project, owner, sandbox):
+    """The real launch path: the pod's container env carries the agent's URL, token and interval."""
+    from providers.adapters.base import LaunchRequest
+    from providers.adapters.sandbox import SandboxAdapter
+
+    seen: list[LaunchRequest] = []
+    original = SandboxAdapter.launch
+
+    def spy(self, request):
+        seen.append(request)
+        return original(self, request)
+
+    w = services.workload_create(tenant=tenant, project=project, owner=owner, name="train", image="img",
+                                 gpu_class="A10", gpu_count=1)
+    (pod,) = services.workload_launch(workload=w, enqueue=False)
+    SandboxAdapter.launch = spy
+    try:
+        pod = services.pod_provision(pod_id=str(pod.pk))
+    finally:
+        SandboxAdapter.launch = original
+    assert pod.state == PodState.RUNNING and seen
+    env = seen[-1].env
+    assert env["AGENT_HEARTBEAT_URL"].endswith(f"/agent/heartbeat/{pod.pk}/")
+    assert env["AGENT_INTERVAL"] == str(telemetry.agent_interval_seconds())
+    assert beat(client, pod.pk, env["AGENT_TOKEN"]).status_code == 200
+
+
+@pytest.mark.django_db
+def test_each_sample_records_its_gap_to_the_previous_one(client, pod):
+    token = telemetry.agent_token_issue(pod=pod)
+    with clock.frozen(T0) as advance:
+        beat(client, pod.pk, token)
+        advance(seconds=30)
+        beat(client, pod.pk, token, {"gpus": [{"index": 0, "util": 1}]})
+        advance(seconds=45)
+        beat(client, pod.pk, token)
+    gaps = list(UtilizationSample.objects.filter(pod=pod).order_by("at", "gpu_index").values_list("gpu_index", "gap_s"))
+    # GPU 1 missed one report: its gap spans both intervals
+    assert gaps == [(0, None), (1, None), (0, 30.0), (0, 45.0), (1, 75.0)]
