@@ -218,6 +218,8 @@ class AzureAdapter(ProviderAdapter):
     def _arm(self, method: str, path_or_url: str, *, api: str = COMPUTE_API, json: Any = None,
              params: dict[str, Any] | None = None) -> httpx.Response:
         url = path_or_url if path_or_url.startswith("http") else f"{self._base('management')}{path_or_url}"
+        if not url.startswith(f"{self._base('management')}/"):  # nextLink/operation URLs: the token goes to ARM only
+            raise PermanentError(f"refusing to send the ARM token to {httpx.URL(url).host}")
         query = dict(params or {})
         if "api-version=" not in url:
             query["api-version"] = api

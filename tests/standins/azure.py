@@ -181,6 +181,8 @@ class FakeAzure:
             if request.content:
                 body = dict(parse_qs(request.content.decode())) if "form" in ctype else json.loads(request.content)
             self.requests.append({"method": request.method, "path": path, "query": q, "body": body})
+            # like ARM, links (nextLink, operation URLs) point back at the host that was asked
+            self.base = f"{request.url.scheme}://{request.url.netloc.decode()}"
             response = self._route(request.method, path, q, body, request)
             if response.headers.get("content-type", "").startswith("application/json") and response.content:
                 self.responses.append((request.method, path, json.loads(response.content)))
