@@ -8,6 +8,7 @@ Each entry keeps the invoice rate it was booked at; a later rate change does not
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -211,6 +212,21 @@ def ledger_correct(*, pod: Pod | None = None, tenant_id=None, project_id=None, p
     return entry
 
 
+_RULES: dict[tuple[str, str], object] = {}
+
+
+def _cached_rule(kind: str, account_settings: dict | None):
+    """``rule_for`` memoized on the account's billing override (read on every dashboard poll)."""
+    billing = (account_settings or {}).get("billing") or {}
+    key = (kind, json.dumps(billing, sort_keys=True, default=str))
+    rule = _RULES.get(key)
+    if rule is None:
+        if len(_RULES) > 1000:
+            _RULES.clear()
+        rule = _RULES[key] = rule_for(kind, account_settings)
+    return rule
+
+
 def unbooked_usd(pod: Pod, rates: dict[str, Decimal], at: datetime | None = None) -> Decimal:
     """What the pod owes beyond its ledger right now (the live tail since the last meter),
     computed with the same rules as the ledger. Needs ``provider_account`` and ``workload``
@@ -224,7 +240,7 @@ def unbooked_usd(pod: Pod, rates: dict[str, Decimal], at: datetime | None = None
     since = pod.metered_until or pod.started_at
     if end <= since:
         return Decimal(0)
-    rule = rule_for(pod.provider_account.kind, pod.provider_account.settings)
+    rule = _cached_rule(pod.provider_account.kind, pod.provider_account.settings)
     a, b = charges_at(facts, rule, since), charges_at(facts, rule, end)
     return q6(sum((b[k] - a[k] for k in b), Decimal(0)) * rate_for(pod.currency, rates))
 
