@@ -213,3 +213,12 @@ def test_agent_subprocess_reports_to_the_live_server(live_server, tmp_path, tena
     forged = subprocess.run([sys.executable, str(AGENT), "--once"], env=_agent_env(tmp_path, url, "F" * 43),
                             capture_output=True, text=True, timeout=60)
     assert forged.returncode == 1 and "refused (401)" in forged.stderr
+
+
+def test_print_mode_shows_a_valid_payload(fake_nvml, capsys, monkeypatch):
+    monkeypatch.delenv("AGENT_INTERVAL", raising=False)
+    agent = load_agent()
+    assert agent.main(["--print"]) == 0
+    payload = capsys.readouterr().out
+    beat = telemetry.heartbeat_parse(payload.encode())
+    assert beat.interval == 30 and beat.source == "nvml" and len(beat.gpus) == 2

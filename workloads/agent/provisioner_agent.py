@@ -189,20 +189,25 @@ def run(url, token, interval, once=False, stop=None, smi_command=None):
             reader.close()
 
 
+def _interval_from_env():
+    """AGENT_INTERVAL in seconds (default 30), 0 when it is not a number."""
+    try:
+        return min(3600, max(1, int(os.environ.get("AGENT_INTERVAL", "30"))))
+    except ValueError:
+        return 0
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--print" in argv:
         reader, problem = open_reader()
-        print(json.dumps(build_payload(reader, problem, 0)))
+        print(json.dumps(build_payload(reader, problem, _interval_from_env() or 30)))
         if reader is not None:
             reader.close()
         return 0
     url = os.environ.get("AGENT_HEARTBEAT_URL", "")
     token = os.environ.get("AGENT_TOKEN", "")
-    try:
-        interval = max(1, int(os.environ.get("AGENT_INTERVAL", "30")))
-    except ValueError:
-        interval = 0
+    interval = _interval_from_env()
     if not url.startswith(("http://", "https://")) or not token or not interval:
         log("AGENT_HEARTBEAT_URL, AGENT_TOKEN and AGENT_INTERVAL must be set")
         return 2
