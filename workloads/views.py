@@ -6,15 +6,12 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from providers.selectors import provider_accounts_for_tenant
 from provisioner import clock
 from tenants.access import get_for_tenant_or_404, require_member
 from tenants.permissions import PROVISION
 
-from . import services
-from .forms import LaunchForm
-from .models import LIVE_POD_STATES, Pod, PodState, Workload
-from .selectors import pod_cost_so_far, pods_for_tenant, workloads_for_tenant
+from .models import LIVE_POD_STATES, Pod, PodState
+from .selectors import pod_cost_so_far, pods_for_tenant
 
 
 @login_required
@@ -47,37 +44,3 @@ def pod_terminate(request: HttpRequest, pk) -> HttpResponse:
         terminate_pod.delay(str(pod.pk), f"Terminated by {request.user.username}")
         messages.success(request, "Termination requested.")
     return redirect("workloads:pod_detail", pk=pod.pk)
-
-
-@login_required
-def launch(request: HttpRequest) -> HttpResponse:
-    membership = require_member(request, PROVISION)
-    tenant = membership.tenant
-    form = LaunchForm(request.POST or None, tenant=tenant)
-    has_providers = provider_accounts_for_tenant(tenant).filter(enabled=True).exists()
-    if request.method == "POST" and form.is_valid():
-        d = form.cleaned_data
-        workload = services.workload_create(
-            tenant=tenant, project=d["project"], owner=request.user, name=d["name"], image=d["image"],
-            gpu_class=d["gpu_class"], gpu_count=d["gpu_count"], lifecycle=d["lifecycle"],
-            interruption_tolerant=d["interruption_tolerant"],
-        )
-        pods = services.workload_launch(workload=workload)
-        messages.success(request, f"Launching {workload.name}…")
-        return redirect("workloads:pod_detail", pk=pods[0].pk)
-    return render(request, "workloads/launch.html", {"form": form, "has_providers": has_providers})
-
-
-@login_required
-def workload_list(request: HttpRequest) -> HttpResponse:
-    membership = require_member(request)
-    return render(request, "workloads/workload_list.html", {"workloads": workloads_for_tenant(membership.tenant)[:200]})
-
-
-@login_required
-def workload_detail(request: HttpRequest, pk) -> HttpResponse:
-    workload = get_for_tenant_or_404(request, Workload, pk=pk)
-    pods = list(workload.pods.select_related("provider_account").all())
-    for p in pods:
-        p.cost_so_far = pod_cost_so_far(p)
-    return render(request, "workloads/workload_detail.html", {"workload": workload, "pods": pods})
