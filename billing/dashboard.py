@@ -326,10 +326,12 @@ def budget_gauges(tenant, budgets) -> list[dict]:
     today = now.date()
     starts = {b.pk: period_start(b.period, now).date() for b in budgets}
     earliest = min(starts.values())
-    per_day_project = list(SpendRollup.objects.filter(tenant=tenant, day__gte=earliest, day__lt=today)
-                           .values_list("day", "project_id").annotate(s=Sum("amount_usd")))
-    per_day_project += [(today, p, s) for p, s in LedgerEntry.objects.filter(
-        tenant=tenant, bucket_start__gte=day_start(today)).values_list("project_id").annotate(s=Sum("amount_usd"))]
+    per_day_project = [(_as_date(d), p, s) for d, p, s in _union([
+        SpendRollup.objects.filter(tenant=tenant, day__gte=earliest, day__lt=today)
+        .values_list("day", "project_id").annotate(s=Sum("amount_usd")).order_by(),
+        LedgerEntry.objects.filter(tenant=tenant, bucket_start__gte=day_start(today))
+        .annotate(d=TruncDate("bucket_start")).values_list("d", "project_id").annotate(s=Sum("amount_usd")).order_by(),
+    ])]
     out = []
     for b in budgets:
         spent = sum((s or ZERO for d, p, s in per_day_project

@@ -136,6 +136,11 @@ def test_budgets_page_finance_creates_and_edits(client, finance, developer, tena
     assert b.project == history["research"] and b.soft_thresholds == [50, 80, 100] and b.hard_limit
     page = client.get(reverse("billing:budgets"))
     assert "Research monthly" in page.content.decode() and "Invoice rates" in page.content.decode()
+    from billing.selectors import period_start, spend_since
+
+    (g,) = page.context["gauges"]
+    assert g["spent"] == spend_since(tenant_id=tenant.pk, since=period_start("month"), project_id=history["research"].pk)
+    assert g["left"] == Decimal("500") - g["spent"]
     r = client.post(reverse("billing:budget_edit", args=[b.pk]), {"name": "Research monthly", "period": "week",
                                                                   "amount_usd": "120", "soft_thresholds": "90"})
     assert r.status_code == 302
