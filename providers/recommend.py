@@ -109,29 +109,40 @@ def recommend_provider(*, tenant: Tenant, infos: list[ProviderInfo], table: dict
     known = table_from_offers(known_qs)
     latest = {k: v for k, v in known_qs.order_by().values_list("kind", "fetched_at")}
     table = table if table is not None else load_table()
+    candidates = [i for i in infos if i.kind != "sandbox" and i.supports_spot]
+    # capacity already known (this organization's live offers) decides first; the bundled
+    # table only when no connected account shows spot capacity near home
+    return (_best(candidates, home, area, area_name, known, latest, None)
+            or _best(candidates, home, area, area_name, {}, {}, table))
+
+
+def _best(infos: list[ProviderInfo], home: str, area: frozenset[str], area_name: str,
+          known: dict[str, dict[str, dict[str, int]]], latest: dict[str, Any],
+          table: dict[str, Any] | None) -> Recommendation | None:
     best: Recommendation | None = None
     for info in infos:
-        if info.kind == "sandbox" or not info.supports_spot:
-            continue
-        if info.kind in known:
+        if table is None:
+            if info.kind not in known:
+                continue
             countries, source = known[info.kind], "connected"
             basis = f"the offers your connected {info.label} account reported ({_when(latest.get(info.kind))})"
-        elif info.kind in table["providers"]:
+        else:
+            if info.kind not in table["providers"]:
+                continue
             entry = table["providers"][info.kind]
             countries, source = entry.get("countries", {}), "table"
             basis = f"the bundled provider table ({_when(entry.get('generated_at') or table.get('generated_at'))})"
-        else:
-            continue
         score, home_units, area_units = _score(countries, home, area)
         if score <= 0 or (best is not None and score <= best.score):
             continue
         where = []
         if home_units:
-            where.append(f"{home_units} in {home}")
+            where.append(f"about {home_units} spot GPUs in {home}")
         if area_units:
-            where.append(f"{area_units} elsewhere in {area_name}" if area_name != home else f"{area_units} nearby")
-        reason = (f"Best spot availability for your region ({home}): about {' and '.join(where)} "
-                  f"spot GPUs, according to {basis}.")
+            more = "more " if home_units else "spot GPUs "
+            where.append(f"{'about ' if not home_units else ''}{area_units} {more}elsewhere in {area_name}"
+                         if area_name != home else f"{area_units} {more}nearby")
+        reason = f"Best spot availability for your region ({home}): {' and '.join(where)}, according to {basis}."
         best = Recommendation(kind=info.kind, label=info.label, reason=reason, source=source, score=score,
                               home_units=home_units, area_units=area_units)
     return best

@@ -139,7 +139,7 @@ def connect(request: HttpRequest) -> HttpResponse:
             wizard.apply_step("provider", state, form, request.POST)
             store.save(state)
             return _goto(request, tenant, state, "credentials")
-        return _render_step(request, tenant, None, "provider", form, status=422 if request.htmx else 200)
+        return _render_step(request, tenant, None, "provider", form)
     return _render_step(request, tenant, None, "provider")
 
 
@@ -184,7 +184,7 @@ def wizard_step(request: HttpRequest, wizard_id: str, step: str) -> HttpResponse
         return _goto(request, tenant, state, wizard.next_step(step))
     wizard.save_draft(step, state, form, request.POST)
     store.save(state)
-    return _render_step(request, tenant, state, step, form, status=422 if request.htmx else 200)
+    return _render_step(request, tenant, state, step, form)
 
 
 @login_required
