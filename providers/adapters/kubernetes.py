@@ -258,7 +258,8 @@ class KubernetesAdapter(ProviderAdapter):
         used: dict[str, int] = defaultdict(int)
         for p in pods:
             node_name = (p.get("spec") or {}).get("nodeName")
-            if node_name:
+            # a terminating pod gives its GPUs back within its grace period: count them as free
+            if node_name and not (p.get("metadata") or {}).get("deletionTimestamp"):
                 used[node_name] += _pod_gpus(p)
         out = []
         for node in nodes:

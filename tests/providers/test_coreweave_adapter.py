@@ -12,6 +12,7 @@ from providers.adapters.base import (
     REMOTE_RUNNING,
     CapacityUnavailable,
     LaunchRequest,
+    NotFound,
 )
 from providers.adapters.coreweave import DEFAULT_RATE_CARD, CoreWeaveAdapter, instance_gpus, region_of_zone
 from providers.adapters.registry import provider_info
@@ -94,7 +95,10 @@ def test_spot_launch_scales_the_spot_pool_and_gives_the_node_back(cks):
     cks.settle_pools()
     got = a.get(remote.external_id)
     assert got.state == REMOTE_RUNNING
+    cks.graceful_delete = True  # as a real API server: the pod lingers while terminating
     a.terminate(remote.external_id)
+    with pytest.raises(NotFound):  # the node went with the scale-down; the terminating pod with it
+        a.get(remote.external_id)
     assert cks.nodepools["h100-spot"]["spec"]["targetNodes"] == 0 and not cks._pool_nodes("h100-spot")
 
 

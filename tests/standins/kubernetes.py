@@ -186,7 +186,10 @@ class FakeKubernetes:
         """A spot node is taken back: its pods are evicted by the taint manager, the node goes."""
         with self.lock:
             for pod in list(self.pods()):
-                if pod["spec"].get("nodeName") == node_name:
+                if pod["spec"].get("nodeName") == node_name and pod["metadata"].get("deletionTimestamp"):
+                    meta = pod["metadata"]  # already terminating: the pod GC removes it, no eviction event
+                    del self.objects[("pods", meta["namespace"], meta["name"])]
+                elif pod["spec"].get("nodeName") == node_name:
                     self.disrupt(pod["metadata"]["name"], pod["metadata"]["namespace"], reason="DeletionByTaintManager",
                                  message="Taint manager: deleting due to NoExecute taint", delete=True)
             self.nodes.pop(node_name, None)
