@@ -21,6 +21,7 @@ from .models import CapPeriod, ProviderAccount
 logger = logging.getLogger(__name__)
 
 MAX_CREDENTIAL_FILE_BYTES = 256 * 1024
+PASTE_SUFFIX = "__paste"  # the text alternative of an uploaded credential file
 
 # wizard step 4 presets (keys of catalog.COUNTRY_PRESETS plus "anywhere"/"custom")
 REGION_PRESET_CHOICES = [
@@ -85,7 +86,8 @@ def credential_form_field(cf: CredentialField, *, stored: bool) -> forms.Field:
     required = cf.required and not stored
     help_text = cf.help + (" A value is stored — leave blank to keep it." if stored and cf.secret else "")
     if cf.file:
-        return forms.FileField(label=cf.label, required=required, help_text=help_text)
+        # required-ness is checked in collect_credentials: a pasted text (PASTE_SUFFIX) may stand in
+        return forms.FileField(label=cf.label, required=required and not cf.multiline, help_text=help_text)
     if cf.multiline:
         widget: forms.Widget = SecretTextarea(attrs={"rows": 6, "autocomplete": "off", "spellcheck": "false"}) \
             if cf.secret else forms.Textarea(attrs={"rows": 6})
@@ -107,6 +109,11 @@ class CredentialsMixin:
     def add_credential_fields(self) -> None:
         for cf in self.info.credential_fields:
             self.fields[cf.name] = credential_form_field(cf, stored=cf.name in self.stored)  # type: ignore[attr-defined]
+            if cf.file and cf.multiline:  # a kubeconfig or JSON key: upload it, or paste it
+                self.fields[cf.name + PASTE_SUFFIX] = forms.CharField(  # type: ignore[attr-defined]
+                    label=f"…or paste the {cf.label.lower()}", required=False, strip=False,
+                    widget=SecretTextarea(attrs={"rows": 5, "autocomplete": "off", "spellcheck": "false"})
+                    if cf.secret else forms.Textarea(attrs={"rows": 5}))
 
     def collect_credentials(self, cleaned: dict[str, Any]) -> dict[str, Any]:
         creds: dict[str, Any] = {}
@@ -121,10 +128,15 @@ class CredentialsMixin:
                 except UnicodeDecodeError:
                     self.add_error(cf.name, "Upload the text file (UTF-8) the provider gave you.")  # type: ignore[attr-defined]
                     continue
+            if value in (None, "") and cf.file and cf.multiline:
+                value = cleaned.get(cf.name + PASTE_SUFFIX) or ""
             if value in (None, "") and cf.name in self.stored:
                 value = self.stored[cf.name]
             if value not in (None, ""):
                 creds[cf.name] = value
+            elif cf.required:
+                self.add_error(cf.name, "Upload the file or paste its content." if cf.file  # type: ignore[attr-defined]
+                               else "This field is required.")
         return creds
 
     def verify_live(self, creds: dict[str, Any], settings: dict[str, Any]) -> None:

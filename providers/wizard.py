@@ -30,7 +30,7 @@ from . import services
 from .adapters.base import CredentialField, ProviderError, ProviderInfo
 from .adapters.registry import ADAPTERS, provider_info
 from .catalog import GPU_CLASSES
-from .forms import CredentialsForm, GpuClassForm, ProviderChoiceForm, RegionsForm, SpendingCapForm
+from .forms import PASTE_SUFFIX, CredentialsForm, GpuClassForm, ProviderChoiceForm, RegionsForm, SpendingCapForm
 from .models import Offer, ProviderAccount
 from .recommend import Recommendation, recommend_provider
 from .selectors import usd_rate
@@ -316,7 +316,8 @@ def secret_field_names(state: WizardState | None) -> set[str]:
     if state is None or not state.kind:
         return set()
     fields: tuple[CredentialField, ...] = state.info.credential_fields
-    return {cf.name for cf in fields if cf.secret or cf.file}
+    names = {cf.name for cf in fields if cf.secret or cf.file}
+    return names | {cf.name + PASTE_SUFFIX for cf in fields if cf.file}
 
 
 def save_draft(step: str, state: WizardState, form: forms.Form, data: Any) -> None:

@@ -32,6 +32,7 @@ def test_runpod_wrong_key_then_right_key_connects_with_live_offers(live_server, 
     expect(page.locator("h1")).to_have_text("Connect a provider")
     expect(page.locator(".provider-tile").first).to_have_attribute("data-kind", "sandbox")
     expect(page.locator("#recommendation")).to_contain_text("spot")
+    page.screenshot(path=str(tmp_path / "wizard-providers.png"), full_page=True)
     page.click(".provider-tile[data-kind=runpod]")
     page.click("#wizard-next")
     _step(page, "credentials")

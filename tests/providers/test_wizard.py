@@ -7,8 +7,12 @@ import re
 
 import pytest
 from django.contrib.sessions.models import Session
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
+from providers.adapters import registry
+from providers.adapters.base import CredentialField, InvalidCredentials, ProviderInfo
+from providers.adapters.sandbox import SandboxAdapter
 from providers.models import ProviderAccount
 from tests.standins.fixtures import STANDIN_CREDENTIALS, served_runpod  # noqa: F401
 
@@ -251,3 +255,49 @@ def test_base_url_override_needs_the_setting(owner_client, settings):
     settings.PROVIDER_BASE_URL_OVERRIDE_ALLOWED = False
     creds = start(owner_client, "runpod")
     assert "API base URL" not in owner_client.get(creds).content.decode()
+
+
+# --- a provider whose credential is a file (kubeconfig, service-account JSON) -------------------
+
+KUBECONFIG = "apiVersion: v1\nkind: Config\nusers:\n- name: u\n  user:\n    token: kube-token-SECRET-0123456789\n"
+
+
+class FileCredentialAdapter(SandboxAdapter):
+    info = ProviderInfo(kind="test_filecred", label="File cluster", description="tests", supports_spot=False,
+                        credential_fields=(
+                            CredentialField("kubeconfig", "Kubeconfig", multiline=True, file=True),
+                            CredentialField("namespace", "Namespace", secret=False, required=False),
+                        ))
+
+    def verify(self) -> None:
+        if "kube-token-SECRET" not in str(self.credentials.get("kubeconfig", "")):
+            raise InvalidCredentials("Unauthorized: the token in this kubeconfig was refused")
+
+
+@pytest.fixture
+def file_kind(monkeypatch):
+    monkeypatch.setitem(registry.ADAPTERS, "test_filecred", f"{__name__}:FileCredentialAdapter")
+
+
+@pytest.mark.django_db
+def test_credential_file_upload_or_paste_never_echoed(owner_client, file_kind):
+    creds = start(owner_client, "test_filecred")
+    page = owner_client.get(creds).content.decode()
+    assert 'type="file" name="kubeconfig"' in page and 'name="kubeconfig__paste"' in page
+    assert 'enctype="multipart/form-data"' in page
+    # nothing given: a clear inline error
+    body = owner_client.post(creds, {"name": "Cluster"}).content.decode()
+    assert "Upload the file or paste its content" in body
+    # a wrong pasted kubeconfig: refused inline, the pasted text not rendered back
+    bad = KUBECONFIG.replace("kube-token-SECRET", "kube-token-WRONG")
+    body = owner_client.post(creds, {"name": "Cluster", "kubeconfig__paste": bad, "namespace": "ml"}).content.decode()
+    assert "refused" in body and "kube-token-WRONG" not in body and 'value="ml"' in body
+    # the right file, uploaded
+    upload = SimpleUploadedFile("config", KUBECONFIG.encode(), content_type="application/octet-stream")
+    cap = _step_url(owner_client.post(creds, {"name": "Cluster", "kubeconfig": upload, "namespace": "ml"}))
+    assert cap.endswith("/cap/")
+    assert "kube-token-SECRET" not in wizard_sessions_text()  # sealed in the session
+    body = owner_client.get(creds).content.decode()
+    assert "A value is stored" in body and "kube-token-SECRET" not in body
+    # Next without re-uploading keeps the verified file
+    assert _step_url(owner_client.post(creds, {"name": "Cluster", "namespace": "ml"})) == cap
