@@ -11,6 +11,8 @@ workloads, never the reverse), so the billing modules it uses are imported lazil
   launches cannot overspend. ``pod_provision`` calls it for the candidate it is about to launch.
 * ``release`` — drop the pod's reservation (its launch failed; ended pods are released by
   the meter).
+* ``live_cost_usd`` — a pod's cost so far (ledger + the live, not-yet-metered tail under the
+  provider's billing rules), so the pod page shows the same figure the ledger will book.
 """
 
 from __future__ import annotations
@@ -59,3 +61,15 @@ def release(*, pod_id) -> None:
     from .budgets import reservation_release
 
     reservation_release(pod_id=pod_id)
+
+
+def live_cost_usd(pod) -> Decimal:
+    """Booked cost plus the live tail since the last meter, by the same rules as the ledger.
+
+    Reads ``pod.provider_account`` and ``pod.workload`` (select_related them for lists); the
+    invoice rates are read only for pods billed in another currency.
+    """
+    from .metering import unbooked_usd, usd_rates
+
+    rates = {"USD": Decimal(1)} if (pod.currency or "USD").upper() == "USD" else usd_rates()
+    return (pod.cost_usd or Decimal(0)) + unbooked_usd(pod, rates)

@@ -111,3 +111,25 @@ def test_ledger_buckets_are_hourly_and_split_at_midnight(tenant, project, owner)
     assert {e.bucket_end - e.bucket_start for e in entries} == {H}
     assert sum(e.amount_usd for e in entries) == Decimal("3.000000")
     assert entries[0].seconds == pytest.approx(45 * 60)
+
+
+@pytest.mark.django_db
+def test_live_cost_matches_what_the_ledger_will_book(tenant, project, owner):
+    from billing.gate import live_cost_usd
+    from workloads.selectors import pod_cost_so_far
+
+    from .helpers import to
+
+    pod = make_pod(tenant, project, owner, account(tenant, increment_seconds=3600, minimum_charge_seconds=0),
+                   price="2.49")
+    with clock.frozen(T0):
+        to(pod, R)
+    for minutes in (1, 10, 59, 61):
+        with clock.frozen(T0 + minutes * M):
+            pod.refresh_from_db()
+            live = pod_cost_so_far(pod)
+            assert live == live_cost_usd(pod)
+            pod_meter(pod_id=pod.pk)
+            pod.refresh_from_db()
+            assert live == pod.cost_usd  # the meter booked exactly what the page showed
+    assert pod.cost_usd == Decimal("4.98")  # 61 minutes on an hourly provider: two hours
