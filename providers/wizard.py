@@ -185,8 +185,9 @@ def billing_note(info: ProviderInfo) -> str:
         note = f"Billed per {info.billing_increment_seconds // 60 or 1} min"
     else:
         note = f"Billed per {info.billing_increment_seconds // 3600} h"
-    if info.minimum_charge_seconds >= 60:
-        note += f", minimum {info.minimum_charge_seconds // 60} min"
+    if info.minimum_charge_seconds >= 60 and not info.monthly_billed:
+        minimum = info.minimum_charge_seconds
+        note += f", minimum {minimum // 3600} h" if minimum >= 3600 else f", minimum {minimum // 60} min"
     if info.slow_delivery:
         note += "; delivery takes hours to days (fine for long services, poor for short jobs)"
     if info.kind == "sandbox":
@@ -199,14 +200,16 @@ class ProviderCard:
     info: ProviderInfo
     billing: str
     recommended: bool
-    needs_credentials: bool
+    needs: tuple[str, ...]  # labels of the required credential fields
 
 
 def provider_cards(tenant: Tenant) -> tuple[list[ProviderCard], Recommendation | None]:
     infos = registered_infos()
     rec = recommend_provider(tenant=tenant, infos=infos)
     cards = [ProviderCard(info=i, billing=billing_note(i), recommended=rec is not None and rec.kind == i.kind,
-                          needs_credentials=bool(i.credential_fields)) for i in infos]
+                          needs=tuple(f.label for f in i.credential_fields if f.required)) for i in infos]
+    # the Sandbox first (it needs nothing), then the recommended provider, then the rest
+    cards.sort(key=lambda c: (c.info.kind != "sandbox", not c.recommended))
     return cards, rec
 
 
