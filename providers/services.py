@@ -32,6 +32,8 @@ def adapter_for(account: ProviderAccount) -> ProviderAdapter:
     """The adapter for ``account``, with its decrypted credentials and settings."""
     settings: dict[str, Any] = dict(account.settings or {})
     settings["account_id"] = str(account.pk)
+    # multi-region providers (AWS, GCP, Azure) query only the regions the admin allowed
+    settings.setdefault("allowed_regions", list(account.allowed_regions or []))
     return build_adapter(account.kind, dict(account.credentials or {}), settings)
 
 
