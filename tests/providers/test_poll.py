@@ -153,3 +153,14 @@ def test_poll_now(owner_client, client, developer, outsider, tenant):
     assert client.post(reverse("providers:poll", args=[a.pk])).status_code == 403
     client.force_login(outsider)
     assert client.post(reverse("providers:poll", args=[a.pk])).status_code == 404
+
+
+@pytest.mark.django_db
+def test_providers_page_query_count_does_not_grow_with_accounts(owner_client, tenant, django_assert_max_num_queries):
+    capacity_poll(accounts=[account(tenant, f"acct {i}") for i in range(2)])
+    with django_assert_max_num_queries(12) as few:
+        owner_client.get(reverse("providers:list"), HTTP_HX_REQUEST="true")
+    capacity_poll(accounts=[account(tenant, f"more {i}") for i in range(8)])
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        body = owner_client.get(reverse("providers:list"), HTTP_HX_REQUEST="true").content.decode()
+    assert body.count('id="account-') == 10
