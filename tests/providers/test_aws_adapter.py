@@ -552,3 +552,13 @@ def test_a_region_not_opted_into_does_not_hide_the_others(moto_url, hooks, spot_
     assert offers and {o.region for o in offers} == {"us-east-1"}
     with pytest.raises(InvalidCredentials):
         adapter(moto_url, ("eu-central-1",)).list_offers()  # every region failed: the poll fails
+
+
+@pytest.mark.django_db
+def test_the_adapter_polls_only_the_allowed_regions(tenant):
+    from providers.services import adapter_for
+
+    account = aws_account(tenant, "http://127.0.0.1:9", ("us-west-2", "eu-central-1"))
+    assert adapter_for(account).regions == ["us-west-2", "eu-central-1"]
+    account.allowed_regions = ["us-central1"]  # not an AWS region: the defaults apply
+    assert adapter_for(account).regions == list(aws_module.DEFAULT_REGIONS)
