@@ -221,8 +221,11 @@ def validate_values(version, values: dict[str, Any]) -> dict[str, Any]:
     """All parameters of ``version`` checked and converted. Raises RecipeError(field=name)."""
     out: dict[str, Any] = {}
     for p in params_of(version):
+        value = values.get(p.name)
+        if value in (None, "") and p.type != "bool":
+            value = p.default  # a blanked field falls back to the recipe's default
         try:
-            out[p.name] = coerce_value(p, values.get(p.name, p.default))
+            out[p.name] = coerce_value(p, value)
         except RecipeError as exc:
             raise RecipeError(str(exc), p.name)
     return out

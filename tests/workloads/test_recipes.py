@@ -211,3 +211,15 @@ def test_text_forms_parse_and_reject():
         with pytest.raises(recipes.RecipeError):
             recipes.parse_volumes(bad)
     assert recipes.parse_env("A=1\n# c\nB = two") == {"A": "1", "B": "two"}
+
+
+@pytest.mark.django_db
+def test_blank_values_fall_back_to_defaults_and_required_ones_are_refused(catalog):
+    version = _version("llm-inference")
+    values = recipes.validate_values(version, {"model": "org/m", "max_context": None, "gpu_memory_utilization": ""})
+    assert values["max_context"] == 8192 and values["gpu_memory_utilization"] == 0.9
+    lora = _version("lora-finetune")
+    lora.parameters = [dict(p, default=None) if p["name"] == "dataset_uri" else p for p in lora.parameters]
+    with pytest.raises(recipes.RecipeError) as err:
+        recipes.validate_values(lora, {"dataset_uri": ""})
+    assert err.value.field == "dataset_uri" and "required" in str(err.value)
