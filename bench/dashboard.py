@@ -15,7 +15,8 @@ the same range with daily bars (``daily_grain_ms``, reads daily rollups only) ar
   access check, rollup reads, today's ledger, live accrual of running pods, plotly charts,
   budget gauges, template), 15 runs (7 in quick mode);
 * ``baseline_ms``: median time to compute the same figures from the raw ledger
-  (``billing.dashboard.build(source="ledger")``, no rendering), 5 runs (3 in quick mode);
+  (``billing.dashboard.build`` and ``budget_gauges`` with ``source="ledger"``; no rendering,
+  no middleware), 5 runs (3 in quick mode);
   the bench checks both give identical figures.
 OK when value <= 150 ms and baseline / value >= 20.
 ``--quick``: 60 days of history instead of 365 (same pods, durations scaled).
@@ -195,6 +196,7 @@ def main() -> int:
     from django.test.utils import setup_test_environment
 
     from billing import dashboard
+    from billing.selectors import budgets_for_tenant
     from provisioner import clock
 
     setup_test_environment()
@@ -212,8 +214,11 @@ def main() -> int:
         f = dashboard.parse_filters(params, projects=projects, providers=providers, today=NOW.date())
         fast = dashboard.build(tenant, f, projects=projects, providers=providers)
         slow = dashboard.build(tenant, f, projects=projects, providers=providers, source="ledger")
+        budgets = list(budgets_for_tenant(tenant))
+        gauges_fast = [(g["budget"].pk, g["spent"]) for g in dashboard.budget_gauges(tenant, budgets)]
+        gauges_slow = [(g["budget"].pk, g["spent"]) for g in dashboard.budget_gauges(tenant, budgets, source="ledger")]
         same = fast.rows() == slow.rows() and fast.total == slow.total and fast.top == slow.top \
-            and fast.mtd_daily == slow.mtd_daily
+            and fast.mtd_daily == slow.mtd_daily and gauges_fast == gauges_slow
         resp = client.get("/spend/", params)  # warm-up (imports, template compile)
         assert resp.status_code == 200, resp.status_code
         times = []
@@ -233,6 +238,7 @@ def main() -> int:
         for _ in range(base_runs):
             t = time.perf_counter()
             dashboard.build(tenant, f, projects=projects, providers=providers, source="ledger")
+            dashboard.budget_gauges(tenant, list(budgets_for_tenant(tenant)), source="ledger")
             base.append((time.perf_counter() - t) * 1000)
     value, baseline = statistics.median(times), statistics.median(base)
     speedup = baseline / value if value else 0.0

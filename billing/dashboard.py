@@ -318,17 +318,24 @@ def build(tenant, f: Filters, *, projects: dict, providers: dict, source: str = 
     return v
 
 
-def budget_gauges(tenant, budgets) -> list[dict]:
-    """Spent vs amount for each budget in its current period (rollups + today's ledger)."""
+def budget_gauges(tenant, budgets, *, source: str = "rollup") -> list[dict]:
+    """Spent vs amount for each budget in its current period (rollups + today's ledger;
+    ``source="ledger"``: the raw ledger throughout, the benchmark's baseline)."""
     if not budgets:
         return []
     now = clock.now()
     today = now.date()
     starts = {b.pk: period_start(b.period, now).date() for b in budgets}
     earliest = min(starts.values())
+    history = (SpendRollup.objects.filter(tenant=tenant, day__gte=earliest, day__lt=today)
+               .values_list("day", "project_id").annotate(s=Sum("amount_usd")).order_by())
+    if source == "ledger":
+        history = (LedgerEntry.objects.filter(tenant=tenant, bucket_start__gte=day_start(earliest),
+                                              bucket_start__lt=day_start(today))
+                   .annotate(d=TruncDate("bucket_start")).values_list("d", "project_id")
+                   .annotate(s=Sum("amount_usd")).order_by())
     per_day_project = [(_as_date(d), p, s) for d, p, s in _union([
-        SpendRollup.objects.filter(tenant=tenant, day__gte=earliest, day__lt=today)
-        .values_list("day", "project_id").annotate(s=Sum("amount_usd")).order_by(),
+        history,
         LedgerEntry.objects.filter(tenant=tenant, bucket_start__gte=day_start(today))
         .annotate(d=TruncDate("bucket_start")).values_list("d", "project_id").annotate(s=Sum("amount_usd")).order_by(),
     ])]
