@@ -181,6 +181,12 @@ def budget_update(*, budget: Budget, **fields) -> Budget:
     return budget
 
 
+@transaction.atomic
+def budget_delete(*, budget: Budget) -> None:
+    """Remove a budget and its alert history (reservations are not per budget, so they stay)."""
+    budget.delete()
+
+
 # --- enforcement and alerts ---------------------------------------------------------------
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from .budgets import (  # noqa: F401
     budget_create,
+    budget_delete,
     budget_update,
     budgets_enforce,
     reservation_release,

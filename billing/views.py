@@ -15,7 +15,7 @@ from tenants.access import get_for_tenant_or_404, require_member
 from tenants.permissions import MANAGE_BUDGETS, VIEW_SPEND
 
 from . import charts, dashboard
-from .budgets import alerts_mark_read, budget_create, budget_update
+from .budgets import alerts_mark_read, budget_create, budget_delete, budget_update
 from .forms import BudgetForm
 from .models import Budget
 from .selectors import alerts_for_tenant, budgets_for_tenant
@@ -105,7 +105,7 @@ def budget_edit(request: HttpRequest, pk) -> HttpResponse:
     if request.method == "POST":
         if "delete" in request.POST:
             name = budget.name
-            budget.delete()
+            budget_delete(budget=budget)
             messages.success(request, f'Budget "{name}" deleted.')
             return redirect("billing:budgets")
         form = BudgetForm(request.POST, tenant=tenant)

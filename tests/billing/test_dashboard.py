@@ -152,6 +152,10 @@ def test_budgets_page_finance_creates_and_edits(client, finance, developer, tena
     client.force_login(developer)
     assert client.post(reverse("billing:budgets"), {"name": "dev", "period": "day", "amount_usd": "1"}).status_code == 403
     assert client.get(reverse("billing:budget_edit", args=[b.pk])).status_code == 403
+    assert client.post(reverse("billing:budget_edit", args=[b.pk]), {"delete": "1"}).status_code == 403
+    client.force_login(finance)
+    assert client.post(reverse("billing:budget_edit", args=[b.pk]), {"delete": "1"}).status_code == 302
+    assert not Budget.objects.filter(pk=b.pk).exists()
 
 
 @pytest.mark.django_db
