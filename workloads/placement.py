@@ -35,7 +35,7 @@ from providers.catalog import expand_countries, expand_gpu_classes
 
 SHORT_JOB_MINUTES = 7 * 24 * 60  # below about a week a monthly-billed server is a poor fit
 SUCCESS_WINDOW_DAYS = 7
-PAGE = 300  # survivors fetched per round; Python ranks only these
+PAGE = 60  # survivors fetched per round (cheapest first); Python ranks only these
 MAX_PAGES = 5
 CENT = Decimal("0.01")
 
@@ -104,6 +104,7 @@ class PlacementPolicy:
     success: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)  # -> (ok, tried)
     spend_check: SpendCheck | None = None  # (account id, usd/h) -> (allowed, reason)
     traits: dict[str, ProviderTraits] = field(default_factory=dict)  # kind -> traits
+    names: dict[str, str] = field(default_factory=dict)  # account id -> display name
 
     def success_rate(self, account_id: str, region: str) -> float:
         ok, tried = self.success.get((account_id, region), (0, 0))
@@ -206,7 +207,7 @@ def rank_offers(offers: Iterable, spec: PlacementSpec, policy: PlacementPolicy |
             if key not in on_demand or o.price_usd_per_hour < on_demand[key]:
                 on_demand[key] = o.price_usd_per_hour
 
-    gate = _MemoGate(policy.spend_check)
+    gate = _MemoGate(policy.spend_check)  # asked first at each account's dearest price: one call when it fits
     needed_volumes = {k for k in spec.volume_kinds if k and k != "ephemeral"}
     survivors: list[tuple[tuple, Any, float]] = []
     for o in offers:
@@ -240,16 +241,27 @@ def rank_offers(offers: Iterable, spec: PlacementSpec, policy: PlacementPolicy |
             exclude(_account_name(o), "monthly-billed server with setup fee and slow delivery: a poor fit "
                     "for a job shorter than a week")
             continue
-        allowed, why = gate(account, o.price_usd_per_hour)
-        if not allowed:
-            exclude(_account_name(o), why or "over provider cap")
-            continue
         rate = policy.success_rate(account, o.region)
         rank = policy.preference.get(account, 100)
         key = (o.price_usd_per_hour.quantize(CENT, ROUND_HALF_UP), rank, -rate, o.price_usd_per_hour, o.spot)
         survivors.append((key, o, rate))
 
+    # the spend gate last, in rank order, and only until ``limit`` candidates are found: it is
+    # the one rule that costs queries, so providers that could never win are not asked
     survivors.sort(key=lambda s: s[0])
+    for _, o, _ in survivors:
+        gate.note(str(o.provider_account_id), o.price_usd_per_hour)
+    admitted = []
+    for item in survivors:
+        if len(admitted) >= limit:
+            break
+        o = item[1]
+        allowed, why = gate(str(o.provider_account_id), o.price_usd_per_hour)
+        if not allowed:
+            exclude(_account_name(o), why or "over provider cap")
+            continue
+        admitted.append(item)
+    survivors = admitted
     chosen_key = survivors[0][0] if survivors else None
     for i, (key, o, rate) in enumerate(survivors[:limit]):
         result.candidates.append(Candidate(o, _reason(i, key, o, rate, survivors, spec, policy, chosen_key), rate))
@@ -264,10 +276,22 @@ class _MemoGate:
         self.check = check
         self.max_ok: dict[str, Decimal] = {}
         self.min_no: dict[str, tuple[Decimal, str]] = {}
+        self.dearest: dict[str, Decimal] = {}
+
+    def note(self, account: str, price: Decimal) -> None:
+        if price > self.dearest.get(account, Decimal("-1")):
+            self.dearest[account] = price
 
     def __call__(self, account: str, price: Decimal) -> tuple[bool, str]:
         if self.check is None:
             return True, ""
+        if account not in self.max_ok and account not in self.min_no and account in self.dearest:
+            top = self.dearest[account]
+            allowed, why = self.check(account, top)
+            if allowed:
+                self.max_ok[account] = top
+            else:
+                self.min_no[account] = (top, why)
         if account in self.max_ok and price <= self.max_ok[account]:
             return True, ""
         if account in self.min_no and price >= self.min_no[account][0]:
@@ -363,17 +387,14 @@ def candidate_offers(offers_qs, spec: PlacementSpec):
         qs = qs.filter(spot=False)
     if spec.max_price_per_hour is not None:
         qs = qs.filter(price_usd_per_hour__lte=spec.max_price_per_hour)
-    return (qs.select_related("provider_account")
-            .only(*OFFER_FIELDS).order_by("price_usd_per_hour", "spot", "id"))
+    return qs.only(*OFFER_FIELDS).order_by("price_usd_per_hour", "spot", "id")
 
 
 OFFER_FIELDS = (
     "id", "provider_account_id", "kind", "gpu_class", "gpu_count", "region", "country", "zone", "spot",
     "price_per_hour", "currency", "price_usd_per_hour", "available", "availability", "instance_type",
     "setup_fee", "monthly_price", "supports_volumes", "fetched_at", "stale",
-    "provider_account__id", "provider_account__name", "provider_account__kind",
-    "provider_account__preference_rank", "provider_account__tenant", "provider_account__enabled",
-)
+)  # the account (name, kind, rank) comes from the policy; the full row only when launching
 
 
 def filtered_out(offers_qs, spec: PlacementSpec) -> list[Exclusion]:
@@ -423,19 +444,25 @@ def refusal(spec: PlacementSpec, exclusions: list[Exclusion]) -> str:
     return f"{main}: {reasons}" if reasons else main
 
 
-def place(offers_qs, spec: PlacementSpec, policy: PlacementPolicy | None = None, limit: int = 10) -> PlacementResult:
+def place(offers_qs, spec: PlacementSpec, policy: PlacementPolicy | None = None, limit: int = 10,
+          explain: bool = True) -> PlacementResult:
     """Filter in the database, rank in Python. Fetches further pages only when the Python-side
-    rules (blocklist, caps, volumes...) excluded a whole page."""
+    rules (blocklist, caps, volumes...) excluded a whole page. ``explain=False`` (a launch)
+    runs the aggregate that explains the database-side exclusions only when nothing fits."""
     qs = candidate_offers(offers_qs, spec)
     result = PlacementResult()
     offers: list = []
+    names = policy.names if policy is not None else {}
     for page in range(MAX_PAGES):
         rows = list(qs[page * PAGE:(page + 1) * PAGE])
+        for o in rows:
+            o.account_name = names.get(str(o.provider_account_id)) or o.provider_account.name
         offers.extend(rows)
         result = rank_offers(offers, spec, policy, limit=limit)
         if len(result.candidates) >= limit or len(rows) < PAGE:
             break
-    result.exclusions = filtered_out(offers_qs, spec) + result.exclusions
+    if explain or not result.candidates:
+        result.exclusions = filtered_out(offers_qs, spec) + result.exclusions
     if not result.candidates:
         result.refusal = refusal(spec, result.exclusions)
     return result
@@ -456,9 +483,11 @@ def policy_for(*, tenant_id, project_id=None, now: datetime, gate: Callable[...,
     if account_ids is not None:
         accounts = accounts.filter(pk__in=list(account_ids))
     preference: dict[str, int] = {}
+    names: dict[str, str] = {}
     traits: dict[str, ProviderTraits] = {}
-    for pk, kind, rank in accounts.values_list("pk", "kind", "preference_rank"):
+    for pk, kind, rank, name in accounts.values_list("pk", "kind", "preference_rank", "name"):
         preference[str(pk)] = rank
+        names[str(pk)] = name
         if kind not in traits:
             try:
                 info = provider_info(kind)
@@ -485,10 +514,11 @@ def policy_for(*, tenant_id, project_id=None, now: datetime, gate: Callable[...,
 
     return PlacementPolicy(preference=preference, blocked=blocked,
                            success={k: (v[0], v[1]) for k, v in success.items()},
-                           spend_check=spend_check, traits=traits)
+                           spend_check=spend_check, traits=traits, names=names)
 
 
-def placement_for(*, tenant_id, spec: PlacementSpec, now: datetime, project_id=None, limit: int = 10) -> PlacementResult:
+def placement_for(*, tenant_id, spec: PlacementSpec, now: datetime, project_id=None, limit: int = 10,
+                  explain: bool = True) -> PlacementResult:
     """Placement for a tenant with its full policy, the spend gate included."""
     from billing.gate import may_spend
     from providers.selectors import offers_for_tenant
@@ -497,4 +527,4 @@ def placement_for(*, tenant_id, spec: PlacementSpec, now: datetime, project_id=N
     tenant = Tenant(pk=tenant_id)
     hours = Decimal(spec.max_duration_minutes) / 60 if spec.max_duration_minutes else None
     policy = policy_for(tenant_id=tenant_id, project_id=project_id, now=now, gate=may_spend, hours=hours)
-    return place(offers_for_tenant(tenant), spec, policy, limit=limit)
+    return place(offers_for_tenant(tenant), spec, policy, limit=limit, explain=explain)

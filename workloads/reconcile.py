@@ -96,7 +96,7 @@ def reconcile_account(*, account_id: str) -> ReconcileReport:
     report.listed = len(remote_pods)
     tags = {r.tag for r in remote_pods if r.tag}
     valid_tags = {t for t in tags if _is_uuid(t)}
-    by_tag = {str(p.pk): p for p in Pod.objects.filter(pk__in=valid_tags).select_related("workload")}
+    by_tag = {str(p.pk): p for p in Pod.objects.filter(pk__in=valid_tags)}
     seen_external: set[str] = set()
     for remote in remote_pods:
         if not remote.tag:

@@ -31,7 +31,7 @@ from provisioner import clock
 from tenants.models import Project, Tenant
 
 from . import calls
-from .failover import launch_with_failover, short_error
+from .failover import launch_with_failover, max_attempts, short_error
 from .models import LIVE_POD_STATES, Lifecycle, Pod, PodState, Workload
 from .placement import placement_for, spec_for_workload
 from .transitions import pod_event, pod_transition, workload_settle
@@ -109,13 +109,14 @@ def pod_provision(*, pod_id: str) -> Pod:
     if not Pod.objects.filter(pk=pod_id, state=PodState.REQUESTED, provider_account__isnull=True).update(
         state=PodState.PROVISIONING, provisioning_at=clock.now()
     ):
-        return Pod.objects.select_related("workload").get(pk=pod_id)  # someone else has it
-    pod = Pod.objects.select_related("workload", "workload__project").get(pk=pod_id)
+        return Pod.objects.get(pk=pod_id)  # someone else has it
+    pod = Pod.objects.select_related("workload").get(pk=pod_id)
     workload = pod.workload
     interruptions = workload_interruptions(workload)
     force_on_demand = workload.interruption_tolerant and interruptions >= workload.max_interruptions_before_on_demand
     spec = spec_for_workload(workload, force_on_demand=force_on_demand, override=pod.placement_override)
-    result = placement_for(tenant_id=pod.tenant_id, project_id=pod.project_id, spec=spec, now=clock.now(), limit=10)
+    result = placement_for(tenant_id=pod.tenant_id, project_id=pod.project_id, spec=spec, now=clock.now(),
+                           limit=max_attempts() + 3, explain=False)
     if force_on_demand:
         pod_event(pod, "placement", f"On-demand only: {interruptions} interruptions so far "
                                     f"(limit {workload.max_interruptions_before_on_demand})")
@@ -187,13 +188,14 @@ def _on_running(pod: Pod) -> None:
         move_finish(new_pod_id=str(pod.pk))
 
 
-def pod_refresh(*, pod_id: str) -> Pod:
-    """Ask the provider for the pod's state and apply it."""
-    pod = Pod.objects.select_related("provider_account", "workload").get(pk=pod_id)
-    if pod.provider_account is None or not pod.external_id or pod.state not in LIVE_POD_STATES:
+def pod_refresh(*, pod_id: str, adapter=None) -> Pod:
+    """Ask the provider for the pod's state and apply it. ``adapter`` may be passed in by a
+    caller syncing many pods of one account (credentials are decrypted once, not per pod)."""
+    pod = Pod.objects.get(pk=pod_id)
+    if pod.provider_account_id is None or not pod.external_id or pod.state not in LIVE_POD_STATES:
         return pod
     try:
-        adapter = calls.adapter(pod.provider_account)
+        adapter = adapter or calls.adapter(pod.provider_account)
         remote = calls.call_with_timeout(adapter.get, pod.external_id, timeout=calls.attempt_timeout(), what="sync")
     except NotFound:
         pod_vanished(pod)
@@ -221,10 +223,15 @@ def pod_vanished(pod: Pod) -> None:
 def pods_sync() -> int:
     """Refresh every live pod (the periodic safety net) and re-enqueue requested pods whose
     provisioning task was lost."""
-    ids = list(Pod.objects.filter(state__in=[PodState.PROVISIONING, PodState.RUNNING, PodState.STOPPING])
-               .exclude(external_id="").values_list("pk", flat=True))
-    for pod_id in ids:
-        pod_refresh(pod_id=str(pod_id))
+    rows = list(Pod.objects.filter(state__in=[PodState.PROVISIONING, PodState.RUNNING, PodState.STOPPING])
+                .exclude(external_id="").values_list("pk", "provider_account_id"))
+    ids = [pk for pk, _ in rows]
+    accounts = {a.pk: a for a in ProviderAccount.objects.filter(pk__in={acc for _, acc in rows})}
+    adapters: dict = {}
+    for pod_id, account_id in rows:
+        if account_id not in adapters:
+            adapters[account_id] = calls.adapter(accounts[account_id])
+        pod_refresh(pod_id=str(pod_id), adapter=adapters[account_id])
     stale = list(Pod.objects.filter(state=PodState.REQUESTED, provider_account__isnull=True,
                                     requested_at__lt=clock.now() - REQUEUE_AFTER).values_list("pk", flat=True))
     if stale:

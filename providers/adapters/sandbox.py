@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+import uuid
 from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -165,7 +166,8 @@ class SandboxAdapter(ProviderAdapter):
         job_seconds = request.env.get("SANDBOX_JOB_SECONDS") or self.settings.get("job_seconds")
         if job_seconds:
             exit_at = now + timedelta(seconds=float(boot) + float(job_seconds))
-        ext = "sbx-" + hashlib.sha1(f"{request.tag}{now.isoformat()}".encode()).hexdigest()[:12]
+        # unique per launch even for the same tag at the same (frozen) instant in two places
+        ext = "sbx-" + hashlib.sha1(f"{request.tag}{now.isoformat()}{uuid.uuid4()}".encode()).hexdigest()[:12]
         inst = SandboxInstance.objects.create(
             account_id=self.account_id, external_id=ext, tag=request.tag,
             spec={"name": request.name, "image": request.image, "gpu_class": request.gpu_class,

@@ -68,8 +68,9 @@ def test_cap_exceeded_excludes_that_provider_only():
     assert [c.offer for c in r.candidates] == [other]
     cap = [e for e in r.exclusions if "over provider cap" in e.reason]
     assert cap and cap[0].where == "RunPod" and cap[0].count == 2
-    # monotonic memo: the second RunPod offer (dearer) was refused without asking again
-    assert [c for c in calls if c[0] == "a1"] == [("a1", Decimal("1.50"))]
+    # monotonic memo: asked at the dearest price, then the cheapest; never once per offer
+    assert [c for c in calls if c[0] == "a1"] == [("a1", Decimal("1.90")), ("a1", Decimal("1.50"))]
+    assert [c for c in calls if c[0] == "a2"] == [("a2", Decimal("2.40"))]
 
 
 def test_blocklisted_region_is_skipped_with_reason():
