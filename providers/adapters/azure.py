@@ -190,10 +190,18 @@ class AzureAdapter(ProviderAdapter):
     def subscription(self) -> str:
         return f"/subscriptions/{self._cred('subscription_id')}"
 
+    def _token_key(self) -> str:
+        tenant, client_id, secret = self._cred("tenant_id"), self._cred("client_id"), self._cred("client_secret")
+        return hashlib.sha256(f"{self._base('login')}|{tenant}|{client_id}|{secret}".encode()).hexdigest()
+
+    def _forget_token(self) -> None:
+        with _token_lock:
+            _token_cache.pop(self._token_key(), None)
+
     def token(self) -> str:
         """A client-credentials token for ARM, cached (per app and secret) until shortly before expiry."""
         tenant, client_id, secret = self._cred("tenant_id"), self._cred("client_id"), self._cred("client_secret")
-        key = hashlib.sha256(f"{self._base('login')}|{tenant}|{client_id}|{secret}".encode()).hexdigest()
+        key = self._token_key()
         with _token_lock:
             cached = _token_cache.get(key)
             if cached and cached[1] > clock.now():
@@ -223,12 +231,16 @@ class AzureAdapter(ProviderAdapter):
         query = dict(params or {})
         if "api-version=" not in url:
             query["api-version"] = api
-        try:
-            r = self.http.request(method, url, params=query or None, json=json, headers={"Authorization": f"Bearer {self.token()}"})
-        except httpx.TimeoutException as exc:
-            raise TransientError(f"Azure timed out: {exc}")
-        except httpx.HTTPError as exc:
-            raise TransientError(f"cannot reach Azure: {exc}")
+        for attempt in (1, 2):
+            try:
+                r = self.http.request(method, url, params=query or None, json=json, headers={"Authorization": f"Bearer {self.token()}"})
+            except httpx.TimeoutException as exc:
+                raise TransientError(f"Azure timed out: {exc}")
+            except httpx.HTTPError as exc:
+                raise TransientError(f"cannot reach Azure: {exc}")
+            if r.status_code != 401 or attempt == 2:
+                break
+            self._forget_token()  # revoked or rotated: one fresh token, then the 401 stands
         if r.status_code >= 400:
             raise arm_error(r)
         return r

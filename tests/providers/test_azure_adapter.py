@@ -101,6 +101,13 @@ def test_verify_checks_resource_group_and_subnet(az):
         adapter(az, subnet_id=account_settings("x")["subnet_id"] + "x").verify()
 
 
+def test_a_refused_cached_token_is_replaced_once(az):
+    adapter(az).verify()
+    az.tokens.clear()  # the cached token is no longer accepted (revoked)
+    adapter(az).verify()
+    assert az.token_requests == 2
+
+
 def test_wrong_secret_is_invalid_credentials(az):
     bad = AzureAdapter({**credentials(), "client_secret": "nope"}, account_settings("https://x"), transport=az.transport())
     with pytest.raises(InvalidCredentials, match="AADSTS7000215"):
