@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import threading
 from datetime import timedelta
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 
 import pytest
 from django.db import connection
@@ -40,8 +40,11 @@ def test_50_concurrent_launches_with_headroom_for_10(tenant, project, owner, san
         pods = [wl.pod_request(workload=w, enqueue=False) for _ in range(N_LAUNCHES)]
         price = (sandbox.offers.filter(gpu_class="A100-80", gpu_count=1, spot=False).exclude(available=0)
                  .order_by("price_usd_per_hour").values_list("price_usd_per_hour", flat=True).first())
-        # projected cost of one launch = price x 1 h (max duration): room for exactly 10
-        budget_create(tenant=tenant, name="Race budget", project=project, amount_usd=price * HEADROOM_PODS,
+        # projected cost of one launch = price x 1 h (max duration); the budget (whole cents)
+        # is 10 launches rounded up to the cent: room for exactly 10, not 11
+        amount = (price * HEADROOM_PODS).quantize(Decimal("0.01"), rounding=ROUND_CEILING)
+        assert price * HEADROOM_PODS <= amount < price * (HEADROOM_PODS + 1)
+        budget_create(tenant=tenant, name="Race budget", project=project, amount_usd=amount,
                       period="month", soft_thresholds=[])
         barrier = threading.Barrier(N_LAUNCHES)
         errors: list[BaseException] = []
@@ -64,10 +67,12 @@ def test_50_concurrent_launches_with_headroom_for_10(tenant, project, owner, san
     states = list(Pod.objects.filter(workload=w).values_list("state", "state_reason"))
     launched = [s for s, _ in states if s in (PodState.RUNNING, PodState.PROVISIONING)]
     refused = [r for s, r in states if s == PodState.FAILED]
-    assert len(launched) == HEADROOM_PODS
+    prices = sorted(Pod.objects.filter(workload=w, state__in=[PodState.RUNNING, PodState.PROVISIONING])
+                    .values_list("price_usd_per_hour", flat=True))
+    assert len(launched) == HEADROOM_PODS, (price, prices, refused[:2])
     assert len(refused) == N_LAUNCHES - HEADROOM_PODS
     assert all('Budget "Race budget"' in r for r in refused)
     active = BudgetReservation.objects.filter(project=project, released_at__isnull=True)
     assert active.count() == HEADROOM_PODS
-    assert sum(r.amount_usd for r in active) <= price * HEADROOM_PODS
+    assert sum(r.amount_usd for r in active) <= amount
     assert Decimal(0) < price
