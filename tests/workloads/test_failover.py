@@ -28,14 +28,16 @@ def test_capacity_error_fails_over_to_next_provider_and_shows_the_path(tenant, p
     faults.faults[str(a.pk)] = CapacityUnavailable("no 1xA100-80 capacity")
     pod = launch(workload(tenant, project, owner))
     assert pod.state == PodState.RUNNING and pod.provider_account == b
-    assert pod.launch_path[0].startswith("RunPod EU ") and "no capacity" in pod.launch_path[0]
-    assert pod.launch_path[-1].startswith("Lambda US ") and pod.launch_path[-1].endswith(": launched")
+    failed, last = pod.launch_path[:-1], pod.launch_path[-1]
+    assert failed and all(p.startswith("RunPod EU ") and "no capacity" in p for p in failed)
+    assert last.startswith("Lambda US ") and last.endswith(": launched")
     attempts = pod.events.filter(kind="attempt")
-    assert attempts.count() == 2  # the failed attempt and the path
+    assert attempts.count() == len(failed) + 1  # one per failed attempt, then the whole path
     assert " → " in attempts.last().message
     # the failed region is blocklisted for a while, and the attempts feed the success record
     assert LaunchBlock.objects.filter(provider_account=a, until__gt=clock.now()).exists()
     assert set(LaunchAttempt.objects.values_list("outcome", flat=True)) == {"no_capacity", "launched"}
+    assert LaunchAttempt.objects.filter(outcome="no_capacity").count() == len(failed)
     assert SandboxInstance.objects.filter(account=a).count() == 0
 
 
