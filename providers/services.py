@@ -14,6 +14,7 @@ from django.db import connections, transaction
 from django.db.models import Case, F, Value, When
 
 from provisioner import clock
+from provisioner.security import register_secret
 from tenants.models import Tenant
 
 from .adapters.base import OfferData, ProviderAdapter, ProviderError
@@ -34,11 +35,30 @@ def adapter_for(account: ProviderAccount) -> ProviderAdapter:
     settings["account_id"] = str(account.pk)
     # multi-region providers (AWS, GCP, Azure) query only the regions the admin allowed
     settings.setdefault("allowed_regions", list(account.allowed_regions or []))
-    return build_adapter(account.kind, dict(account.credentials or {}), settings)
+    credentials = dict(account.credentials or {})
+    register_credential_secrets(credentials)
+    return build_adapter(account.kind, credentials, settings)
+
+
+def register_credential_secrets(credentials: Any) -> None:
+    """Tell the log filter about every secret value we are about to hand to an adapter."""
+    if isinstance(credentials, dict):
+        for value in credentials.values():
+            register_credential_secrets(value)
+    elif isinstance(credentials, (list, tuple)):
+        for value in credentials:
+            register_credential_secrets(value)
+    elif isinstance(credentials, str):
+        register_secret(credentials)
+        if "\n" in credentials:  # kubeconfig / key files: the embedded tokens too
+            for token in credentials.split():
+                if len(token) >= 20:
+                    register_secret(token.strip("'\""))
 
 
 def verify_credentials(*, kind: str, credentials: dict[str, Any], settings: dict[str, Any] | None = None) -> None:
     """Check credentials live before anything is saved. Raises ProviderError."""
+    register_credential_secrets(credentials)
     build_adapter(kind, credentials, dict(settings or {}, account_id="verify")).verify()
 
 
