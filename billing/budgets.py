@@ -31,6 +31,7 @@ from django.db.models import Q
 
 from providers.models import ProviderAccount
 from provisioner import clock
+from tenants.audit import audit_record
 from tenants.models import Membership, Project, Role
 from workloads.models import LIVE_POD_STATES, Pod, PodState
 
@@ -161,10 +162,13 @@ def budget_create(*, tenant, name: str, amount_usd: Decimal, period: str = Budge
     """Create a budget for the whole tenant (``project=None``) or one of its projects."""
     if project is not None and project.tenant_id != tenant.pk:
         raise ValueError("project belongs to another organization")
-    return Budget.objects.create(tenant=tenant, project=project, name=name, amount_usd=amount_usd, period=period,
-                                 soft_thresholds=_clean_thresholds(soft_thresholds), hard_limit=hard_limit,
-                                 stop_running_pods=stop_running_pods, webhook_url=webhook_url,
-                                 webhook_secret=webhook_secret, email_alerts=email_alerts)
+    budget = Budget.objects.create(tenant=tenant, project=project, name=name, amount_usd=amount_usd, period=period,
+                                   soft_thresholds=_clean_thresholds(soft_thresholds), hard_limit=hard_limit,
+                                   stop_running_pods=stop_running_pods, webhook_url=webhook_url,
+                                   webhook_secret=webhook_secret, email_alerts=email_alerts)
+    audit_record(tenant=tenant, action="budget.created", target=budget,
+                 details={"amount_usd": str(amount_usd), "period": period, "hard_limit": hard_limit})
+    return budget
 
 
 @transaction.atomic
@@ -175,15 +179,20 @@ def budget_update(*, budget: Budget, **fields) -> Budget:
     project = fields.get("project")
     if project is not None and project.tenant_id != budget.tenant_id:
         raise ValueError("project belongs to another organization")
+    before = {k: getattr(budget, k) for k in fields}
     for k, v in fields.items():
         setattr(budget, k, v)
     budget.save()
+    audit_record(tenant=budget.tenant_id, action="budget.changed", target=budget,
+                 details={k: {"from": str(before[k]), "to": str(v)} for k, v in fields.items() if before[k] != v})
     return budget
 
 
 @transaction.atomic
 def budget_delete(*, budget: Budget) -> None:
     """Remove a budget and its alert history (reservations are not per budget, so they stay)."""
+    audit_record(tenant=budget.tenant_id, action="budget.deleted", target=budget,
+                 details={"amount_usd": str(budget.amount_usd), "period": budget.period})
     budget.delete()
 
 

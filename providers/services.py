@@ -15,6 +15,7 @@ from django.db.models import Case, F, Value, When
 
 from provisioner import clock
 from provisioner.security import register_secret
+from tenants.audit import audit_record
 from tenants.models import Tenant
 
 from .adapters.base import OfferData, ProviderAdapter, ProviderError
@@ -82,12 +83,15 @@ def provider_account_create(
     """Connect a provider. Credentials are verified live first (unless ``verify=False``)."""
     if verify:
         verify_credentials(kind=kind, credentials=credentials or {}, settings=settings)
-    return ProviderAccount.objects.create(
+    account = ProviderAccount.objects.create(
         tenant=tenant, kind=kind, name=name, credentials=credentials or {}, settings=settings or {},
         spending_cap_usd=spending_cap_usd, spending_cap_period=spending_cap_period,
         allowed_regions=allowed_regions or [], allowed_countries=allowed_countries or [],
         default_gpu_class=default_gpu_class, preference_rank=preference_rank, created_by=created_by,
     )
+    audit_record(tenant=tenant, action="provider.connected", target=account, actor=created_by,
+                 details={"kind": kind, "spending_cap_usd": str(spending_cap_usd), "countries": allowed_countries or []})
+    return account
 
 
 @dataclass
@@ -265,9 +269,13 @@ def provider_account_update(*, account: ProviderAccount, **changes: Any) -> Prov
     unknown = set(changes) - allowed
     if unknown:
         raise ValueError(f"not editable: {', '.join(sorted(unknown))}")
+    before = {f: getattr(account, f) for f in changes}
     for field, value in changes.items():
         setattr(account, field, value)
     account.save()
+    audit_record(tenant=account.tenant_id, action="provider.changed", target=account,
+                 details={f: {"from": str(before[f]), "to": str(v)} for f, v in changes.items() if before[f] != v and f != "settings"}
+                 | ({"settings": "changed"} if "settings" in changes and before["settings"] != changes["settings"] else {}))
     return account
 
 
@@ -280,6 +288,8 @@ def provider_account_credentials_replace(*, account: ProviderAccount, credential
     account.credentials = credentials
     account.consecutive_failures = 0
     account.save()
+    audit_record(tenant=account.tenant_id, action="provider.credentials_replaced", target=account,
+                 details={"fields": sorted(credentials)})
     return account
 
 
@@ -305,6 +315,7 @@ def provider_account_remove(*, account: ProviderAccount) -> str:
         raise ProviderAccountBusy(f"{account.name} still has live pods; terminate them first.")
     pods = getattr(account, "pods", None)
     if pods is None or not pods.exists():
+        audit_record(tenant=account.tenant_id, action="provider.removed", target=account, details={"mode": "deleted"})
         account.delete()
         return "deleted"
     now = clock.now()
@@ -315,4 +326,5 @@ def provider_account_remove(*, account: ProviderAccount) -> str:
     account.settings = dict(account.settings or {}, removed_at=now.isoformat())
     account.name = f"{account.name} (removed {now:%Y-%m-%d %H:%M})"[:120]
     account.save()
+    audit_record(tenant=account.tenant_id, action="provider.removed", target=account, details={"mode": "archived"})
     return "archived"

@@ -28,6 +28,7 @@ from providers.adapters.base import (
 )
 from providers.models import ProviderAccount
 from provisioner import clock
+from tenants.audit import audit_record
 from tenants.models import Project, Tenant
 
 from . import calls
@@ -88,8 +89,26 @@ def pod_request(*, workload: Workload, replica_index: int = 0, enqueue: bool = T
 
 
 def workload_launch(*, workload: Workload, enqueue: bool = True) -> list[Pod]:
-    """Request one pod per replica."""
-    return [pod_request(workload=workload, replica_index=i, enqueue=enqueue) for i in range(max(1, workload.replicas))]
+    """Request one pod per replica (audited as a launch)."""
+    pods = [pod_request(workload=workload, replica_index=i, enqueue=enqueue) for i in range(max(1, workload.replicas))]
+    audit_record(tenant=workload.tenant_id, action="pod.launched", target=workload,
+                 details={"pods": [str(p.pk) for p in pods], "gpu": f"{workload.gpu_count}x{workload.gpu_class}",
+                          "image": workload.image})
+    return pods
+
+
+def pod_terminate_request(*, pod: Pod, user) -> bool:
+    """A user asks to terminate ``pod``: audited, then handed to the terminate task after commit
+    (a web request never waits on a provider). False when the pod has already ended."""
+    if pod.state not in LIVE_POD_STATES and pod.state != PodState.STOPPED:
+        return False
+    from .tasks import terminate_pod
+
+    audit_record(tenant=pod.tenant_id, action="pod.terminated", target=pod, actor=user,
+                 details={"workload": pod.workload.name, "state": pod.state})
+    pod_id, reason = str(pod.pk), f"Terminated by {user.username}"
+    transaction.on_commit(lambda: terminate_pod.delay(pod_id, reason))
+    return True
 
 
 # --- provision -------------------------------------------------------------------------------

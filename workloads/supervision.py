@@ -14,6 +14,7 @@ from datetime import timedelta
 from django.db import transaction
 
 from provisioner import clock
+from tenants.audit import audit_record
 
 from . import services
 from .models import LIVE_POD_STATES, Lifecycle, Pod, PodState, Workload
@@ -54,6 +55,7 @@ def workload_stop(*, workload: Workload, reason: str, enqueue: bool = False) -> 
     Workload.objects.filter(pk=workload.pk).update(state=Workload.State.STOPPED, state_reason=reason[:300],
                                                    updated_at=clock.now())
     workload.state = Workload.State.STOPPED
+    audit_record(tenant=workload.tenant_id, action="workload.stopped", target=workload, details={"reason": reason})
     workload_schedule_sync(workload=workload)
     workload.scheduled_runs.filter(state=ScheduledRun.State.QUEUED).update(
         state=ScheduledRun.State.SKIPPED, note="Skipped: the workload was stopped", ended_at=clock.now())

@@ -10,7 +10,8 @@ from provisioner import clock
 from tenants.access import get_for_tenant_or_404, require_member
 from tenants.permissions import PROVISION
 
-from .models import LIVE_POD_STATES, Pod, PodState
+from . import services
+from .models import LIVE_POD_STATES, Pod
 from .selectors import pod_cost_so_far, pods_for_tenant
 
 
@@ -38,9 +39,6 @@ def pod_detail(request: HttpRequest, pk) -> HttpResponse:
 @require_POST
 def pod_terminate(request: HttpRequest, pk) -> HttpResponse:
     pod = get_for_tenant_or_404(request, Pod, PROVISION, pk=pk)
-    from .tasks import terminate_pod
-
-    if pod.state in LIVE_POD_STATES or pod.state == PodState.STOPPED:
-        terminate_pod.delay(str(pod.pk), f"Terminated by {request.user.username}")
+    if services.pod_terminate_request(pod=pod, user=request.user):
         messages.success(request, "Termination requested.")
     return redirect("workloads:pod_detail", pk=pod.pk)
