@@ -39,7 +39,7 @@ from . import calls
 from .models import LaunchAttempt, LaunchBlock, Pod, PodState
 from .placement import Candidate
 from .recipes import launch_env, registry_auth
-from .telemetry import agent_launch_env
+from .telemetry import agent_launch_env, agent_wrapped_command
 from .transitions import pod_event
 
 logger = logging.getLogger(__name__)
@@ -71,11 +71,13 @@ def launch_request(pod: Pod, offer) -> LaunchRequest:
     """What the adapter needs to stand ``pod`` up on ``offer``; tagged with the pod's UUID."""
     w = pod.workload
     spec = w.container_spec or {}
+    # the explicit command runs unchanged, behind a shell line that starts the GPU agent
+    command, args = agent_wrapped_command(list(spec.get("command", [])), list(spec.get("args", [])))
     return LaunchRequest(
         tag=str(pod.pk), name=f"{w.name}-{str(pod.pk)[:8]}", image=w.image, gpu_class=offer.gpu_class,
         gpu_count=offer.gpu_count, region=offer.region, instance_type=offer.instance_type, zone=offer.zone,
         spot=offer.spot, bid_price_per_hour=offer.price_per_hour if offer.spot else None,
-        command=list(spec.get("command", [])), args=list(spec.get("args", [])),
+        command=command, args=args,
         # recipe secret references are resolved here, and only here; plus the in-pod GPU agent's
         # heartbeat URL and a fresh per-pod token (each attempt's token replaces the previous one)
         env={**launch_env(w), **agent_launch_env(pod=pod)},

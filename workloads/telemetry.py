@@ -418,3 +418,24 @@ def pod_utilization_series(pod: Pod, *, minutes: int, now: datetime | None = Non
         if key not in per or util > per[key][1]:
             per[key] = (at, util)
     return {gpu: list(per.values()) for gpu, per in sorted(series.items())}
+
+
+# The in-pod agent is started by the pod's own entrypoint: when the workload has an explicit
+# command, it is wrapped so that a POSIX shell first starts the agent in the background (only
+# where the image has python3 and the agent URL is set), then execs the real command unchanged.
+# Images launched with their default entrypoint start the agent themselves (README: "In-pod
+# GPU agent").
+AGENT_BOOTSTRAP = (
+    'if [ -n "$AGENT_SCRIPT_URL" ] && command -v python3 >/dev/null 2>&1; then '
+    "(python3 -c 'import os, urllib.request; "
+    'exec(compile(urllib.request.urlopen(os.environ["AGENT_SCRIPT_URL"], timeout=15).read(), "provisioner_agent.py", "exec"))\' '
+    ">/tmp/provisioner-agent.log 2>&1 &); fi; "
+    'exec "$@"'
+)
+
+
+def agent_wrapped_command(command: list[str], args: list[str]) -> tuple[list[str], list[str]]:
+    """(command, args) that start the agent, then run ``command + args`` exactly as given."""
+    if not command:
+        return command, args
+    return ["sh", "-c", AGENT_BOOTSTRAP, "provisioner-entrypoint", *command, *args], []
