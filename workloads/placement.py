@@ -60,6 +60,7 @@ class PlacementSpec:
     provider_account_ids: tuple[str, ...] = ()  # restrict to these accounts (a move)
     avoid: tuple[tuple[str, str], ...] = ()  # (account id, region) to leave (a move)
     pin_label: str = ""  # the pins as the user wrote them ("EU"), for messages
+    instance_type: str = ""  # a custom, provider-specific type: matched exactly instead of class/count
 
     @property
     def allows_spot(self) -> bool:
@@ -73,6 +74,8 @@ class PlacementSpec:
 
     @property
     def shape(self) -> str:
+        if self.instance_type:
+            return f"instance type {self.instance_type}"
         return f"{self.gpu_count}× {' or '.join(self.gpu_classes)}"
 
     @property
@@ -351,6 +354,7 @@ def spec_for_workload(workload, *, force_on_demand: bool = False, override: dict
         provider_account_ids=tuple(str(a) for a in override.get("provider_account_ids", [])),
         avoid=tuple(tuple(x) for x in override.get("avoid", [])),
         pin_label=", ".join(c.upper() for c in raw_countries),
+        instance_type=(workload.custom_instance_type or "") if workload.gpu_class == "custom" else "",
     )
 
 
@@ -358,7 +362,10 @@ def spec_for_workload(workload, *, force_on_demand: bool = False, override: dict
 
 
 def _shape_q(spec: PlacementSpec) -> Q:
-    q = Q(gpu_class__in=spec.gpu_classes, gpu_count=spec.gpu_count)
+    if spec.instance_type:
+        q = Q(instance_type=spec.instance_type)
+    else:
+        q = Q(gpu_class__in=spec.gpu_classes, gpu_count=spec.gpu_count)
     if spec.provider_account_ids:
         q &= Q(provider_account_id__in=spec.provider_account_ids)
     return q

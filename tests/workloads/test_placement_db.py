@@ -116,3 +116,16 @@ def test_pod_page_shows_the_launch_path(client, tenant, project, owner, monkeypa
     body = client.get(reverse("workloads:pod_detail", args=[pod.pk])).content.decode()
     assert 'id="launch-path"' in body and "no capacity" in body and "→" in body and ": launched" in body
     assert 'id="move-link"' in body
+
+
+@pytest.mark.django_db
+def test_custom_instance_type_is_matched_exactly(tenant, project, owner, sandbox):
+    from workloads import services
+
+    offer = sandbox.offers.filter(gpu_class="H100", gpu_count=2, spot=False).exclude(available=0).first()
+    w = services.workload_create(tenant=tenant, project=project, owner=owner, name="custom-type", image="busybox",
+                                 gpu_class="custom", gpu_count=1, custom_instance_type=offer.instance_type)
+    (pod,) = services.workload_launch(workload=w, enqueue=False)
+    pod = services.pod_provision(pod_id=str(pod.pk))
+    assert pod.state == "running"
+    assert pod.offer_snapshot["instance_type"] == offer.instance_type and pod.gpu_count == 2
