@@ -66,3 +66,22 @@ class SecurityHeadersMiddleware:
         if getattr(settings, "PRODUCTION", False):
             response.headers.setdefault("Cache-Control", "no-store") if request.user.is_authenticated else None
         return response
+
+
+class RejectNulBytesMiddleware:
+    """A NUL character is never valid input here, and PostgreSQL refuses it in text columns and
+    query parameters (a DataError, i.e. a 500, wherever a view forgot to validate). Refuse any
+    query string or form field carrying one with a 400, before any view runs."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        for data in (request.GET, request.POST if request.method == "POST" else None):
+            if data is None:
+                continue
+            for key, values in data.lists():
+                if "\x00" in key or any("\x00" in v for v in values):
+                    return HttpResponse("Invalid input: NUL characters are not allowed.", status=400,
+                                        content_type="text/plain")
+        return self.get_response(request)

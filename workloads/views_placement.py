@@ -27,7 +27,7 @@ from .placement import PlacementSpec, placement_for
 
 
 def _split(value: str | None) -> list[str]:
-    return [x.strip() for x in (value or "").replace(";", ",").replace("\n", ",").split(",") if x.strip()]
+    return [x.strip() for x in (value or "").replace("\x00", "").replace(";", ",").replace("\n", ",").split(",") if x.strip()]
 
 
 def _int(value: str | None, default: int | None) -> int | None:

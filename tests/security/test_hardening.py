@@ -110,3 +110,10 @@ def test_logging_config_attaches_the_filter():
     from django.conf import settings
 
     assert "redact_secrets" in settings.LOGGING["handlers"]["console"]["filters"]
+
+
+@pytest.mark.django_db
+def test_nul_bytes_are_refused_before_any_view(owner_client):
+    resp = owner_client.post(reverse("workloads:launch"), {"name": "a\x00b"})
+    assert resp.status_code == 400
+    assert owner_client.get(reverse("workloads:placement_preview") + "?countries=DE%00").status_code == 400
