@@ -37,6 +37,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._pg import ensure_database  # noqa: E402
+
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/bench_placement"
 CATALOG = ROOT.parent / "shared" / "catalog"
 OFFERS = 100_000
@@ -60,16 +62,6 @@ SYNTHETIC = {"T4": 0.35, "L4": 0.62, "A10": 0.75, "RTX4090": 0.69, "A40": 0.79, 
              "A100-80": 1.79, "H100": 2.69, "H200": 3.59, "MI300X": 2.99, "V100": 0.9}
 SYNTH_REGIONS = [("us-east-1", "US"), ("us-west-2", "US"), ("eu-central-1", "DE"), ("eu-west-3", "FR"),
                  ("europe-north1", "FI"), ("westeurope", "NL"), ("ca-central-1", "CA"), ("ap-northeast-1", "JP")]
-
-
-def ensure_database(url: str) -> None:
-    import psycopg
-
-    base, _, name = url.rpartition("/")
-    name = name.split("?")[0]
-    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def setup_django(url: str) -> None:
