@@ -47,6 +47,33 @@ def may_spend(*, tenant_id, project_id, provider_account_id, usd_per_hour: Decim
     return _decision(verdict)
 
 
+def spend_gate(*, tenant_id, project_id):
+    """``may_spend`` for one placement that asks about many accounts.
+
+    Placement asks the gate once per candidate account. The answer can only be "no" where a hard
+    budget covers this tenant/project or the account has a spending cap, so those two facts are
+    read once (two queries) and the full evaluation runs only for the checks they concern. The
+    answers are the same as ``may_spend``'s; the launch itself is still checked under lock by
+    ``reserve_launch``.
+    """
+    from providers.models import ProviderAccount
+
+    from .selectors import hard_budgets_for
+
+    budgeted = hard_budgets_for(tenant_id=tenant_id, project_id=project_id).exists()
+    capped = {str(pk) for pk in ProviderAccount.objects.filter(tenant_id=tenant_id, spending_cap_usd__isnull=False)
+              .values_list("pk", flat=True)}
+
+    def check(*, tenant_id=tenant_id, project_id=project_id, provider_account_id, usd_per_hour: Decimal,
+              hours: Decimal | None = None) -> GateDecision:
+        if not budgeted and str(provider_account_id) not in capped:
+            return GateDecision(True)
+        return may_spend(tenant_id=tenant_id, project_id=project_id, provider_account_id=provider_account_id,
+                         usd_per_hour=usd_per_hour, hours=hours)
+
+    return check
+
+
 def reserve_launch(*, tenant_id, project_id, provider_account_id, usd_per_hour: Decimal, pod_id,
                    hours: Decimal | None = None) -> GateDecision:
     """Check under lock and reserve the launch's projected cost for ``pod_id``."""

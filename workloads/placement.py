@@ -527,11 +527,12 @@ def policy_for(*, tenant_id, project_id=None, now: datetime, gate: Callable[...,
 def placement_for(*, tenant_id, spec: PlacementSpec, now: datetime, project_id=None, limit: int = 10,
                   explain: bool = True) -> PlacementResult:
     """Placement for a tenant with its full policy, the spend gate included."""
-    from billing.gate import may_spend
+    from billing.gate import spend_gate
     from providers.selectors import offers_for_tenant
     from tenants.models import Tenant
 
     tenant = Tenant(pk=tenant_id)
     hours = Decimal(spec.max_duration_minutes) / 60 if spec.max_duration_minutes else None
-    policy = policy_for(tenant_id=tenant_id, project_id=project_id, now=now, gate=may_spend, hours=hours)
+    gate = spend_gate(tenant_id=tenant_id, project_id=project_id)
+    policy = policy_for(tenant_id=tenant_id, project_id=project_id, now=now, gate=gate, hours=hours)
     return place(offers_for_tenant(tenant), spec, policy, limit=limit, explain=explain)
