@@ -80,13 +80,6 @@ def hard_budgets_for(*, tenant_id, project_id):
             .filter(Q(project__isnull=True) | Q(project_id=project_id)).order_by("pk"))
 
 
-def exhausted_hard_budget(*, tenant_id, project_id) -> Budget | None:
-    for b in hard_budgets_for(tenant_id=tenant_id, project_id=project_id):
-        if spend_since(tenant_id=tenant_id, since=period_start(b.period), project_id=b.project_id) >= b.amount_usd:
-            return b
-    return None
-
-
 def alerts_for_tenant(tenant, *, unread_only: bool = False):
     qs = BudgetAlert.objects.for_tenant(tenant).select_related("budget", "provider_account")
     return qs.filter(read_at__isnull=True) if unread_only else qs

@@ -63,8 +63,8 @@ class SecurityHeadersMiddleware:
         response.headers.setdefault("Content-Security-Policy", self.CSP)
         response.headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
         response.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-        if getattr(settings, "PRODUCTION", False):
-            response.headers.setdefault("Cache-Control", "no-store") if request.user.is_authenticated else None
+        if getattr(settings, "PRODUCTION", False) and request.user.is_authenticated:
+            response.headers.setdefault("Cache-Control", "no-store")  # pages of one user stay out of shared caches
         return response
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
@@ -347,11 +346,3 @@ def pod_terminate(*, pod_id: str, reason: str = "Terminated by user", user=None)
         pod_event(pod, "state", "Termination requested; waiting for the provider to confirm")
     pod.refresh_from_db()
     return pod
-
-
-def pod_price_usd(pod: Pod) -> Decimal:
-    return pod.price_usd_per_hour or Decimal("0")
-
-
-def accounts_in_use(tenant: Tenant) -> list[ProviderAccount]:
-    return list(ProviderAccount.objects.filter(tenant=tenant, pods__state__in=LIVE_POD_STATES).distinct())
