@@ -4,7 +4,7 @@ spot interruption with re-placement and escalation to on-demand."""
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -59,10 +59,13 @@ def test_a_hung_provider_times_out_per_attempt(tenant, project, owner, monkeypat
 
 def test_attempts_are_bounded_in_count_and_time(tenant, project, owner, monkeypatch, settings):
     settings.LAUNCH_MAX_ATTEMPTS = 3
-    a = sandbox_account(tenant, "Flaky")
-    faults = FaultInjector(monkeypatch)
-    faults.faults[str(a.pk)] = TransientError("503 Service Unavailable", status=503)
-    pod = launch(workload(tenant, project, owner))
+    # the Sandbox's capacity changes with the hour: pin one with more than 3 candidate regions, so
+    # that the attempt bound (not running out of candidates) is what stops the launch
+    with clock.frozen(datetime(2026, 11, 27, 6, 30, tzinfo=UTC)):
+        a = sandbox_account(tenant, "Flaky")
+        faults = FaultInjector(monkeypatch)
+        faults.faults[str(a.pk)] = TransientError("503 Service Unavailable", status=503)
+        pod = launch(workload(tenant, project, owner))
     assert pod.state == PodState.FAILED
     assert LaunchAttempt.objects.filter(pod=pod).count() == 3
     assert "stopped after 3 attempts" in pod.state_reason
