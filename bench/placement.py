@@ -197,10 +197,12 @@ def specs() -> list:
 
 
 def explain(tenant, spec) -> tuple[bool, str]:
-    from providers.selectors import offers_for_tenant
+    from providers.models import ProviderAccount
+    from providers.selectors import offers_of_accounts
     from workloads.placement import PAGE, candidate_offers
 
-    qs = candidate_offers(offers_for_tenant(tenant), spec)[:PAGE]
+    enabled = ProviderAccount.objects.filter(tenant=tenant, enabled=True).values_list("pk", flat=True)
+    qs = candidate_offers(offers_of_accounts(tenant, [str(pk) for pk in enabled]), spec, upto=PAGE)[:PAGE]
     plan = qs.explain()
     used = any(tok in plan for tok in ("Index Scan", "Index Only Scan", "Bitmap Index Scan")) and "offer_" in plan
     return used, plan

@@ -17,6 +17,7 @@ workloads, never the reverse), so the billing modules it uses are imported lazil
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -47,22 +48,25 @@ def may_spend(*, tenant_id, project_id, provider_account_id, usd_per_hour: Decim
     return _decision(verdict)
 
 
-def spend_gate(*, tenant_id, project_id):
+def spend_gate(*, tenant_id, project_id, capped_account_ids: Iterable[str] | None = None):
     """``may_spend`` for one placement that asks about many accounts.
 
     Placement asks the gate once per candidate account. The answer can only be "no" where a hard
     budget covers this tenant/project or the account has a spending cap, so those two facts are
-    read once (two queries) and the full evaluation runs only for the checks they concern. The
-    answers are the same as ``may_spend``'s; the launch itself is still checked under lock by
-    ``reserve_launch``.
+    read once and the full evaluation runs only for the checks they concern. The answers are the
+    same as ``may_spend``'s; the launch itself is still checked under lock by ``reserve_launch``.
+    ``capped_account_ids``: the tenant's accounts that have a spending cap, when the caller has
+    just read its accounts anyway (one query fewer); read here otherwise.
     """
     from providers.models import ProviderAccount
 
     from .selectors import hard_budgets_for
 
     budgeted = hard_budgets_for(tenant_id=tenant_id, project_id=project_id).exists()
-    capped = {str(pk) for pk in ProviderAccount.objects.filter(tenant_id=tenant_id, spending_cap_usd__isnull=False)
-              .values_list("pk", flat=True)}
+    if capped_account_ids is None:
+        capped_account_ids = ProviderAccount.objects.filter(
+            tenant_id=tenant_id, spending_cap_usd__isnull=False).values_list("pk", flat=True)
+    capped = {str(pk) for pk in capped_account_ids}
 
     def check(*, tenant_id=tenant_id, project_id=project_id, provider_account_id, usd_per_hour: Decimal,
               hours: Decimal | None = None) -> GateDecision:

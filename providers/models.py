@@ -113,8 +113,10 @@ class Offer(models.Model):
 
     class Meta:
         indexes = [
-            # placement: equality on tenant/class/count/spot, range+order on price
-            models.Index(fields=["tenant", "gpu_class", "gpu_count", "spot", "price_usd_per_hour"], name="offer_placement_idx"),
+            # placement: equality on tenant/class/count, then exactly placement's order (price, spot,
+            # id), so "the 60 cheapest of this shape" is an ordered index scan that stops early
+            models.Index(fields=["tenant", "gpu_class", "gpu_count", "price_usd_per_hour", "spot", "id"],
+                         name="offer_placement_idx"),
             models.Index(fields=["tenant", "country"], name="offer_country_idx"),
             models.Index(fields=["provider_account", "fetched_at"], name="offer_account_idx"),
         ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from decimal import Decimal
 
 from django.db.models import QuerySet
@@ -21,6 +22,12 @@ def provider_accounts_for_tenant(tenant: Tenant | None) -> QuerySet[ProviderAcco
 
 def offers_for_tenant(tenant: Tenant | None) -> QuerySet[Offer]:
     return Offer.objects.for_tenant(tenant).filter(provider_account__enabled=True)
+
+
+def offers_of_accounts(tenant: Tenant | None, account_ids: Iterable[str]) -> QuerySet[Offer]:
+    """The tenant's offers from these accounts (already known to be enabled, e.g. read by the
+    placement policy). No join to the account table: placement's ordered index scan stays one."""
+    return Offer.objects.for_tenant(tenant).filter(provider_account_id__in=list(account_ids))
 
 
 def usd_rate(currency: str) -> Decimal:

@@ -4,8 +4,8 @@ Two halves:
 
 * ``rank_offers`` is pure: offers + spec + policy in, ranked candidates (each with a reason
   a person can read) and exclusions (each with a reason) out. No database, no clock.
-* ``place`` narrows the offers in the database first (indexed: tenant, class, count, spot,
-  price; see ``Offer.Meta.indexes``), asks one aggregate query why the rest did not make it,
+* ``place`` narrows the offers in the database first (indexed: tenant, class, count, then
+  price order; see ``Offer.Meta.indexes``), asks one aggregate query why the rest did not make it,
   builds the organization's policy (preference, blocklist, launch success, spend gate) and
   hands the survivors to ``rank_offers``.
 
@@ -24,11 +24,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from django.db import connections
 from django.db.models import Count, Min, Q
 
 from providers.catalog import expand_countries, expand_gpu_classes
@@ -383,20 +384,31 @@ def _pin_q(spec: PlacementSpec) -> Q:
 CAPACITY_Q = Q(available__isnull=True) | Q(available__gt=0)
 
 
-def candidate_offers(offers_qs, spec: PlacementSpec):
+def candidate_offers(offers_qs, spec: PlacementSpec, upto: int | None = None):
     """Database-side filter: class, count, spot, capacity, pins, price ceiling; cheapest first.
 
     The order (price, then on-demand before spot) makes an on-demand offer that costs the
-    same as a spot one arrive first, so the spot-vs-on-demand test always sees it.
+    same as a spot one arrive first, so the spot-vs-on-demand test always sees it. It is the
+    order of ``offer_placement_idx`` after (tenant, class, count): for one GPU class the cheapest
+    page is an ordered index scan that stops after ``upto`` rows. With several acceptable classes
+    and ``upto`` given, each class is one such scan (UNION ALL of per-class LIMITs, merged by
+    the same order) — an IN list over the classes would read and sort every matching row.
     """
-    qs = offers_qs.filter(_shape_q(spec)).filter(CAPACITY_Q).filter(_pin_q(spec))
+    qs = offers_qs.filter(CAPACITY_Q).filter(_pin_q(spec))
     if not spec.allows_spot:
         qs = qs.filter(spot=False)
     if spec.max_price_per_hour is not None:
         qs = qs.filter(price_usd_per_hour__lte=spec.max_price_per_hour)
-    return qs.only(*OFFER_FIELDS).order_by("price_usd_per_hour", "spot", "id")
+    qs = qs.only(*OFFER_FIELDS)
+    if (spec.instance_type or len(spec.gpu_classes) == 1 or upto is None
+            or not connections[qs.db].features.supports_slicing_ordering_in_compound):  # SQLite: no LIMIT per part
+        return qs.filter(_shape_q(spec)).order_by(*RANK_ORDER)
+    first, *rest = [qs.filter(_shape_q(replace(spec, gpu_classes=(c,)))).order_by(*RANK_ORDER)[:upto]
+                    for c in dict.fromkeys(spec.gpu_classes)]
+    return first.union(*rest, all=True).order_by(*RANK_ORDER)
 
 
+RANK_ORDER = ("price_usd_per_hour", "spot", "id")
 OFFER_FIELDS = (
     "id", "provider_account_id", "kind", "gpu_class", "gpu_count", "region", "country", "zone", "spot",
     "price_per_hour", "currency", "price_usd_per_hour", "available", "availability", "instance_type",
@@ -456,12 +468,12 @@ def place(offers_qs, spec: PlacementSpec, policy: PlacementPolicy | None = None,
     """Filter in the database, rank in Python. Fetches further pages only when the Python-side
     rules (blocklist, caps, volumes...) excluded a whole page. ``explain=False`` (a launch)
     runs the aggregate that explains the database-side exclusions only when nothing fits."""
-    qs = candidate_offers(offers_qs, spec)
     result = PlacementResult()
     offers: list = []
     names = policy.names if policy is not None else {}
     for page in range(MAX_PAGES):
-        rows = list(qs[page * PAGE:(page + 1) * PAGE])
+        upto = (page + 1) * PAGE
+        rows = list(candidate_offers(offers_qs, spec, upto=upto)[page * PAGE:upto])
         for o in rows:
             o.account_name = names.get(str(o.provider_account_id)) or o.provider_account.name
         offers.extend(rows)
@@ -478,23 +490,27 @@ def place(offers_qs, spec: PlacementSpec, policy: PlacementPolicy | None = None,
 # --- the organization's policy, read from the database ---------------------------------------
 
 
-def policy_for(*, tenant_id, project_id=None, now: datetime, gate: Callable[..., Any] | None = None,
-               account_ids: Iterable[str] | None = None, hours: Decimal | None = None) -> PlacementPolicy:
-    """Preferences, live blocks, launch success (last week) and the spend gate for a tenant."""
+def policy_for(*, tenant_id, project_id=None, now: datetime, gate_factory: Callable[..., Any] | None = None,
+               hours: Decimal | None = None) -> PlacementPolicy:
+    """Preferences, live blocks, launch success (last week) and the spend gate for a tenant.
+
+    ``gate_factory`` (``billing.gate.spend_gate``) is handed the capped accounts read here with
+    the rest of the account facts, so the gate does not read the accounts a second time."""
     from providers.adapters.registry import provider_info
     from providers.models import ProviderAccount
 
     from .models import LaunchAttempt, LaunchBlock
 
-    accounts = ProviderAccount.objects.filter(tenant_id=tenant_id, enabled=True)
-    if account_ids is not None:
-        accounts = accounts.filter(pk__in=list(account_ids))
     preference: dict[str, int] = {}
     names: dict[str, str] = {}
     traits: dict[str, ProviderTraits] = {}
-    for pk, kind, rank, name in accounts.values_list("pk", "kind", "preference_rank", "name"):
+    capped: list[str] = []
+    for pk, kind, rank, name, cap in (ProviderAccount.objects.filter(tenant_id=tenant_id, enabled=True)
+                                      .values_list("pk", "kind", "preference_rank", "name", "spending_cap_usd")):
         preference[str(pk)] = rank
         names[str(pk)] = name
+        if cap is not None:
+            capped.append(str(pk))
         if kind not in traits:
             try:
                 info = provider_info(kind)
@@ -513,7 +529,9 @@ def policy_for(*, tenant_id, project_id=None, now: datetime, gate: Callable[...,
         success[(str(row["provider_account_id"]), row["region"])] = [row["ok"], row["tried"]]
 
     spend_check: SpendCheck | None = None
-    if gate is not None:
+    if gate_factory is not None:
+        gate = gate_factory(tenant_id=tenant_id, project_id=project_id, capped_account_ids=capped)
+
         def spend_check(account_id: str, usd_per_hour: Decimal) -> tuple[bool, str]:
             decision = gate(tenant_id=tenant_id, project_id=project_id, provider_account_id=account_id,
                             usd_per_hour=usd_per_hour, hours=hours)
@@ -528,11 +546,11 @@ def placement_for(*, tenant_id, spec: PlacementSpec, now: datetime, project_id=N
                   explain: bool = True) -> PlacementResult:
     """Placement for a tenant with its full policy, the spend gate included."""
     from billing.gate import spend_gate
-    from providers.selectors import offers_for_tenant
+    from providers.selectors import offers_of_accounts
     from tenants.models import Tenant
 
     tenant = Tenant(pk=tenant_id)
     hours = Decimal(spec.max_duration_minutes) / 60 if spec.max_duration_minutes else None
-    gate = spend_gate(tenant_id=tenant_id, project_id=project_id)
-    policy = policy_for(tenant_id=tenant_id, project_id=project_id, now=now, gate=gate, hours=hours)
-    return place(offers_for_tenant(tenant), spec, policy, limit=limit, explain=explain)
+    policy = policy_for(tenant_id=tenant_id, project_id=project_id, now=now, gate_factory=spend_gate, hours=hours)
+    # the policy read the enabled accounts already: filter offers by them instead of a join
+    return place(offers_of_accounts(tenant, policy.names), spec, policy, limit=limit, explain=explain)
