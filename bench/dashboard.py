@@ -11,15 +11,23 @@ rollups from the daily ones (as ``rollup_month``).
 
 Measured at NOW. Both the "last 365 days" view stacked by provider with monthly aggregates (the headline) and
 the same range with daily bars (``daily_grain_ms``, reads daily rollups only) are timed.
+Runs are interleaved in rounds (two requests, one cold request, one baseline; 8 rounds, 4 in
+quick mode) so that the ratios compare runs made under the same machine load.
 * ``value``: median server time of the whole dashboard request (Django test client: middleware,
   access check, rollup reads, today's ledger, live accrual of running pods, plotly charts,
-  budget gauges, template), 15 runs (7 in quick mode);
+  budget gauges, template). This is the request as finance and
+  the page's 5-second HTMX refresh make it: the history part read from the rollups is cached
+  under the tenant's rollup generation, so repeated requests read only today's ledger and
+  the live pods;
+* ``cold_ms``: the same request right after the rollups changed (generation bumped, nothing
+  cached: every rollup read runs), and ``cold_speedup``;
 * ``baseline_ms``: median time to compute the same figures from the raw ledger
   (``billing.dashboard.build`` and ``budget_gauges`` with ``source="ledger"``; no rendering,
-  no middleware), 5 runs (3 in quick mode);
+  no middleware, so the ratio is conservative);
   the bench checks both give identical figures.
-OK when value <= 150 ms and baseline / value >= 20.
-``--quick``: 60 days of history instead of 365 (same pods, durations scaled).
+OK when value <= 150 ms, cold_ms <= 150 ms and baseline / value >= 20.
+``--quick``: fewer runs over the same one-year data set (built once, about two minutes, then
+reused); ``--days N`` builds a shorter history (a separate data set) for experiments.
 """
 
 from __future__ import annotations
@@ -177,21 +185,26 @@ def ensure_monthly_rollups(tenant) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--days", type=int, default=365)
     args = parser.parse_args()
-    days = 60 if args.quick else 365
+    days = args.days
     url = os.environ.get("DATABASE_URL", DEFAULT_DB)
     if not url.startswith("postgres"):
         url = DEFAULT_DB
     ensure_database(url)
     setup_django(url)
+    from django.conf import settings
+    from django.db import transaction
     from django.test import Client
-    from django.test.utils import setup_test_environment
 
     from billing import dashboard
+    from billing.rollups import generation_bump
     from billing.selectors import budgets_for_tenant
     from provisioner import clock
 
-    setup_test_environment()
+    # served as in production: no query log, and no test instrumentation of template rendering
+    # (setup_test_environment's signal copies every template context: not server time)
+    settings.DEBUG = False
     t0 = time.perf_counter()
     data = build_dataset(days)
     data["rollup_month_rows"] = ensure_monthly_rollups(data["tenant"])
@@ -200,7 +213,7 @@ def main() -> int:
     params = {"range": "365d", "group": "provider", "grain": "month"}
     client = Client()
     client.force_login(user)
-    runs, base_runs = (7, 3) if args.quick else (15, 5)
+    rounds = 4 if args.quick else 8
     with clock.frozen(NOW):
         projects, providers = dashboard.name_maps(tenant)
         f = dashboard.parse_filters(params, projects=projects, providers=providers, today=NOW.date())
@@ -213,35 +226,49 @@ def main() -> int:
             and fast.mtd_daily == slow.mtd_daily and gauges_fast == gauges_slow
         resp = client.get("/spend/", params)  # warm-up (imports, template compile)
         assert resp.status_code == 200, resp.status_code
-        times = []
-        for _ in range(runs):
+        # interleaved rounds, so that the ratios compare runs that saw the same machine load:
+        # two dashboard requests, one cold request (rollups just changed), one raw-ledger baseline
+        times: list[float] = []
+        cold: list[float] = []
+        base: list[float] = []
+
+        def timed(fn) -> float:
             t = time.perf_counter()
-            resp = client.get("/spend/", params)
-            times.append((time.perf_counter() - t) * 1000)
-            assert resp.status_code == 200
+            fn()
+            return (time.perf_counter() - t) * 1000
+
+        def request() -> None:
+            assert client.get("/spend/", params).status_code == 200
+
+        def baseline() -> None:
+            dashboard.build(tenant, f, projects=projects, providers=providers, source="ledger")
+            dashboard.budget_gauges(tenant, list(budgets_for_tenant(tenant)), source="ledger")
+
+        for _ in range(rounds):
+            times += [timed(request), timed(request)]
+            with transaction.atomic():
+                generation_bump(tenant.pk)  # what a rollup rewrite does: nothing cached applies any more
+            cold.append(timed(request))
+            base.append(timed(baseline))
         daily_params = {**params, "grain": "day"}
         client.get("/spend/", daily_params)
         daily_times = []
-        for _ in range(max(3, runs // 2)):
+        for _ in range(max(3, rounds)):
             t = time.perf_counter()
             client.get("/spend/", daily_params)
             daily_times.append((time.perf_counter() - t) * 1000)
-        base = []
-        for _ in range(base_runs):
-            t = time.perf_counter()
-            dashboard.build(tenant, f, projects=projects, providers=providers, source="ledger")
-            dashboard.budget_gauges(tenant, list(budgets_for_tenant(tenant)), source="ledger")
-            base.append((time.perf_counter() - t) * 1000)
     value, baseline = statistics.median(times), statistics.median(base)
     speedup = baseline / value if value else 0.0
+    cold_ms = statistics.median(cold)
     out = {"bench": "dashboard", "metric": "spend dashboard server time, 365-day view (median)",
            "value": round(value, 1), "unit": "ms", "target": TARGET_MS,
            "baseline_ms": round(baseline, 1), "baseline": "same figures from the raw ledger (median)",
-           "speedup": round(speedup, 1), "daily_grain_ms": round(statistics.median(daily_times), 1), "target_speedup": TARGET_SPEEDUP, "same_figures": same,
+           "speedup": round(speedup, 1), "cold_ms": round(cold_ms, 1),
+           "cold_speedup": round(baseline / cold_ms, 1) if cold_ms else 0.0, "daily_grain_ms": round(statistics.median(daily_times), 1), "target_speedup": TARGET_SPEEDUP, "same_figures": same,
            "history_days": days, "pods": PODS, "ledger_rows": data["ledger_rows"], "rollup_rows": data["rollup_rows"],
            "rollup_month_rows": data["rollup_month_rows"],
            "dataset_reused": data["reused"], "setup_s": round(setup_s, 1), "quick": args.quick,
-           "ok": bool(same and value <= TARGET_MS and speedup >= TARGET_SPEEDUP)}
+           "ok": bool(same and value <= TARGET_MS and cold_ms <= TARGET_MS and speedup >= TARGET_SPEEDUP)}
     print(json.dumps(out))
     return 0
 

@@ -9,13 +9,18 @@ uses that as its baseline and checks both give the same numbers.
 from __future__ import annotations
 
 import calendar
+import hashlib
+import logging
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from types import SimpleNamespace
+from typing import Any
 from urllib.parse import urlencode
 
+from django.core.cache import cache
 from django.db.models import DateField, F, Sum, Value
 from django.db.models.functions import TruncDate, TruncMonth, TruncWeek
 
@@ -26,6 +31,7 @@ from workloads.models import BILLABLE_POD_STATES, Pod, PodState, Workload
 
 from .metering import unbooked_usd, usd_rates
 from .models import LedgerEntry, SpendRollup, SpendRollupMonth
+from .rollups import generation
 from .selectors import ZERO, day_start, period_start
 
 PRESETS = {"7d": "Last 7 days", "30d": "Last 30 days", "90d": "Last 90 days", "mtd": "Month to date",
@@ -35,6 +41,7 @@ GRAINS = {"day": "Daily", "week": "Weekly", "month": "Monthly"}
 MODES = {"period": "Spend per period", "cumulative": "Cumulative"}
 MAX_DAYS = 3 * 366
 TOP_N = 10
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -127,6 +134,8 @@ class SpendView:
     run_rate: Decimal = ZERO
     spent_today: Decimal = ZERO
     running_count: int = 0
+    generation: int | None = None  # the rollup generation the history was read at (None: raw ledger)
+    today_booked: list[tuple] = field(default_factory=list)  # today's ledger, every project and provider
 
     def table(self) -> list[tuple[str, str, str]]:
         """``rows()`` formatted once (ISO date, label, amount to the cent): the page and the
@@ -211,11 +220,17 @@ def _as_date(x) -> date:
     return x.date() if isinstance(x, datetime) else x
 
 
-def today_rows(tenant, f: Filters, today: date):
-    """Today's booked spend from the ledger (only today's buckets)."""
-    qs = _scoped(LedgerEntry.objects.filter(tenant=tenant, bucket_start__gte=day_start(today)), f)
-    return [(project, provider, workload, usd or ZERO) for project, provider, workload, usd in
-            qs.values_list("project_id", "provider_account_id", "workload_id").annotate(s=Sum("amount_usd"))]
+def _key(x) -> str | None:
+    """Ids as plain strings (cheap to hash, sort and cache); ``None`` stays ``None``."""
+    return None if x is None else str(x)
+
+
+def today_rows(tenant, today: date) -> list[tuple[str | None, str | None, str | None, Decimal]]:
+    """Today's booked spend from the ledger (only today's buckets), for every project and
+    provider: the filtered figures and the budget gauges both take their share of it."""
+    qs = LedgerEntry.objects.filter(tenant=tenant, bucket_start__gte=day_start(today))
+    return [(_key(project), _key(provider), _key(workload), usd or ZERO) for project, provider, workload, usd in
+            qs.values_list("project_id", "provider_account_id", "workload_id").annotate(s=Sum("amount_usd")).order_by()]
 
 
 _LIVE_FIELDS = ("state", "price_per_hour", "price_usd_per_hour", "currency", "started_at", "stopped_at", "ended_at",
@@ -228,7 +243,8 @@ def live_pods(tenant, f: Filters) -> list[SimpleNamespace]:
     qs = _scoped(Pod.objects.filter(tenant=tenant, started_at__isnull=False)
                  .filter(state__in=[*BILLABLE_POD_STATES, PodState.STOPPED]), f)
     out = []
-    for row in qs.values(*_LIVE_FIELDS, "provider_account__kind", "provider_account__settings", "workload__volumes"):
+    for row in qs.values(*_LIVE_FIELDS, "provider_account__kind", "provider_account__settings",
+                         "workload__volumes").order_by():
         rec = SimpleNamespace(**{k: row[k] for k in _LIVE_FIELDS})
         rec.provider_account = (SimpleNamespace(kind=row["provider_account__kind"],
                                                 settings=row["provider_account__settings"] or {})
@@ -238,12 +254,83 @@ def live_pods(tenant, f: Filters) -> list[SimpleNamespace]:
     return out
 
 
+# --- history: whole past days, from the rollups, cached per rollup generation ---------------
+
+HISTORY_TTL_SECONDS = 15 * 60
+
+
+def _cached(tenant, generation: int | None, parts: tuple, compute: Callable[[], Any]) -> Any:
+    """``compute()``, kept in the cache under the tenant's rollup generation.
+
+    Whole past days change only when their rollups are rewritten, which bumps the generation
+    (``billing.rollups.generation_bump``), so an entry can never outlive the history it was
+    computed from. ``generation=None`` (the raw-ledger baseline) computes every time. The cache
+    is only a shortcut: if it is unreachable the figures are computed as if it were empty."""
+    if generation is None:
+        return compute()
+    digest = hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()
+    key = f"spend-history:{tenant.pk}:{generation}:{digest}"
+    try:
+        hit = cache.get(key)
+    except Exception:  # noqa: BLE001 - any cache backend error: compute instead
+        logger.warning("spend history cache unreachable", exc_info=True)
+        return compute()
+    if hit is None:
+        hit = compute()
+        try:
+            cache.set(key, hit, HISTORY_TTL_SECONDS)
+        except Exception:  # noqa: BLE001
+            logger.warning("spend history cache unreachable", exc_info=True)
+    return hit
+
+
+def _rank(item: tuple) -> tuple:
+    (workload, _project), usd = item
+    return (-usd, str(workload))
+
+
+@dataclass
+class _History:
+    series: list[tuple[date, str | None, Decimal]]  # (chart bucket, group key, usd)
+    by_workload: dict[tuple[str | None, str | None], Decimal]  # (workload, project) -> usd over the range
+    ranked: list[tuple[str | None, str | None]]  # the TOP_N (workload, project) keys by history alone
+    daily: dict[date, Decimal]  # per day over the burn/forecast window
+    workload_names: dict[str, str]  # names of the ranked workloads (a workload is never renamed)
+
+
+def _history(src: _Source, f: Filters, *, group_field: str, until: date, recent_since: date, today: date) -> _History:
+    series = [(bucket_of(_as_date(b), f.grain), _key(key), usd or ZERO)
+              for b, key, usd in _union([qs.annotate(b=src.bucket_expr(fld, monthly, f.grain))
+                                         .values_list("b", group_field).annotate(s=Sum("amount_usd")).order_by()
+                                         for qs, fld, monthly in src.parts(f.start, until, months=f.grain == "month")])]
+    by_workload: dict = defaultdict(Decimal)
+    for w, p, usd in _union([qs.values_list("workload_id", "project_id").annotate(s=Sum("amount_usd")).order_by()
+                             for qs, _fld, _monthly in src.parts(f.start, until)]):
+        by_workload[(_key(w), _key(p))] += usd or ZERO
+    ranked = [k for k, _ in sorted(by_workload.items(), key=_rank)[:TOP_N]]
+    daily: dict[date, Decimal] = defaultdict(Decimal)
+    for d, usd in _union([qs.annotate(b=src.bucket_expr(fld, monthly, "day")).values_list("b")
+                          .annotate(s=Sum("amount_usd")).order_by()
+                          for qs, fld, monthly in src.parts(recent_since, today, months=False)]):
+        daily[_as_date(d)] += usd or ZERO
+    return _History(series, dict(by_workload), ranked, dict(daily), _workload_names(w for w, _p in ranked))
+
+
+def _workload_names(ids) -> dict[str, str]:
+    ids = [w for w in ids if w]
+    if not ids:
+        return {}
+    return {str(pk): name for pk, name in Workload.objects.filter(pk__in=ids).values_list("pk", "name")}
+
+
 def build(tenant, f: Filters, *, projects: dict, providers: dict, source: str = "rollup") -> SpendView:
     """Everything the dashboard shows, in a fixed number of queries.
 
-    History (whole past days) is aggregated in SQL from the daily rollups — per chart bucket
-    and group, the top workloads, and the last month's daily totals — then today's ledger and
-    the live accrual of running pods are added in Python.
+    History (whole past days) is aggregated in SQL from the rollups — per chart bucket and
+    group, per workload, and the recent daily totals — and cached under the tenant's rollup
+    generation; today's ledger and the live accrual of running pods are read every time and
+    added in Python. ``source="ledger"``: history from the raw ledger, uncached (the
+    benchmark's baseline, and the tests' reference).
     """
     now = clock.now()
     today = now.date()
@@ -251,19 +338,25 @@ def build(tenant, f: Filters, *, projects: dict, providers: dict, source: str = 
     src = _Source(tenant, f, source)
     group_field = "project_id" if f.group == "project" else "provider_account_id"
     names = projects if f.group == "project" else providers
+    hist_end = min(f.end + timedelta(days=1), today)
+    month_start = today.replace(day=1)
+    recent_since = min(month_start, today - timedelta(days=7))
+    v.generation = generation(tenant.pk) if source == "rollup" else None
+    history: _History = _cached(
+        tenant, v.generation, ("build", today, f.start, hist_end, f.grain, group_field, f.project_ids, f.provider_ids),
+        lambda: _history(src, f, group_field=group_field, until=hist_end, recent_since=recent_since, today=today))
     series: dict[str, dict[date, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
 
     def add(label_key, period: date, usd: Decimal) -> None:
-        series[names.get(str(label_key), "(removed)")][period] += usd
+        series[names.get(label_key, "(removed)")][period] += usd
         v.total += usd
 
-    hist_end = min(f.end + timedelta(days=1), today)
-    for b, key, usd in _union([qs.annotate(b=src.bucket_expr(fld, monthly, f.grain)).values_list("b", group_field)
-                               .annotate(s=Sum("amount_usd")).order_by()
-                               for qs, fld, monthly in src.parts(f.start, hist_end, months=f.grain == "month")]):
-        add(key, bucket_of(_as_date(b), f.grain), usd or ZERO)
+    for period, key, usd in history.series:
+        add(key, period, usd)
     # today: booked ledger lines plus the live, not-yet-metered accrual
-    todays: list[tuple] = today_rows(tenant, f, today)
+    v.today_booked = today_rows(tenant, today)
+    todays = [r for r in v.today_booked if (not f.project_ids or r[0] in f.project_ids)
+              and (not f.provider_ids or r[1] in f.provider_ids)]
     pods = live_pods(tenant, f)
     # invoice rates are only needed (one query) when a live pod bills in another currency
     rates = usd_rates() if any(p.currency != "USD" for p in pods) else {"USD": Decimal(1)}
@@ -273,7 +366,7 @@ def build(tenant, f: Filters, *, projects: dict, providers: dict, source: str = 
             v.running_count += 1
         tail = unbooked_usd(pod, rates, now)
         if tail:
-            todays.append((pod.project_id, pod.provider_account_id, pod.workload_id, tail))
+            todays.append((_key(pod.project_id), _key(pod.provider_account_id), _key(pod.workload_id), tail))
     in_range_today = f.start <= today <= f.end
     today_by_workload: dict = defaultdict(Decimal)
     for project_id, provider_id, workload_id, usd in todays:
@@ -286,25 +379,19 @@ def build(tenant, f: Filters, *, projects: dict, providers: dict, source: str = 
         periods.append(d)
         d = bucket_of(d + timedelta(days={"day": 1, "week": 7}.get(f.grain, 32)), f.grain)
     v.periods, v.series = periods, {k: dict(x) for k, x in series.items()}
-    # top workloads: totals per workload over the range (whole months from monthly rollups)
-    by_workload: dict = defaultdict(Decimal)
-    for w, p, usd in _union([qs.values_list("workload_id", "project_id").annotate(s=Sum("amount_usd")).order_by()
-                             for qs, _fld, _monthly in src.parts(f.start, hist_end)]):
-        by_workload[(w, p)] += usd or ZERO
+    # top workloads: a workload without spend today ranks as in history alone, so only the
+    # history's top N and today's workloads can make the top N once today is added
+    contenders = {k: history.by_workload.get(k, ZERO) for k in history.ranked}
     for key, usd in today_by_workload.items():
-        by_workload[key] += usd
-    top = sorted(by_workload.items(), key=lambda kv: (-kv[1], str(kv[0][0])))[:TOP_N]
-    wnames = dict(Workload.objects.filter(pk__in=[w for (w, _), _ in top if w]).values_list("pk", "name"))
-    v.top = [{"workload_id": w, "name": wnames.get(w, "(removed)"), "project": projects.get(str(p), "(removed)"),
+        contenders[key] = history.by_workload.get(key, ZERO) + usd
+    top = sorted(contenders.items(), key=_rank)[:TOP_N]
+    wnames = history.workload_names
+    if missing := [w for (w, _p), _ in top if w and w not in wnames]:  # only today made them top
+        wnames = {**wnames, **_workload_names(missing)}
+    v.top = [{"workload_id": w, "name": wnames.get(w, "(removed)"), "project": projects.get(p, "(removed)"),
               "usd": usd} for (w, p), usd in top]
     # burn rate (average of the last 7 complete days) and forecast to month end
-    month_start = today.replace(day=1)
-    daily: dict[date, Decimal] = defaultdict(Decimal)
-    for d, usd in _union([qs.annotate(b=src.bucket_expr(fld, monthly, "day")).values_list("b")
-                          .annotate(s=Sum("amount_usd")).order_by()
-                          for qs, fld, monthly in src.parts(min(month_start, today - timedelta(days=7)), today,
-                                                            months=False)]):
-        daily[_as_date(d)] += usd or ZERO
+    daily = dict(history.daily)
     daily[today] = v.spent_today
     v.burn_per_day = sum((daily.get(today - timedelta(days=i), ZERO) for i in range(1, 8)), ZERO) / 7
     running = ZERO
@@ -318,31 +405,41 @@ def build(tenant, f: Filters, *, projects: dict, providers: dict, source: str = 
     return v
 
 
-def budget_gauges(tenant, budgets, *, source: str = "rollup") -> list[dict]:
-    """Spent vs amount for each budget in its current period (rollups + today's ledger;
-    ``source="ledger"``: the raw ledger throughout, the benchmark's baseline)."""
+def _gauge_history(tenant, since: date, today: date, source: str) -> list[tuple[date, str | None, Decimal]]:
+    if source == "ledger":
+        qs = (LedgerEntry.objects.filter(tenant=tenant, bucket_start__gte=day_start(since),
+                                         bucket_start__lt=day_start(today))
+              .annotate(d=TruncDate("bucket_start")).values_list("d", "project_id"))
+    else:
+        qs = SpendRollup.objects.filter(tenant=tenant, day__gte=since, day__lt=today).values_list("day", "project_id")
+    return [(_as_date(d), _key(p), s or ZERO) for d, p, s in qs.annotate(s=Sum("amount_usd")).order_by()]
+
+
+def budget_gauges(tenant, budgets, *, source: str = "rollup", view: SpendView | None = None) -> list[dict]:
+    """Spent vs amount for each budget in its current period: rollups for its past days
+    (cached under the rollup generation) + today's booked ledger. ``view``: the dashboard's
+    ``build`` result, whose generation and today's ledger are reused (no second read).
+    ``source="ledger"``: the raw ledger throughout, the benchmark's baseline."""
     if not budgets:
         return []
     now = clock.now()
     today = now.date()
     starts = {b.pk: period_start(b.period, now).date() for b in budgets}
     earliest = min(starts.values())
-    history = (SpendRollup.objects.filter(tenant=tenant, day__gte=earliest, day__lt=today)
-               .values_list("day", "project_id").annotate(s=Sum("amount_usd")).order_by())
     if source == "ledger":
-        history = (LedgerEntry.objects.filter(tenant=tenant, bucket_start__gte=day_start(earliest),
-                                              bucket_start__lt=day_start(today))
-                   .annotate(d=TruncDate("bucket_start")).values_list("d", "project_id")
-                   .annotate(s=Sum("amount_usd")).order_by())
-    per_day_project = [(_as_date(d), p, s) for d, p, s in _union([
-        history,
-        LedgerEntry.objects.filter(tenant=tenant, bucket_start__gte=day_start(today))
-        .annotate(d=TruncDate("bucket_start")).values_list("d", "project_id").annotate(s=Sum("amount_usd")).order_by(),
-    ])]
+        gen = None
+    elif view is not None and view.generation is not None:
+        gen = view.generation
+    else:
+        gen = generation(tenant.pk)
+    history = _cached(tenant, gen, ("gauges", today, earliest),
+                      lambda: _gauge_history(tenant, earliest, today, source))
+    todays = view.today_booked if view is not None and view.today == today else today_rows(tenant, today)
+    per_day_project = [*history, *((today, p, usd) for p, _prov, _w, usd in todays)]
     out = []
     for b in budgets:
-        spent = sum((s or ZERO for d, p, s in per_day_project
-                     if d >= starts[b.pk] and (b.project_id is None or p == b.project_id)), ZERO)
+        project = _key(b.project_id)
+        spent = sum((s for d, p, s in per_day_project if d >= starts[b.pk] and (project is None or p == project)), ZERO)
         pct = float(spent * 100 / b.amount_usd) if b.amount_usd else 0.0
         out.append({"budget": b, "spent": spent, "pct": pct, "left": max(ZERO, b.amount_usd - spent),
                     "state": "bad" if pct >= 100 else "warn" if pct >= 80 else "ok"})

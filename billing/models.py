@@ -99,6 +99,18 @@ class SpendRollupMonth(models.Model):
         indexes = [models.Index(fields=["tenant", "month"], name="rollupm_tenant_month_idx")]
 
 
+class RollupGeneration(models.Model):
+    """A counter per tenant, bumped in the same transaction as any rewrite of its rollups.
+
+    Past days change only through the rollups, so (tenant, generation) names one exact state
+    of the tenant's history: the dashboard caches what it computed from the rollups under it,
+    and a late correction (rebuilt day, re-summed month) makes every such cache entry unused.
+    """
+
+    tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    value = models.PositiveBigIntegerField(default=0)
+
+
 class RollupDirty(models.Model):
     """A (tenant, day) whose ledger changed since its rollup was last built.
 

@@ -11,9 +11,23 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 
 from django.db import transaction
-from django.db.models import Q, Sum
+from django.db.models import F, Q, Sum
 
-from .models import LedgerEntry, RollupDirty, SpendRollup, SpendRollupMonth
+from .models import LedgerEntry, RollupDirty, RollupGeneration, SpendRollup, SpendRollupMonth
+
+
+def generation_bump(tenant_id) -> None:
+    """The tenant's rollups changed: call inside the transaction that changed them."""
+    bump = RollupGeneration.objects.filter(tenant_id=tenant_id)
+    if not bump.update(value=F("value") + 1):
+        _, created = RollupGeneration.objects.get_or_create(tenant_id=tenant_id, defaults={"value": 1})
+        if not created:  # a concurrent first bump won the insert: ours must still count
+            bump.update(value=F("value") + 1)
+
+
+def generation(tenant_id) -> int:
+    """The tenant's rollup generation (0 before its first rollup)."""
+    return RollupGeneration.objects.filter(tenant_id=tenant_id).values_list("value", flat=True).first() or 0
 
 
 def day_bounds(day: date) -> tuple[datetime, datetime]:
@@ -29,6 +43,7 @@ def rollup_day(*, tenant_id, day: date) -> int:
             .annotate(usd=Sum("amount_usd"), secs=Sum("seconds", filter=Q(kind=LedgerEntry.Kind.GPU))))
     with transaction.atomic():
         SpendRollup.objects.filter(tenant_id=tenant_id, day=day).delete()
+        generation_bump(tenant_id)
         SpendRollup.objects.bulk_create([
             SpendRollup(day=day, tenant_id=tenant_id, project_id=r["project_id"],
                         provider_account_id=r["provider_account_id"], workload_id=r["workload_id"],
@@ -47,6 +62,7 @@ def rollup_month(*, tenant_id, month: date) -> int:
             .annotate(usd=Sum("amount_usd"), secs=Sum("gpu_seconds")))
     with transaction.atomic():
         SpendRollupMonth.objects.filter(tenant_id=tenant_id, month=month).delete()
+        generation_bump(tenant_id)
         SpendRollupMonth.objects.bulk_create([
             SpendRollupMonth(month=month, tenant_id=tenant_id, project_id=r["project_id"],
                              provider_account_id=r["provider_account_id"], workload_id=r["workload_id"],

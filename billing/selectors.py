@@ -85,5 +85,11 @@ def alerts_for_tenant(tenant, *, unread_only: bool = False):
     return qs.filter(read_at__isnull=True) if unread_only else qs
 
 
+def alert_banners(tenant, *, limit: int = 5) -> list[dict]:
+    """The newest unread alerts' text for the dashboard banner (no joins: only the message)."""
+    return list(BudgetAlert.objects.for_tenant(tenant).filter(read_at__isnull=True)
+                .values("message", "created_at")[:limit])
+
+
 def budgets_for_tenant(tenant):
     return Budget.objects.for_tenant(tenant).select_related("project")

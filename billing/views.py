@@ -9,6 +9,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.html import format_html_join
 
 from provisioner import clock
 from tenants.access import get_for_tenant_or_404, require_member
@@ -18,7 +19,7 @@ from . import charts, dashboard
 from .budgets import alerts_mark_read, budget_create, budget_delete, budget_update
 from .forms import BudgetForm
 from .models import Budget
-from .selectors import alerts_for_tenant, budgets_for_tenant
+from .selectors import alert_banners, alerts_for_tenant, budgets_for_tenant
 
 
 def _view_model(request: HttpRequest):
@@ -30,6 +31,12 @@ def _view_model(request: HttpRequest):
     return membership, tenant, projects, providers, f, v
 
 
+def _table_rows_html(rows: list[tuple[str, str, str]]) -> str:
+    """The period x group table's rows (a daily year is 1,825 of them): escaped like the
+    template would, at a fraction of a template loop's cost."""
+    return format_html_join("\n", '<tr><td>{}</td><td>{}</td><td class="num">${}</td></tr>', rows)
+
+
 @login_required
 def spend(request: HttpRequest) -> HttpResponse:
     """The finance dashboard. HTMX polls re-render only the live figures (same view/template)."""
@@ -37,17 +44,18 @@ def spend(request: HttpRequest) -> HttpResponse:
     ctx = {"v": v, "f": f, "now": clock.now()}
     if request.htmx:
         return render(request, "billing/partials/spend_live.html", ctx)
-    budgets = list(budgets_for_tenant(tenant))
-    gauges = dashboard.budget_gauges(tenant, budgets)
+    budgets = list(budgets_for_tenant(tenant).select_related(None).defer("webhook_secret"))  # gauges: name, period, amount
+    gauges = dashboard.budget_gauges(tenant, budgets, view=v)
+    rows = v.table()
     ctx.update({
         "projects": sorted(projects.items(), key=lambda kv: kv[1]),
         "providers": sorted(providers.items(), key=lambda kv: kv[1]),
         "presets": dashboard.PRESETS, "groups": dashboard.GROUPS, "grains": dashboard.GRAINS,
         "modes": dashboard.MODES,
-        "rows": v.table(), "gauges": gauges,
+        "rows": rows, "rows_html": _table_rows_html(rows), "gauges": gauges,
         "chart_spend": charts.spend_over_time(v), "chart_forecast": charts.burn_and_forecast(v),
         "chart_budgets": charts.budget_gauges(gauges),
-        "alerts": list(alerts_for_tenant(tenant, unread_only=True)[:5]),
+        "alerts": alert_banners(tenant),
     })
     return render(request, "billing/spend.html", ctx)
 

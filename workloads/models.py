@@ -260,6 +260,9 @@ class Pod(models.Model):
             models.Index(fields=["tenant", "-requested_at"], name="pod_tenant_idx"),
             models.Index(fields=["state"], name="pod_state_idx"),
             models.Index(fields=["provider_account", "state"], name="pod_account_state_idx"),
+            # the spend dashboard's live accrual (every poll): a tenant's few live pods among
+            # every pod it ever ran
+            models.Index(fields=["tenant", "state"], name="pod_tenant_state_idx"),
         ]
 
     def __str__(self) -> str:
