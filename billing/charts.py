@@ -76,5 +76,6 @@ def budget_gauges(gauges: list[dict]) -> str:
                       "bar": {"color": {"ok": PALETTE[1], "warn": PALETTE[2], "bad": PALETTE[3]}[g["state"]]},
                       "threshold": {"line": {"color": "#101828", "width": 3}, "value": amount}},
         })
-    layout = {**LAYOUT, "height": 220, "margin": {"l": 20, "r": 20, "t": 60, "b": 10}}
+    # room above the dials for the two-line titles (name, period): 60 px clipped the name
+    layout = {**LAYOUT, "height": 240, "margin": {"l": 20, "r": 20, "t": 84, "b": 10}}
     return _html({"data": traces, "layout": layout}, "chart-budgets")

@@ -9,6 +9,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.html import format_html_join
 
 from provisioner import clock
@@ -20,6 +21,13 @@ from .budgets import alerts_mark_read, budget_create, budget_delete, budget_upda
 from .forms import BudgetForm
 from .models import Budget
 from .selectors import alert_banners, alerts_for_tenant, budgets_for_tenant
+
+SPEND_FILTERS_KEY = "spend_filters"  # the dashboard's last filters: "← Spend" links go back to them
+
+
+def _back_to_spend(request: HttpRequest) -> str:
+    query = request.session.get(SPEND_FILTERS_KEY, "")
+    return reverse("billing:spend") + (f"?{query}" if query else "")
 
 
 def _view_model(request: HttpRequest):
@@ -41,6 +49,8 @@ def _table_rows_html(rows: list[tuple[str, str, str]]) -> str:
 def spend(request: HttpRequest) -> HttpResponse:
     """The finance dashboard. HTMX polls re-render only the live figures (same view/template)."""
     membership, tenant, projects, providers, f, v = _view_model(request)
+    if request.session.get(SPEND_FILTERS_KEY) != (query := f.query()):  # polls repeat it: no write
+        request.session[SPEND_FILTERS_KEY] = query
     ctx = {"v": v, "f": f, "now": clock.now()}
     if request.htmx:
         return render(request, "billing/partials/spend_live.html", ctx)
@@ -67,7 +77,9 @@ def spend_export(request: HttpRequest) -> HttpResponse:
     resp = HttpResponse(content_type="text/csv")
     resp["Content-Disposition"] = f'attachment; filename="spend-{f.start}-{f.end}.csv"'
     w = csv.writer(resp)
-    w.writerow(["section", "period", dashboard.GROUPS[f.group].lower(), "workload", "project", "amount_usd"])
+    # the third column is what the view is stacked by (provider or project); the fifth is the
+    # top workload's own project, named apart so that both survive a read by column name
+    w.writerow(["section", "period", dashboard.GROUPS[f.group].lower(), "workload", "workload_project", "amount_usd"])
     for period, label, usd in v.table():
         w.writerow(["spend", period, label, "", "", usd])
     w.writerow(["total", f"{f.start.isoformat()}..{f.end.isoformat()}", "", "", "", f"{v.total:.2f}"])
@@ -101,7 +113,7 @@ def budgets(request: HttpRequest) -> HttpResponse:
     from providers.models import InvoiceRate
 
     return render(request, "billing/budgets.html", {
-        "form": form, "gauges": dashboard.budget_gauges(tenant, items),
+        "form": form, "gauges": dashboard.budget_gauges(tenant, items), "back_to_spend": _back_to_spend(request),
         "rates": list(InvoiceRate.objects.order_by("currency")),
     })
 
@@ -134,7 +146,7 @@ def alerts(request: HttpRequest) -> HttpResponse:
         alerts_mark_read(tenant=membership.tenant)
         return redirect("billing:alerts")
     items = list(alerts_for_tenant(membership.tenant)[:200])
-    return render(request, "billing/alerts.html", {"alerts": items})
+    return render(request, "billing/alerts.html", {"alerts": items, "back_to_spend": _back_to_spend(request)})
 
 
 @login_required

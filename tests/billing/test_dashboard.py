@@ -251,3 +251,16 @@ def test_dashboard_still_answers_when_the_cache_is_down(client, finance, history
     client.force_login(finance)
     r = client.get(reverse("billing:spend"), {"range": "30d"})
     assert r.status_code == 200 and r.context["v"].total > 0
+
+
+@pytest.mark.django_db
+def test_back_links_keep_the_filters_and_csv_columns_are_unique(client, finance, history):
+    client.force_login(finance)
+    params = {"range": "30d", "group": "project", "grain": "week", "provider": str(history["a"].pk)}
+    shown = client.get(reverse("billing:spend"), params).context["f"].query()
+    for page in ("billing:budgets", "billing:alerts"):
+        html = client.get(reverse(page)).content.decode()
+        assert f'href="{reverse("billing:spend")}?{shown.replace("&", "&amp;")}"' in html
+    export = client.get(reverse("billing:export"), params)
+    header = next(csv.reader(io.StringIO(export.content.decode())))
+    assert header[2] == "project" and len(set(header)) == len(header)  # stacked by project: no clash
