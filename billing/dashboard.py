@@ -359,7 +359,7 @@ def build(tenant, f: Filters, *, projects: dict, providers: dict, source: str = 
               and (not f.provider_ids or r[1] in f.provider_ids)]
     pods = live_pods(tenant, f)
     # invoice rates are only needed (one query) when a live pod bills in another currency
-    rates = usd_rates() if any(p.currency != "USD" for p in pods) else {"USD": Decimal(1)}
+    rates = usd_rates(tenant.pk) if any(p.currency != "USD" for p in pods) else {"USD": Decimal(1)}
     for pod in pods:
         if pod.state in BILLABLE_POD_STATES:
             v.run_rate += pod.price_usd_per_hour or ZERO

@@ -102,5 +102,6 @@ def live_cost_usd(pod) -> Decimal:
     """
     from .metering import unbooked_usd, usd_rates
 
-    rates = {"USD": Decimal(1)} if (pod.currency or "USD").upper() == "USD" else usd_rates()
+    # the pod's own tenant's rates: another organization's override must never price this pod
+    rates = {"USD": Decimal(1)} if (pod.currency or "USD").upper() == "USD" else usd_rates(pod.tenant_id)
     return (pod.cost_usd or Decimal(0)) + unbooked_usd(pod, rates)

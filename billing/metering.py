@@ -15,8 +15,8 @@ from decimal import Decimal
 from django.db import transaction
 from django.db.models import F, Q
 
-from providers.models import InvoiceRate, ProviderAccount
-from providers.selectors import DEFAULT_RATES
+from providers.models import ProviderAccount
+from providers.selectors import rate_for, usd_rates_by_tenant, usd_rates_for_tenant
 from provisioner import clock
 from workloads.models import BILLABLE_POD_STATES, Pod, PodState
 
@@ -27,19 +27,17 @@ HOUR = timedelta(hours=1)
 FINAL = (PodState.TERMINATED, PodState.FAILED, PodState.INTERRUPTED)
 
 
-def usd_rates() -> dict[str, Decimal]:
-    """Every configured invoice rate (one query), with the built-in defaults underneath."""
-    rates = dict(DEFAULT_RATES)
-    rates.update({c.upper(): r for c, r in InvoiceRate.objects.values_list("currency", "usd_per_unit")})
-    rates["USD"] = Decimal(1)
-    return rates
+USD_ONLY = {"USD": Decimal(1)}
 
 
-def rate_for(currency: str, rates: dict[str, Decimal]) -> Decimal:
-    try:
-        return rates[currency.upper()]
-    except KeyError:
-        raise ValueError(f"no invoice rate configured for {currency}") from None
+def usd_rates(tenant_id) -> dict[str, Decimal]:
+    """The tenant's effective invoice rates (one query): its own override, else the platform
+    rate, else the built-in default. Every conversion of this tenant's money reads these."""
+    return usd_rates_for_tenant(tenant_id)
+
+
+def _is_usd(currency: str | None) -> bool:
+    return (currency or "USD").upper() == "USD"
 
 
 def floor_hour(at: datetime) -> datetime:
@@ -118,14 +116,15 @@ def mark_dirty(tenant_id, days) -> None:
     )
 
 
-def pod_meter(*, pod_id, until: datetime | None = None, rates: dict[str, Decimal] | None = None) -> int:
+def pod_meter(*, pod_id, until: datetime | None = None, rates_by_tenant: dict | None = None) -> int:
     """Book a pod's charges from where metering stopped up to ``until`` (default now).
 
-    Runs under a row lock on the pod, so concurrent meters cannot double charge. Returns the
-    number of ledger buckets written.
+    New ledger buckets are converted at the pod's tenant's invoice rates: taken from
+    ``rates_by_tenant`` (tenant id -> rates, as ``meter_all`` reads them once per run) when it
+    has the tenant, else read here. Runs under a row lock on the pod, so concurrent meters
+    cannot double charge. Returns the number of ledger buckets written.
     """
     until = until or clock.now()
-    rates = rates if rates is not None else usd_rates()
     with transaction.atomic():
         pod = Pod.objects.select_for_update().get(pk=pod_id)
         if pod.started_at is None or pod.price_per_hour is None or pod.provider_account_id is None:
@@ -140,6 +139,12 @@ def pod_meter(*, pod_id, until: datetime | None = None, rates: dict[str, Decimal
         if end <= since:
             return 0
         owed = pending_charges(pod, facts, rule, since, end)
+        if _is_usd(pod.currency):
+            rates = USD_ONLY
+        elif rates_by_tenant is not None and pod.tenant_id in rates_by_tenant:
+            rates = rates_by_tenant[pod.tenant_id]
+        else:
+            rates = usd_rates(pod.tenant_id)
         rate = rate_for(pod.currency, rates)
         total_usd = Decimal(0)
         if owed:
@@ -182,10 +187,13 @@ def meter_all(*, until: datetime | None = None) -> int:
     """Meter every pod with unbooked time; then release reservations of ended pods."""
     from .budgets import reservations_release_finished
 
-    rates = usd_rates()
+    pods = list(pods_to_meter().values_list("pk", "tenant_id", "currency"))
+    # the rates of every tenant billed in another currency, in one query for the whole run
+    priced = {t for _, t, c in pods if not _is_usd(c)}
+    rates_by_tenant = usd_rates_by_tenant(priced) if priced else {}
     n = 0
-    for pod_id in list(pods_to_meter().values_list("pk", flat=True)):
-        if pod_meter(pod_id=pod_id, until=until, rates=rates):
+    for pod_id, _, _ in pods:
+        if pod_meter(pod_id=pod_id, until=until, rates_by_tenant=rates_by_tenant):
             n += 1
     reservations_release_finished()
     return n
@@ -194,11 +202,12 @@ def meter_all(*, until: datetime | None = None) -> int:
 def ledger_correct(*, pod: Pod | None = None, tenant_id=None, project_id=None, provider_account_id=None,
                    workload_id=None, at: datetime, amount: Decimal, currency: str = "USD", note: str = "") -> LedgerEntry:
     """Book a correction (e.g. a provider credit or a late charge) into the past bucket it
-    belongs to; the affected day's rollup is rebuilt by the next rollup run."""
-    rate = rate_for(currency, usd_rates())
+    belongs to, at the tenant's invoice rate; the affected day's rollup is rebuilt by the next
+    rollup run."""
     if pod is not None:
         tenant_id, project_id = pod.tenant_id, pod.project_id
         provider_account_id, workload_id = pod.provider_account_id, pod.workload_id
+    rate = rate_for(currency, USD_ONLY if _is_usd(currency) else usd_rates(tenant_id))
     bucket = floor_hour(at)
     with transaction.atomic():
         entry = LedgerEntry.objects.create(

@@ -12,6 +12,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.html import format_html_join
 
+from providers.selectors import effective_invoice_rates
 from provisioner import clock
 from tenants.access import get_for_tenant_or_404, require_member
 from tenants.permissions import MANAGE_BUDGETS, VIEW_SPEND
@@ -110,11 +111,9 @@ def budgets(request: HttpRequest) -> HttpResponse:
             messages.success(request, f'Budget "{b.name}" created.')
             return redirect("billing:budgets")
     items = list(budgets_for_tenant(tenant))
-    from providers.models import InvoiceRate
-
     return render(request, "billing/budgets.html", {
         "form": form, "gauges": dashboard.budget_gauges(tenant, items), "back_to_spend": _back_to_spend(request),
-        "rates": list(InvoiceRate.objects.order_by("currency")),
+        "rates": effective_invoice_rates(tenant),
     })
 
 

@@ -38,6 +38,29 @@ class OfferAdmin(admin.ModelAdmin):
     list_filter = ["kind", "gpu_class", "spot", "country"]
 
 
+class PlatformInvoiceRateForm(forms.ModelForm):
+    """A platform rate (no tenant). The platform-wide uniqueness of a currency is a conditional
+    constraint on ``tenant``, which this form leaves out, so Django would not check it here."""
+
+    class Meta:
+        model = InvoiceRate
+        fields = ["currency", "usd_per_unit"]
+
+    def clean_currency(self) -> str:
+        currency = (self.cleaned_data.get("currency") or "").strip().upper()
+        taken = InvoiceRate.objects.platform().filter(currency=currency).exclude(pk=self.instance.pk)
+        if taken.exists():
+            raise forms.ValidationError(f"There is already a platform rate for {currency}.")
+        return currency
+
+
 @admin.register(InvoiceRate)
 class InvoiceRateAdmin(admin.ModelAdmin):
+    """The platform's rates. An organization's own rates are its finance setting: set in the
+    app (Spend -> Invoice rates), through the audited service, so they are not listed here."""
+
+    form = PlatformInvoiceRateForm
     list_display = ["currency", "usd_per_unit", "updated_at"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).platform()

@@ -141,16 +141,46 @@ class SandboxInstance(models.Model):
     ended_at = models.DateTimeField(null=True, blank=True)
 
 
+class InvoiceRateQuerySet(models.QuerySet):
+    """Rows are either the platform's (``tenant`` NULL, edited by operators in the admin) or
+    one organization's overrides. Never read the table unfiltered: an override is that
+    organization's private finance setting."""
+
+    def platform(self):
+        return self.filter(tenant__isnull=True)
+
+    def for_tenant(self, tenant: Tenant | None):
+        """The organization's own overrides only (not the platform rows it falls back to)."""
+        if tenant is None:
+            return self.none()
+        return self.filter(tenant=tenant)
+
+
 class InvoiceRate(models.Model):
     """USD value of one unit of a billing currency, as the providers invoice it.
 
-    Offers are normalized with the current rate; ledger entries copy the rate they used so
-    that history never changes when a rate does.
+    A row without a tenant is the platform's rate; a row with one is that organization's
+    override (e.g. its finance converts a Hetzner EUR invoice at its bank's rate). The rate
+    a tenant's money uses is ``providers.selectors.usd_rates_for_tenant``: its override, else
+    the platform row, else the built-in default. Offers are normalized with the current rate;
+    ledger entries copy the rate they used so that history never changes when a rate does.
     """
 
-    currency = models.CharField(max_length=3, unique=True)
+    tenant = models.ForeignKey(Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="+",
+                               help_text="Empty: the platform rate every organization falls back to")
+    currency = models.CharField(max_length=3)
     usd_per_unit = models.DecimalField(max_digits=12, decimal_places=6)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = InvoiceRateQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "currency"], name="uniq_invoice_rate_tenant_currency"),
+            # NULLs are distinct in a unique index, so the platform rows need their own constraint
+            models.UniqueConstraint(fields=["currency"], condition=models.Q(tenant__isnull=True),
+                                    name="uniq_invoice_rate_platform_currency"),
+        ]
 
     def __str__(self) -> str:
         return f"1 {self.currency} = {self.usd_per_unit} USD"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from tenants.models import Tenant
 
@@ -30,14 +33,74 @@ def offers_of_accounts(tenant: Tenant | None, account_ids: Iterable[str]) -> Que
     return Offer.objects.for_tenant(tenant).filter(provider_account_id__in=list(account_ids))
 
 
-def usd_rate(currency: str) -> Decimal:
-    """The configured invoice rate for ``currency`` (USD per unit)."""
-    currency = currency.upper()
-    if currency == "USD":
-        return Decimal("1")
-    row = InvoiceRate.objects.filter(currency=currency).values_list("usd_per_unit", flat=True).first()
-    if row is not None:
-        return row
-    if currency in DEFAULT_RATES:
-        return DEFAULT_RATES[currency]
-    raise ValueError(f"no invoice rate configured for {currency}")
+class RateSource:
+    """Where a tenant's effective rate for a currency comes from (shown on the rates page)."""
+
+    ORGANIZATION = "organization"
+    PLATFORM = "platform"
+    BUILT_IN = "built-in"
+
+
+@dataclass(frozen=True)
+class EffectiveRate:
+    """One row of the rates page: the rate a tenant's money uses for ``currency`` and where it
+    comes from; ``fallback`` is what it would be without the organization's override."""
+
+    currency: str
+    usd_per_unit: Decimal
+    source: str  # a RateSource value
+    override: InvoiceRate | None = None  # the organization's own row, when there is one
+    fallback: Decimal | None = None
+    fallback_source: str = ""
+
+
+def usd_rates_by_tenant(tenant_ids: Iterable[Any]) -> dict[Any, dict[str, Decimal]]:
+    """Each tenant's effective invoice rates (USD per unit, by upper-case currency), in one
+    query for all of them: the tenant's override, else the platform row, else the built-in
+    default; USD is always 1. A currency none of these knows is absent (``rate_for`` raises).
+    The key ``None`` gets the platform rates alone."""
+    ids = set(tenant_ids)
+    platform: dict[str, Decimal] = dict(DEFAULT_RATES)
+    overrides: dict[Any, dict[str, Decimal]] = defaultdict(dict)
+    rows = (InvoiceRate.objects.filter(Q(tenant__isnull=True) | Q(tenant_id__in=[t for t in ids if t is not None]))
+            .values_list("tenant_id", "currency", "usd_per_unit"))
+    for tenant_id, currency, rate in rows:
+        (platform if tenant_id is None else overrides[str(tenant_id)])[currency.upper()] = rate
+    # keyed as the caller passed them (a UUID or its string), matched by their string form
+    return {t: {**platform, **overrides.get(str(t), {}), "USD": Decimal(1)} for t in ids}
+
+
+def usd_rates_for_tenant(tenant_id: Any) -> dict[str, Decimal]:
+    """One tenant's effective invoice rates (one query; see ``usd_rates_by_tenant``). Read
+    wherever that tenant's money is converted: offers, the ledger, live cost."""
+    return usd_rates_by_tenant([tenant_id])[tenant_id]
+
+
+def rate_for(currency: str, rates: dict[str, Decimal]) -> Decimal:
+    """``currency``'s rate in a table read by ``usd_rates_for_tenant``; a currency nobody
+    configured is an error, never a silent 1:1."""
+    try:
+        return rates[(currency or "USD").upper()]
+    except KeyError:
+        raise ValueError(f"no invoice rate configured for {currency}") from None
+
+
+def effective_invoice_rates(tenant: Tenant) -> list[EffectiveRate]:
+    """The rates page: every currency the tenant has a rate for, with where it comes from,
+    by currency (one query). USD is left out: it is always 1."""
+    base: dict[str, tuple[Decimal, str]] = {c: (r, RateSource.BUILT_IN) for c, r in DEFAULT_RATES.items()}
+    own: dict[str, InvoiceRate] = {}
+    for row in InvoiceRate.objects.filter(Q(tenant__isnull=True) | Q(tenant=tenant)):
+        if row.tenant_id is None:
+            base[row.currency.upper()] = (row.usd_per_unit, RateSource.PLATFORM)
+        else:
+            own[row.currency.upper()] = row
+    out = []
+    for currency in sorted((set(base) | set(own)) - {"USD"}):
+        fallback, fallback_source = base.get(currency, (None, ""))
+        if currency in own:
+            out.append(EffectiveRate(currency, own[currency].usd_per_unit, RateSource.ORGANIZATION, own[currency],
+                                     fallback, fallback_source))
+        else:
+            out.append(EffectiveRate(currency, fallback, fallback_source))
+    return out

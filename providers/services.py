@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -20,8 +21,8 @@ from tenants.models import Tenant
 
 from .adapters.base import OfferData, ProviderAdapter, ProviderError
 from .adapters.registry import build_adapter, provider_info
-from .models import Health, Offer, ProviderAccount
-from .selectors import usd_rate
+from .models import Health, InvoiceRate, Offer, ProviderAccount
+from .selectors import rate_for, usd_rates_by_tenant
 
 logger = logging.getLogger(__name__)
 
@@ -136,18 +137,17 @@ def poll_timeout_for(account: ProviderAccount, default: float = POLL_TIMEOUT_SEC
     return float(default)
 
 
-def _to_rows(account: ProviderAccount, offers: list[OfferData], fetched_at) -> list[Offer]:
+def _to_rows(account: ProviderAccount, offers: list[OfferData], fetched_at, rates: dict[str, Decimal]) -> list[Offer]:
+    """Offer rows of one account, priced in USD at ``rates``: the account's tenant's invoice
+    rates (``usd_rates_for_tenant``), so that an organization's own rate reprices its offers."""
     rows = []
-    rates: dict[str, Decimal] = {}
     countries = set(account.allowed_countries or [])
     regions = set(account.allowed_regions or [])
     for o in offers:
         # the admin's region preferences: offers outside them never reach placement
         if (countries and o.country not in countries) or (regions and o.region not in regions):
             continue
-        if o.currency not in rates:  # one lookup per currency, not per offer
-            rates[o.currency] = usd_rate(o.currency)
-        rate = rates[o.currency]
+        rate = rate_for(o.currency, rates)
         rows.append(Offer(
             provider_account=account, tenant_id=account.tenant_id, kind=account.kind,
             gpu_class=o.gpu_class, gpu_count=o.gpu_count, region=o.region, country=o.country or "",
@@ -188,7 +188,11 @@ def capacity_store_many(*, results: list[tuple[ProviderAccount, PollResult]]) ->
                 last_polled_at=now, last_error=result.error[:2000], health=Health.STALE if kept else Health.ERROR,
                 consecutive_failures=F("consecutive_failures") + 1)
         if good:
-            rows = {a.pk: _to_rows(a, r.offers or [], now) for a, r in good}
+            # every tenant's rates in one query, and none when all offers are in USD
+            priced = {a.tenant_id for a, r in good if any(o.currency.upper() != "USD" for o in r.offers or [])}
+            rates = usd_rates_by_tenant(priced) if priced else {}
+            usd_only = {"USD": Decimal(1)}
+            rows = {a.pk: _to_rows(a, r.offers or [], now, rates.get(a.tenant_id, usd_only)) for a, r in good}
             ProviderAccount.objects.filter(pk__in=list(rows)).update(
                 last_polled_at=now, last_success_at=now, last_error="", consecutive_failures=0, health=Health.OK,
                 offer_count=Case(*[When(pk=pk, then=Value(len(r))) for pk, r in rows.items()],
@@ -248,12 +252,13 @@ def offers_fetch_live(*, kind: str, credentials: dict[str, Any], settings: dict[
     return build_adapter(kind, credentials, dict(settings or {}, account_id="preview")).list_offers()
 
 
-def offer_rows_preview(*, kind: str, offers: list[OfferData], allowed_countries: list[str] | None = None,
-                       allowed_regions: list[str] | None = None) -> list[Offer]:
-    """Unsaved Offer rows (USD-normalized, region preferences applied) for display only."""
+def offer_rows_preview(*, kind: str, offers: list[OfferData], rates: dict[str, Decimal],
+                       allowed_countries: list[str] | None = None, allowed_regions: list[str] | None = None) -> list[Offer]:
+    """Unsaved Offer rows (USD-normalized at ``rates``, the connecting tenant's
+    ``usd_rates_for_tenant``; region preferences applied) for display only."""
     draft = ProviderAccount(kind=kind, allowed_countries=list(allowed_countries or []),
                             allowed_regions=list(allowed_regions or []))
-    return _to_rows(draft, offers, clock.now())
+    return _to_rows(draft, offers, clock.now(), rates)
 
 
 class ProviderAccountBusy(Exception):
@@ -328,3 +333,77 @@ def provider_account_remove(*, account: ProviderAccount) -> str:
     account.save()
     audit_record(tenant=account.tenant_id, action="provider.removed", target=account, details={"mode": "archived"})
     return "archived"
+
+
+# --- an organization's invoice rates ---------------------------------------------------------
+
+CURRENCY_CODE = re.compile(r"[A-Z]{3}")
+# the column keeps 6 decimal places: a finer rate would be stored as something else
+RATE_PLACES = 6
+# the dearest currency (KWD) is worth about 3.3 USD a unit: beyond this a rate is a typo (say,
+# USD per 1,000 units typed for USD per unit), and every cost of the tenant would follow it
+MAX_USD_PER_UNIT = Decimal("1000")
+
+
+class InvoiceRateInvalid(ValueError):
+    """The currency code or the rate was refused; the message says why, for the user, and
+    ``field`` which of the two ("currency" or "usd_per_unit") it is about."""
+
+    def __init__(self, message: str, *, field: str):
+        super().__init__(message)
+        self.field = field
+
+
+def invoice_rate_validate(*, currency: str, usd_per_unit: Decimal) -> tuple[str, Decimal]:
+    """The checked (currency, rate) of an override, or InvoiceRateInvalid."""
+    if not isinstance(currency, str) or not CURRENCY_CODE.fullmatch(currency):
+        raise InvoiceRateInvalid("Use a three-letter ISO 4217 currency code in capitals, e.g. EUR.", field="currency")
+    if currency == "USD":
+        raise InvoiceRateInvalid("USD is the currency everything is converted to; its rate is always 1.",
+                                 field="currency")
+    if not isinstance(usd_per_unit, Decimal) or not usd_per_unit.is_finite():
+        raise InvoiceRateInvalid("The rate must be a number.", field="usd_per_unit")
+    if usd_per_unit <= 0 or usd_per_unit > MAX_USD_PER_UNIT:
+        raise InvoiceRateInvalid(f"The rate must be more than 0 and at most {MAX_USD_PER_UNIT} USD per unit.",
+                                 field="usd_per_unit")
+    if usd_per_unit != usd_per_unit.quantize(Decimal(1).scaleb(-RATE_PLACES)):
+        raise InvoiceRateInvalid(f"Use at most {RATE_PLACES} decimal places.", field="usd_per_unit")
+    return currency, usd_per_unit
+
+
+def _rate_text(rate: Decimal) -> str:
+    """A rate as stored (6 places), so that an audit trail's "from" and "to" compare as text."""
+    return str(rate.quantize(Decimal(1).scaleb(-RATE_PLACES)))
+
+
+@transaction.atomic
+def invoice_rate_set(*, tenant: Tenant, currency: str, usd_per_unit: Decimal) -> InvoiceRate:
+    """Set the organization's own rate for ``currency`` (its override of the platform rate).
+
+    Only the tenant's row is written, never the platform's or another tenant's. New offers and
+    ledger lines of this tenant use it from the next poll and meter on; booked ledger lines
+    keep the rate they were booked at.
+    """
+    currency, usd_per_unit = invoice_rate_validate(currency=currency, usd_per_unit=usd_per_unit)
+    before = (InvoiceRate.objects.for_tenant(tenant).select_for_update().filter(currency=currency)
+              .values_list("usd_per_unit", flat=True).first())
+    row, _ = InvoiceRate.objects.update_or_create(tenant=tenant, currency=currency,
+                                                  defaults={"usd_per_unit": usd_per_unit})
+    if before != usd_per_unit:
+        audit_record(tenant=tenant, action="invoice_rate.set", target=row,
+                     details={"currency": currency, "from": _rate_text(before) if before is not None else "",
+                              "to": _rate_text(usd_per_unit)})
+    return row
+
+
+@transaction.atomic
+def invoice_rate_clear(*, tenant: Tenant, currency: str) -> bool:
+    """Drop the organization's override of ``currency`` (it falls back to the platform rate).
+    Returns whether there was one. Never touches the platform's or another tenant's rows."""
+    row = InvoiceRate.objects.for_tenant(tenant).select_for_update().filter(currency=currency).first()
+    if row is None:
+        return False
+    audit_record(tenant=tenant, action="invoice_rate.cleared", target=row,
+                 details={"currency": row.currency, "from": _rate_text(row.usd_per_unit)})
+    row.delete()
+    return True

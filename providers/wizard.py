@@ -33,7 +33,7 @@ from .catalog import GPU_CLASSES
 from .forms import PASTE_SUFFIX, CredentialsForm, GpuClassForm, ProviderChoiceForm, RegionsForm, SpendingCapForm
 from .models import Offer, ProviderAccount
 from .recommend import Recommendation, recommend_provider
-from .selectors import usd_rate
+from .selectors import rate_for, usd_rates_for_tenant
 
 STEPS: tuple[str, ...] = ("provider", "credentials", "cap", "regions", "gpu", "review")
 STEP_TITLES = {"provider": "Provider", "credentials": "Credentials", "cap": "Spending cap",
@@ -216,13 +216,14 @@ def provider_cards(tenant: Tenant) -> tuple[list[ProviderCard], Recommendation |
 # --- live capacity ------------------------------------------------------------------------------
 
 
-def summarize_offers(offers: list) -> dict[str, Any]:
-    """JSON-safe summary of live offers: per class the cheapest on-demand/spot USD price and
-    countries, per country its regions. Kept in the wizard state for steps 4 and 5."""
+def summarize_offers(offers: list, rates: dict[str, Decimal]) -> dict[str, Any]:
+    """JSON-safe summary of live offers: per class the cheapest on-demand/spot USD price (at
+    ``rates``, the tenant's invoice rates) and countries, per country its regions. Kept in the
+    wizard state for steps 4 and 5."""
     classes: dict[str, dict[str, Any]] = {}
     countries: dict[str, set[str]] = {}
     for o in offers:
-        rate = usd_rate(o.currency)
+        rate = rate_for(o.currency, rates)
         usd = (Decimal(o.price_per_hour) * rate) / max(1, o.gpu_count)
         c = classes.setdefault(o.gpu_class, {"min_usd_gpu_hour": None, "min_spot_usd_gpu_hour": None, "countries": set()})
         key = "min_spot_usd_gpu_hour" if o.spot else "min_usd_gpu_hour"
@@ -250,7 +251,7 @@ def ensure_offer_summary(state: WizardState) -> str:
         return f"Could not fetch {state.info.label}'s capacity: {exc.message or exc}"
     except Exception as exc:  # noqa: BLE001 - shown inline; the user can retry
         return f"Could not fetch {state.info.label}'s capacity: {type(exc).__name__}"
-    state.offer_summary = summarize_offers(offers)
+    state.offer_summary = summarize_offers(offers, usd_rates_for_tenant(state.tenant_id))
     return ""
 
 
@@ -373,8 +374,9 @@ def review_offers(state: WizardState) -> tuple[list[Offer], str]:
         return [], f"Could not fetch live capacity from {state.info.label}: {exc.message or exc}"
     except Exception as exc:  # noqa: BLE001
         return [], f"Could not fetch live capacity from {state.info.label}: {type(exc).__name__}"
-    state.offer_summary = summarize_offers(live)
-    rows = services.offer_rows_preview(kind=state.kind, offers=live,
+    rates = usd_rates_for_tenant(state.tenant_id)
+    state.offer_summary = summarize_offers(live, rates)
+    rows = services.offer_rows_preview(kind=state.kind, offers=live, rates=rates,
                                        allowed_countries=regions.get("allowed_countries"),
                                        allowed_regions=regions.get("allowed_regions"))
     rows.sort(key=lambda o: (list(GPU_CLASSES).index(o.gpu_class) if o.gpu_class in GPU_CLASSES else 99,
