@@ -1,9 +1,10 @@
-"""Budget form for the in-app budgets page (finance, owners and admins)."""
+"""Forms of the in-app budgets and invoice-rates pages (finance, owners and admins)."""
 
 from __future__ import annotations
 
 from django import forms
 
+from providers.services import InvoiceRateInvalid, invoice_rate_validate
 from tenants.models import Project
 from tenants.selectors import projects_for_tenant
 
@@ -48,3 +49,25 @@ class BudgetForm(forms.Form):
                 "amount_usd": budget.amount_usd, "soft_thresholds": ", ".join(str(t) for t in budget.soft_thresholds),
                 "hard_limit": budget.hard_limit, "stop_running_pods": budget.stop_running_pods,
                 "email_alerts": budget.email_alerts, "webhook_url": budget.webhook_url}
+
+
+class InvoiceRateForm(forms.Form):
+    """Set the organization's own invoice rate for one currency (its override of the platform
+    rate). The rules are the service's (``invoice_rate_validate``), so page and service agree."""
+
+    currency = forms.CharField(max_length=3, min_length=3, label="Currency",
+                               help_text="ISO 4217 code of the currency a provider invoices you in, e.g. EUR")
+    usd_per_unit = forms.DecimalField(max_digits=12, decimal_places=6, label="USD per unit",
+                                      help_text="What one unit costs you in USD, e.g. your bank's rate")
+
+    def clean_currency(self) -> str:
+        return (self.cleaned_data.get("currency") or "").strip().upper()
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if "currency" in data and "usd_per_unit" in data:
+            try:
+                invoice_rate_validate(currency=data["currency"], usd_per_unit=data["usd_per_unit"])
+            except InvoiceRateInvalid as exc:
+                self.add_error(exc.field, str(exc))  # inline, next to the field it is about
+        return data

@@ -8,6 +8,8 @@ urlpatterns = [
     path("export.csv", views.spend_export, name="export"),
     path("budgets/", views.budgets, name="budgets"),
     path("budgets/<uuid:pk>/", views.budget_edit, name="budget_edit"),
+    path("rates/", views.invoice_rates, name="rates"),
+    path("rates/<int:pk>/clear/", views.invoice_rate_clear, name="rate_clear"),
     path("alerts/", views.alerts, name="alerts"),
     path("alerts/badge/", views.alerts_badge, name="alerts_badge"),
 ]

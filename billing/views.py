@@ -11,7 +11,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.html import format_html_join
+from django.views.decorators.http import require_POST
 
+from providers import services as provider_services
+from providers.models import InvoiceRate
 from providers.selectors import effective_invoice_rates
 from provisioner import clock
 from tenants.access import get_for_tenant_or_404, require_member
@@ -19,7 +22,7 @@ from tenants.permissions import MANAGE_BUDGETS, VIEW_SPEND
 
 from . import charts, dashboard
 from .budgets import alerts_mark_read, budget_create, budget_delete, budget_update
-from .forms import BudgetForm
+from .forms import BudgetForm, InvoiceRateForm
 from .models import Budget
 from .selectors import alert_banners, alerts_for_tenant, budgets_for_tenant
 
@@ -135,6 +138,36 @@ def budget_edit(request: HttpRequest, pk) -> HttpResponse:
     else:
         form = BudgetForm(initial=BudgetForm.initial_for(budget), tenant=tenant)
     return render(request, "billing/budget_edit.html", {"form": form, "budget": budget})
+
+
+@login_required
+def invoice_rates(request: HttpRequest) -> HttpResponse:
+    """The organization's invoice rates: everyone who sees spend sees the effective rate per
+    currency and where it comes from; finance/owners/admins set the organization's own."""
+    membership = require_member(request, VIEW_SPEND)
+    tenant = membership.tenant
+    form = InvoiceRateForm()
+    if request.method == "POST":
+        require_member(request, MANAGE_BUDGETS)
+        form = InvoiceRateForm(request.POST)
+        if form.is_valid():
+            rate = provider_services.invoice_rate_set(tenant=tenant, **form.cleaned_data)
+            messages.success(request, f"{rate.currency} is now converted at {rate.usd_per_unit} USD per unit: new ledger "
+                                      "lines from the next meter, offers from the next capacity poll.")
+            return redirect("billing:rates")
+    return render(request, "billing/rates.html", {
+        "form": form, "rates": effective_invoice_rates(tenant), "back_to_spend": _back_to_spend(request),
+    })
+
+
+@login_required
+@require_POST
+def invoice_rate_clear(request: HttpRequest, pk: int) -> HttpResponse:
+    """Drop one of the organization's own rates; the currency falls back to the platform's."""
+    rate = get_for_tenant_or_404(request, InvoiceRate, MANAGE_BUDGETS, pk=pk)
+    provider_services.invoice_rate_clear(tenant=rate.tenant, currency=rate.currency)
+    messages.success(request, f"Your organization's {rate.currency} rate was removed.")
+    return redirect("billing:rates")
 
 
 @login_required

@@ -30,7 +30,7 @@ FORM_URLS = [
     "providers:connect", "providers:edit", "providers:credentials",
     "wizard:credentials", "wizard:cap", "wizard:regions", "wizard:gpu", "wizard:review",
     "workloads:launch", "workloads:recipe_launch", "workloads:recipe_author", "workloads:secrets",
-    "workloads:workload_move", "billing:budgets", "billing:budget_edit", "members", "member_role",
+    "workloads:workload_move", "billing:budgets", "billing:budget_edit", "billing:rates", "members", "member_role",
     "member_grant", "switch_tenant",
 ]
 # endpoints whose form lives on another page (no GET of their own)

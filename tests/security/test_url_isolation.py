@@ -15,13 +15,14 @@ from decimal import Decimal
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from providers.services import capacity_poll
+from providers.services import capacity_poll, invoice_rate_set
 from tenants.models import Membership, Role
 from tests.factories import SandboxAccountFactory, make_member, make_tenant
 from workloads import services as wl
 from workloads.models import Recipe, RecipeVersion
 
-FOREIGN_MARKERS = ("zz-foreign-workload", "Foreign Cloud", "ForeignProject", "Foreign Budget", "zz-foreign-recipe")
+# XTS: ISO 4217's code for testing, the foreign organization's own invoice rate
+FOREIGN_MARKERS = ("zz-foreign-workload", "Foreign Cloud", "ForeignProject", "Foreign Budget", "zz-foreign-recipe", "XTS")
 
 # URL name -> how to fill its parameters from a world (dict of objects of one organization)
 OBJECT_URLS = {
@@ -42,6 +43,7 @@ OBJECT_URLS = {
     "workloads:recipe_preview": lambda w: {"slug": w["recipe"].slug},
     "workloads:recipe_edit": lambda w: {"slug": w["recipe"].slug},
     "billing:budget_edit": lambda w: {"pk": w["budget"].pk},
+    "billing:rate_clear": lambda w: {"pk": w["rate"].pk},
     "member_role": lambda w: {"pk": w["membership"].pk},
     "member_remove": lambda w: {"pk": w["membership"].pk},
     "member_grant": lambda w: {"pk": w["membership"].pk, "project_pk": w["project"].pk},
@@ -53,7 +55,7 @@ OBJECT_URLS = {
 # URLs without objects: each must answer without showing another organization's data
 LIST_URLS = {
     "home", "switch_tenant", "providers:list", "providers:connect", "providers:capacity", "billing:spend",
-    "billing:export", "billing:budgets", "billing:alerts", "billing:alerts_badge", "workloads:pod_list",
+    "billing:export", "billing:budgets", "billing:rates", "billing:alerts", "billing:alerts_badge", "workloads:pod_list",
     "workloads:launch", "workloads:launch_preview", "workloads:recipe_catalog", "workloads:recipe_author",
     "workloads:secrets", "workloads:workload_list", "workloads:placement_preview", "members", "audit_log",
 }
@@ -73,7 +75,7 @@ VIEWER_FORBIDDEN = {
     "workloads:launch", "workloads:pod_terminate", "workloads:workload_clone", "workloads:workload_relaunch",
     "workloads:workload_stop", "workloads:workload_move", "workloads:recipe_author", "workloads:recipe_edit",
     "workloads:recipe_launch", "workloads:secrets",
-    "billing:spend", "billing:export", "billing:budgets", "billing:budget_edit",
+    "billing:spend", "billing:export", "billing:budgets", "billing:budget_edit", "billing:rates", "billing:rate_clear",
     "members", "member_role", "member_remove", "member_grant", "audit_log",
 }
 
@@ -134,9 +136,10 @@ def _world(tenant, owner, prefix=""):
     from billing.budgets import budget_create
 
     budget = budget_create(tenant=tenant, name=f"{prefix}Budget", amount_usd=Decimal("100"))
+    rate = invoice_rate_set(tenant=tenant, currency="XTS" if prefix else "EUR", usd_per_unit=Decimal("1.234567"))
     membership = Membership.objects.filter(tenant=tenant).exclude(user=owner).first() or Membership.objects.get(tenant=tenant, user=owner)
     return {"account": account, "project": project, "workload": workload, "pod": pod, "recipe": recipe,
-            "budget": budget, "membership": membership, "wizard_id": uuid.uuid4().hex}
+            "budget": budget, "rate": rate, "membership": membership, "wizard_id": uuid.uuid4().hex}
 
 
 @pytest.fixture
@@ -164,6 +167,8 @@ def test_foreign_objects_are_404(client, worlds, name):
     pod = worlds["foreign"]["pod"]
     pod.refresh_from_db()
     assert pod.state == "running"
+    rate = worlds["foreign"]["rate"]
+    assert rate.__class__.objects.filter(pk=rate.pk, usd_per_unit=rate.usd_per_unit).exists()
 
 
 @pytest.mark.django_db
