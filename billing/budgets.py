@@ -158,14 +158,15 @@ def _clean_thresholds(values) -> list[int]:
 def budget_create(*, tenant, name: str, amount_usd: Decimal, period: str = Budget.Period.MONTH,
                   project: Project | None = None, soft_thresholds=(50, 80, 100), hard_limit: bool = True,
                   stop_running_pods: bool = False, webhook_url: str = "", webhook_secret: str = "",
-                  email_alerts: bool = True) -> Budget:
+                  email_alerts: bool = True, forecast_alert: bool = True) -> Budget:
     """Create a budget for the whole tenant (``project=None``) or one of its projects."""
     if project is not None and project.tenant_id != tenant.pk:
         raise ValueError("project belongs to another organization")
     budget = Budget.objects.create(tenant=tenant, project=project, name=name, amount_usd=amount_usd, period=period,
                                    soft_thresholds=_clean_thresholds(soft_thresholds), hard_limit=hard_limit,
                                    stop_running_pods=stop_running_pods, webhook_url=webhook_url,
-                                   webhook_secret=webhook_secret, email_alerts=email_alerts)
+                                   webhook_secret=webhook_secret, email_alerts=email_alerts,
+                                   forecast_alert=forecast_alert)
     audit_record(tenant=tenant, action="budget.created", target=budget,
                  details={"amount_usd": str(amount_usd), "period": period, "hard_limit": hard_limit})
     return budget
@@ -213,8 +214,9 @@ def _send_webhook(budget: Budget, alert: BudgetAlert) -> str:
     import httpx
 
     body = json.dumps({
-        "event": "budget.threshold", "budget": budget.name, "budget_id": str(budget.pk),
-        "threshold_pct": alert.threshold, "spent_usd": str(alert.spent_usd), "limit_usd": str(alert.limit_usd),
+        "event": "budget.forecast" if alert.kind == BudgetAlert.Kind.FORECAST else "budget.threshold",
+        "budget": budget.name, "budget_id": str(budget.pk), "threshold_pct": alert.threshold,
+        "spent_usd": str(alert.spent_usd), "limit_usd": str(alert.limit_usd),
         "period_start": alert.period_start.isoformat(), "message": alert.message,
     }, sort_keys=True).encode()
     headers = {"Content-Type": "application/json",
@@ -228,14 +230,14 @@ def _send_webhook(budget: Budget, alert: BudgetAlert) -> str:
 
 def alert_once(*, tenant_id, period_start_at: datetime, threshold: int, spent: Decimal, limit: Decimal,
                message: str, budget: Budget | None = None, provider_account: ProviderAccount | None = None,
-               ) -> BudgetAlert | None:
-    """Record the alert unless this threshold already alerted this period; then notify
-    (in-app = the row itself; email; webhook for budgets that have one)."""
+               kind: str = BudgetAlert.Kind.SPENT) -> BudgetAlert | None:
+    """Record the alert unless this threshold (of this kind) already alerted this period; then
+    notify (in-app = the row itself; email; webhook for budgets that have one)."""
     try:
         with transaction.atomic():
             alert = BudgetAlert.objects.create(
                 tenant_id=tenant_id, budget=budget, provider_account=provider_account, period_start=period_start_at,
-                threshold=threshold, spent_usd=spent.quantize(CENT), limit_usd=limit.quantize(CENT),
+                threshold=threshold, kind=kind, spent_usd=spent.quantize(CENT), limit_usd=limit.quantize(CENT),
                 message=message[:300], created_at=clock.now())
     except IntegrityError:
         return None
@@ -250,6 +252,19 @@ def alert_once(*, tenant_id, period_start_at: datetime, threshold: int, spent: D
         alert.webhook_status = _send_webhook(budget, alert)
     BudgetAlert.objects.filter(pk=alert.pk).update(emailed_to=alert.emailed_to, webhook_status=alert.webhook_status)
     return alert
+
+
+FORECAST_MIN_ELAPSED = Decimal("0.2")  # extrapolate only from a fifth of the period on: earlier is noise
+
+
+def forecast_spend(spent: Decimal, *, start: datetime, end: datetime, at: datetime) -> Decimal | None:
+    """Spend at the period's end if it goes on at the average rate so far (the linear rule
+    AWS and Oracle budgets use); None while too little of the period has passed."""
+    total = Decimal((end - start).total_seconds())
+    elapsed = Decimal((at - start).total_seconds())
+    if total <= 0 or elapsed < total * FORECAST_MIN_ELAPSED:
+        return None
+    return spent * total / elapsed
 
 
 def budget_check(budget: Budget, *, at: datetime | None = None) -> list[BudgetAlert]:
@@ -270,6 +285,15 @@ def budget_check(budget: Budget, *, at: datetime | None = None) -> list[BudgetAl
                            spent=spent, limit=budget.amount_usd, message=msg)
             if a:
                 sent.append(a)
+    forecast = forecast_spend(spent, start=start, end=period_end(budget.period, at), at=at)
+    if budget.forecast_alert and forecast is not None and spent < budget.amount_usd <= forecast:
+        msg = (f'Budget "{budget.name}" is forecast to reach {_money(forecast)} '
+               f'({forecast * 100 / budget.amount_usd:.0f}% of {_money(budget.amount_usd)}) by the end of the '
+               f'{budget.period} at the current rate ({_money(spent)} so far)')
+        a = alert_once(tenant_id=budget.tenant_id, budget=budget, period_start_at=start, threshold=100,
+                       kind=BudgetAlert.Kind.FORECAST, spent=spent, limit=budget.amount_usd, message=msg)
+        if a:
+            sent.append(a)
     if budget.hard_limit and budget.stop_running_pods and spent >= budget.amount_usd:
         from workloads.tasks import terminate_pod
 

@@ -29,10 +29,11 @@ from provisioner import clock
 from tenants.models import Project
 from workloads.models import BILLABLE_POD_STATES, Pod, PodState, Workload
 
+from .budgets import forecast_spend
 from .metering import unbooked_usd, usd_rates
 from .models import LedgerEntry, SpendRollup, SpendRollupMonth
 from .rollups import generation
-from .selectors import ZERO, day_start, period_start
+from .selectors import ZERO, day_start, period_end, period_start
 
 PRESETS = {"7d": "Last 7 days", "30d": "Last 30 days", "90d": "Last 90 days", "mtd": "Month to date",
            "ytd": "Year to date", "365d": "Last 365 days", "custom": "Custom"}
@@ -441,8 +442,9 @@ def budget_gauges(tenant, budgets, *, source: str = "rollup", view: SpendView | 
         project = _key(b.project_id)
         spent = sum((s for d, p, s in per_day_project if d >= starts[b.pk] and (project is None or p == project)), ZERO)
         pct = float(spent * 100 / b.amount_usd) if b.amount_usd else 0.0
+        forecast = forecast_spend(spent, start=period_start(b.period, now), end=period_end(b.period, now), at=now)
         out.append({"budget": b, "spent": spent, "pct": pct, "left": max(ZERO, b.amount_usd - spent),
-                    "state": "bad" if pct >= 100 else "warn" if pct >= 80 else "ok"})
+                    "forecast": forecast, "state": "bad" if pct >= 100 else "warn" if pct >= 80 else "ok"})
     return out
 
 

@@ -19,6 +19,10 @@ class BudgetForm(forms.Form):
     amount_usd = forms.DecimalField(min_value=0.01, max_digits=12, decimal_places=2, label="Amount (USD)")
     soft_thresholds = forms.CharField(initial="50, 80, 100", required=False, label="Alert at (% of amount)",
                                       help_text="Comma-separated percentages; each alerts once per period")
+    forecast_alert = forms.BooleanField(required=False, initial=True,
+                                        label="Also alert when the forecast to the period's end exceeds the amount",
+                                        help_text="Spend so far extrapolated at its average rate, from a fifth of "
+                                                  "the period on; once per period")
     hard_limit = forms.BooleanField(required=False, initial=True,
                                     label="Hard limit: refuse new launches once the budget is used up")
     stop_running_pods = forms.BooleanField(required=False, label="Also stop running pods at the hard limit")
@@ -47,6 +51,7 @@ class BudgetForm(forms.Form):
     def initial_for(cls, budget: Budget) -> dict:
         return {"name": budget.name, "project": budget.project_id, "period": budget.period,
                 "amount_usd": budget.amount_usd, "soft_thresholds": ", ".join(str(t) for t in budget.soft_thresholds),
+                "forecast_alert": budget.forecast_alert,
                 "hard_limit": budget.hard_limit, "stop_running_pods": budget.stop_running_pods,
                 "email_alerts": budget.email_alerts, "webhook_url": budget.webhook_url}
 

@@ -146,6 +146,9 @@ class Budget(models.Model):
     webhook_url = models.URLField(blank=True)
     webhook_secret = encrypt(models.CharField(max_length=200, blank=True, default=""))
     email_alerts = models.BooleanField(default=True)
+    # also alert (once per period) when spend so far, extrapolated linearly to the period's end,
+    # exceeds the amount: the warning comes while there is still time to act
+    forecast_alert = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = TenantQuerySet.as_manager()
@@ -198,8 +201,13 @@ class BudgetAlert(models.Model):
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
     budget = models.ForeignKey(Budget, null=True, blank=True, on_delete=models.CASCADE, related_name="alerts")
     provider_account = models.ForeignKey(ProviderAccount, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    class Kind(models.TextChoices):
+        SPENT = "spent", "Spent"
+        FORECAST = "forecast", "Forecast"
+
     period_start = models.DateTimeField()
     threshold = models.PositiveSmallIntegerField()  # percent
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.SPENT)
     spent_usd = models.DecimalField(max_digits=14, decimal_places=2)
     limit_usd = models.DecimalField(max_digits=14, decimal_places=2)
     message = models.CharField(max_length=300)
@@ -214,8 +222,8 @@ class BudgetAlert(models.Model):
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["tenant", "-created_at"], name="alert_tenant_idx")]
         constraints = [
-            models.UniqueConstraint(fields=["budget", "period_start", "threshold"], condition=Q(budget__isnull=False),
-                                    name="uniq_budget_alert"),
+            models.UniqueConstraint(fields=["budget", "period_start", "threshold", "kind"],
+                                    condition=Q(budget__isnull=False), name="uniq_budget_alert"),
             models.UniqueConstraint(fields=["provider_account", "period_start", "threshold"],
                                     condition=Q(provider_account__isnull=False), name="uniq_cap_alert"),
         ]

@@ -47,7 +47,7 @@ def test_crossing_80_percent_alerts_once_per_period(tenant, project, owner, fina
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     acct = account(tenant, "sandbox")
     budget = budget_create(tenant=tenant, name="March GPUs", amount_usd=Decimal("100"), period="month",
-                           soft_thresholds=[50, 80, 100], hard_limit=False)
+                           soft_thresholds=[50, 80, 100], hard_limit=False, forecast_alert=False)  # spent only
     _spend(tenant, project, owner, acct, "79.00", NOON)
     with clock.frozen(NOON):
         assert [a.threshold for a in budget_check(budget)] == [50]
@@ -84,7 +84,7 @@ def test_webhook_is_signed_with_hmac_sha256(tenant, project, owner, monkeypatch)
 
     monkeypatch.setattr(httpx, "post", fake_post)
     budget = budget_create(tenant=tenant, name="Hooked", amount_usd=Decimal("10"), soft_thresholds=[50],
-                           webhook_url="http://127.0.0.1:9/hook", webhook_secret="s3cret")
+                           webhook_url="http://127.0.0.1:9/hook", webhook_secret="s3cret", forecast_alert=False)
     _spend(tenant, project, owner, account(tenant), "6.00", NOON)
     with clock.frozen(NOON):
         (alert,) = budget_check(budget)
@@ -93,6 +93,41 @@ def test_webhook_is_signed_with_hmac_sha256(tenant, project, owner, monkeypatch)
     assert json.loads(seen["body"])["threshold_pct"] == 50
     alert.refresh_from_db()
     assert alert.webhook_status == "HTTP 204"
+
+
+@pytest.mark.django_db
+def test_forecast_alert_warns_before_the_budget_is_spent(tenant, project, owner, finance, settings, monkeypatch):
+    """$40 spent by March 10 noon (30 % of the month) runs at $133 by March 31: one forecast
+    alert, while nothing has crossed a spent threshold; not in the first fifth of a period."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    posted = []
+    monkeypatch.setattr(httpx, "post", lambda url, content, headers, timeout: posted.append(json.loads(content))
+                        or httpx.Response(204))
+    budget = budget_create(tenant=tenant, name="March GPUs", amount_usd=Decimal("100"), period="month",
+                           soft_thresholds=[80], hard_limit=False, webhook_url="http://127.0.0.1:9/hook")
+    acct = account(tenant, "sandbox")
+    early = datetime(2026, 3, 4, 12, tzinfo=UTC)  # 11 % of March: too early to extrapolate
+    _spend(tenant, project, owner, acct, "40.00", early)
+    with clock.frozen(early):
+        assert budget_check(budget) == []
+    rollup_dirty()  # March 4 is history on March 10: read from its rollup
+    with clock.frozen(NOON):
+        (alert,) = budget_check(budget)
+        assert budget_check(budget) == []  # once per period
+    assert alert.kind == BudgetAlert.Kind.FORECAST and alert.spent_usd == Decimal("40.00")
+    assert "forecast to reach $130.53 (131% of $100.00)" in alert.message and "end of the month" in alert.message
+    assert len(mail.outbox) == 1 and finance.email in mail.outbox[0].to
+    assert posted[0]["event"] == "budget.forecast"
+    # spent thresholds still alert on their own
+    _spend(tenant, project, owner, acct, "45.00", NOON + H)
+    with clock.frozen(NOON + H):
+        assert [(a.kind, a.threshold) for a in budget_check(budget)] == [(BudgetAlert.Kind.SPENT, 80)]
+    # a budget without forecast alerts, or a rate that stays under the amount, stays quiet
+    quiet = budget_create(tenant=tenant, name="No forecast", amount_usd=Decimal("1000"), soft_thresholds=[],
+                          forecast_alert=False)
+    roomy = budget_create(tenant=tenant, name="Roomy", amount_usd=Decimal("1000"), soft_thresholds=[])
+    with clock.frozen(NOON + H):
+        assert budget_check(quiet) == [] and budget_check(roomy) == []
 
 
 @pytest.mark.django_db
@@ -227,3 +262,17 @@ def test_monthly_rollups_follow_daily_and_dashboard_matches_ledger(tenant, proje
         f = dashboard.parse_filters({"range": "365d", "grain": "month"}, projects=projects, providers=providers,
                                     today=clock.now().date())
         assert dashboard.build(tenant, f, projects=projects, providers=providers).total == Decimal(30 * (1.5 + 2.5 + 3.5 + 4.5))
+
+
+@pytest.mark.django_db
+def test_budgets_page_shows_the_forecast(client, finance, tenant, project, owner):
+    budget_create(tenant=tenant, name="March GPUs", amount_usd=Decimal("100"), period="month", soft_thresholds=[80])
+    _spend(tenant, project, owner, account(tenant, "sandbox"), "40.00", datetime(2026, 3, 4, 12, tzinfo=UTC))
+    rollup_dirty()
+    client.force_login(finance)
+    with clock.frozen(NOON):
+        page = client.get("/spend/budgets/")
+    (gauge,) = page.context["gauges"]
+    assert gauge["forecast"].quantize(Decimal("0.01")) == Decimal("130.53")
+    html = page.content.decode()
+    assert "$130.53" in html and "80%, forecast" in html
