@@ -165,8 +165,12 @@ def invoice_rates(request: HttpRequest) -> HttpResponse:
 def invoice_rate_clear(request: HttpRequest, pk: int) -> HttpResponse:
     """Drop one of the organization's own rates; the currency falls back to the platform's."""
     rate = get_for_tenant_or_404(request, InvoiceRate, MANAGE_BUDGETS, pk=pk)
-    provider_services.invoice_rate_clear(tenant=rate.tenant, currency=rate.currency)
-    messages.success(request, f"Your organization's {rate.currency} rate was removed.")
+    try:
+        provider_services.invoice_rate_clear(tenant=rate.tenant, currency=rate.currency)
+    except provider_services.InvoiceRateInvalid as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Your organization's {rate.currency} rate was removed.")
     return redirect("billing:rates")
 
 

@@ -22,7 +22,7 @@ from tenants.models import Tenant
 from .adapters.base import OfferData, ProviderAdapter, ProviderError
 from .adapters.registry import build_adapter, provider_info
 from .models import Health, InvoiceRate, Offer, ProviderAccount
-from .selectors import rate_for, usd_rates_by_tenant
+from .selectors import DEFAULT_RATES, rate_for, usd_rates_by_tenant
 
 logger = logging.getLogger(__name__)
 
@@ -396,6 +396,18 @@ def invoice_rate_set(*, tenant: Tenant, currency: str, usd_per_unit: Decimal) ->
     return row
 
 
+def _no_fallback(currency: str) -> bool:
+    return currency not in DEFAULT_RATES and not InvoiceRate.objects.platform().filter(currency=currency).exists()
+
+
+def _bills_in(tenant: Tenant, currency: str) -> bool:
+    """Does any of the tenant's offers, or a pod still metered (not ended), bill in ``currency``?"""
+    from workloads.models import Pod
+
+    return (Offer.objects.for_tenant(tenant).filter(currency=currency).exists()
+            or Pod.objects.filter(tenant=tenant, currency=currency, ended_at__isnull=True).exists())
+
+
 @transaction.atomic
 def invoice_rate_clear(*, tenant: Tenant, currency: str) -> bool:
     """Drop the organization's override of ``currency`` (it falls back to the platform rate).
@@ -403,6 +415,11 @@ def invoice_rate_clear(*, tenant: Tenant, currency: str) -> bool:
     row = InvoiceRate.objects.for_tenant(tenant).select_for_update().filter(currency=currency).first()
     if row is None:
         return False
+    if _no_fallback(currency) and _bills_in(tenant, currency):
+        # without a rate the next poll and meter of these accounts would fail: keep it
+        raise InvoiceRateInvalid(f"Your providers still bill in {currency} and there is no platform or built-in "
+                                 f"{currency} rate to fall back to: set a new rate instead of removing it.",
+                                 field="currency")
     audit_record(tenant=tenant, action="invoice_rate.cleared", target=row,
                  details={"currency": row.currency, "from": _rate_text(row.usd_per_unit)})
     row.delete()

@@ -262,3 +262,25 @@ def test_the_admin_lists_and_edits_platform_rates_only(client, tenant):
     assert InvoiceRate.objects.platform().get().usd_per_unit == PLATFORM_EUR
     assert client.get(f"/admin/providers/invoicerate/{own.pk}/change/").status_code == 302  # not listed: not found
     assert "1.250000" not in client.get("/admin/providers/invoicerate/").content.decode()
+
+
+@pytest.mark.django_db
+def test_a_rate_still_in_use_without_a_fallback_cannot_be_removed(tenant, client, finance):
+    """CHF has no platform or built-in rate: while an offer of the organization bills in CHF,
+    removing its CHF rate would break the next poll and meter, so it is refused."""
+    from providers.models import Offer
+
+    invoice_rate_set(tenant=tenant, currency="CHF", usd_per_unit=Decimal("1.13"))
+    acct = account(tenant, "hetzner", name="Hetzner CH")
+    Offer.objects.create(provider_account=acct, tenant=tenant, kind="hetzner", gpu_class="L4", gpu_count=1,
+                         region="zrh", country="CH", price_per_hour=Decimal("1.00"), currency="CHF",
+                         price_usd_per_hour=Decimal("1.13"), fetched_at=clock.now())
+    with pytest.raises(InvoiceRateInvalid, match="still bill in CHF"):
+        invoice_rate_clear(tenant=tenant, currency="CHF")
+    row = InvoiceRate.objects.for_tenant(tenant).get(currency="CHF")
+    client.force_login(finance)
+    page = client.post(f"/spend/rates/{row.pk}/clear/", follow=True)
+    assert "still bill in CHF" in page.content.decode()
+    assert InvoiceRate.objects.for_tenant(tenant).filter(currency="CHF").exists()
+    Offer.objects.filter(provider_account=acct).delete()
+    assert invoice_rate_clear(tenant=tenant, currency="CHF") is True
