@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django_cryptography.fields import encrypt
@@ -230,3 +231,25 @@ class BudgetAlert(models.Model):
 
     def __str__(self) -> str:
         return self.message
+
+
+class SavedSpendView(models.Model):
+    """A named dashboard view (its filters as a query string), shared with the organization:
+    finance's "saved report", opened from the Spend page or by its link."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=80)
+    query = models.CharField(max_length=2000)  # normalized by ``billing.dashboard.Filters.query``
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="uniq_saved_spend_view_name")]
+
+    def __str__(self) -> str:
+        return self.name

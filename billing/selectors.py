@@ -14,7 +14,7 @@ from django.db.models.functions import Coalesce, Greatest
 
 from provisioner import clock
 
-from .models import Budget, BudgetAlert, BudgetReservation, LedgerEntry, SpendRollup
+from .models import Budget, BudgetAlert, BudgetReservation, LedgerEntry, SavedSpendView, SpendRollup
 
 ZERO = Decimal(0)
 MONEY = DecimalField(max_digits=16, decimal_places=6)
@@ -89,6 +89,11 @@ def alert_banners(tenant, *, limit: int = 5) -> list[dict]:
     """The newest unread alerts' text for the dashboard banner (no joins: only the message)."""
     return list(BudgetAlert.objects.for_tenant(tenant).filter(read_at__isnull=True)
                 .values("message", "created_at")[:limit])
+
+
+def saved_views_for_tenant(tenant) -> list[dict]:
+    """The organization's saved dashboard views, by name (for the Spend page's list)."""
+    return list(SavedSpendView.objects.for_tenant(tenant).values("id", "name", "query", "created_by_id"))
 
 
 def budgets_for_tenant(tenant):

@@ -7,6 +7,7 @@ import csv
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -18,13 +19,13 @@ from providers.models import InvoiceRate
 from providers.selectors import effective_invoice_rates
 from provisioner import clock
 from tenants.access import get_for_tenant_or_404, require_member
-from tenants.permissions import MANAGE_BUDGETS, VIEW_SPEND
+from tenants.permissions import MANAGE_BUDGETS, VIEW_SPEND, role_has
 
-from . import charts, dashboard
+from . import charts, dashboard, reports
 from .budgets import alerts_mark_read, budget_create, budget_delete, budget_update
 from .forms import BudgetForm, InvoiceRateForm
-from .models import Budget
-from .selectors import alert_banners, alerts_for_tenant, budgets_for_tenant
+from .models import Budget, SavedSpendView
+from .selectors import alert_banners, alerts_for_tenant, budgets_for_tenant, saved_views_for_tenant
 
 SPEND_FILTERS_KEY = "spend_filters"  # the dashboard's last filters: "← Spend" links go back to them
 
@@ -70,8 +71,44 @@ def spend(request: HttpRequest) -> HttpResponse:
         "chart_spend": charts.spend_over_time(v), "chart_forecast": charts.burn_and_forecast(v),
         "chart_budgets": charts.budget_gauges(gauges),
         "alerts": alert_banners(tenant),
+        "saved_views": _with_delete_right(saved_views_for_tenant(tenant), request, membership),
     })
     return render(request, "billing/spend.html", ctx)
+
+
+def _with_delete_right(views: list[dict], request: HttpRequest, membership) -> list[dict]:
+    manager = role_has(membership.role, MANAGE_BUDGETS)
+    for v in views:
+        v["deletable"] = manager or v["created_by_id"] == request.user.pk
+    return views
+
+
+@login_required
+@require_POST
+def saved_view_save(request: HttpRequest) -> HttpResponse:
+    """Save the dashboard's current filters under a name (a shared, linkable report)."""
+    membership = require_member(request, VIEW_SPEND)
+    query = request.POST.get("query", "")
+    try:
+        view = reports.saved_view_save(tenant=membership.tenant, user=request.user, name=request.POST.get("name", ""),
+                                       query=query)
+    except reports.SavedViewInvalid as exc:
+        messages.error(request, str(exc))
+        return redirect(f"{reverse('billing:spend')}?{reports.normalized_query(membership.tenant, query)}")
+    messages.success(request, f'Saved the view "{view.name}": its link opens these filters for anyone in the organization.')
+    return redirect(f"{reverse('billing:spend')}?{view.query}")
+
+
+@login_required
+@require_POST
+def saved_view_delete(request: HttpRequest, pk) -> HttpResponse:
+    """Delete a saved view: its author, or anyone who manages budgets."""
+    view = get_for_tenant_or_404(request, SavedSpendView, VIEW_SPEND, pk=pk)
+    if view.created_by_id != request.user.pk and not role_has(request.membership.role, MANAGE_BUDGETS):
+        raise PermissionDenied("Only its author or someone who manages budgets can delete a saved view.")
+    reports.saved_view_delete(view=view)
+    messages.success(request, f'Deleted the saved view "{view.name}".')
+    return redirect(_back_to_spend(request))
 
 
 @login_required

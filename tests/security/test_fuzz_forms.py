@@ -31,10 +31,11 @@ FORM_URLS = [
     "wizard:credentials", "wizard:cap", "wizard:regions", "wizard:gpu", "wizard:review",
     "workloads:launch", "workloads:recipe_launch", "workloads:recipe_author", "workloads:secrets",
     "workloads:workload_move", "billing:budgets", "billing:budget_edit", "billing:rates", "members", "member_role",
-    "member_grant", "switch_tenant",
+    "member_grant", "switch_tenant", "billing:saved_view_save",
 ]
 # endpoints whose form lives on another page (no GET of their own)
-POST_ONLY_FIELDS = {"member_role": ["role"], "member_grant": ["capability", "granted"], "switch_tenant": ["tenant"]}
+POST_ONLY_FIELDS = {"member_role": ["role"], "member_grant": ["capability", "granted"], "switch_tenant": ["tenant"],
+                    "billing:saved_view_save": ["name", "query"]}
 
 VALID_STEP_DATA = {
     "credentials": {"name": "Fuzz Sandbox"},

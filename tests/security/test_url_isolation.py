@@ -22,7 +22,8 @@ from workloads import services as wl
 from workloads.models import Recipe, RecipeVersion
 
 # XTS: ISO 4217's code for testing, the foreign organization's own invoice rate
-FOREIGN_MARKERS = ("zz-foreign-workload", "Foreign Cloud", "ForeignProject", "Foreign Budget", "zz-foreign-recipe", "XTS")
+FOREIGN_MARKERS = ("zz-foreign-workload", "Foreign Cloud", "ForeignProject", "Foreign Budget", "zz-foreign-recipe", "XTS",
+                   "Foreign saved view")
 
 # URL name -> how to fill its parameters from a world (dict of objects of one organization)
 OBJECT_URLS = {
@@ -44,6 +45,7 @@ OBJECT_URLS = {
     "workloads:recipe_edit": lambda w: {"slug": w["recipe"].slug},
     "billing:budget_edit": lambda w: {"pk": w["budget"].pk},
     "billing:rate_clear": lambda w: {"pk": w["rate"].pk},
+    "billing:saved_view_delete": lambda w: {"pk": w["saved_view"].pk},
     "member_role": lambda w: {"pk": w["membership"].pk},
     "member_remove": lambda w: {"pk": w["membership"].pk},
     "member_grant": lambda w: {"pk": w["membership"].pk, "project_pk": w["project"].pk},
@@ -55,7 +57,7 @@ OBJECT_URLS = {
 # URLs without objects: each must answer without showing another organization's data
 LIST_URLS = {
     "home", "switch_tenant", "providers:list", "providers:connect", "providers:capacity", "billing:spend",
-    "billing:export", "billing:budgets", "billing:rates", "billing:alerts", "billing:alerts_badge", "workloads:pod_list",
+    "billing:export", "billing:budgets", "billing:rates", "billing:saved_view_save", "billing:alerts", "billing:alerts_badge", "workloads:pod_list",
     "workloads:launch", "workloads:launch_preview", "workloads:recipe_catalog", "workloads:recipe_author",
     "workloads:secrets", "workloads:workload_list", "workloads:placement_preview", "members", "audit_log",
 }
@@ -76,6 +78,7 @@ VIEWER_FORBIDDEN = {
     "workloads:workload_stop", "workloads:workload_move", "workloads:recipe_author", "workloads:recipe_edit",
     "workloads:recipe_launch", "workloads:secrets",
     "billing:spend", "billing:export", "billing:budgets", "billing:budget_edit", "billing:rates", "billing:rate_clear",
+    "billing:saved_view_save", "billing:saved_view_delete",
     "members", "member_role", "member_remove", "member_grant", "audit_log",
 }
 
@@ -137,9 +140,13 @@ def _world(tenant, owner, prefix=""):
 
     budget = budget_create(tenant=tenant, name=f"{prefix}Budget", amount_usd=Decimal("100"))
     rate = invoice_rate_set(tenant=tenant, currency="XTS" if prefix else "EUR", usd_per_unit=Decimal("1.234567"))
+    from billing.reports import saved_view_save
+
+    saved_view = saved_view_save(tenant=tenant, user=owner, name=f"{prefix}saved view" if prefix else "Own view",
+                                 query="range=30d&group=project")
     membership = Membership.objects.filter(tenant=tenant).exclude(user=owner).first() or Membership.objects.get(tenant=tenant, user=owner)
     return {"account": account, "project": project, "workload": workload, "pod": pod, "recipe": recipe,
-            "budget": budget, "rate": rate, "membership": membership, "wizard_id": uuid.uuid4().hex}
+            "budget": budget, "rate": rate, "saved_view": saved_view, "membership": membership, "wizard_id": uuid.uuid4().hex}
 
 
 @pytest.fixture
