@@ -190,8 +190,12 @@ def pod_apply_remote(pod: Pod, remote) -> None:
     elif remote.state in (REMOTE_TERMINATED, REMOTE_FAILED) and pod.state in live:
         new = PodState.TERMINATED if remote.state == REMOTE_TERMINATED else PodState.FAILED
         reason = remote.message or f"the provider reports the pod {remote.state}"
-        if pod_transition(pod, new, f"The provider reports the pod {remote.state}", expect=live,
-                          fields={"state_reason": reason[:300]}):
+        message = f"The provider reports the pod {remote.state}"
+        if pod.state == PodState.STOPPING and new == PodState.TERMINATED:
+            # we asked for the termination and the provider confirms it: the same verification
+            # pod_terminate makes itself (a sync can observe it first)
+            message = "Terminated; verified at the provider (it reports the pod terminated)"
+        if pod_transition(pod, new, message, expect=live, fields={"state_reason": reason[:300]}):
             pod_after_end(pod)
     elif remote.state == REMOTE_PROVISIONING:
         pass

@@ -93,6 +93,24 @@ def test_no_capacity_fails_with_reason(tenant, project, owner, sandbox):
 
 
 @pytest.mark.django_db
+def test_a_sync_that_sees_our_termination_first_records_it_as_verified(tenant, project, owner, sandbox):
+    """Terminate and the periodic sync race: when the sync observes the provider's
+    "terminated" for a pod we are stopping, that is the verification, said as such."""
+    from workloads import calls
+
+    w = _workload(tenant, project, owner)
+    with clock.frozen():
+        (pod,) = services.workload_launch(workload=w, enqueue=False)
+        pod = services.pod_provision(pod_id=str(pod.pk))
+        assert services.pod_transition(pod, PodState.STOPPING, "Stopping: test", expect=(PodState.RUNNING,))
+        calls.adapter(sandbox).terminate(pod.external_id)  # the provider has done it; our verify has not run
+        services.pods_sync()
+    pod.refresh_from_db()
+    assert pod.state == PodState.TERMINATED
+    assert pod.events.filter(message__startswith="Terminated; verified at the provider").exists()
+
+
+@pytest.mark.django_db
 def test_pod_boots_after_delay_and_sync_moves_it(tenant, project, owner, sandbox):
     sandbox.settings["boot_seconds"] = 20
     sandbox.save()
