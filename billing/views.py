@@ -71,7 +71,6 @@ def spend(request: HttpRequest) -> HttpResponse:
         "chart_spend": charts.spend_over_time(v), "chart_forecast": charts.burn_and_forecast(v),
         "chart_budgets": charts.budget_gauges(gauges),
         "alerts": alert_banners(tenant),
-        "saved_views": _with_delete_right(saved_views_for_tenant(tenant), request, membership),
     })
     return render(request, "billing/spend.html", ctx)
 
@@ -81,6 +80,17 @@ def _with_delete_right(views: list[dict], request: HttpRequest, membership) -> l
     for v in views:
         v["deletable"] = manager or v["created_by_id"] == request.user.pk
     return views
+
+
+@login_required
+def saved_views(request: HttpRequest) -> HttpResponse:
+    """The Spend page's saved-views bar, loaded after the page (the dashboard request does not
+    pay for it): the organization's views and a form saving the filters in this URL."""
+    membership = require_member(request, VIEW_SPEND)
+    projects, providers = dashboard.name_maps(membership.tenant)
+    f = dashboard.parse_filters(request.GET, projects=projects, providers=providers, today=clock.now().date())
+    return render(request, "billing/partials/saved_views.html", {
+        "f": f, "saved_views": _with_delete_right(saved_views_for_tenant(membership.tenant), request, membership)})
 
 
 @login_required

@@ -24,7 +24,10 @@ def test_finance_saves_a_view_and_anyone_with_spend_access_opens_it(client, fina
     assert resp.status_code == 302 and resp.url == f"{reverse('billing:spend')}?{shown}"
     client.force_login(developer)  # developers see spend too: the saved view is on their page, linked
     page = client.get(reverse("billing:spend")).content.decode()
-    assert "Research weekly" in page and f"?{shown.replace('&', '&amp;')}" in page
+    assert f'hx-get="{reverse("billing:saved_views")}?' in page  # the bar loads after the page
+    bar = client.get(reverse("billing:saved_views"), {"range": "90d"}).content.decode()
+    assert "Research weekly" in bar and f"?{shown.replace('&', '&amp;')}" in bar
+    assert 'name="query" value="range=90d&amp;' in bar  # the save form carries the page's filters
     # saving under the same name replaces the filters instead of adding a twin
     client.force_login(finance)
     client.post(reverse("billing:saved_view_save"), {"name": "Research weekly", "query": "range=90d"})
@@ -61,3 +64,5 @@ def test_only_the_author_or_a_budget_manager_deletes(client, tenant, finance, de
     assert client.post(reverse("billing:saved_view_delete", args=[theirs.pk])).status_code == 302
     assert not SavedSpendView.objects.exists()
     assert client.get(reverse("billing:saved_view_save")).status_code == 405
+    bar = client.get(reverse("billing:saved_views")).content.decode()
+    assert "Delete" not in bar and "none yet" in bar
