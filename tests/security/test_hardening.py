@@ -117,3 +117,17 @@ def test_nul_bytes_are_refused_before_any_view(owner_client):
     resp = owner_client.post(reverse("workloads:launch"), {"name": "a\x00b"})
     assert resp.status_code == 400
     assert owner_client.get(reverse("workloads:placement_preview") + "?countries=DE%00").status_code == 400
+
+
+def test_release_creates_the_cache_table_production_throttling_needs(tmp_path):
+    """Without CACHE_URL production caches in the database (login throttling, heartbeat rate
+    limits, the spend dashboard): the release step (Procfile, docker-compose) creates its table."""
+    release = (ROOT / "Procfile").read_text().split("release:", 1)[1].splitlines()[0]
+    assert "createcachetable" in release and "createcachetable" in (ROOT / "docker-compose.yml").read_text()
+    env = {**PROD_ENV, "SQLITE_PATH": str(tmp_path / "release.sqlite3")}
+    for step in (("migrate", "--noinput"), ("createcachetable",)):
+        proc = _manage(*step, env_overrides=env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = _manage("shell", "-c", "from django.core.cache import cache; cache.set('k', 41); print(cache.get('k') + 1)",
+                   env_overrides=env)
+    assert proc.returncode == 0 and proc.stdout.strip().splitlines()[-1] == "42", proc.stderr[-2000:]
