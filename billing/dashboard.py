@@ -25,12 +25,13 @@ from django.db.models import DateField, F, Sum, Value
 from django.db.models.functions import TruncDate, TruncMonth, TruncWeek
 
 from providers.models import ProviderAccount
+from providers.selectors import usd_rates_needed
 from provisioner import clock
 from tenants.models import Project
 from workloads.models import BILLABLE_POD_STATES, Pod, PodState, Workload
 
 from .budgets import forecast_spend
-from .metering import unbooked_usd, usd_rates
+from .metering import unbooked_usd
 from .models import LedgerEntry, SpendRollup, SpendRollupMonth
 from .rollups import generation
 from .selectors import ZERO, day_start, period_end, period_start
@@ -360,7 +361,7 @@ def build(tenant, f: Filters, *, projects: dict, providers: dict, source: str = 
               and (not f.provider_ids or r[1] in f.provider_ids)]
     pods = live_pods(tenant, f)
     # invoice rates are only needed (one query) when a live pod bills in another currency
-    rates = usd_rates(tenant.pk) if any(p.currency != "USD" for p in pods) else {"USD": Decimal(1)}
+    rates = usd_rates_needed(tenant.pk, (p.currency for p in pods))
     for pod in pods:
         if pod.state in BILLABLE_POD_STATES:
             v.run_rate += pod.price_usd_per_hour or ZERO
@@ -425,8 +426,8 @@ def budget_gauges(tenant, budgets, *, source: str = "rollup", view: SpendView | 
         return []
     now = clock.now()
     today = now.date()
-    starts = {b.pk: period_start(b.period, now).date() for b in budgets}
-    earliest = min(starts.values())
+    starts = {b.pk: period_start(b.period, now) for b in budgets}
+    earliest = min(starts.values()).date()
     if source == "ledger":
         gen = None
     elif view is not None and view.generation is not None:
@@ -440,9 +441,10 @@ def budget_gauges(tenant, budgets, *, source: str = "rollup", view: SpendView | 
     out = []
     for b in budgets:
         project = _key(b.project_id)
-        spent = sum((s for d, p, s in per_day_project if d >= starts[b.pk] and (project is None or p == project)), ZERO)
+        start = starts[b.pk]
+        spent = sum((s for d, p, s in per_day_project if d >= start.date() and (project is None or p == project)), ZERO)
         pct = float(spent * 100 / b.amount_usd) if b.amount_usd else 0.0
-        forecast = forecast_spend(spent, start=period_start(b.period, now), end=period_end(b.period, now), at=now)
+        forecast = forecast_spend(spent, start=start, end=period_end(b.period, now), at=now)
         out.append({"budget": b, "spent": spent, "pct": pct, "left": max(ZERO, b.amount_usd - spent),
                     "forecast": forecast, "state": "bad" if pct >= 100 else "warn" if pct >= 80 else "ok"})
     return out

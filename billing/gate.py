@@ -100,8 +100,9 @@ def live_cost_usd(pod) -> Decimal:
     Reads ``pod.provider_account`` and ``pod.workload`` (select_related them for lists); the
     invoice rates are read only for pods billed in another currency.
     """
-    from .metering import unbooked_usd, usd_rates
+    from providers.selectors import usd_rates_needed
+
+    from .metering import unbooked_usd
 
     # the pod's own tenant's rates: another organization's override must never price this pod
-    rates = {"USD": Decimal(1)} if (pod.currency or "USD").upper() == "USD" else usd_rates(pod.tenant_id)
-    return (pod.cost_usd or Decimal(0)) + unbooked_usd(pod, rates)
+    return (pod.cost_usd or Decimal(0)) + unbooked_usd(pod, usd_rates_needed(pod.tenant_id, [pod.currency]))

@@ -9,6 +9,7 @@ Each entry keeps the invoice rate it was booked at; a later rate change does not
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -16,7 +17,7 @@ from django.db import transaction
 from django.db.models import F, Q
 
 from providers.models import ProviderAccount
-from providers.selectors import rate_for, usd_rates_by_tenant, usd_rates_for_tenant
+from providers.selectors import is_usd, rate_for, usd_rates_by_tenant, usd_rates_needed
 from provisioner import clock
 from workloads.models import BILLABLE_POD_STATES, Pod, PodState
 
@@ -25,19 +26,6 @@ from .rules import PodFacts, charges_at, q6, rule_for
 
 HOUR = timedelta(hours=1)
 FINAL = (PodState.TERMINATED, PodState.FAILED, PodState.INTERRUPTED)
-
-
-USD_ONLY = {"USD": Decimal(1)}
-
-
-def usd_rates(tenant_id) -> dict[str, Decimal]:
-    """The tenant's effective invoice rates (one query): its own override, else the platform
-    rate, else the built-in default. Every conversion of this tenant's money reads these."""
-    return usd_rates_for_tenant(tenant_id)
-
-
-def _is_usd(currency: str | None) -> bool:
-    return (currency or "USD").upper() == "USD"
 
 
 def floor_hour(at: datetime) -> datetime:
@@ -139,12 +127,10 @@ def pod_meter(*, pod_id, until: datetime | None = None, rates_by_tenant: dict | 
         if end <= since:
             return 0
         owed = pending_charges(pod, facts, rule, since, end)
-        if _is_usd(pod.currency):
-            rates = USD_ONLY
-        elif rates_by_tenant is not None and pod.tenant_id in rates_by_tenant:
+        if rates_by_tenant is not None and pod.tenant_id in rates_by_tenant:
             rates = rates_by_tenant[pod.tenant_id]
         else:
-            rates = usd_rates(pod.tenant_id)
+            rates = usd_rates_needed(pod.tenant_id, [pod.currency])
         rate = rate_for(pod.currency, rates)
         total_usd = Decimal(0)
         if owed:
@@ -189,7 +175,7 @@ def meter_all(*, until: datetime | None = None) -> int:
 
     pods = list(pods_to_meter().values_list("pk", "tenant_id", "currency"))
     # the rates of every tenant billed in another currency, in one query for the whole run
-    priced = {t for _, t, c in pods if not _is_usd(c)}
+    priced = {t for _, t, c in pods if not is_usd(c)}
     rates_by_tenant = usd_rates_by_tenant(priced) if priced else {}
     n = 0
     for pod_id, _, _ in pods:
@@ -207,7 +193,7 @@ def ledger_correct(*, pod: Pod | None = None, tenant_id=None, project_id=None, p
     if pod is not None:
         tenant_id, project_id = pod.tenant_id, pod.project_id
         provider_account_id, workload_id = pod.provider_account_id, pod.workload_id
-    rate = rate_for(currency, USD_ONLY if _is_usd(currency) else usd_rates(tenant_id))
+    rate = rate_for(currency, usd_rates_needed(tenant_id, [currency]))
     bucket = floor_hour(at)
     with transaction.atomic():
         entry = LedgerEntry.objects.create(
@@ -236,7 +222,7 @@ def _cached_rule(kind: str, account_settings: dict | None):
     return rule
 
 
-def unbooked_usd(pod: Pod, rates: dict[str, Decimal], at: datetime | None = None) -> Decimal:
+def unbooked_usd(pod: Pod, rates: Mapping[str, Decimal], at: datetime | None = None) -> Decimal:
     """What the pod owes beyond its ledger right now (the live tail since the last meter),
     computed with the same rules as the ledger. Needs ``provider_account`` and ``workload``
     loaded."""

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any
 
 from django.db.models import Q, QuerySet
@@ -70,13 +71,27 @@ def usd_rates_by_tenant(tenant_ids: Iterable[Any]) -> dict[Any, dict[str, Decima
     return {t: {**platform, **overrides.get(str(t), {}), "USD": Decimal(1)} for t in ids}
 
 
+# the rates of money that is all in USD: no query needed (read-only, shared)
+USD_ONLY: Mapping[str, Decimal] = MappingProxyType({"USD": Decimal(1)})
+
+
+def is_usd(currency: str | None) -> bool:
+    return (currency or "USD").upper() == "USD"
+
+
+def usd_rates_needed(tenant_id: Any, currencies: Iterable[str | None]) -> Mapping[str, Decimal]:
+    """The rates to convert amounts in ``currencies`` for this tenant: ``USD_ONLY`` without a
+    query when they are all USD, else the tenant's effective rates (one query)."""
+    return USD_ONLY if all(is_usd(c) for c in currencies) else usd_rates_for_tenant(tenant_id)
+
+
 def usd_rates_for_tenant(tenant_id: Any) -> dict[str, Decimal]:
     """One tenant's effective invoice rates (one query; see ``usd_rates_by_tenant``). Read
     wherever that tenant's money is converted: offers, the ledger, live cost."""
     return usd_rates_by_tenant([tenant_id])[tenant_id]
 
 
-def rate_for(currency: str, rates: dict[str, Decimal]) -> Decimal:
+def rate_for(currency: str, rates: Mapping[str, Decimal]) -> Decimal:
     """``currency``'s rate in a table read by ``usd_rates_for_tenant``; a currency nobody
     configured is an error, never a silent 1:1."""
     try:

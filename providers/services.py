@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
@@ -22,7 +23,7 @@ from tenants.models import Tenant
 from .adapters.base import OfferData, ProviderAdapter, ProviderError
 from .adapters.registry import build_adapter, provider_info
 from .models import Health, InvoiceRate, Offer, ProviderAccount
-from .selectors import DEFAULT_RATES, rate_for, usd_rates_by_tenant
+from .selectors import DEFAULT_RATES, USD_ONLY, is_usd, rate_for, usd_rates_by_tenant
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +138,7 @@ def poll_timeout_for(account: ProviderAccount, default: float = POLL_TIMEOUT_SEC
     return float(default)
 
 
-def _to_rows(account: ProviderAccount, offers: list[OfferData], fetched_at, rates: dict[str, Decimal]) -> list[Offer]:
+def _to_rows(account: ProviderAccount, offers: list[OfferData], fetched_at, rates: Mapping[str, Decimal]) -> list[Offer]:
     """Offer rows of one account, priced in USD at ``rates``: the account's tenant's invoice
     rates (``usd_rates_for_tenant``), so that an organization's own rate reprices its offers."""
     rows = []
@@ -189,10 +190,9 @@ def capacity_store_many(*, results: list[tuple[ProviderAccount, PollResult]]) ->
                 consecutive_failures=F("consecutive_failures") + 1)
         if good:
             # every tenant's rates in one query, and none when all offers are in USD
-            priced = {a.tenant_id for a, r in good if any(o.currency.upper() != "USD" for o in r.offers or [])}
+            priced = {a.tenant_id for a, r in good if not all(is_usd(o.currency) for o in r.offers or [])}
             rates = usd_rates_by_tenant(priced) if priced else {}
-            usd_only = {"USD": Decimal(1)}
-            rows = {a.pk: _to_rows(a, r.offers or [], now, rates.get(a.tenant_id, usd_only)) for a, r in good}
+            rows = {a.pk: _to_rows(a, r.offers or [], now, rates.get(a.tenant_id, USD_ONLY)) for a, r in good}
             ProviderAccount.objects.filter(pk__in=list(rows)).update(
                 last_polled_at=now, last_success_at=now, last_error="", consecutive_failures=0, health=Health.OK,
                 offer_count=Case(*[When(pk=pk, then=Value(len(r))) for pk, r in rows.items()],
@@ -252,7 +252,7 @@ def offers_fetch_live(*, kind: str, credentials: dict[str, Any], settings: dict[
     return build_adapter(kind, credentials, dict(settings or {}, account_id="preview")).list_offers()
 
 
-def offer_rows_preview(*, kind: str, offers: list[OfferData], rates: dict[str, Decimal],
+def offer_rows_preview(*, kind: str, offers: list[OfferData], rates: Mapping[str, Decimal],
                        allowed_countries: list[str] | None = None, allowed_regions: list[str] | None = None) -> list[Offer]:
     """Unsaved Offer rows (USD-normalized at ``rates``, the connecting tenant's
     ``usd_rates_for_tenant``; region preferences applied) for display only."""
