@@ -87,10 +87,9 @@ def saved_views(request: HttpRequest) -> HttpResponse:
     """The Spend page's saved-views bar, loaded after the page (the dashboard request does not
     pay for it): the organization's views and a form saving the filters in this URL."""
     membership = require_member(request, VIEW_SPEND)
-    projects, providers = dashboard.name_maps(membership.tenant)
-    f = dashboard.parse_filters(request.GET, projects=projects, providers=providers, today=clock.now().date())
     return render(request, "billing/partials/saved_views.html", {
-        "f": f, "saved_views": _with_delete_right(saved_views_for_tenant(membership.tenant), request, membership)})
+        "query": reports.normalized_query(membership.tenant, request.GET.urlencode()),
+        "saved_views": _with_delete_right(saved_views_for_tenant(membership.tenant), request, membership)})
 
 
 @login_required
