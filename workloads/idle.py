@@ -382,8 +382,13 @@ def idle_stop(*, pod_id: str) -> Pod:
         if keep_disk:
             try:
                 adapter.stop(pod.external_id)
-            except NotSupported:
+            except NotSupported as exc:
+                # e.g. EC2 refuses to stop a one-time spot instance: terminate it now, once,
+                # instead of returning the pod to Running and asking again every tick while it bills
                 keep_disk = False
+                pod_event(pod, "state", "The provider cannot stop this instance"
+                          + (f" ({exc.message})" if exc.message else "") + ": terminating it instead (disk not kept)",
+                          code=getattr(exc, "code", ""))
         if not keep_disk:
             adapter.terminate(pod.external_id)
         try:

@@ -11,6 +11,7 @@ from .base import (
     PermanentError,
     ProviderError,
     QuotaExceeded,
+    StopNotPossible,
     TransientError,
 )
 
@@ -24,6 +25,12 @@ AUTH_CODES = {"AuthFailure", "UnauthorizedOperation", "InvalidClientTokenId", "S
 TRANSIENT_CODES = {"RequestLimitExceeded", "Throttling", "ThrottlingException", "ServiceUnavailable",
                    "InternalError", "Unavailable", "RequestTimeout", "InternalFailure"}
 NOT_FOUND_CODES = {"InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"}
+# StopInstances answers UnsupportedOperation for an instance that can only be terminated: "You can't
+# stop the Spot Instance '…' because it is associated with a one-time Spot Instance request" and
+# "The instance '…' does not have an 'ebs' root device type and cannot be stopped" (EC2 API Reference,
+# StopInstances: "You can't stop or hibernate instance store-backed instances"; EC2 User Guide, "Stop
+# a Spot Instance": only instances of persistent Spot requests can be stopped). moto stops them anyway.
+STOP_NOT_POSSIBLE_CODES = {"UnsupportedOperation"}
 
 
 def map_client_error(exc: ClientError) -> ProviderError:
@@ -32,6 +39,8 @@ def map_client_error(exc: ClientError) -> ProviderError:
     code = str(err.get("Code", ""))
     message = str(err.get("Message", "")) or str(exc)
     status = (exc.response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+    if code in STOP_NOT_POSSIBLE_CODES and getattr(exc, "operation_name", "") == "StopInstances":
+        return StopNotPossible(message, status=status, code=code)
     if code in CAPACITY_CODES:
         return CapacityUnavailable(message, status=status, code=code)
     if code in QUOTA_CODES:

@@ -73,6 +73,11 @@ class NotSupported(ProviderError):
     """The provider has no such operation (e.g. Lambda cannot stop an instance)."""
 
 
+class StopNotPossible(NotSupported):
+    """The provider can stop instances, but refuses to stop *this* one (an EC2 instance of a
+    one-time Spot request, an instance-store root): terminate it instead. Raised by ``stop``."""
+
+
 # --- data -------------------------------------------------------------------------------
 
 

@@ -44,7 +44,6 @@ from .base import (
     LaunchRequest,
     LaunchTimeout,
     NotFound,
-    NotSupported,
     OfferData,
     PermanentError,
     ProviderAdapter,
@@ -52,6 +51,7 @@ from .base import (
     ProviderInfo,
     QuotaExceeded,
     RemotePod,
+    StopNotPossible,
     TransientError,
 )
 from .http import ApiClient, RestAdapter, account_key, run_concurrently
@@ -382,7 +382,7 @@ class RunPodAdapter(RestAdapter, ProviderAdapter):
         pod = self.get(external_id)
         if pod.raw.get("spot"):
             # a stopped spot pod would read as reclaimed, and resuming it needs a new bid
-            raise NotSupported("interruptible RunPod pods are terminated, not stopped")
+            raise StopNotPossible("interruptible RunPod pods are terminated, not stopped")
         self.client.request("POST", f"/v2/pods/{external_id}/action", json={"action": "stop"}, idempotent=True)
 
     def list_pods(self) -> list[RemotePod]:

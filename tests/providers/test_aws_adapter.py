@@ -562,3 +562,63 @@ def test_the_adapter_polls_only_the_allowed_regions(tenant):
     assert adapter_for(account).regions == ["us-west-2", "eu-central-1"]
     account.allowed_regions = ["us-central1"]  # not an AWS region: the defaults apply
     assert adapter_for(account).regions == list(aws_module.DEFAULT_REGIONS)
+
+
+# --- issue 13 §2.4: stopping a one-time spot instance ---------------------------------------------
+# Real EC2 refuses StopInstances for an instance of a one-time Spot request ("UnsupportedOperation:
+# You can't stop the Spot Instance 'i-…' because it is associated with a one-time Spot Instance
+# request. You can only stop Spot Instances associated with persistent Spot Instance requests.");
+# moto stops it anyway, so the hook answers StopInstances as EC2 does.
+ONE_TIME_SPOT_STOP = ("You can't stop the Spot Instance because it is associated with a one-time Spot Instance "
+                      "request. You can only stop Spot Instances associated with persistent Spot Instance requests.")
+
+
+def test_stop_of_a_one_time_spot_instance_is_a_typed_stop_not_possible(moto_url, hooks):
+    from providers.adapters.base import NotSupported, StopNotPossible
+
+    hooks.on("before-call.ec2.StopInstances", lambda **kw: client_error("UnsupportedOperation", ONE_TIME_SPOT_STOP))
+    a = adapter(moto_url)
+    pod = a.launch(LaunchRequest(tag="44444444-0000-4000-8000-000000000001", name="x", image="busybox", gpu_class="T4",
+                                 gpu_count=1, region="us-east-1", instance_type="g4dn.xlarge", spot=True))
+    with pytest.raises(StopNotPossible) as caught:
+        a.stop(pod.external_id)
+    assert isinstance(caught.value, NotSupported) and caught.value.code == "UnsupportedOperation"
+    # the same code from another operation is not a "cannot stop" answer
+    assert not isinstance(map_client_error(_client_error_for("RunInstances", "UnsupportedOperation")), StopNotPossible)
+
+
+def _client_error_for(operation: str, code: str):
+    from botocore.exceptions import ClientError
+    return ClientError({"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": 400}}, operation)
+
+
+@pytest.mark.django_db
+def test_idle_stop_of_a_one_time_spot_instance_terminates_it_once(tenant, project, owner, moto_url, hooks, spot_market):
+    from provisioner import clock
+    from tests.workloads.telemetry_helpers import feed
+    from workloads import idle, tasks_telemetry
+    from workloads.models import Pod
+
+    hooks.on("before-call.ec2.StopInstances", lambda **kw: client_error("UnsupportedOperation", ONE_TIME_SPOT_STOP))
+    account = aws_account(tenant, moto_url)
+    capacity_poll(accounts=[account])
+    w = _workload(tenant, project, owner, interruption_tolerant=True, idle_window_minutes=30, idle_grace_minutes=5,
+                  idle_delete_after_stopped_minutes=60)
+    (pod,) = services.workload_launch(workload=w, enqueue=False)
+    pod = services.pod_provision(pod_id=str(pod.pk))
+    pod = services.pod_refresh(pod_id=str(pod.pk))
+    assert pod.spot and pod.state == PodState.RUNNING
+    now = clock.now()
+    feed(pod, start=now - timedelta(minutes=40), end=now, util=lambda at, g: 0.0)
+    Pod.objects.filter(pk=pod.pk).update(idle_warning_at=now - timedelta(minutes=6))
+    tasks_telemetry.reap_idle()
+    tasks_telemetry.reap_idle()  # a second tick finds nothing left to do
+    idle.idle_stop(pod_id=str(pod.pk))
+    pod.refresh_from_db()
+    assert pod.state == PodState.TERMINATED and pod.state_reason == "idle"
+    assert len(hooks.params("StopInstances")) == 1 and len(hooks.params("TerminateInstances")) == 1
+    assert pod.events.filter(message__contains="cannot stop this instance").exists()
+    assert not pod.events.filter(message__startswith="Idle stop failed").exists()
+    region, iid = pod.external_id.split("/")
+    ec2 = boto3.client("ec2", region_name=region, endpoint_url=moto_url, aws_access_key_id="testing", aws_secret_access_key="testing")
+    assert ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]["State"]["Name"] == "terminated"

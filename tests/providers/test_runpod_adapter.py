@@ -17,8 +17,8 @@ from providers.adapters.base import (
     CapacityUnavailable,
     InvalidCredentials,
     LaunchRequest,
-    NotSupported,
     QuotaExceeded,
+    StopNotPossible,
     TransientError,
 )
 from providers.adapters.http import parse_retry_after
@@ -192,7 +192,7 @@ def test_spot_exit_is_an_interruption_and_on_demand_exit_a_stop(adapter, standin
     standin.interrupt(spot.external_id)
     remote = adapter.get(spot.external_id)
     assert remote.state == REMOTE_INTERRUPTED and "reclaimed" in remote.message
-    with pytest.raises(NotSupported):
+    with pytest.raises(StopNotPossible):
         adapter.stop(spot.external_id)
     od = adapter.launch(_req(_offer(adapter), tag="5f0c0000-0000-0000-0000-000000000009"))
     adapter.stop(od.external_id)
