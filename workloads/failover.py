@@ -92,6 +92,10 @@ def offer_snapshot(offer) -> dict[str, Any]:
         "gpu_count": offer.gpu_count, "region": offer.region, "country": offer.country, "zone": offer.zone,
         "spot": offer.spot, "price_per_hour": str(offer.price_per_hour), "currency": offer.currency,
         "price_usd_per_hour": str(offer.price_usd_per_hour), "instance_type": offer.instance_type,
+        # monthly-billed servers (Hetzner): metering books the one-time setup fee and caps a
+        # month at the monthly price from these, so they must travel with the launch
+        "monthly_price": None if offer.monthly_price is None else str(offer.monthly_price),
+        "setup_fee": str(offer.setup_fee or 0),
     }
 
 

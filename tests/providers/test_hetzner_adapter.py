@@ -156,3 +156,19 @@ def test_full_lifecycle_through_the_services(tenant, project, owner, served_hetz
     pod = services.pod_terminate(pod_id=str(pod.pk))
     assert pod.state == PodState.TERMINATED
     assert served_hetzner.standin.servers[tx["server_number"]]["cancelled"]
+
+
+@pytest.mark.django_db
+def test_launch_snapshot_carries_monthly_price_and_setup_fee(tenant, project, owner, served_hetzner, no_sleep):  # noqa: F811
+    """Issue 14: metering books the setup fee and caps the month from the launch snapshot, so
+    the real launch path must keep both (it dropped them, and "monthly" became hourly x 730)."""
+    account = ProviderAccount.objects.create(tenant=tenant, kind="hetzner", name="Hetzner (stand-in)",
+                                             credentials=STANDIN_CREDENTIALS["hetzner"],
+                                             settings=account_settings(served_hetzner))
+    capacity_poll(accounts=[account])
+    w = services.workload_create(tenant=tenant, project=project, owner=owner, name="llm", image="img:1",
+                                 gpu_class="RTX4000ADA", gpu_count=1, lifecycle=Lifecycle.SERVICE)
+    (pod,) = services.workload_launch(workload=w, enqueue=False)
+    pod = services.pod_provision(pod_id=str(pod.pk))
+    assert pod.offer_snapshot["instance_type"] == "GEX44"
+    assert pod.offer_snapshot["monthly_price"] == "184.00" and pod.offer_snapshot["setup_fee"] == "79.00"
