@@ -205,6 +205,7 @@ class BudgetAlert(models.Model):
     class Kind(models.TextChoices):
         SPENT = "spent", "Spent"
         FORECAST = "forecast", "Forecast"
+        DRIFT = "drift", "Provider drift"  # our figure vs the provider's, once per account and UTC day
 
     period_start = models.DateTimeField()
     threshold = models.PositiveSmallIntegerField()  # percent
@@ -226,7 +227,12 @@ class BudgetAlert(models.Model):
             models.UniqueConstraint(fields=["budget", "period_start", "threshold", "kind"],
                                     condition=Q(budget__isnull=False), name="uniq_budget_alert"),
             models.UniqueConstraint(fields=["provider_account", "period_start", "threshold"],
-                                    condition=Q(provider_account__isnull=False), name="uniq_cap_alert"),
+                                    condition=Q(provider_account__isnull=False) & ~Q(kind="drift"),
+                                    name="uniq_cap_alert"),
+            # whatever the threshold was set to that day: one drift alert per account and day
+            models.UniqueConstraint(fields=["provider_account", "period_start"],
+                                    condition=Q(provider_account__isnull=False, kind="drift"),
+                                    name="uniq_drift_alert"),
         ]
 
     def __str__(self) -> str:
@@ -253,3 +259,38 @@ class SavedSpendView(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class ProviderBillingDay(models.Model):
+    """One provider account's charges for one UTC day as the provider reports them, next to ours.
+
+    Written by the daily reconciliation (``billing.reconcile``), which re-fetches the last few
+    days every run because providers revise recent figures (AWS marks them ``Estimated``).
+    Amounts are in the provider's billing currency (all three billing APIs answer in USD), so
+    no exchange rate sits between the two figures. ``provider_amount`` covers the resources our
+    pods launched (matched by external id or tag); ``other_amount`` is what the same account
+    was charged that day for anything else (launched by hand, volumes, serverless).
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    provider_account = models.ForeignKey(ProviderAccount, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()  # a UTC day: providers bill in UTC days
+    currency = models.CharField(max_length=3, default="USD")
+    ours_amount = models.DecimalField(max_digits=14, decimal_places=6)
+    provider_amount = models.DecimalField(max_digits=14, decimal_places=6)
+    other_amount = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+    estimated = models.BooleanField(default=False)
+    drift_flagged = models.BooleanField(default=False)  # over the threshold at the last fetch
+    fetched_at = models.DateTimeField()
+    first_fetched_at = models.DateTimeField()
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["day"]
+        indexes = [models.Index(fields=["tenant", "day"], name="billingday_tenant_day_idx")]
+        constraints = [models.UniqueConstraint(fields=["provider_account", "day"], name="uniq_billing_day")]
+
+    @property
+    def drift_amount(self):
+        return self.ours_amount - self.provider_amount

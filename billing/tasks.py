@@ -25,3 +25,11 @@ def rollup() -> int:
 @shared_task(name="billing.enforce_budgets")
 def enforce_budgets() -> int:
     return services.budgets_enforce()
+
+
+@shared_task(name="billing.reconcile_provider_billing")
+def reconcile_provider_billing() -> int:
+    """Daily: the providers' own figures for the last few UTC days next to ours; drift alerts."""
+    from .reconcile import reconcile_all
+
+    return reconcile_all()

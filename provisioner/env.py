@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from decimal import Decimal, InvalidOperation
 from urllib.parse import parse_qs, unquote, urlparse
 
 from django.core.exceptions import ImproperlyConfigured
@@ -40,6 +41,17 @@ def env_int(name: str, default: int) -> int:
         return int(value)
     except ValueError as exc:
         raise ImproperlyConfigured(f"{name}={value!r} is not an integer") from exc
+
+
+def env_decimal(name: str, default: str, *, minimum: str | None = None) -> Decimal:
+    value = os.environ.get(name, default)
+    try:
+        number = Decimal(value.strip())
+    except (InvalidOperation, AttributeError) as exc:
+        raise ImproperlyConfigured(f"{name}={value!r} is not a number") from exc
+    if not number.is_finite() or (minimum is not None and number < Decimal(minimum)):
+        raise ImproperlyConfigured(f"{name}={value!r} must be a number >= {minimum}")
+    return number
 
 
 def env_list(name: str, default: str = "") -> list[str]:

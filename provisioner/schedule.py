@@ -25,6 +25,7 @@ SCHEDULE: list[Periodic] = [
     Periodic("Supervise workloads (max duration, scheduled runs, burst windows)", "workloads.supervise", 15),
     Periodic("Enforce budgets and provider caps", "billing.enforce_budgets", 60),
     Periodic("Roll up daily spend", "billing.rollup", 3600),
+    Periodic("Reconcile with the providers' billing figures", "billing.reconcile_provider_billing", 86400),
 ]
 
 

@@ -13,7 +13,7 @@ from cryptography.hazmat.backends import default_backend
 from cryptography.hazmat.primitives import hashes
 from django.core.exceptions import ImproperlyConfigured
 
-from .env import database_from_url, env_bool, env_int, env_list, env_str
+from .env import database_from_url, env_bool, env_decimal, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("PROVISIONER_VAR_DIR", str(BASE_DIR / "var")))
@@ -206,6 +206,11 @@ PROVIDER_BASE_URL_OVERRIDE_ALLOWED = env_bool("PROVIDER_BASE_URL_OVERRIDE_ALLOWE
 SANDBOX_BOOT_SECONDS = env_int("SANDBOX_BOOT_SECONDS", 8)
 # Public URL pods use to reach the heartbeat endpoint.
 PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "http://127.0.0.1:8000")
+# Reconciliation with the providers' own billing figures: a day whose figures differ by more
+# than this percentage of the provider's figure raises an alert (once per account and day);
+# each daily run re-fetches this many past UTC days, since providers revise recent figures.
+BILLING_DRIFT_THRESHOLD_PCT = env_decimal("BILLING_DRIFT_THRESHOLD_PCT", "2", minimum="0")
+BILLING_RECONCILE_DAYS = env_int("BILLING_RECONCILE_DAYS", 3)
 
 # --- security -------------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True

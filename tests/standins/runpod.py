@@ -13,7 +13,9 @@ State: ``self.pods`` (id -> dict). A pod is PROVISIONING for the first half of
   there answers 400 "no longer any instances available";
 * ``interrupt(pod_id)`` -- reclaim a spot pod (status EXITED, cost 0, runtime null);
 * ``set_util(pod_id, pct)`` -- GPU utilization reported by telemetry;
-* ``balance_exhausted = True`` -- creates answer 402.
+* ``balance_exhausted = True`` -- creates answer 402;
+* ``bill(pod_id, "2026-03-17", gpu=.., cpu=.., disk=..)`` -- what ``GET /v2/billing/pods``
+  reports for that pod and UTC day (documented shape: one record per pod per day bucket).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import random
 import secrets
 import string
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -86,6 +88,8 @@ class RunPodStandIn(StandIn):
         self.route("GET", "/v2/catalog/gpus", self.list_gpus, op="offers")
         self.route("GET", "/v2/catalog/datacenters", self.list_dcs, op="offers")
         self.route("POST", "/graphql", self.graphql, op="graphql")
+        self.billing: dict[tuple[str, str], dict[str, float]] = {}  # (pod id, UTC day) -> amounts
+        self.route("GET", "/v2/billing/pods", self.pod_billing, op="billing")
 
     # --- auth and errors --------------------------------------------------------------------
     def authorized(self, request: httpx.Request) -> bool:
@@ -346,3 +350,41 @@ class RunPodStandIn(StandIn):
         return json_response(200, {"data": {"podRentInterruptable": {
             "id": pod["id"], "imageName": pod["image"], "env": [f"{k}={v}" for k, v in env.items()],
             "machineId": "m-" + pod["id"][:8], "machine": {"podHostId": f"{pod['id']}-64411eb2"}}}})
+
+    # --- billing (GET /v2/billing/pods, listPodBilling) ---------------------------------------
+    def bill(self, pod_id: str, day: str, *, gpu: float = 0.0, cpu: float = 0.0, disk: float = 0.0) -> None:
+        self.billing[(pod_id, day)] = {"gpuAmount": gpu, "cpuAmount": cpu, "diskAmount": disk}
+
+    def pod_billing(self, ctx: Ctx) -> httpx.Response:
+        def when(name: str) -> datetime | None:
+            raw = ctx.query.get(name)
+            return datetime.fromisoformat(raw.replace("Z", "+00:00")) if raw else None
+
+        bucket = ctx.query.get("bucketSize", "day")
+        if bucket != "day":
+            return self.error(400, "", "the stand-in serves day buckets only")
+        start, end = when("startTime"), when("endTime")
+        if start is None or end is None or end <= start:
+            return self.error(400, "", "startTime and endTime (exclusive) are required, startTime first")
+        # the API snaps the window to whole buckets
+        start = start.replace(hour=0, minute=0, second=0, microsecond=0)
+        if end.time() != datetime.min.time():
+            end = end.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+        want = ctx.query.get("podId")
+        records, totals = [], {"totalAmount": 0.0, "gpuAmount": 0.0, "cpuAmount": 0.0, "diskAmount": 0.0}
+        for (pod_id, day), amounts in sorted(self.billing.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+            d0 = datetime.fromisoformat(day).replace(tzinfo=UTC)
+            if not (start <= d0 < end) or (want and pod_id != want):
+                continue
+            total = round(sum(amounts.values()), 6)
+            records.append({"startTime": _iso(d0.timestamp()), "endTime": _iso((d0 + timedelta(days=1)).timestamp()),
+                            "podId": pod_id, "totalAmount": total, **amounts})
+            totals["totalAmount"] += total
+            for k, v in amounts.items():
+                totals[k] += v
+        query = {"startTime": _iso(start.timestamp()), "endTime": _iso(end.timestamp()), "bucketSize": bucket}
+        if want:
+            query["podId"] = want
+        return json_response(200, {"records": records, "metadata": {
+            "query": query, "recordCount": len(records), "uniquePodCount": len({r["podId"] for r in records}),
+            "totals": {k: round(v, 6) for k, v in totals.items()}}})

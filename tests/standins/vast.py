@@ -19,8 +19,10 @@ State: ``self.machines`` (offers; a rented machine leaves the search) and
 
 from __future__ import annotations
 
+import base64
 import json
 import random
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -56,6 +58,8 @@ class VastStandIn(StandIn):
         self.route("PUT", "/api/v0/instances/{id}", self.manage, op="stop")
         self.route("DELETE", "/api/v0/instances/{id}", self.destroy, op="terminate")
         self.route("GET", "/api/v1/instances", self.show_all, op="list")
+        self.charges: dict[tuple[str, str], dict[str, float]] = {}  # (source, UTC day) -> per charge type
+        self.route("GET", "/api/v0/charges", self.show_charges, op="billing")
 
     # --- errors -----------------------------------------------------------------------------
     def error(self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None) -> httpx.Response:
@@ -236,3 +240,48 @@ class VastStandIn(StandIn):
 
     def take_offer(self, ask: int | str) -> None:
         self.machines[int(ask)]["rented"] = True
+
+    # --- charges (GET /api/v0/charges, showCharges) -------------------------------------------
+    def charge(self, source: str, day: str, *, gpu: float = 0.0, disk: float = 0.0, bwd: float = 0.0,
+               bwu: float = 0.0) -> None:
+        """What the charges endpoint reports for contract ``source`` (``instance-<id>``,
+        ``volume-<id>``) on that UTC day."""
+        self.charges[(source, day)] = {"gpu": gpu, "disk": disk, "bwd": bwd, "bwu": bwu}
+
+    def show_charges(self, ctx: Ctx) -> httpx.Response:
+        try:
+            filters = json.loads(ctx.query.get("select_filters") or "{}")
+            gte, lte = int(filters["day"]["gte"]), int(filters["day"]["lte"])
+        except (ValueError, KeyError, TypeError):
+            return self.error(400, "", "Must provide both 'day' gte and lte filters for instance charges")
+        types = (filters.get("type") or {}).get("in")
+        limit = max(1, min(500, int(ctx.query.get("limit") or 100)))
+        try:
+            offset = int(base64.b64decode(ctx.query["after_token"]).decode()) if ctx.query.get("after_token") else 0
+        except ValueError:
+            return json_response(400, {"success": False, "error": "invalid_token", "msg": "Invalid pagination token"})
+        contracts: dict[str, list[tuple[int, dict[str, float]]]] = {}
+        for (source, day), amounts in self.charges.items():
+            t0 = int(datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp())
+            kind = source.split("-", 1)[0]
+            if gte <= t0 <= lte and (not types or kind in types):
+                contracts.setdefault(source, []).append((t0, amounts))
+        rows = []
+        for source in sorted(contracts):
+            days = sorted(contracts[source], key=lambda d: d[0])
+            start, end = days[0][0], days[-1][0] + 86400
+            items = []
+            for kind in ("gpu", "disk", "bwd", "bwu"):
+                amount = round(sum(a[kind] for _, a in days), 3)
+                if amount:
+                    items.append({"start": start, "end": end, "type": kind, "source": None,
+                                  "description": f"{kind} charges", "amount": amount, "metadata": {}, "items": []})
+            hours = (end - start) // 3600
+            rows.append({"start": start, "end": end, "type": source.split("-", 1)[0], "source": source,
+                         "description": f"{source.split('-', 1)[1]} Charges - {hours // 24} days",
+                         "amount": round(sum(i["amount"] for i in items), 3), "metadata": {}, "items": items})
+        page = rows[offset:offset + limit]
+        more = offset + limit < len(rows)
+        return json_response(200, {"success": True, "count": len(page), "total": len(rows),
+                                   "next_token": base64.b64encode(str(offset + limit).encode()).decode() if more else None,
+                                   "results": page})
