@@ -6,10 +6,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test install lint migrate seed bench clean
 
-$(STAMP): requirements.txt requirements-dev.txt requirements.lock
+$(STAMP): requirements.txt requirements-dev.txt requirements-oracles.txt requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip >/dev/null
 	$(PY) -m pip install -q -r requirements-dev.txt -c requirements.lock
+	$(PY) -m pip install -q --no-deps -r requirements-oracles.txt -c requirements.lock
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -507,7 +507,12 @@ class KubernetesAdapter(ProviderAdapter):
         url = self.opt("prometheus_url")
         if not url:
             return None
-        query = f'DCGM_FI_DEV_GPU_UTIL{{namespace="{self.namespace}",pod="{external_id}"}}'
+        # dcgm-exporter labels each GPU with the pod using it. Scraped with Prometheus' default
+        # honor_labels: false (Prometheus docs, Configuration, <scrape_config>: "conflicting labels in
+        # the scraped data" are renamed "exported_<original-label>"), those become
+        # exported_pod/exported_namespace and pod/namespace name the exporter itself: ask for both.
+        query = (f'DCGM_FI_DEV_GPU_UTIL{{namespace="{self.namespace}",pod="{external_id}"}} or '
+                 f'DCGM_FI_DEV_GPU_UTIL{{exported_namespace="{self.namespace}",exported_pod="{external_id}"}}')
         try:
             with httpx.Client(transport=self._transport, timeout=10, verify=default_tls()) as c:
                 r = c.get(f"{str(url).rstrip('/')}/api/v1/query", params={"query": query})

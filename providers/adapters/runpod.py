@@ -3,9 +3,10 @@
 * REST v2 (``https://api.runpod.io/v2/...``, bearer key) serves the GPU catalog with
   availability per data centre (``GET /v2/catalog/gpus?include=AVAILABILITY&product=POD``),
   and pod create/get/list/delete/action. REST v1 was retired on 2026-11-15 and is not used.
-* GraphQL (``POST {base}/graphql``) is used for the two things v2 cannot do: interruptible
-  (spot) pods -- ``podRentInterruptable`` with ``bidPerGpu`` -- plus their spot prices, and GPU
-  telemetry (``gpuUtilPercent``).
+* GraphQL (``POST {base}/graphql``) is used only for what v2 cannot do: interruptible (spot)
+  pods -- ``podRentInterruptable`` with ``bidPerGpu`` -- and their spot prices. GPU telemetry
+  comes from v2: ``Pod.runtime.gpus[].util`` (schema ``PodGpuUtilization``, an integer percent,
+  runpod-rest-v2.openapi.json), on the same ``GET /v2/pods/{id}`` as the pod's status.
 
 Idempotency: the pod UUID goes into the pod's env (``PROVISIONER_POD``) and its name; a
 launch first lists the account's pods and returns the one already carrying the tag. v2 pods
@@ -14,8 +15,10 @@ have no interruptible flag, so spot pods also carry ``PROVISIONER_MARKET=spot``:
 stopped.
 
 Prices in the catalog are per single GPU (USD/h); offers quote per pod-hour (x count).
-Errors arrive as ``application/problem+json`` ``{title, status, detail, errors?}``; capacity
-exhaustion is a 400 without a machine-readable code, recognised from ``detail``.
+Errors arrive as ``application/problem+json`` ``{title, status, detail, errors?}``. On create,
+the v2 spec (POST /v2/pods, "Which failures are worth retrying") says: 422 = fix the request,
+never retry; 400 = "try your next candidate" (a cross-field rule or no capacity: capacity has no
+code of its own); 402 = stop; 403 = skip this candidate; 429 = back off; 5xx = retry.
 """
 
 from __future__ import annotations
@@ -80,15 +83,18 @@ RENT_INTERRUPTABLE = (
     "mutation RentInterruptable($input: PodRentInterruptableInput!) "
     "{ podRentInterruptable(input: $input) { id imageName env machineId machine { podHostId } } }"
 )
-POD_TELEMETRY = (
-    "query PodTelemetry($input: PodFilter!) { pod(input: $input) { id runtime { uptimeInSeconds "
-    "gpus { id gpuUtilPercent memoryUtilPercent } container { cpuPercent memoryPercent } } } }"
-)
 
 
 def _is_capacity(text: str) -> bool:
     low = text.lower()
     return any(h in low for h in CAPACITY_HINTS)
+
+
+class CandidateRejected(ProviderError):
+    """A create answered 400 for a reason other than recognised capacity words: the v2 spec says
+    to try the next candidate; the detail is kept so the launch path shows why."""
+
+    failover = True
 
 
 def _problem_error(response: httpx.Response, body: Any) -> ProviderError | None:
@@ -97,11 +103,15 @@ def _problem_error(response: httpx.Response, body: Any) -> ProviderError | None:
     if isinstance(body, dict):
         detail = str(body.get("detail") or body.get("title") or "")
     status = response.status_code
+    creating = response.request.method == "POST" and response.request.url.path.endswith("/v2/pods")
     if status == 400 and _is_capacity(detail):
         return CapacityUnavailable(detail, status=status)
+    if status == 400 and creating:
+        # POST /v2/pods, "Which failures are worth retrying": 400 -> "Try your next candidate."
+        return CandidateRejected(detail or "request rejected for this GPU and data centre", status=status)
     if status == 402:
         return QuotaExceeded(detail or "insufficient balance", status=status)
-    if status == 403 and response.request.method == "POST" and response.request.url.path.endswith("/v2/pods"):
+    if status == 403 and creating:
         # the key is fine but this account cannot use the pool: skip the candidate
         return QuotaExceeded(detail or "no access to this GPU pool", status=status)
     if status in (400, 409, 422):
@@ -389,9 +399,9 @@ class RunPodAdapter(RestAdapter, ProviderAdapter):
         return [self._remote(p) for p in self._pods() if (p.get("env") or {}).get(TAG_ENV)]
 
     def gpu_utilization(self, external_id: str) -> list[GpuSample] | None:
-        data = self.graphql(POD_TELEMETRY, {"input": {"podId": external_id}})
-        runtime = (data.get("pod") or {}).get("runtime") or {}
-        gpus = runtime.get("gpus") or []
+        """``runtime.gpus[].util`` of ``GET /v2/pods/{id}`` (null unless the pod is RUNNING)."""
+        pod = self.client.get_json(f"/v2/pods/{external_id}") or {}
+        gpus = (pod.get("runtime") or {}).get("gpus") or []
         if not gpus:
             return None
-        return [GpuSample(gpu_index=i, util_pct=float(g.get("gpuUtilPercent") or 0)) for i, g in enumerate(gpus)]
+        return [GpuSample(gpu_index=i, util_pct=float(g.get("util") or 0)) for i, g in enumerate(gpus)]

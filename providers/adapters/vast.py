@@ -287,13 +287,17 @@ class VastAdapter(RestAdapter, ProviderAdapter):
         return out
 
     def gpu_utilization(self, external_id: str) -> list[GpuSample] | None:
-        """Vast reports one host-side ``gpu_util`` for the whole instance (a fraction per
-        providers.md; values above 1 are taken as percent). Every GPU gets that value."""
+        """Vast reports one host-side ``gpu_util`` for the whole instance; every GPU gets that value.
+
+        It is a percent (0..100), not a fraction: the official CLI (vastai 1.9.1, cli/display.py,
+        instance fields) prints it under "Util. %" with format "{:0.1f}" and no multiplier, and
+        cli/commands/instances.py ``_fmt_gpu`` shows it as "{gpu_util:.0f}%". Reading 0.5 as 50 %
+        kept idle GPUs looking busy (issue 13, defect 3)."""
         inst = self._instance(external_id)
         util = inst.get("gpu_util")
         if util is None or inst.get("actual_status") != "running":
             return None
-        pct = float(util) * 100 if float(util) <= 1.0 else float(util)
+        pct = max(0.0, float(util))
         total = inst.get("gpu_totalram") or inst.get("gpu_ram")
         return [GpuSample(gpu_index=i, util_pct=round(min(100.0, pct), 1), mem_total_mb=float(total) if total else None)
                 for i in range(int(inst.get("num_gpus") or 1))]

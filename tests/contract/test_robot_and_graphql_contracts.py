@@ -152,8 +152,9 @@ def test_runpod_graphql_uses_only_documented_operations_and_fields():
                                  ports=[{"port": 22, "protocol": "tcp"}], env={"A": "1"}))
     assert a.gpu_utilization(pod.external_id)
     gql = [e for e in s.exchanges if e.request.url.path == "/graphql"]
-    assert {json.loads(e.request.content)["query"].split("{")[1].split("(")[0].strip() for e in gql} >= {
-        "podRentInterruptable", "pod", "gpuTypes"}
+    # telemetry comes from REST v2 (runtime.gpus[].util): GraphQL only rents spot pods and prices them
+    assert {json.loads(e.request.content)["query"].split("{")[1].split("(")[0].strip() for e in gql} == {
+        "podRentInterruptable", "gpuTypes"}
     errors = []
     for e in gql:
         body = json.loads(e.request.content)

@@ -306,6 +306,23 @@ def test_gpu_utilization_from_prometheus_dcgm(kube):
     assert query["method"] == "GET"
 
 
+def test_gpu_utilization_with_exported_labels_honor_labels_false(kube):
+    """Issue 13 defect 6: with Prometheus' default ``honor_labels: false`` (Prometheus docs,
+    Configuration, <scrape_config>, honor_labels) the exporter's own ``pod``/``namespace`` labels
+    clash with the scrape target's and are renamed ``exported_pod``/``exported_namespace``; the
+    target's (the dcgm-exporter pod in gpu-operator) take their place. Both shapes must match."""
+    a = adapter(kube, prometheus_url="http://prometheus.monitoring:9090/prom")
+    remote = a.launch(request())
+    other = a.launch(request(tag="0e0e0000-0000-0000-0000-0000000000aa", name="other-0e0e"))
+    kube.util[remote.external_id] = 3.0
+    kube.util[other.external_id] = 99.0
+    kube.dcgm_honor_labels = False
+    samples = a.gpu_utilization(remote.external_id)
+    assert [(s.gpu_index, s.util_pct) for s in samples] == [(0, 3.0), (1, 3.0)]
+    kube.dcgm_honor_labels = True
+    assert [s.util_pct for s in a.gpu_utilization(remote.external_id)] == [3.0, 3.0]
+
+
 # --- through the app's lifecycle services (stand-in served on 127.0.0.1) ----------------------------
 
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from email.utils import format_datetime
 
+import httpx
 import pytest
 
 from providers.adapters.base import (
@@ -17,18 +18,21 @@ from providers.adapters.base import (
     CapacityUnavailable,
     InvalidCredentials,
     LaunchRequest,
+    PermanentError,
+    ProviderError,
     QuotaExceeded,
     StopNotPossible,
     TransientError,
 )
 from providers.adapters.http import parse_retry_after
 from providers.adapters.registry import adapter_class
-from providers.adapters.runpod import TAG_ENV, RunPodAdapter
+from providers.adapters.runpod import TAG_ENV, RunPodAdapter, _problem_error
 from providers.models import Health, ProviderAccount
 from providers.services import capacity_poll
 from tests.standins.fixtures import STANDIN_CREDENTIALS, account_settings, no_sleep, served_runpod  # noqa: F401
 from tests.standins.runpod import RunPodStandIn
 from workloads import services
+from workloads.failover import short_error
 from workloads.models import PodState
 
 
@@ -206,13 +210,39 @@ def test_spot_capacity_error_from_graphql_is_typed(adapter, standin):
         adapter.launch(_req(offer))
 
 
-def test_gpu_utilization_from_graphql_telemetry(adapter, standin):
+def test_gpu_utilization_from_v2_runtime_without_graphql(adapter, standin):
+    """Issue 13 defect 9: REST v2 serves GPU telemetry (Pod.runtime.gpus[].util, schema
+    PodGpuUtilization in runpod-rest-v2.openapi.json), so no GraphQL call is made for it."""
     pod = adapter.launch(_req(_offer(adapter, count=2)))
     standin.set_util(pod.external_id, 12)
+    before = len(standin.requests("graphql"))
     samples = adapter.gpu_utilization(pod.external_id)
     assert [(s.gpu_index, s.util_pct) for s in samples] == [(0, 12.0), (1, 12.0)]
+    assert len(standin.requests("graphql")) == before
+    assert standin.requests("get")[-1].url.path == f"/v2/pods/{pod.external_id}"
     standin.interrupt(pod.external_id)
     assert adapter.gpu_utilization(pod.external_id) is None
+
+
+def test_400_on_create_fails_over_with_the_detail_kept(adapter, standin):
+    """Issue 13 defect 5: runpod-rest-v2.openapi.json, POST /v2/pods, "Which failures are worth
+    retrying": a 400 means "try your next candidate" whatever its wording (capacity has no code of
+    its own), while a 422 means "fix the request, never retry"."""
+    offer = _offer(adapter)
+    standin.reject_creates_with = "gpuCount 1 is not allowed in this data center for this GPU type"
+    with pytest.raises(ProviderError) as exc:
+        adapter.launch(_req(offer))
+    assert exc.value.failover and exc.value.status == 400
+    assert "not allowed in this data center" in short_error(exc.value)
+    assert len(standin.requests("launch")) == 1
+    standin.reject_creates_with = None
+    assert adapter.launch(_req(offer, tag="5f0c0000-0000-0000-0000-000000000003")).external_id
+    create = httpx.Request("POST", "https://api.runpod.io/v2/pods")
+    invalid = _problem_error(httpx.Response(422, request=create), {"detail": "request body is invalid"})
+    assert isinstance(invalid, PermanentError) and not invalid.failover
+    other = _problem_error(httpx.Response(400, request=httpx.Request("POST", "https://api.runpod.io/v2/pods/x/action")),
+                           {"detail": "bad action"})
+    assert isinstance(other, PermanentError) and not other.failover
 
 
 def test_retry_after_accepts_seconds_and_http_dates():

@@ -150,14 +150,20 @@ def test_list_pods_pages_and_keeps_only_ours(adapter, standin):
 
 def _raw(standin):
     return {"_ask": 4100101, "_created": 0.0, "_state": "running", "_intended": "running", "_bid": False, "_price": 0.35,
-            "_util": 0.5, "_label": "", "_image": "x", "_env": "", "_msg": "", "_port": 30001}
+            "_util": 50.0, "_label": "", "_image": "x", "_env": "", "_msg": "", "_port": 30001}
 
 
-def test_gpu_utilization_fraction_to_percent(adapter, standin):
+def test_gpu_utilization_is_a_percent(adapter, standin):
+    """Issue 13 defect 3: Vast's ``gpu_util`` is already a percent -- the official CLI (vastai 1.9.1,
+    cli/display.py) prints it under "Util. %" with no scaling. 0.5 means an idle 0.5 %, not 50 %."""
     pod = adapter.launch(_req(_offer(adapter, count=2, country="SE")))
-    standin.set_util(pod.external_id, 0.07)
+    standin.set_util(pod.external_id, 0.5)
     samples = adapter.gpu_utilization(pod.external_id)
-    assert [(s.gpu_index, s.util_pct) for s in samples] == [(0, 7.0), (1, 7.0)]
+    assert [(s.gpu_index, s.util_pct) for s in samples] == [(0, 0.5), (1, 0.5)]
+    standin.set_util(pod.external_id, 7.0)
+    assert [s.util_pct for s in adapter.gpu_utilization(pod.external_id)] == [7.0, 7.0]
+    standin.set_util(pod.external_id, 100.0)
+    assert [s.util_pct for s in adapter.gpu_utilization(pod.external_id)] == [100.0, 100.0]
     standin.outbid(pod.external_id)
     assert adapter.gpu_utilization(pod.external_id) is None
 

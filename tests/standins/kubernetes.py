@@ -107,6 +107,9 @@ class FakeKubernetes:
         self.record = True  # keep self.responses (benchmarks turn it off)
         self.bad_images: set[str] = set()  # images the kubelet fails to pull (ErrImagePull)
         self.util: dict[str, float] = {}  # pod name -> GPU utilization for Prometheus
+        # False: Prometheus' default scrape (honor_labels: false) renames the exporter's pod/namespace
+        # labels exported_pod/exported_namespace and sets pod/namespace to the dcgm-exporter's own
+        self.dcgm_honor_labels = True
         self.gpu_quota: dict[str, int] = {}  # namespace -> ResourceQuota requests.nvidia.com/gpu
         self.auto_run = True  # scheduled pods go straight to Running
         self.graceful_delete = False  # True: DELETE only sets deletionTimestamp
@@ -503,26 +506,36 @@ class FakeKubernetes:
         if request.url.path != "/prom/api/v1/query":
             return httpx.Response(404, text="404 page not found")
         query = request.url.params.get("query", "")
-        m = re.fullmatch(r"(\w+)\{(.*)\}", query.strip())
-        if not m:
+        # instant vector selectors, optionally joined by the set operator ``or`` (union)
+        selectors = [re.fullmatch(r"(\w+)\{(.*)\}", part.strip()) for part in re.split(r"\s+or\s+", query.strip())]
+        if not all(selectors):
             return httpx.Response(400, json={"status": "error", "errorType": "bad_data", "error": f"parse error: {query!r}"})
-        matchers = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2)))
-        result = []
-        if m.group(1) == "DCGM_FI_DEV_GPU_UTIL":
-            for pod in self.pods():
-                meta = pod["metadata"]
-                if pod["status"]["phase"] != "Running" or any(
-                        {"namespace": meta["namespace"], "pod": meta["name"]}.get(k, v) != v for k, v in matchers.items()):
-                    continue
-                gpus = sum(int((c.get("resources") or {}).get("limits", {}).get(GPU, 0)) for c in pod["spec"]["containers"])
-                node = self.nodes.get(pod["spec"].get("nodeName", ""), {"metadata": {"labels": {}}})
-                for i in range(gpus):
-                    result.append({"metric": {"__name__": "DCGM_FI_DEV_GPU_UTIL", "gpu": str(i), "UUID": f"GPU-{uuid.uuid4()}",
-                                              "device": f"nvidia{i}", "modelName": node["metadata"]["labels"].get("nvidia.com/gpu.product", ""),
-                                              "Hostname": pod["spec"].get("nodeName", ""), "container": "main",
-                                              "namespace": meta["namespace"], "pod": meta["name"]},
-                                   "value": [clock.now().timestamp(), str(self.util.get(meta["name"], 87.0))]})
+        result: list[dict[str, Any]] = []
+        for m in selectors:
+            matchers = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2)))
+            for series in self._dcgm_series() if m.group(1) == "DCGM_FI_DEV_GPU_UTIL" else []:
+                if all(series["metric"].get(k, "") == v for k, v in matchers.items()) and series not in result:
+                    result.append(series)
         return httpx.Response(200, json={"status": "success", "data": {"resultType": "vector", "result": result}})
+
+    def _dcgm_series(self) -> list[dict[str, Any]]:
+        out = []
+        for pod in self.pods():
+            meta = pod["metadata"]
+            if pod["status"]["phase"] != "Running":
+                continue
+            gpus = sum(int((c.get("resources") or {}).get("limits", {}).get(GPU, 0)) for c in pod["spec"]["containers"])
+            node = self.nodes.get(pod["spec"].get("nodeName", ""), {"metadata": {"labels": {}}})
+            owner = {"namespace": meta["namespace"], "pod": meta["name"]}
+            if not self.dcgm_honor_labels:
+                owner = {"exported_namespace": meta["namespace"], "exported_pod": meta["name"],
+                         "namespace": "gpu-operator", "pod": "nvidia-dcgm-exporter-7x2kq"}
+            for i in range(gpus):
+                out.append({"metric": {"__name__": "DCGM_FI_DEV_GPU_UTIL", "gpu": str(i), "UUID": f"GPU-{meta['uid'][:8]}-{i}",
+                                       "device": f"nvidia{i}", "modelName": node["metadata"]["labels"].get("nvidia.com/gpu.product", ""),
+                                       "Hostname": pod["spec"].get("nodeName", ""), "container": "main", **owner},
+                            "value": [clock.now().timestamp(), str(self.util.get(meta["name"], 87.0))]})
+        return out
 
 
 def kubeconfig(server: str, *, token: str = "test-token", ca_pem: str = "", cert_pem: str = "", key_pem: str = "",

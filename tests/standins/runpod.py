@@ -2,8 +2,8 @@
 
 Built from ``runpod-rest-v2.openapi.json`` (paths, bodies, ``application/problem+json``
 errors, ``Retry-After`` on 429) and providers.md §1 for GraphQL (``podRentInterruptable``,
-``pod { runtime { gpus { gpuUtilPercent } } }``, ``gpuTypes`` spot prices; errors as HTTP 200
-with an ``errors`` list).
+``gpuTypes`` spot prices; errors as HTTP 200 with an ``errors`` list). GPU telemetry is v2's
+``runtime.gpus[].util``.
 
 State: ``self.pods`` (id -> dict). A pod is PROVISIONING for the first half of
 ``boot_seconds``, STARTING for the second, then RUNNING. Knobs beyond the shared faults (see
@@ -12,8 +12,9 @@ State: ``self.pods`` (id -> dict). A pod is PROVISIONING for the first half of
 * ``no_capacity`` -- set of ``(gpu_id, dc_id)`` (or ``dc_id``) with availability NONE; a create
   there answers 400 "no longer any instances available";
 * ``interrupt(pod_id)`` -- reclaim a spot pod (status EXITED, cost 0, runtime null);
-* ``set_util(pod_id, pct)`` -- GPU utilization reported by telemetry;
+* ``set_util(pod_id, pct)`` -- GPU utilization in ``runtime.gpus[].util``;
 * ``balance_exhausted = True`` -- creates answer 402;
+* ``reject_creates_with = "detail"`` -- creates answer 400 with that detail (a cross-field rule);
 * ``bill(pod_id, "2026-03-17", gpu=.., cpu=.., disk=..)`` -- what ``GET /v2/billing/pods``
   reports for that pod and UTC day (documented shape: one record per pod per day bucket).
 """
@@ -80,6 +81,7 @@ class RunPodStandIn(StandIn):
         self.no_capacity: set[Any] = set()
         self.utilization: dict[str, float] = {}
         self.balance_exhausted = False
+        self.reject_creates_with: str | None = None
         self.route("GET", "/v2/pods", self.list_pods, op="list")
         self.route("POST", "/v2/pods", self.create_pod, op="launch")
         self.route("GET", "/v2/pods/{id}", self.get_pod, op="get")
@@ -238,6 +240,8 @@ class RunPodStandIn(StandIn):
             return self.error(400, "", "unknown GPU type")
         if self.balance_exhausted:
             return self.error(402, "", "insufficient balance")
+        if self.reject_creates_with:
+            return self.error(400, "", self.reject_creates_with)
         cloud = body.get("cloud", "SECURE")
         count = int(body["gpu"].get("count", 1))
         if ctx.fault and ctx.fault.kind == "capacity":
@@ -311,18 +315,6 @@ class RunPodStandIn(StandIn):
         if "gpuTypes" in query:
             return json_response(200, {"data": {"gpuTypes": [
                 {"id": g["id"], "secureSpotPrice": g["spot"][0], "communitySpotPrice": g["spot"][1]} for g in GPU_TYPES]}})
-        if "pod(" in query.replace(" ", ""):
-            pod = self.pods.get(str((variables.get("input") or {}).get("podId", "")))
-            if pod is None or pod["_state"] == "TERMINATED":
-                return json_response(200, {"data": {"pod": None}})
-            runtime = None
-            if self.status(pod) == "RUNNING":
-                util = self.utilization.get(pod["id"], 87)
-                runtime = {"uptimeInSeconds": int(self.now() - pod["_created"]),
-                           "gpus": [{"id": f"GPU-{i}", "gpuUtilPercent": util, "memoryUtilPercent": 61}
-                                    for i in range(pod["gpu"]["count"])],
-                           "container": {"cpuPercent": 35, "memoryPercent": 40}}
-            return json_response(200, {"data": {"pod": {"id": pod["id"], "runtime": runtime}}})
         return json_response(200, {"errors": [{"message": "Cannot query: unsupported operation in stand-in"}]})
 
     def _gql_rent(self, data: dict[str, Any], ctx: Ctx) -> httpx.Response:

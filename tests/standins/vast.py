@@ -13,7 +13,7 @@ State: ``self.machines`` (offers; a rented machine leaves the search) and
   (``actual_status`` "exited", ``intended_status`` still "running", ``status_msg`` outbid);
 * ``resume(instance_id)`` -- it wins again and runs;
 * ``exit(instance_id)`` -- the container finishes on its own;
-* ``set_util(instance_id, fraction)`` -- ``gpu_util`` as a fraction (0..1);
+* ``set_util(instance_id, pct)`` -- ``gpu_util``, a percent (0..100) as the official CLI prints it;
 * ``take_offer(ask_id)`` -- someone else rents the machine (creating on it then answers 404).
 """
 
@@ -141,7 +141,7 @@ class VastStandIn(StandIn):
         self._next_id += 1
         self.instances[iid] = {
             "_ask": ask, "_created": self.now(), "_state": "running", "_intended": body.get("target_state", "running"),
-            "_bid": price is not None, "_price": float(price) if price is not None else m["dph"], "_util": 0.83,
+            "_bid": price is not None, "_price": float(price) if price is not None else m["dph"], "_util": 83.0,
             "_label": body.get("label"), "_image": body["image"], "_env": body.get("env", ""), "_msg": "",
             "_port": random.randint(30000, 40000),
         }
@@ -235,8 +235,8 @@ class VastStandIn(StandIn):
         inst = self.instances[int(iid)]
         inst["_state"], inst["_msg"] = "exited", "container exited with code 0"
 
-    def set_util(self, iid: int | str, fraction: float) -> None:
-        self.instances[int(iid)]["_util"] = fraction
+    def set_util(self, iid: int | str, pct: float) -> None:
+        self.instances[int(iid)]["_util"] = pct
 
     def take_offer(self, ask: int | str) -> None:
         self.machines[int(ask)]["rented"] = True
