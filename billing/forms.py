@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django import forms
 
 from providers.services import InvoiceRateInvalid, invoice_rate_validate
+from provisioner.inputs import MAX_URL_CHARS
 from tenants.models import Project
 from tenants.selectors import projects_for_tenant
 
@@ -16,7 +19,8 @@ class BudgetForm(forms.Form):
     project = forms.ModelChoiceField(queryset=Project.objects.none(), required=False,
                                      empty_label="Whole organization", label="Scope")
     period = forms.ChoiceField(choices=Budget.Period.choices, initial=Budget.Period.MONTH)
-    amount_usd = forms.DecimalField(min_value=0.01, max_digits=12, decimal_places=2, label="Amount (USD)")
+    # a Decimal bound: the float 0.01 is 0.01000000000000000020816..., which refused a budget of 0.01
+    amount_usd = forms.DecimalField(min_value=Decimal("0.01"), max_digits=12, decimal_places=2, label="Amount (USD)")
     soft_thresholds = forms.CharField(initial="50, 80, 100", required=False, label="Alert at (% of amount)",
                                       help_text="Comma-separated percentages; each alerts once per period")
     forecast_alert = forms.BooleanField(required=False, initial=True,
@@ -27,7 +31,8 @@ class BudgetForm(forms.Form):
                                     label="Hard limit: refuse new launches once the budget is used up")
     stop_running_pods = forms.BooleanField(required=False, label="Also stop running pods at the hard limit")
     email_alerts = forms.BooleanField(required=False, initial=True, label="Email owners, admins and finance")
-    webhook_url = forms.URLField(required=False, label="Webhook URL (optional)", assume_scheme="https")
+    webhook_url = forms.URLField(required=False, label="Webhook URL (optional)", assume_scheme="https",
+                                 max_length=MAX_URL_CHARS)
     webhook_secret = forms.CharField(required=False, max_length=200, label="Webhook signing secret",
                                      widget=forms.PasswordInput(render_value=False),
                                      help_text="Requests carry X-Provisioner-Signature: sha256=HMAC(secret, body). "

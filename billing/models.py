@@ -144,7 +144,7 @@ class Budget(models.Model):
     soft_thresholds = models.JSONField(default=list, blank=True)  # e.g. [50, 80, 100]
     hard_limit = models.BooleanField(default=True)
     stop_running_pods = models.BooleanField(default=False)
-    webhook_url = models.URLField(blank=True)
+    webhook_url = models.URLField(blank=True, max_length=2000)  # provisioner.inputs.MAX_URL_CHARS
     webhook_secret = encrypt(models.CharField(max_length=200, blank=True, default=""))
     email_alerts = models.BooleanField(default=True)
     # also alert (once per period) when spend so far, extrapolated linearly to the period's end,

@@ -14,6 +14,8 @@ from typing import Any
 
 from django import forms
 
+from provisioner.inputs import MAX_REGION_LIST_CHARS, MAX_REGIONS
+
 from .adapters.base import CredentialField, InvalidCredentials, ProviderError, ProviderInfo
 from .catalog import COUNTRY_PRESETS, GPU_CLASSES, expand_countries
 from .models import CapPeriod, ProviderAccount
@@ -62,7 +64,10 @@ def parse_countries(raw: str) -> list[str]:
 
 
 def parse_regions(raw: str) -> list[str]:
-    return [r.strip() for r in _parse_codes(raw)]
+    regions = list(dict.fromkeys(r.strip() for r in _parse_codes(raw)))
+    if len(regions) > MAX_REGIONS:
+        raise forms.ValidationError(f"List at most {MAX_REGIONS} regions ({len(regions)} given).")
+    return regions
 
 
 # --- step 1 ------------------------------------------------------------------------------
@@ -219,9 +224,10 @@ class SpendingCapForm(forms.Form):
 class RegionsForm(forms.Form):
     preset = forms.ChoiceField(label="Where may pods run?", choices=REGION_PRESET_CHOICES, initial="any",
                                widget=forms.RadioSelect)
-    countries = forms.CharField(label="Countries", required=False,
+    countries = forms.CharField(label="Countries", required=False, max_length=MAX_REGION_LIST_CHARS,
                                 help_text="ISO codes or presets (" + ", ".join(COUNTRY_PRESETS) + "), comma-separated.")
     regions = forms.CharField(label="Only these provider regions (optional)", required=False,
+                              max_length=MAX_REGION_LIST_CHARS,
                               help_text="The provider's own region ids, comma-separated; empty for all.")
 
     def clean(self) -> dict[str, Any]:
@@ -240,7 +246,10 @@ class RegionsForm(forms.Form):
             self.add_error("countries", "“Anywhere” takes no country list; pick “Only these countries…”.")
             return cleaned
         cleaned["allowed_countries"] = expand_countries(base + extra)
-        cleaned["allowed_regions"] = parse_regions(cleaned.get("regions", ""))
+        try:
+            cleaned["allowed_regions"] = parse_regions(cleaned.get("regions", ""))
+        except forms.ValidationError as exc:
+            self.add_error("regions", exc)
         return cleaned
 
 

@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import codecs
+
 from django.conf import settings
 from django.contrib.auth.views import LoginView
 from django.core.cache import cache
+from django.core.exceptions import BadRequest, RequestDataTooBig, TooManyFieldsSent
 from django.http import HttpResponse
 
 from .logfilter import RedactSecretsFilter, redact, register_secret  # noqa: F401  (re-exported)
@@ -68,8 +71,18 @@ class SecurityHeadersMiddleware:
         return response
 
 
+def _ascii_compatible(charset: str) -> bool:
+    """Can Django decode a form body declared in ``charset``? Form bodies are percent-encoded
+    ASCII, so the charset must exist and encode ASCII as itself (utf-16/utf-32 do not)."""
+    try:
+        codec = codecs.lookup(charset)
+        return codec.encode("name=value&x")[0] == b"name=value&x"
+    except (LookupError, UnicodeError, TypeError):
+        return False
+
+
 class RejectNulBytesMiddleware:
-    """A NUL character is never valid input here, and PostgreSQL refuses it in text columns and
+    """Runs before CSRF. A request body in a charset we cannot decode is a 400. A NUL character is never valid input here, and PostgreSQL refuses it in text columns and
     query parameters (a DataError, i.e. a 500, wherever a view forgot to validate). Refuse any
     query string or form field carrying one with a 400, before any view runs."""
 
@@ -77,6 +90,16 @@ class RejectNulBytesMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
+        # Before CSRF, which reads request.POST: a charset Python cannot decode a form with is
+        # Django's BadRequest re-raised in the CSRF path (a 500 with an empty body), even on /login/.
+        charset = (request.content_params or {}).get("charset") if request.method not in ("GET", "HEAD") else None
+        if charset and not _ascii_compatible(charset):
+            return HttpResponse("Unsupported request charset: send the body as UTF-8.", status=400,
+                                content_type="text/plain")
+        try:
+            request.GET, request.POST if request.method == "POST" else None  # noqa: B018  (parse now)
+        except (UnicodeDecodeError, BadRequest, RequestDataTooBig, TooManyFieldsSent):
+            return HttpResponse("Malformed or too large request body.", status=400, content_type="text/plain")
         for data in (request.GET, request.POST if request.method == "POST" else None):
             if data is None:
                 continue

@@ -75,8 +75,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "provisioner.security.RejectNulBytesMiddleware",  # before CSRF: it answers bad bodies with a 400
     "django.middleware.csrf.CsrfViewMiddleware",
-    "provisioner.security.RejectNulBytesMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",

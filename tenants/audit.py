@@ -7,12 +7,12 @@ services do not need to thread it through their signatures.
 from __future__ import annotations
 
 import contextvars
-import uuid
 from typing import Any
 
 from django.db import models
 
 from provisioner import clock
+from provisioner.inputs import request_id_from_header
 
 from .models import AuditEvent, Tenant
 
@@ -23,7 +23,8 @@ SENSITIVE_KEYS = ("password", "secret", "token", "api_key", "apikey", "key", "cr
 
 def set_current_request(request) -> contextvars.Token:
     if request is not None and not hasattr(request, "request_id"):
-        request.request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+        # bounded and sanitized: the id lands in a 64-character column and in log lines
+        request.request_id = request_id_from_header(request.headers.get("X-Request-ID"))
     return _current_request.set(request)
 
 

@@ -11,6 +11,7 @@ from celery.schedules import crontab
 from django import forms
 
 from providers.catalog import GPU_CLASSES, expand_countries
+from provisioner.inputs import JsonTooDeep, json_loads_bounded
 from tenants.models import Project
 from tenants.selectors import projects_for_tenant
 
@@ -279,9 +280,13 @@ class RecipeAuthorForm(forms.Form):
     def clean_parameters(self) -> list[dict[str, Any]]:
         raw = self.cleaned_data.get("parameters") or "[]"
         try:
-            data = json.loads(raw)
+            data = json_loads_bounded(raw)  # never a RecursionError, however deep the brackets
+        except JsonTooDeep as exc:
+            raise forms.ValidationError(f"Not a parameter schema: {exc}")
         except json.JSONDecodeError as exc:
             raise forms.ValidationError(f"Not valid JSON: {exc.msg} (line {exc.lineno})")
+        except ValueError as exc:
+            raise forms.ValidationError(f"Not valid JSON: {exc}")
         try:
             return recipes.validate_schema(data)
         except recipes.RecipeError as exc:

@@ -131,6 +131,28 @@ def _check_credential(tenant: Tenant, credential_id: str | None) -> None:
 
 
 @transaction.atomic
+def recipe_author_save(*, tenant: Tenant, user, recipe: Recipe | None, slug: str, name: str, description: str,
+                       category: str, content: RecipeContent, ngc_api_key: str = "") -> tuple[Recipe, int]:
+    """The authoring page's one write: the NGC key's registry login (if one was given) and the
+    recipe or its new version, in one transaction, so a refused recipe leaves no credential
+    behind. Returns the recipe and the version number saved."""
+    if ngc_api_key:
+        label = f"NGC key for {name}"
+        cred_name = label if len(label) <= RECIPE_CREDENTIAL_NAME_MAX else label[:RECIPE_CREDENTIAL_NAME_MAX - 1] + "…"
+        content.registry_credential_id = str(registry_credential_create(tenant=tenant, name=cred_name,
+                                                                        secret=ngc_api_key).pk)
+    if recipe is None:
+        recipe = recipe_create(tenant=tenant, user=user, slug=slug, name=name, description=description,
+                               category=category, content=content)
+        return recipe, 1
+    version = recipe_version_create(recipe=recipe, name=name, description=description, content=content)
+    return recipe, version.version
+
+
+RECIPE_CREDENTIAL_NAME_MAX = RegistryCredential._meta.get_field("name").max_length
+
+
+@transaction.atomic
 def registry_credential_create(*, tenant: Tenant, name: str, secret: str, registry: str = "nvcr.io",
                                username: str = "$oauthtoken") -> RegistryCredential:
     """Store a registry login (an NGC API key by default), encrypted at rest."""
@@ -250,6 +272,14 @@ def workload_declare(*, tenant: Tenant, owner, declaration: Declaration) -> Work
     return services.workload_create(tenant=tenant, project=d.project, owner=owner, name=d.name, image=spec["image"],
                                     gpu_class=d.gpu_class, gpu_count=d.gpu_count,
                                     interruption_tolerant=d.interruption_tolerant, lifecycle=d.lifecycle, **fields)
+
+
+@transaction.atomic
+def workload_declare_and_start(*, tenant: Tenant, owner, declaration: Declaration) -> tuple[Workload, list[Pod]]:
+    """The launch form's one write: declare and start in one transaction, so a failure (e.g. the
+    audit write) leaves no workload, no pod and no queued provisioning task behind."""
+    workload = workload_declare(tenant=tenant, owner=owner, declaration=declaration)
+    return workload, workload_start(workload=workload)
 
 
 def workload_start(*, workload: Workload) -> list[Pod]:

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
+from provisioner.inputs import MAX_ENV_VALUE_CHARS, MAX_ENV_VARS
+
 PARAM_TYPES = ("string", "int", "float", "bool", "choice", "uri", "secret")
 DEFAULT_URI_SCHEMES = ("s3", "gs", "hf", "https")
 KNOWN_URI_SCHEMES = ("s3", "gs", "hf", "https", "http", "az", "abfss", "r2", "file")
@@ -339,6 +341,7 @@ def validate_container_spec(spec: dict[str, Any]) -> None:
     env = spec.get("env")
     if not isinstance(env, dict):
         raise RecipeError("env must be a mapping", "template")
+    env_check_limits(env)
     for k, v in env.items():
         if not ENV_NAME.match(k):
             raise RecipeError(f'"{k}" is not a valid environment variable name', "template")
@@ -423,9 +426,19 @@ def parse_env(text: str) -> dict[str, str]:
             continue
         key, sep, value = line.partition("=")
         if not sep or not ENV_NAME.match(key.strip()):
-            raise RecipeError(f'"{line}" must look like NAME=value', "env")
+            raise RecipeError(f'"{line[:80]}" must look like NAME=value', "env")
         env[key.strip()] = value.strip()
+    env_check_limits(env)
     return env
+
+
+def env_check_limits(env: dict[str, Any]) -> None:
+    """The documented limits (``provisioner.inputs``): variable count and value size."""
+    if len(env) > MAX_ENV_VARS:
+        raise RecipeError(f"At most {MAX_ENV_VARS} environment variables ({len(env)} given)", "env")
+    for k, v in env.items():
+        if isinstance(v, str) and len(v) > MAX_ENV_VALUE_CHARS:
+            raise RecipeError(f"{k}: an environment value may be at most {MAX_ENV_VALUE_CHARS} characters", "env")
 
 
 def parse_command(text: str) -> list[str]:

@@ -87,8 +87,10 @@ def pod_request(*, workload: Workload, replica_index: int = 0, enqueue: bool = T
     return pod
 
 
+@transaction.atomic
 def workload_launch(*, workload: Workload, enqueue: bool = True) -> list[Pod]:
-    """Request one pod per replica (audited as a launch)."""
+    """Request one pod per replica (audited as a launch). One transaction: the pods exist only
+    with their audit event, and their provisioning tasks are sent on commit."""
     pods = [pod_request(workload=workload, replica_index=i, enqueue=enqueue) for i in range(max(1, workload.replicas))]
     audit_record(tenant=workload.tenant_id, action="pod.launched", target=workload,
                  details={"pods": [str(p.pk) for p in pods], "gpu": f"{workload.gpu_count}x{workload.gpu_class}",

@@ -37,6 +37,7 @@ from providers.models import ProviderAccount
 from providers.services import adapter_for
 from provisioner import clock
 from provisioner.env import env_int
+from provisioner.inputs import bad_text_reason
 
 from .models import Pod, PodState, UtilizationSample
 
@@ -252,6 +253,9 @@ def heartbeat_parse(body: bytes, content_type: str = "application/json") -> Hear
         value = data.get(key, "")
         if not isinstance(value, str) or len(value) > limit:
             raise HeartbeatInvalid(f"{key} must be a string of at most {limit} characters")
+        why = bad_text_reason(value)  # "\u0000" or "\ud800" decode fine from JSON but no database stores them
+        if why:
+            raise HeartbeatInvalid(f"{key}: {why}")
         setattr(beat, key, value)
     interval = data.get("interval")
     if interval is not None:

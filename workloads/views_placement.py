@@ -6,8 +6,6 @@ its fields; it reads only our database (offers, blocks, launch history, the spen
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -17,6 +15,7 @@ from django.shortcuts import redirect, render
 from providers.catalog import expand_countries, expand_gpu_classes
 from providers.selectors import provider_accounts_for_tenant
 from provisioner import clock
+from provisioner.inputs import finite_decimal
 from tenants.access import get_for_tenant_or_404, require_member
 from tenants.permissions import PROVISION
 from tenants.selectors import projects_for_tenant
@@ -44,10 +43,8 @@ def spec_from_params(params) -> PlacementSpec:
     for v in many:
         classes.extend(_split(v))
     tolerant = (params.get("interruption_tolerant") or "").lower() in ("on", "true", "1", "yes")
-    try:
-        max_price = Decimal(params.get("max_price_per_hour")) if params.get("max_price_per_hour") else None
-    except InvalidOperation:
-        max_price = None
+    # finite only: Decimal() itself takes NaN, sNaN, Infinity and 1e999999
+    max_price = finite_decimal(params.get("max_price_per_hour")) if params.get("max_price_per_hour") else None
     raw_countries = _split(params.get("countries"))
     volume_kinds = sorted({v.split(":")[0].strip().lower() for v in _split(params.get("volumes"))})
     return PlacementSpec(

@@ -25,13 +25,11 @@ from .models import LIVE_POD_STATES, Lifecycle, RegistryCredential, TenantSecret
 from .recipe_catalog import CATEGORIES, ICONS
 from .recipe_services import (
     declaration_from_workload,
-    recipe_create,
-    recipe_version_create,
+    recipe_author_save,
     registry_credential_create,
     secret_labels,
     tenant_secret_create,
-    workload_declare,
-    workload_start,
+    workload_declare_and_start,
 )
 from .selectors import pod_cost_so_far
 from .selectors_recipes import launch_estimate, recipe_by_slug, recipe_search, workload_events, workloads_with_counts
@@ -79,8 +77,7 @@ def _launch(request: HttpRequest, version, recipe=None, initial=None) -> HttpRes
             raise PermissionDenied("Your role cannot launch workloads.")
         form = WorkloadForm(request.POST, tenant=tenant, version=version)
         if form.is_valid():
-            workload = workload_declare(tenant=tenant, owner=request.user, declaration=form.declaration)
-            pods = workload_start(workload=workload)
+            workload, pods = workload_declare_and_start(tenant=tenant, owner=request.user, declaration=form.declaration)
             if workload.lifecycle == Lifecycle.SCHEDULED:
                 messages.success(request, f"Scheduled {workload.name} ({workload.schedule_cron} UTC).")
                 return redirect("workloads:workload_detail", pk=workload.pk)
@@ -177,17 +174,13 @@ def recipe_author(request: HttpRequest, slug: str | None = None) -> HttpResponse
         d = form.cleaned_data
         content = form.content
         try:
-            if d.get("ngc_api_key"):
-                cred = registry_credential_create(tenant=tenant, name=f"NGC key for {d['name']}", secret=d["ngc_api_key"])
-                content.registry_credential_id = str(cred.pk)
-            if recipe is None:
-                recipe = recipe_create(tenant=tenant, user=request.user, slug=d["slug"], name=d["name"],
-                                       description=d.get("description", ""), category=d["category"], content=content)
-                messages.success(request, f"Recipe {recipe.name} created (version 1).")
-            else:
-                version = recipe_version_create(recipe=recipe, name=d["name"], description=d.get("description", ""),
-                                                content=content)
-                messages.success(request, f"Recipe {d['name']} saved (version {version.version}).")
+            editing = recipe is not None
+            recipe, number = recipe_author_save(
+                tenant=tenant, user=request.user, recipe=recipe, slug=d.get("slug") or (recipe.slug if recipe else ""),
+                name=d["name"], description=d.get("description", ""), category=d.get("category", "custom"),
+                content=content, ngc_api_key=d.get("ngc_api_key") or "")
+            verb = "saved" if editing else "created"
+            messages.success(request, f"Recipe {d['name']} {verb} (version {number}).")
             return redirect("workloads:recipe_launch", slug=recipe.slug)
         except recipes.RecipeError as exc:
             form.add_error(exc.field if exc.field in form.fields else None, str(exc))
