@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0006_saved_spend_views'),
+        ('billing', '0007_provider_billing_days'),
     ]
 
     operations = [
