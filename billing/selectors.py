@@ -12,6 +12,7 @@ from decimal import Decimal
 from django.db.models import DecimalField, ExpressionWrapper, F, Q, Sum, Value
 from django.db.models.functions import Coalesce, Greatest
 
+from providers.models import ProviderAccount
 from provisioner import clock
 
 from .models import Budget, BudgetAlert, BudgetReservation, LedgerEntry, SavedSpendView, SpendRollup
@@ -98,3 +99,48 @@ def saved_views_for_tenant(tenant) -> list[dict]:
 
 def budgets_for_tenant(tenant):
     return Budget.objects.for_tenant(tenant).select_related("project")
+
+
+def reconciliation_accounts(tenant) -> list[ProviderAccount]:
+    """The organization's provider accounts (name, kind) for the reconciliation card."""
+    return list(ProviderAccount.objects.for_tenant(tenant).order_by("name").only("pk", "name", "kind"))
+
+
+def reconciliation_rows(tenant, *, accounts: list[ProviderAccount], start: date, end: date, provider_ids=(),
+                        today: date | None = None) -> list[dict]:
+    """Per provider account over ``[start, end]``: our figure, the provider's, the drift and
+    the days that drifted (the Spend page's reconciliation card). Accounts whose provider has
+    no billing API come back with ``api=False``. One query whatever the period."""
+    from providers.adapters.billing import CLIENTS
+
+    from .models import ProviderBillingDay
+    from .reconcile import drift_pct
+
+    today = today or clock.now().date()
+    last_complete = min(end, today - timedelta(days=1))
+    if provider_ids:
+        accounts = [a for a in accounts if str(a.pk) in provider_ids]
+    days = (ProviderBillingDay.objects.for_tenant(tenant)
+            .filter(provider_account__in=[a.pk for a in accounts if a.kind in CLIENTS], day__gte=start, day__lte=end)
+            .order_by("day"))
+    by_account: dict = {}
+    for d in days:
+        by_account.setdefault(d.provider_account_id, []).append(d)
+    out = []
+    for a in accounts:
+        if a.kind not in CLIENTS:
+            out.append({"account": a, "label": a.get_kind_display(), "api": False})
+            continue
+        rows = by_account.get(a.pk, [])
+        ours = sum((r.ours_amount for r in rows), ZERO)
+        theirs = sum((r.provider_amount for r in rows), ZERO)
+        expected = max(0, (last_complete - start).days + 1)
+        out.append({
+            "account": a, "label": a.get_kind_display(), "api": True, "source": CLIENTS[a.kind][2],
+            "currency": rows[0].currency if rows else "USD", "ours": ours, "provider": theirs,
+            "other": sum((r.other_amount for r in rows), ZERO), "drift": ours - theirs, "drift_pct": drift_pct(ours, theirs),
+            "flagged": [r for r in rows if r.drift_flagged], "days": len(rows), "missing": max(0, expected - len(rows)),
+            "estimated": any(r.estimated for r in rows),
+            "fetched_at": max((r.fetched_at for r in rows), default=None),
+        })
+    return out

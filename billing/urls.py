@@ -7,6 +7,7 @@ urlpatterns = [
     path("", views.spend, name="spend"),
     path("export.csv", views.spend_export, name="export"),
     path("views/", views.saved_views, name="saved_views"),
+    path("reconciliation/", views.reconciliation, name="reconciliation"),
     path("views/save/", views.saved_view_save, name="saved_view_save"),
     path("views/<uuid:pk>/delete/", views.saved_view_delete, name="saved_view_delete"),
     path("budgets/", views.budgets, name="budgets"),

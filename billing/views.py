@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -25,7 +26,14 @@ from . import charts, dashboard, reports
 from .budgets import alerts_mark_read, budget_create, budget_delete, budget_update
 from .forms import BudgetForm, InvoiceRateForm
 from .models import Budget, SavedSpendView
-from .selectors import alert_banners, alerts_for_tenant, budgets_for_tenant, saved_views_for_tenant
+from .selectors import (
+    alert_banners,
+    alerts_for_tenant,
+    budgets_for_tenant,
+    reconciliation_accounts,
+    reconciliation_rows,
+    saved_views_for_tenant,
+)
 
 SPEND_FILTERS_KEY = "spend_filters"  # the dashboard's last filters: "← Spend" links go back to them
 
@@ -80,6 +88,21 @@ def _with_delete_right(views: list[dict], request: HttpRequest, membership) -> l
     for v in views:
         v["deletable"] = manager or v["created_by_id"] == request.user.pk
     return views
+
+
+@login_required
+def reconciliation(request: HttpRequest) -> HttpResponse:
+    """The Spend page's reconciliation card, loaded after the page like the saved views: per
+    provider account over the dashboard's period, our figure, the provider's and the drift."""
+    membership = require_member(request, VIEW_SPEND)
+    tenant = membership.tenant
+    accounts = reconciliation_accounts(tenant)
+    # reconciliation is per account: the project filter does not apply, the provider filter does
+    f = dashboard.parse_filters(request.GET, projects={}, providers={str(a.pk): a.name for a in accounts},
+                                today=clock.now().date())
+    return render(request, "billing/partials/reconciliation.html", {
+        "f": f, "threshold": settings.BILLING_DRIFT_THRESHOLD_PCT,
+        "rows": reconciliation_rows(tenant, accounts=accounts, start=f.start, end=f.end, provider_ids=f.provider_ids)})
 
 
 @login_required

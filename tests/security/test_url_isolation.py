@@ -58,7 +58,7 @@ OBJECT_URLS = {
 LIST_URLS = {
     "home", "switch_tenant", "providers:list", "providers:connect", "providers:capacity", "billing:spend",
     "billing:export", "billing:budgets", "billing:rates", "billing:saved_views", "billing:saved_view_save",
-    "billing:alerts", "billing:alerts_badge", "workloads:pod_list",
+    "billing:alerts", "billing:alerts_badge", "billing:reconciliation", "workloads:pod_list",
     "workloads:launch", "workloads:launch_preview", "workloads:recipe_catalog", "workloads:recipe_author",
     "workloads:secrets", "workloads:workload_list", "workloads:placement_preview", "members", "audit_log",
 }
@@ -79,7 +79,7 @@ VIEWER_FORBIDDEN = {
     "workloads:workload_stop", "workloads:workload_move", "workloads:recipe_author", "workloads:recipe_edit",
     "workloads:recipe_launch", "workloads:secrets",
     "billing:spend", "billing:export", "billing:budgets", "billing:budget_edit", "billing:rates", "billing:rate_clear",
-    "billing:saved_views", "billing:saved_view_save", "billing:saved_view_delete",
+    "billing:saved_views", "billing:saved_view_save", "billing:saved_view_delete", "billing:reconciliation",
     "members", "member_role", "member_remove", "member_grant", "audit_log",
 }
 
