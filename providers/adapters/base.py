@@ -134,6 +134,7 @@ class LaunchRequest:
 REMOTE_PROVISIONING = "provisioning"
 REMOTE_RUNNING = "running"
 REMOTE_STOPPED = "stopped"
+REMOTE_STOPPING = "stopping"  # on its way down (stopping, suspending, being torn down): not stopped yet
 REMOTE_TERMINATED = "terminated"
 REMOTE_FAILED = "failed"
 REMOTE_INTERRUPTED = "interrupted"

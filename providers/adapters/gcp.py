@@ -34,6 +34,7 @@ from .base import (
     REMOTE_PROVISIONING,
     REMOTE_RUNNING,
     REMOTE_STOPPED,
+    REMOTE_STOPPING,
     CapacityUnavailable,
     CredentialField,
     InvalidCredentials,
@@ -58,6 +59,23 @@ BILLING_URL = "https://cloudbilling.googleapis.com/v1"
 TOKEN_URI = "https://oauth2.googleapis.com/token"
 COMPUTE_SERVICE_ID = "6F81-5844-456A"  # Compute Engine in the Cloud Billing Catalog
 LABEL_KEY = "provisioner-pod"
+# Every Instance.status of the Compute Engine v1 discovery document (schemas.Instance.properties.
+# status.enum, revision 20261106) with its enumDescription's meaning. TERMINATED/STOPPED/SUSPENDED
+# become "interrupted" for a preempted Spot VM (checked in _remote).
+INSTANCE_STATES = {
+    "PROVISIONING": REMOTE_PROVISIONING,  # resources are being allocated
+    "STAGING": REMOTE_PROVISIONING,  # resources allocated, the instance is being started
+    "PENDING": REMOTE_PROVISIONING,  # Flex Start: waiting for capacity from Dynamic Workload Scheduler
+    "REPAIRING": REMOTE_PROVISIONING,  # in repair: not usable, comes back RUNNING
+    "RUNNING": REMOTE_RUNNING,
+    "PENDING_STOP": REMOTE_STOPPING,  # gracefully shutting down
+    "STOPPING": REMOTE_STOPPING,  # being stopped, deleted or killed
+    "SUSPENDING": REMOTE_STOPPING,
+    "DEPROVISIONING": REMOTE_STOPPING,  # halted; network, quota, IPs and disks being torn down
+    "STOPPED": REMOTE_STOPPED,
+    "SUSPENDED": REMOTE_STOPPED,
+    "TERMINATED": REMOTE_STOPPED,  # stopped, by explicit action or underlying failure
+}
 DEFAULT_REGIONS = ("us-central1", "europe-west4", "us-east1")
 DEFAULT_IMAGE = "projects/deeplearning-platform-release/global/images/family/common-cu124-debian-11-py310"
 _GCP_REGION = re.compile(r"^[a-z]+-[a-z]+\d+$")
@@ -233,7 +251,9 @@ class GcpAdapter(ProviderAdapter):
         out: dict[str, list[dict[str, Any]]] = {}
         token = ""
         while True:
-            q = {"maxResults": 500, "returnPartialSuccess": "true", **params}
+            # only parameters the discovery document declares for aggregatedList (revision 20261106
+            # has no returnPartialSuccess; Google refuses an undeclared query parameter with a 400)
+            q = {"maxResults": 500, **params}
             if token:
                 q["pageToken"] = token
             page = self._client("compute").get_json(self._p(f"/aggregated/{resource}"), params=q) or {}
@@ -440,10 +460,10 @@ class GcpAdapter(ProviderAdapter):
             host = next((a.get("natIP") for a in nic.get("accessConfigs") or [] if a.get("natIP")), "") or nic.get("networkIP", "")
             if host:
                 connection = {"host": host, "ssh": f"ssh {host}", "private_ip": nic.get("networkIP", "")}
-        elif status in ("TERMINATED", "STOPPED", "SUSPENDED"):
+        elif INSTANCE_STATES.get(status) == REMOTE_STOPPED:
             state = REMOTE_INTERRUPTED if spot and self._preempted(zone, inst) else REMOTE_STOPPED
-        else:  # PROVISIONING, STAGING, REPAIRING, and STOPPING/SUSPENDING on the way down
-            state = REMOTE_PROVISIONING
+        else:
+            state = INSTANCE_STATES.get(status, REMOTE_PROVISIONING)
         if state == REMOTE_INTERRUPTED:
             # A preempted Spot VM is of no further use to the pod (it is re-placed), but its
             # boot disk keeps billing: delete it now.

@@ -188,6 +188,31 @@ def google_error(status: int, message: str, reason: str, status_name: str = "", 
     return httpx.Response(status, json={"error": body})
 
 
+# Query parameters each method declares (gcp-compute.v1.discovery.json / gcp-cloudbilling.v1.
+# discovery.json, location "query"), plus the standard ones every Google API takes. Google's front
+# end refuses any other: 400 "Cannot bind query parameter".
+STANDARD_QUERY = {"$.xgafv", "access_token", "alt", "callback", "fields", "key", "oauth_token", "prettyPrint",
+                  "quotaUser", "uploadType", "upload_protocol", "userIp"}
+DECLARED_QUERY: list[tuple[str, str, set[str]]] = [
+    ("GET", r"/compute/v1/projects/[^/]+/aggregated/[A-Za-z]+",
+     {"filter", "includeAllScopes", "maxResults", "orderBy", "pageToken", "serviceProjectNumber"}),
+    ("POST", r"/compute/v1/projects/[^/]+/zones/[^/]+/instances", {"requestId", "sourceInstanceTemplate", "sourceMachineImage"}),
+    ("DELETE", r"/compute/v1/projects/[^/]+/zones/[^/]+/instances/[^/]+", {"noGracefulShutdown", "requestId"}),
+    ("POST", r"/compute/v1/projects/[^/]+/zones/[^/]+/instances/[^/]+/stop", {"discardLocalSsd", "noGracefulShutdown", "requestId"}),
+    ("POST", r"/compute/v1/projects/[^/]+/zones/[^/]+/instances/[^/]+/start", {"requestId"}),
+    ("GET", r"/compute/v1/projects/[^/]+/zones/[^/]+/operations", {"filter", "maxResults", "orderBy", "pageToken"}),
+    ("GET", r"/v1/services/[^/]+/skus", {"currencyCode", "endTime", "pageSize", "pageToken", "startTime"}),
+]
+
+
+def undeclared_query(method: str, path: str, query: dict[str, Any]) -> str | None:
+    declared: set[str] = set()
+    for verb, pattern, names in DECLARED_QUERY:
+        if verb == method and re.fullmatch(pattern, path):
+            declared = names
+    return next((k for k in query if k not in declared | STANDARD_QUERY), None)
+
+
 def simple_filter(expr: str):
     """The filter forms of the Compute list API the adapter uses: ``a.b:*`` (present),
     ``field = "value"`` / ``field eq value``, joined by AND (optionally parenthesised)."""
@@ -291,6 +316,10 @@ class FakeGcp:
         if email is None:
             return google_error(401, "Request is missing required authentication credential. Expected OAuth 2 access token, "
                                 "login cookie or other valid authentication credential.", "required", "UNAUTHENTICATED")
+        unknown = undeclared_query(request.method, path, query)
+        if unknown:
+            return google_error(400, f'Invalid JSON payload received. Unknown name "{unknown}": Cannot bind query parameter. '
+                                f"Field '{unknown}' could not be found in request message.", "badRequest", "INVALID_ARGUMENT")
         if path == f"/v1/services/{COMPUTE_SERVICE}/skus" and request.method == "GET":
             return self._skus(query)
         m = re.fullmatch(r"/compute/v1/projects/([^/]+)(/.*)?", path)
