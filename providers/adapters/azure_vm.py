@@ -8,6 +8,7 @@ import shlex
 from typing import Any
 
 from .base import LaunchRequest
+from .image_registry import docker_login_line, registry_login
 
 TAG = "provisioner-pod"
 # Ubuntu HPC image: NVIDIA driver, CUDA and Docker with the NVIDIA runtime preinstalled [K]
@@ -40,10 +41,9 @@ def cloud_init(request: LaunchRequest) -> str:
     if request.command:
         docker += ["--entrypoint", request.command[0]]
     docker += [request.image, *request.command[1:], *request.args]
-    auth = request.registry_auth
-    if auth and auth.get("registry"):
-        lines.append(f"echo {shlex.quote(auth.get('password', ''))} | docker login {shlex.quote(auth['registry'])} "
-                     f"-u {shlex.quote(auth.get('username', ''))} --password-stdin")
+    login = registry_login(request)
+    if login:  # to the image's registry host (image_registry)
+        lines.append(docker_login_line(login))
     lines.append(shlex.join(docker))
     return "\n".join(lines) + "\n"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import shlex
 
 from .base import LaunchRequest
+from .image_registry import docker_login_line, registry_login
 
 
 def container_script(request: LaunchRequest) -> str:
@@ -17,10 +18,9 @@ def container_script(request: LaunchRequest) -> str:
     lines = ["#!/bin/bash", "set -euo pipefail", f"# ai-cloud-provisioner pod {request.tag}",
              # startup scripts run again on every boot: the container restarts by itself
              "docker inspect pod >/dev/null 2>&1 && exit 0"]
-    if request.registry_auth:
-        lines.append("echo {} | docker login {} -u {} --password-stdin".format(
-            shlex.quote(request.registry_auth.get("password", "")), shlex.quote(request.registry_auth.get("server", "")),
-            shlex.quote(request.registry_auth.get("username", ""))))
+    login = registry_login(request)
+    if login:  # to the image's registry host: a login without one goes to Docker Hub
+        lines.append(docker_login_line(login))
     run = ["docker", "run", "-d", "--name", "pod", "--gpus", "all", "--restart", "on-failure"]
     for p in request.ports:
         if p.get("port"):

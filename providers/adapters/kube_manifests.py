@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from .base import LaunchRequest
+from .image_registry import dockerconfigjson, registry_login
 
 GPU = "nvidia.com/gpu"
 PRODUCT_LABEL = "nvidia.com/gpu.product"  # GPU Feature Discovery, e.g. NVIDIA-A100-SXM4-80GB
@@ -118,12 +119,10 @@ def service_manifest(request: LaunchRequest, pod: dict[str, Any], *, namespace: 
 
 def pull_secret_manifest(request: LaunchRequest, *, namespace: str) -> dict[str, Any] | None:
     """A dockerconfigjson Secret for a private registry (e.g. nvcr.io), owned by the pod."""
-    auth = request.registry_auth
-    if not auth or not auth.get("registry"):
+    login = registry_login(request)
+    if login is None:
         return None
-    user, password = auth.get("username", ""), auth.get("password", "")
-    token = base64.b64encode(f"{user}:{password}".encode()).decode()
-    config = {"auths": {auth["registry"]: {"username": user, "password": password, "auth": token}}}
+    config = dockerconfigjson(login)  # keyed by the image's registry host
     return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
             "metadata": {"name": f"{pod_name(request.tag)}-pull"[:63], "namespace": namespace,
                          "labels": {**labels(request.tag), OWNED_LABEL: request.tag}},

@@ -49,6 +49,7 @@ from .base import (
     TransientError,
 )
 from .http import TAG_KEY, ApiClient, RestAdapter, account_key
+from .image_registry import docker_login_line, registry_login
 
 LIMITS = {"default": (1.0, 1), "launch": (1.0 / 12.0, 1)}
 
@@ -208,10 +209,9 @@ class LambdaAdapter(RestAdapter, ProviderAdapter):
     def user_data(request: LaunchRequest) -> str:
         """cloud-init script: run the workload's container on the VM's GPUs."""
         lines = ["#!/bin/bash", "set -euo pipefail"]
-        if request.registry_auth and request.registry_auth.get("username"):
-            ra = request.registry_auth
-            lines.append(f"echo {shlex.quote(ra.get('password', ''))} | docker login {shlex.quote(ra.get('server', ''))} "
-                         f"-u {shlex.quote(ra['username'])} --password-stdin")
+        login = registry_login(request)
+        if login:  # to the image's registry host: ``docker login ''`` would go to Docker Hub
+            lines.append(docker_login_line(login))
         cmd = ["docker", "run", "-d", "--name", "workload", "--gpus", "all", "--restart", "no"]
         for k, v in request.env.items():
             cmd += ["-e", f"{k}={v}"]

@@ -24,6 +24,7 @@ code of its own); 402 = stop; 403 = skip this candidate; 429 = back off; 5xx = r
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import shlex
 from decimal import ROUND_HALF_UP, Decimal
@@ -58,6 +59,7 @@ from .base import (
     TransientError,
 )
 from .http import ApiClient, RestAdapter, account_key, run_concurrently
+from .image_registry import registry_login
 
 logger = logging.getLogger(__name__)
 
@@ -253,10 +255,12 @@ class RunPodAdapter(RestAdapter, ProviderAdapter):
         cloud, _, gpu_id = request.instance_type.partition(":")
         if not gpu_id:
             raise PermanentError(f"RunPod needs a GPU type id (instance_type), got {request.instance_type!r}")
+        registry_id = self._registry_id(request)
         try:
             if request.spot:
-                return self._launch_spot(request, cloud, gpu_id)
-            pod = self.client.post_json("/v2/pods", json=self._create_body(request, cloud, gpu_id), idempotent=False)
+                return self._launch_spot(request, cloud, gpu_id, registry_id)
+            pod = self.client.post_json("/v2/pods", json=self._create_body(request, cloud, gpu_id, registry_id),
+                                        idempotent=False)
             return self._remote(pod)
         except (LaunchTimeout, TransientError) as exc:
             # A timeout or 5xx after the create may still have created the pod: look by tag.
@@ -267,6 +271,37 @@ class RunPodAdapter(RestAdapter, ProviderAdapter):
             if found is not None:
                 return found
             raise exc
+
+    def _registry_id(self, request: LaunchRequest) -> str | None:
+        """The RunPod registry credential for a private image: reused by name, created once.
+
+        RunPod keeps registry logins as account objects (REST v2 ``GET/POST /v2/registries``,
+        ``CreateRegistryRequest`` {name, username, password}, write-only; v1 calls them
+        ``containerregistryauth`` and says "The name must be unique") and pulls the image from
+        its own reference's host with them, so the pod names the credential, not the host. The
+        name carries a digest of host + login: a rotated key gets a new credential."""
+        login = registry_login(request)
+        if login is None:
+            return None
+        digest = hashlib.sha256(f"{login.host}\0{login.username}\0{login.password}".encode()).hexdigest()[:12]
+        name = f"provisioner-{login.host}-{digest}"[:120]
+
+        def find() -> str | None:
+            listed = self.client.get_json("/v2/registries") or {}
+            return next((str(r["id"]) for r in listed.get("registries") or [] if r.get("name") == name and r.get("id")), None)
+
+        found = find()
+        if found:
+            return found
+        try:
+            created = self.client.post_json("/v2/registries", json={"name": name, "username": login.username,
+                                                                     "password": login.password}, idempotent=False)
+        except PermanentError:
+            found = find()  # a concurrent launch created it first (the name is unique)
+            if found:
+                return found
+            raise
+        return str((created or {}).get("id") or "") or None
 
     def _env(self, request: LaunchRequest) -> dict[str, str]:
         env = {str(k): str(v) for k, v in request.env.items()}
@@ -289,7 +324,7 @@ class RunPodAdapter(RestAdapter, ProviderAdapter):
                 return {"size": max(10, int(v.get("size_gb", 20))), "path": str(v.get("mount_path", "/workspace"))}
         return None
 
-    def _create_body(self, request: LaunchRequest, cloud: str, gpu_id: str) -> dict[str, Any]:
+    def _create_body(self, request: LaunchRequest, cloud: str, gpu_id: str, registry_id: str | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {
             "name": self._name(request), "image": request.image, "cloud": cloud or "SECURE",
             "gpu": {"id": gpu_id, "count": request.gpu_count}, "dataCenterIds": [request.region] if request.region else [],
@@ -304,15 +339,15 @@ class RunPodAdapter(RestAdapter, ProviderAdapter):
         persistent = self._persistent(request)
         if persistent:
             body["mounts"] = {"persistent": persistent}
-        if request.registry_auth and request.registry_auth.get("runpod_registry_id"):
-            body["registry"] = request.registry_auth["runpod_registry_id"]
+        if registry_id:
+            body["registry"] = registry_id  # v2 ContainerConfig.registry: "Container registry credential ID"
         return body
 
     @staticmethod
     def _name(request: LaunchRequest) -> str:
         return f"{request.name}-{request.tag[:8]}" if request.tag[:8] not in request.name else request.name
 
-    def _launch_spot(self, request: LaunchRequest, cloud: str, gpu_id: str) -> RemotePod:
+    def _launch_spot(self, request: LaunchRequest, cloud: str, gpu_id: str, registry_id: str | None = None) -> RemotePod:
         bid = request.bid_price_per_hour
         if bid is None:
             raise PermanentError("an interruptible RunPod pod needs a bid price")
@@ -334,6 +369,10 @@ class RunPodAdapter(RestAdapter, ProviderAdapter):
         args = self._args(request)
         if args:
             pod_input["dockerArgs"] = args
+        if registry_id:
+            # PodRentInterruptableInput.containerRegistryAuthId (graphql-spec.runpod.io; the same
+            # field as REST v1 PodCreateInput.containerRegistryAuthId, "Registry credentials ID")
+            pod_input["containerRegistryAuthId"] = registry_id
         data = self.graphql(RENT_INTERRUPTABLE, {"input": pod_input}, idempotent=False)
         created = data.get("podRentInterruptable") or {}
         if not created.get("id"):

@@ -56,6 +56,7 @@ from .base import (
     TransientError,
 )
 from .http import TAG_KEY, ApiClient, RestAdapter, account_key, run_concurrently
+from .image_registry import registry_login, vast_image_login
 
 LABEL_PREFIX = f"{TAG_KEY}-"
 DEFAULT_COUNTS = (1, 2, 4, 8)
@@ -191,9 +192,9 @@ class VastAdapter(RestAdapter, ProviderAdapter):
             if request.bid_price_per_hour is None:
                 raise PermanentError("an interruptible Vast.ai instance needs a bid price")
             body["price"] = float(request.bid_price_per_hour)
-        if request.registry_auth and request.registry_auth.get("username"):
-            ra = request.registry_auth
-            body["image_login"] = f"-u {ra['username']} -p {ra.get('password', '')} {ra.get('server', '')}".strip()
+        login = registry_login(request)
+        if login:  # "-u user -p pass host", the host last, as the official CLI's --login
+            body["image_login"] = vast_image_login(login)
         try:
             created = self.client.request("PUT", f"/api/v0/asks/{request.instance_type}", json=body, idempotent=False).json()
         except (LaunchTimeout, TransientError):

@@ -115,7 +115,7 @@ DOCUMENTED = {
         "input": {"bidPerGpu", "cloudType", "gpuCount", "gpuTypeId", "name", "imageName", "volumeInGb",
                   "containerDiskInGb", "minVcpuCount", "minMemoryInGb", "dockerArgs", "ports", "volumeMountPath", "env",
                   "dataCenterId", "countryCode", "networkVolumeId", "templateId", "supportPublicIp", "startSsh",
-                  "allowedCudaVersions"},
+                  "allowedCudaVersions", "containerRegistryAuthId"},
         "fields": {"id", "imageName", "env", "machineId", "machine", "podHostId"},
     },
     "pod": {"input": {"podId"},

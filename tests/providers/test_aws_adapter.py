@@ -622,3 +622,16 @@ def test_idle_stop_of_a_one_time_spot_instance_terminates_it_once(tenant, projec
     region, iid = pod.external_id.split("/")
     ec2 = boto3.client("ec2", region_name=region, endpoint_url=moto_url, aws_access_key_id="testing", aws_secret_access_key="testing")
     assert ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]["State"]["Name"] == "terminated"
+
+
+# --- issue 13 §2.1: a private image logs in to its own registry ------------------------------------
+
+
+def test_user_data_logs_in_to_the_image_registry(moto_url, hooks):
+    from tests.providers.registry_login_helpers import PRIVATE_IMAGE, REGISTRY_AUTH, assert_logs_in_to_nvcr
+
+    adapter(moto_url).launch(LaunchRequest(tag="55555555-0000-4000-8000-000000000001", name="x", image=PRIVATE_IMAGE,
+                                           gpu_class="T4", gpu_count=1, region="us-east-1", instance_type="g4dn.xlarge",
+                                           registry_auth=dict(REGISTRY_AUTH)))
+    (run,) = hooks.params("RunInstances")
+    assert_logs_in_to_nvcr(base64.b64decode(run["UserData"]).decode())

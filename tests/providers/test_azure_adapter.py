@@ -321,3 +321,16 @@ def test_lifecycle_spot_eviction_detected(tenant, project, owner, az, azure_acco
     az.evict(pod.external_id)
     pod = services.pod_refresh(pod_id=str(pod.pk))
     assert pod.state == PodState.INTERRUPTED
+
+
+# --- issue 13 §2.1: a private image logs in to its own registry ------------------------------------
+
+
+def test_custom_data_logs_in_to_the_image_registry_even_when_the_credential_names_it_differently(az):
+    import base64
+
+    from tests.providers.registry_login_helpers import PRIVATE_IMAGE, REGISTRY_AUTH, assert_logs_in_to_nvcr
+
+    # written as people paste it: the login still goes to the host the image is pulled from
+    remote = adapter(az).launch(request(image=PRIVATE_IMAGE, registry_auth={**REGISTRY_AUTH, "registry": "https://nvcr.io/v2/"}))
+    assert_logs_in_to_nvcr(base64.b64decode(az.vms[remote.external_id]["properties"]["osProfile"]["customData"]).decode())

@@ -197,3 +197,21 @@ def test_capacity_page_shows_all_three_beside_the_sandbox(owner_client, tenant, 
     for name in ("CoreWeave", "Lab cluster", "Azure", sandbox.name):
         assert name in body
     assert "Standard_NC24ads_A100_v4" in body or "A100" in body
+
+
+# --- issue 13 §2.1: a private image logs in to its own registry ------------------------------------
+
+
+def test_pull_secret_for_the_image_registry_on_coreweave(cks):
+    import base64
+    import json
+
+    from tests.providers.registry_login_helpers import REGISTRY_AUTH
+
+    # a Docker Hub image: kubelet looks Docker Hub up under docker's own key
+    remote = adapter(cks).launch(request(image="acme/private-trainer:3", registry_auth={**REGISTRY_AUTH, "registry": ""}))
+    pod = cks.pod(remote.external_id)
+    (ref,) = pod["spec"]["imagePullSecrets"]
+    secret = next(o for (k, _, name), o in cks.objects.items() if k == "secrets" and name == ref["name"])
+    config = json.loads(base64.b64decode(secret["data"][".dockerconfigjson"]))
+    assert list(config["auths"]) == ["https://index.docker.io/v1/"]

@@ -316,3 +316,16 @@ def test_preempted_spot_vm_reads_as_interrupted(fake):
     zone, name = pod.external_id.split("/")
     fake.preempt(zone, name)
     assert a.get(pod.external_id).state == REMOTE_INTERRUPTED
+
+
+# --- issue 13 §2.1: a private image logs in to its own registry ------------------------------------
+
+
+def test_startup_script_logs_in_to_the_image_registry(fake):
+    from tests.providers.registry_login_helpers import PRIVATE_IMAGE, REGISTRY_AUTH, assert_logs_in_to_nvcr
+
+    adapter(fake).launch(LaunchRequest(tag="8c2a7f3e-0000-4000-8000-0000000000aa", name="x", image=PRIVATE_IMAGE,
+                                       gpu_class="L4", gpu_count=1, region="us-central1", zone="us-central1-a",
+                                       instance_type="g2-standard-4", registry_auth=dict(REGISTRY_AUTH)))
+    ((_, body),) = inserts(fake)
+    assert_logs_in_to_nvcr(next(i["value"] for i in body["metadata"]["items"] if i["key"] == "startup-script"))

@@ -447,3 +447,23 @@ def test_client_certificate_auth_over_tls_and_key_files_are_removed(kube, monkey
         with pytest.raises(InvalidCredentials):
             KubernetesAdapter({"kubeconfig": bare}, SETTINGS).verify()
     assert made and not any(os.path.exists(p) for p in made)  # key material never outlives the client
+
+
+# --- issue 13 §2.1: a private image logs in to its own registry ------------------------------------
+
+
+def test_pull_secret_is_keyed_by_the_image_registry_and_used_by_the_pod(kube):
+    import base64
+    import json
+
+    from tests.providers.registry_login_helpers import PRIVATE_IMAGE, REGISTRY_AUTH
+
+    remote = adapter(kube).launch(request(image=PRIVATE_IMAGE, registry_auth={**REGISTRY_AUTH, "registry": "NVCR.IO"}))
+    pod = kube.pod(remote.external_id, "ml")
+    (ref,) = pod["spec"]["imagePullSecrets"]
+    secret = kube.objects[("secrets", "ml", ref["name"])]
+    assert secret["type"] == "kubernetes.io/dockerconfigjson"
+    config = json.loads(base64.b64decode(secret["data"][".dockerconfigjson"]))
+    assert list(config["auths"]) == ["nvcr.io"]
+    entry = config["auths"]["nvcr.io"]
+    assert base64.b64decode(entry["auth"]).decode() == "$oauthtoken:nvapi-s3cr3t-key"

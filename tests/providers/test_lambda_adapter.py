@@ -212,3 +212,13 @@ def test_full_lifecycle_through_the_services(tenant, project, owner, served_lamb
     assert pod.state == PodState.RUNNING and pod.price_usd_per_hour == Decimal("0.750000")
     pod = services.pod_terminate(pod_id=str(pod.pk))
     assert pod.state == PodState.TERMINATED and inst["_state"] == "terminated"
+
+
+# --- issue 13 §2.1: a private image logs in to its own registry ------------------------------------
+
+
+def test_user_data_logs_in_to_the_image_registry(adapter, standin):
+    from tests.providers.registry_login_helpers import REGISTRY_AUTH, assert_logs_in_to_nvcr
+
+    pod = adapter.launch(_req(_offer(adapter), registry_auth=dict(REGISTRY_AUTH)))  # image: nvcr.io/nvidia/pytorch
+    assert_logs_in_to_nvcr(standin.instances[pod.external_id]["_user_data"])

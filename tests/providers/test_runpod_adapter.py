@@ -336,3 +336,28 @@ def test_client_retries_connect_timeouts_even_for_creates_and_honours_http_date_
     assert calls == ["POST", "POST"] and len(waits) == 1
     assert 18 <= exc.value.retry_after <= 20
     assert client.request("GET", "/things").status_code == 201
+
+
+# --- issue 13 §2.1: a private image logs in to its own registry ------------------------------------
+
+
+def test_private_image_gets_a_registry_credential_created_once_and_named_by_the_pod(adapter, standin):
+    from tests.providers.registry_login_helpers import PRIVATE_IMAGE, REGISTRY_AUTH
+
+    offer = _offer(adapter)
+    req = _req(offer, registry_auth=dict(REGISTRY_AUTH))
+    req.image = PRIVATE_IMAGE
+    first = adapter.launch(req)
+    (reg,) = standin.registries.values()
+    assert (reg["username"], reg["password"]) == ("$oauthtoken", "nvapi-s3cr3t-key") and "nvcr.io" in reg["name"]
+    raw = standin.pods[first.external_id]
+    assert raw["registry"] == reg["id"] and raw["image"] == PRIVATE_IMAGE
+    # the next pod reuses the credential; an interruptible one names it in podRentInterruptable
+    spot_offer = _offer(adapter, gpu_class="RTX4090", spot=True)
+    req = _req(spot_offer, tag="5f0c0000-0000-0000-0000-0000000000a2", registry_auth=dict(REGISTRY_AUTH))
+    req.image = PRIVATE_IMAGE
+    spot = adapter.launch(req)
+    assert len(standin.registries) == 1 and standin.pods[spot.external_id]["registry"] == reg["id"]
+    # a public image needs none
+    plain = adapter.launch(_req(offer, tag="5f0c0000-0000-0000-0000-0000000000a3"))
+    assert standin.pods[plain.external_id]["registry"] is None

@@ -195,3 +195,18 @@ def test_full_lifecycle_through_the_services(tenant, project, owner, served_vast
     assert pod.price_usd_per_hour == Decimal("0.350000")
     pod = services.pod_terminate(pod_id=str(pod.pk))
     assert pod.state == PodState.TERMINATED and int(pod.external_id) not in served_vast.standin.instances
+
+
+# --- issue 13 §2.1: a private image logs in to its own registry ------------------------------------
+
+
+def test_image_login_names_the_image_registry_host(adapter, standin):
+    from tests.providers.registry_login_helpers import PRIVATE_IMAGE, REGISTRY_AUTH
+
+    offer = _offer(adapter, gpu_class="A100-80", spot=False)
+    req = _req(offer, registry_auth=dict(REGISTRY_AUTH))
+    req.image = PRIVATE_IMAGE
+    pod = adapter.launch(req)
+    # the official CLI's --login form: "-u bob -p 9d8df!fd89ufZ docker.io", the host last
+    login = standin.instances[int(pod.external_id)]["_image_login"]
+    assert login == "-u $oauthtoken -p nvapi-s3cr3t-key nvcr.io"

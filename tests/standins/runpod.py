@@ -82,6 +82,7 @@ class RunPodStandIn(StandIn):
         self.utilization: dict[str, float] = {}
         self.balance_exhausted = False
         self.reject_creates_with: str | None = None
+        self.registries: dict[str, dict[str, str]] = {}
         self.route("GET", "/v2/pods", self.list_pods, op="list")
         self.route("POST", "/v2/pods", self.create_pod, op="launch")
         self.route("GET", "/v2/pods/{id}", self.get_pod, op="get")
@@ -92,6 +93,8 @@ class RunPodStandIn(StandIn):
         self.route("POST", "/graphql", self.graphql, op="graphql")
         self.billing: dict[tuple[str, str], dict[str, float]] = {}  # (pod id, UTC day) -> amounts
         self.route("GET", "/v2/billing/pods", self.pod_billing, op="billing")
+        self.route("GET", "/v2/registries", self.list_registries, op="registries")
+        self.route("POST", "/v2/registries", self.create_registry, op="registries")
 
     # --- auth and errors --------------------------------------------------------------------
     def authorized(self, request: httpx.Request) -> bool:
@@ -159,6 +162,25 @@ class RunPodStandIn(StandIn):
                                             for g in GPU_TYPES if dc in g["dcs"]]
             dcs.append(entry)
         return json_response(200, {"dataCenters": dcs})
+
+    # --- registry credentials (v2 "Registries": write-only username/password, unique name) ---
+    def list_registries(self, ctx: Ctx) -> httpx.Response:
+        return json_response(200, {"registries": [{"id": r["id"], "name": r["name"]} for r in self.registries.values()]})
+
+    def create_registry(self, ctx: Ctx) -> httpx.Response:
+        body = ctx.body if isinstance(ctx.body, dict) else {}
+        unknown = sorted(set(body) - {"name", "username", "password"})
+        missing = [k for k in ("name", "username", "password") if not isinstance(body.get(k), str) or not body.get(k)]
+        if unknown or missing:
+            return self.error(422, "", f"invalid registry: unknown {unknown}, missing {missing}")
+        if any(r["name"] == body["name"] for r in self.registries.values()):
+            return self.error(400, "", "a registry credential with this name already exists")
+        reg = {"id": f"reg_{len(self.registries) + 1:04d}", **{k: body[k] for k in ("name", "username", "password")}}
+        self.registries[reg["id"]] = reg
+        return json_response(201, {"id": reg["id"], "name": reg["name"]})
+
+    def _registry_ok(self, reg_id: Any) -> bool:
+        return reg_id in (None, "") or reg_id in self.registries
 
     # --- pods -------------------------------------------------------------------------------
     def _gpu(self, gpu_id: str) -> dict[str, Any] | None:
@@ -238,6 +260,8 @@ class RunPodStandIn(StandIn):
         gpu = self._gpu((body.get("gpu") or {}).get("id", ""))
         if gpu is None:
             return self.error(400, "", "unknown GPU type")
+        if not self._registry_ok(body.get("registry")):
+            return self.error(400, "", "registry credential not found")
         if self.balance_exhausted:
             return self.error(402, "", "insufficient balance")
         if self.reject_creates_with:
@@ -255,6 +279,7 @@ class RunPodStandIn(StandIn):
                             env=dict(body.get("env") or {}), ports=list(body.get("ports") or []),
                             disk=int(body.get("disk", 50)), args=body.get("args", ""), spot_bid=None,
                             persistent=(body.get("mounts") or {}).get("persistent"))
+        pod["registry"] = body.get("registry")
         return json_response(201, self.render(pod))
 
     def _alive(self, ctx: Ctx) -> dict[str, Any] | None:
@@ -332,6 +357,8 @@ class RunPodStandIn(StandIn):
             return json_response(200, {"errors": [{"message": CAPACITY_DETAIL}]})
         if bid < floor:
             return json_response(200, {"errors": [{"message": f"Your bid is below the minimum bid price {floor}"}]})
+        if not self._registry_ok(data.get("containerRegistryAuthId")):
+            return json_response(200, {"errors": [{"message": "container registry auth not found"}]})
         env = {e["key"]: e["value"] for e in data.get("env") or []}
         ports = [p for p in str(data.get("ports", "")).split(",") if p]
         volume = int(data.get("volumeInGb") or 0)
@@ -339,6 +366,7 @@ class RunPodStandIn(StandIn):
                             cloud=cloud, dc=dc, env=env, ports=ports, disk=int(data.get("containerDiskInGb", 50)),
                             args=str(data.get("dockerArgs", "")), spot_bid=bid,
                             persistent={"size": volume, "path": data.get("volumeMountPath", "/workspace")} if volume else None)
+        pod["registry"] = data.get("containerRegistryAuthId")
         return json_response(200, {"data": {"podRentInterruptable": {
             "id": pod["id"], "imageName": pod["image"], "env": [f"{k}={v}" for k, v in env.items()],
             "machineId": "m-" + pod["id"][:8], "machine": {"podHostId": f"{pod['id']}-64411eb2"}}}})

@@ -143,7 +143,7 @@ class VastStandIn(StandIn):
             "_ask": ask, "_created": self.now(), "_state": "running", "_intended": body.get("target_state", "running"),
             "_bid": price is not None, "_price": float(price) if price is not None else m["dph"], "_util": 83.0,
             "_label": body.get("label"), "_image": body["image"], "_env": body.get("env", ""), "_msg": "",
-            "_port": random.randint(30000, 40000),
+            "_port": random.randint(30000, 40000), "_image_login": body.get("image_login"),
         }
         return json_response(200, {"success": True, "new_contract": iid})
 
