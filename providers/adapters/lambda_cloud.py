@@ -156,11 +156,15 @@ class LambdaAdapter(RestAdapter, ProviderAdapter):
                 continue
             count = gpu_count_of(name, it.get("specs"))
             price = (Decimal(int(it.get("price_cents_per_hour", 0))) / 100).quantize(Decimal("0.01"))
+            # lambda-cloud.openapi.json, InstanceTypesItem: "regions_with_capacity_available" -- "the
+            # regions in which this instance type is available". Membership only: at least one
+            # instance can launch there now, with no level and no count. "LOW" claims no more than
+            # that (every region used to be shown HIGH); unlisted regions have no capacity.
             for region in item.get("regions_with_capacity_available") or []:
                 offers.append(OfferData(
                     gpu_class=gpu_class, gpu_count=count, region=str(region["name"]),
                     country=region_country(str(region["name"])), price_per_hour=price, currency="USD", spot=False,
-                    available=None, availability="HIGH", instance_type=name, gpu_memory_gb=memory,
+                    available=None, availability="LOW", instance_type=name, gpu_memory_gb=memory,
                     supports_volumes=("ephemeral", "network"),
                     extra={"description": it.get("description", ""), "region_description": region.get("description", "")},
                 ))

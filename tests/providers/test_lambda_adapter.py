@@ -85,6 +85,18 @@ def test_offers_normalize_count_class_region_and_cents(adapter):
     assert gpu_count_of("gpu_8x_h100_sxm5") == 8 and gpu_count_of("odd", {"gpus": 2}) == 2
 
 
+def test_availability_claims_no_more_than_the_api_says(adapter, standin):
+    """Issue 13 defect 9: GET /api/v1/instance-types (lambda-cloud.openapi.json, InstanceTypesItem)
+    only lists ``regions_with_capacity_available`` -- capacity for at least one instance, no level
+    and no count. Every listed region was shown HIGH; it is LOW (some, count unknown) now."""
+    offers = adapter.list_offers()
+    assert offers and {o.availability for o in offers} == {"LOW"}
+    assert {o.available for o in offers} == {None}
+    standin.capacity["gpu_1x_a100_sxm4"] = ["us-east-1"]
+    regions = {o.region for o in adapter.list_offers() if o.instance_type == "gpu_1x_a100_sxm4"}
+    assert regions == {"us-east-1"}
+
+
 def test_error_codes_map_to_typed_errors(adapter, standin):
     offer = _offer(adapter)
     with pytest.raises(InvalidCredentials):
