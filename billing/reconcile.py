@@ -6,6 +6,8 @@ last ``BILLING_RECONCILE_DAYS`` complete UTC days -- providers bill in UTC days 
 recent ones, so each run overwrites what it fetched before -- and stores the provider's
 figure next to ours in ``ProviderBillingDay``.
 
+An account's first run reaches ``BILLING_RECONCILE_BACKFILL_DAYS`` (default 35) back.
+
 * **Ours** = the ledger of that account for that day, in the provider's currency (the
   ledger keeps each line's native amount), so no exchange rate sits between the figures.
 * **Theirs** = what the provider charged that day for the resources our pods launched,
@@ -73,10 +75,14 @@ def threshold_pct() -> Decimal:
     return Decimal(str(getattr(settings, "BILLING_DRIFT_THRESHOLD_PCT", 2)))
 
 
-def days_to_fetch(at: datetime | None = None) -> tuple[date, date]:
-    """The last ``BILLING_RECONCILE_DAYS`` complete UTC days (today is still accruing)."""
+def days_to_fetch(at: datetime | None = None, *, first_run: bool = False) -> tuple[date, date]:
+    """The last ``BILLING_RECONCILE_DAYS`` complete UTC days (today is still accruing); an
+    account's first run goes back ``BILLING_RECONCILE_BACKFILL_DAYS`` so that the month
+    finance is closing is reconciled from the day the account is connected."""
     today = (at or clock.now()).date()
     n = max(1, int(getattr(settings, "BILLING_RECONCILE_DAYS", 3)))
+    if first_run:
+        n = max(n, int(getattr(settings, "BILLING_RECONCILE_BACKFILL_DAYS", 35)))
     return today - timedelta(days=n), today - timedelta(days=1)
 
 
@@ -134,7 +140,8 @@ def reconcile_account(*, account: ProviderAccount, first: date | None = None, la
         return []
     now = at or clock.now()
     if first is None or last is None:
-        first, last = days_to_fetch(now)
+        first_run = not ProviderBillingDay.objects.filter(provider_account=account).exists()
+        first, last = days_to_fetch(now, first_run=first_run)
     adapter = adapter_for(account)
     try:
         charges = client.fetch(adapter, first, last)

@@ -134,7 +134,8 @@ def reconciliation_rows(tenant, *, accounts: list[ProviderAccount], start: date,
         rows = by_account.get(a.pk, [])
         ours = sum((r.ours_amount for r in rows), ZERO)
         theirs = sum((r.provider_amount for r in rows), ZERO)
-        expected = max(0, (last_complete - start).days + 1)
+        # gaps since the first day fetched in the period (earlier days were never asked for)
+        expected = max(0, (last_complete - rows[0].day).days + 1) if rows else 0
         out.append({
             "account": a, "label": a.get_kind_display(), "api": True, "source": CLIENTS[a.kind][2],
             "currency": rows[0].currency if rows else "USD", "ours": ours, "provider": theirs,

@@ -211,6 +211,8 @@ PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "http://127.0.0.1:8000")
 # each daily run re-fetches this many past UTC days, since providers revise recent figures.
 BILLING_DRIFT_THRESHOLD_PCT = env_decimal("BILLING_DRIFT_THRESHOLD_PCT", "2", minimum="0")
 BILLING_RECONCILE_DAYS = env_int("BILLING_RECONCILE_DAYS", 3)
+# an account's first reconciliation reaches this far back (the month being closed)
+BILLING_RECONCILE_BACKFILL_DAYS = env_int("BILLING_RECONCILE_BACKFILL_DAYS", 35)
 
 # --- security -------------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True

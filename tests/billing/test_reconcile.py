@@ -89,6 +89,9 @@ def test_runpod_figures_match_ours_per_pod_and_foreign_pods_are_other_spend(tena
     standin.bill("podaaaaaaaaaa1", DAY.isoformat(), gpu=9.8, disk=0.2)
     standin.bill("podbbbbbbbbbb2", DAY.isoformat(), gpu=3.0)
     standin.bill("someoneelses01", DAY.isoformat(), gpu=7.25)  # launched by hand in the console
+    with clock.frozen(RUN_AT - timedelta(days=1)):
+        first_run = reconcile.reconcile_account(account=acct)  # the account's first: 35 days back
+    assert (first_run[0].day, first_run[-1].day, len(first_run)) == (date(2026, 2, 10), DAY, 35)
     with clock.frozen(RUN_AT):
         rows = reconcile.reconcile_account(account=acct)
     assert [r.day for r in rows] == [date(2026, 3, 15), DAY, date(2026, 3, 17)]
@@ -96,7 +99,8 @@ def test_runpod_figures_match_ours_per_pod_and_foreign_pods_are_other_spend(tena
     assert (row.ours_amount, row.provider_amount, row.other_amount) == (Decimal("13"), Decimal("13"), Decimal("7.25"))
     assert row.currency == "USD" and not row.drift_flagged
     assert not BudgetAlert.objects.filter(kind=BudgetAlert.Kind.DRIFT).exists()
-    (req,) = standin.requests("billing")  # one request for the whole window, in UTC days
+    backfill, req = standin.requests("billing")  # one request for each whole window, in UTC days
+    assert backfill.url.params["startTime"] == "2026-02-10T00:00:00Z"
     assert dict(req.url.params) == {"startTime": "2026-03-15T00:00:00Z", "endTime": "2026-03-18T00:00:00Z",
                                     "bucketSize": "day"}
 
@@ -148,7 +152,7 @@ def test_vast_charges_per_instance_over_pages(tenant, project, owner, served_vas
     from providers.adapters import vast_billing
 
     monkeypatch.setattr(vast_billing, "PAGE_LIMIT", 1)  # every contract on its own page
-    settings.BILLING_RECONCILE_DAYS = 1
+    settings.BILLING_RECONCILE_DAYS = settings.BILLING_RECONCILE_BACKFILL_DAYS = 1
     acct = _account(tenant, "vast", served_vast)
     _ran(tenant, project, owner, acct, price="0.40", hours=10, external_id="27000001", day=date(2026, 3, 17))  # $4
     standin = served_vast.standin
@@ -172,7 +176,7 @@ def _ce_results(moto: str, results: list[dict]) -> None:
 
 @pytest.mark.django_db
 def test_aws_cost_explorer_by_pod_tag(tenant, project, owner, moto_url, settings):
-    settings.BILLING_RECONCILE_DAYS = 2
+    settings.BILLING_RECONCILE_DAYS = settings.BILLING_RECONCILE_BACKFILL_DAYS = 2
     acct = _account(tenant, "aws", base_url=moto_url)
     pod = _ran(tenant, project, owner, acct, price="3.00", hours=4, external_id="us-east-1/i-0abc",
                day=date(2026, 3, 17))  # $12
@@ -195,7 +199,8 @@ def test_aws_cost_explorer_by_pod_tag(tenant, project, owner, moto_url, settings
 
 
 @pytest.mark.django_db
-def test_one_failing_account_does_not_stop_the_others(tenant, project, owner, served_runpod, served_vast):
+def test_one_failing_account_does_not_stop_the_others(tenant, project, owner, served_runpod, served_vast, settings):
+    settings.BILLING_RECONCILE_BACKFILL_DAYS = 0  # the three recent days only
     bad = _account(tenant, "runpod", served_runpod)
     served_runpod.standin.valid_keys = {"another-key"}
     good = _account(tenant, "vast", served_vast)

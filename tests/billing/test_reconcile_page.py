@@ -26,6 +26,7 @@ def figures(tenant, other_tenant):
     runpod = ProviderAccount.objects.create(tenant=tenant, kind="runpod", name="RunPod prod")
     aws = ProviderAccount.objects.create(tenant=tenant, kind="aws", name="AWS research")
     ProviderAccount.objects.create(tenant=tenant, kind="lambda", name="Lambda main")
+    _day(runpod, date(2026, 3, 13), "0", "0")
     _day(runpod, date(2026, 3, 16), "10.00", "11.00", flagged=True)
     _day(runpod, date(2026, 3, 17), "5.004", "5.00", other="7.25")
     _day(runpod, date(2026, 3, 1), "99.00", "1.00", flagged=True)  # outside the last 7 days
@@ -56,7 +57,7 @@ def test_finance_sees_ours_theirs_and_drift_per_account_for_the_period(client, f
     assert set(rows) == {"RunPod prod", "AWS research", "Lambda main"}  # not the other organization's
     assert "$15.00 $16.00 -1.00 (-6.3%) Drift flagged 2026-03-16: $10.00 booked vs $11.00 charged" in rows["RunPod prod"]
     assert "Also charged on this account for resources not launched here: $7.25" in rows["RunPod prod"]
-    assert "4 days not fetched yet" in rows["RunPod prod"]  # the 12th..15th; the 18th is still accruing
+    assert "2 days without the provider's figure yet" in rows["RunPod prod"]  # the 14th and 15th
     assert "$12.00 $12.00 0.00 (0.0%) Matches" in rows["AWS research"] and "estimated" in rows["AWS research"]
     assert "has no billing API: its figures cannot be reconciled here" in rows["Lambda main"]
     assert "Foreign" not in html and "2026-03-01" not in html
