@@ -32,6 +32,7 @@ from typing import Any
 from django.db import connections
 from django.db.models import Count, Min, Q
 
+from providers.adapters.image_registry import image_registry_host
 from providers.catalog import expand_countries, expand_gpu_classes
 
 SHORT_JOB_MINUTES = 7 * 24 * 60  # below about a week a monthly-billed server is a poor fit
@@ -62,6 +63,7 @@ class PlacementSpec:
     avoid: tuple[tuple[str, str], ...] = ()  # (account id, region) to leave (a move)
     pin_label: str = ""  # the pins as the user wrote them ("EU"), for messages
     instance_type: str = ""  # a custom, provider-specific type: matched exactly instead of class/count
+    registry_host: str = ""  # a private image's registry (a login is needed there), e.g. nvcr.io
 
     @property
     def allows_spot(self) -> bool:
@@ -94,6 +96,7 @@ class ProviderTraits:
     label: str = ""
     monthly_billed: bool = False
     slow_delivery: bool = False
+    private_registry: bool = True  # can log in to a private registry (ProviderInfo.private_registry)
 
 
 SpendCheck = Callable[[str, Decimal], tuple[bool, str]]
@@ -239,6 +242,9 @@ def rank_offers(offers: Iterable, spec: PlacementSpec, policy: PlacementPolicy |
             exclude(_account_name(o), f"cannot provide {' / '.join(missing)} volumes")
             continue
         traits = policy.traits.get(getattr(o, "kind", ""), ProviderTraits())
+        if spec.registry_host and not traits.private_registry:
+            exclude(_account_name(o), f"cannot log in to the private registry {spec.registry_host} to pull the image")
+            continue
         slow_monthly = (traits.monthly_billed or traits.slow_delivery or o.monthly_price is not None
                         or (o.setup_fee or 0) > 0)
         if slow_monthly and spec.short_job:
@@ -356,6 +362,7 @@ def spec_for_workload(workload, *, force_on_demand: bool = False, override: dict
         avoid=tuple(tuple(x) for x in override.get("avoid", [])),
         pin_label=", ".join(c.upper() for c in raw_countries),
         instance_type=(workload.custom_instance_type or "") if workload.gpu_class == "custom" else "",
+        registry_host=image_registry_host(workload.image) if workload.registry_credential_id else "",
     )
 
 
@@ -514,7 +521,7 @@ def policy_for(*, tenant_id, project_id=None, now: datetime, gate_factory: Calla
         if kind not in traits:
             try:
                 info = provider_info(kind)
-                traits[kind] = ProviderTraits(info.label, info.monthly_billed, info.slow_delivery)
+                traits[kind] = ProviderTraits(info.label, info.monthly_billed, info.slow_delivery, info.private_registry)
             except (KeyError, ImportError, AttributeError):
                 traits[kind] = ProviderTraits(kind)
     blocked: dict[tuple[str, str], str] = {}

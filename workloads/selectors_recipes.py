@@ -7,11 +7,12 @@ from decimal import Decimal
 
 from django.db.models import Count, Q, QuerySet
 
+from providers.adapters.image_registry import image_registry_host, normalize_host
 from providers.catalog import expand_countries, expand_gpu_classes
 from provisioner import clock
 from tenants.models import Tenant
 
-from .models import LIVE_POD_STATES, PodEvent, Recipe, Workload
+from .models import LIVE_POD_STATES, PodEvent, Recipe, RegistryCredential, Workload
 from .placement import PlacementResult, PlacementSpec, placement_for
 
 
@@ -50,6 +51,32 @@ def workload_events(workload: Workload, limit: int = 200) -> list[PodEvent]:
     return list(PodEvent.objects.filter(pod__workload=workload).select_related("pod").order_by("-at", "-id")[:limit])
 
 
+@dataclass(frozen=True)
+class RegistryLoginPreview:
+    """What the launch preview says about a private image's login (never the secret)."""
+
+    host: str  # where the image is pulled from: the login goes there
+    username: str
+    credential_name: str
+    credential_registry: str
+
+    @property
+    def mismatch(self) -> bool:
+        return bool(self.credential_registry) and self.credential_registry != self.host
+
+
+def registry_login_preview(tenant: Tenant | None, version, image: str = "") -> RegistryLoginPreview | None:
+    """The registry login a recipe version's launch will use, or None (public image)."""
+    cred_id = (version.defaults or {}).get("registry_credential_id") if version is not None else None
+    if not cred_id:
+        return None
+    cred = RegistryCredential.objects.for_tenant(tenant).filter(pk=cred_id).only("name", "registry", "username").first()
+    if cred is None:
+        return None
+    return RegistryLoginPreview(host=image_registry_host(image or version.image), username=cred.username,
+                                credential_name=cred.name, credential_registry=normalize_host(cred.registry))
+
+
 @dataclass
 class Estimate:
     result: PlacementResult
@@ -71,7 +98,7 @@ class Estimate:
 def launch_estimate(tenant: Tenant, *, project_id=None, gpu_class: str, gpu_count: int, acceptable: list[str],
                     interruption_tolerant: bool, countries: list[str], regions: list[str],
                     max_price_per_hour: Decimal | None, volume_kinds: list[str], lifecycle: str,
-                    max_duration_minutes: int | None, replicas: int) -> Estimate:
+                    max_duration_minutes: int | None, replicas: int, registry_host: str = "") -> Estimate:
     """Where a declaration would land right now and what it would cost (per hour, and for the
     maximum duration), through the same placement the launch uses."""
     spec = PlacementSpec(
@@ -79,7 +106,7 @@ def launch_estimate(tenant: Tenant, *, project_id=None, gpu_class: str, gpu_coun
         interruption_tolerant=interruption_tolerant, countries=tuple(expand_countries(countries)),
         regions=tuple(regions), max_price_per_hour=max_price_per_hour, volume_kinds=tuple(sorted(set(volume_kinds))),
         lifecycle=lifecycle, max_duration_minutes=max_duration_minutes,
-        pin_label=", ".join(c.upper() for c in countries),
+        pin_label=", ".join(c.upper() for c in countries), registry_host=registry_host,
     )
     result = placement_for(tenant_id=tenant.pk, spec=spec, now=clock.now(), project_id=project_id, limit=4)
     return Estimate(result=result, replicas=max(1, replicas), max_duration_minutes=max_duration_minutes)

@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
+from providers.adapters.image_registry import normalize_host
 from providers.catalog import expand_countries, expand_gpu_classes
 from providers.selectors import provider_accounts_for_tenant
 from provisioner import clock
@@ -54,6 +55,7 @@ def spec_from_params(params) -> PlacementSpec:
         volume_kinds=tuple(volume_kinds), lifecycle=params.get("lifecycle") or "job",
         max_duration_minutes=_int(params.get("max_duration_minutes"), None),
         pin_label=", ".join(c.upper() for c in raw_countries),
+        registry_host=normalize_host(params.get("registry_host") or "")[:253],
     )
 
 

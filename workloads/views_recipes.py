@@ -7,6 +7,8 @@ page and its HTMX fragment (``request.htmx``).
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -32,7 +34,14 @@ from .recipe_services import (
     workload_declare_and_start,
 )
 from .selectors import pod_cost_so_far
-from .selectors_recipes import launch_estimate, recipe_by_slug, recipe_search, workload_events, workloads_with_counts
+from .selectors_recipes import (
+    launch_estimate,
+    recipe_by_slug,
+    recipe_search,
+    registry_login_preview,
+    workload_events,
+    workloads_with_counts,
+)
 from .supervision import workload_relaunch, workload_stop
 
 # --- catalog -------------------------------------------------------------------------------------
@@ -90,9 +99,13 @@ def _launch(request: HttpRequest, version, recipe=None, initial=None) -> HttpRes
     has_providers = provider_accounts_for_tenant(tenant).filter(enabled=True).exists()
     preview_url = (reverse("workloads:recipe_preview", kwargs={"slug": recipe.slug}) if recipe
                    else reverse("workloads:launch_preview"))
+    placement_url = _placement_preview_url()
+    login = registry_login_preview(tenant, version)
+    if placement_url and login:  # the placement preview leaves out providers that cannot log in there
+        placement_url += "?" + urlencode({"registry_host": login.host})
     return render(request, "workloads/recipes/launch.html", {
         "form": form, "recipe": recipe, "version": version, "can_launch": can_launch, "has_providers": has_providers,
-        "preview_url": preview_url, "placement_preview_url": _placement_preview_url(),
+        "preview_url": preview_url, "placement_preview_url": placement_url,
         "icon": ICONS.get(recipe.category, "</>") if recipe else "IMG",
     })
 
@@ -131,6 +144,9 @@ def _preview(request: HttpRequest, version) -> HttpResponse:
     ctx: dict = {"form": form, "spec_text": None, "estimate": None, "placement_preview_url": _placement_preview_url()}
     if form.is_valid():
         ctx["spec_text"] = recipes.spec_as_text(recipes.spec_preview(form.spec, secret_labels(tenant)))
+    # a private image: say where the login goes, and placement leaves out providers that cannot log in
+    login = registry_login_preview(tenant, version, (form.spec or {}).get("image", ""))
+    ctx["registry_login"] = login
     d = form.cleaned_data if hasattr(form, "cleaned_data") else {}
     if d.get("gpu_class") and d.get("gpu_count") and d.get("gpu_class") != "custom":
         volumes = form.declaration.volumes if form.declaration else []
@@ -139,7 +155,8 @@ def _preview(request: HttpRequest, version) -> HttpResponse:
             acceptable=d.get("acceptable_gpu_classes") or [], interruption_tolerant=d.get("interruption_tolerant", False),
             countries=d.get("countries") or [], regions=d.get("regions") or [], max_price_per_hour=d.get("max_price_per_hour"),
             volume_kinds=[v["kind"] for v in volumes or []], lifecycle=d.get("lifecycle") or "job",
-            max_duration_minutes=d.get("max_duration_minutes"), replicas=d.get("replicas") or 1)
+            max_duration_minutes=d.get("max_duration_minutes"), replicas=d.get("replicas") or 1,
+            registry_host=login.host if login else "")
     ctx["custom_type"] = d.get("gpu_class") == "custom"
     return render(request, "workloads/recipes/partials/preview.html", ctx)
 

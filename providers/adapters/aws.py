@@ -118,6 +118,7 @@ class AwsAdapter(ProviderAdapter):
         label="AWS EC2",
         description="GPU instances (g4dn/g5/g6 and p3/p4d/p5) on EC2, on-demand or spot, in the regions you allow.",
         supports_spot=True,
+        private_registry=True,  # boot script: docker login to the image's registry
         billing_increment_seconds=1,
         minimum_charge_seconds=60,  # Linux instances: per second with a one-minute minimum
         can_stop=True,

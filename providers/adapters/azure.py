@@ -136,6 +136,7 @@ class AzureAdapter(ProviderAdapter):
         label="Microsoft Azure",
         description="GPU VMs (NC/ND/NV series) in your subscription, on-demand or Spot, priced by the Retail Prices API.",
         supports_spot=True,
+        private_registry=True,  # boot script: docker login to the image's registry
         billing_increment_seconds=60,  # per-minute billing for VMs
         credential_fields=(
             CredentialField("tenant_id", "Directory (tenant) ID", secret=False),

@@ -192,6 +192,9 @@ class ProviderInfo:
     monthly_billed: bool = False  # dedicated servers: amortized monthly price + setup fee
     slow_delivery: bool = False  # hours/days to deliver: poor fit for short jobs
     can_stop: bool = False  # stop (keep disk) distinct from terminate
+    # pulls a private image with the workload's registry credential (image_registry.RegistryLogin);
+    # placement leaves a provider without it out when the workload has a credential, and says why
+    private_registry: bool = False
     storage_billed_while_stopped: bool = False
     credential_fields: tuple[CredentialField, ...] = ()
     regions_hint: str = ""

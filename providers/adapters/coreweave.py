@@ -86,6 +86,7 @@ class CoreWeaveAdapter(KubernetesAdapter):
         description="GPU pods on your CoreWeave Kubernetes Service cluster; node pools scale up for launches, "
         "Spot node pools for interruptible work.",
         supports_spot=True,
+        private_registry=True,  # imagePullSecrets: a dockerconfigjson Secret
         billing_increment_seconds=1,
         credential_fields=(
             CredentialField("kubeconfig", "CKS kubeconfig", help="The kubeconfig of your CKS cluster (from the CoreWeave "

@@ -148,6 +148,7 @@ class KubernetesAdapter(ProviderAdapter):
         description="Your own cluster: GPU pods requesting nvidia.com/gpu, priced from an internal rate card. "
         "Upload a kubeconfig with a ServiceAccount token or client certificate.",
         supports_spot=False,
+        private_registry=True,  # imagePullSecrets: a dockerconfigjson Secret
         billing_increment_seconds=1,
         credential_fields=(
             CredentialField("kubeconfig", "Kubeconfig", help="A self-contained kubeconfig (kubectl config view --raw "

@@ -112,6 +112,7 @@ class LambdaAdapter(RestAdapter, ProviderAdapter):
         description="On-demand GPU VMs (1-8x A10, A100, H100, GH200) in US, EU and APAC regions, "
                     "billed per minute. No spot market.",
         supports_spot=False,
+        private_registry=True,  # user_data: docker login to the image's registry
         billing_increment_seconds=60,
         can_stop=False,
         credential_fields=(

@@ -131,6 +131,7 @@ class RunPodAdapter(RestAdapter, ProviderAdapter):
         description="GPU pods in 30+ data centres (secure and community cloud), per-second billing, "
                     "interruptible (spot) pods by bid, live GPU telemetry.",
         supports_spot=True,
+        private_registry=True,  # a RunPod registry credential named by the pod
         billing_increment_seconds=1,
         can_stop=True,
         storage_billed_while_stopped=True,

@@ -84,6 +84,7 @@ class SandboxAdapter(ProviderAdapter):
         description="Simulated GPU cloud: realistic prices in 7 regions across 6 countries, "
         "spot and on-demand, pods that boot and report GPU utilization. No credentials.",
         supports_spot=True,
+        private_registry=True,  # simulated
         billing_increment_seconds=1,
         can_stop=True,
         storage_billed_while_stopped=True,

@@ -104,6 +104,7 @@ class VastAdapter(RestAdapter, ProviderAdapter):
         description="Marketplace of community and datacenter GPU hosts in 40+ countries; cheapest "
                     "prices, on-demand or interruptible by bid, per-second billing.",
         supports_spot=True,
+        private_registry=True,  # image_login: '-u user -p pass host'
         billing_increment_seconds=1,
         can_stop=True,
         storage_billed_while_stopped=True,

@@ -127,3 +127,21 @@ def test_move_avoids_current_place():
     spec = PlacementSpec(gpu_classes=("H100",), gpu_count=1, avoid=(("a1", "EU-RO-1"),))
     r = rank_offers([here, there], spec)
     assert r.chosen.offer is there
+
+
+def test_private_image_leaves_out_providers_that_cannot_log_in_and_says_so():
+    """Issue 13 §2.1: a provider without a registry login is excluded (and named) when the
+    workload's image needs one; a public image may still go there."""
+    from providers.adapters.registry import ADAPTERS, provider_info
+
+    server = offer(account="h1", name="Hetzner Robot", kind="hetzner", price="1.00")
+    cloud = offer(account="a1", name="RunPod", price="2.00")
+    traits = {"hetzner": ProviderTraits("Hetzner", private_registry=False), "runpod": ProviderTraits("RunPod")}
+    private = PlacementSpec(gpu_classes=("H100",), gpu_count=1, registry_host="nvcr.io")
+    r = rank_offers([server, cloud], private, PlacementPolicy(traits=traits))
+    assert r.chosen.offer is cloud
+    assert "Hetzner Robot: cannot log in to the private registry nvcr.io to pull the image" in [str(e) for e in r.exclusions]
+    assert rank_offers([server, cloud], SPEC, PlacementPolicy(traits=traits)).chosen.offer is server
+    # the facts the policy reads: every provider that runs containers logs in, Hetzner does not (yet)
+    cannot = sorted(kind for kind in ADAPTERS if not provider_info(kind).private_registry)
+    assert cannot == ["hetzner"]

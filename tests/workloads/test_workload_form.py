@@ -249,3 +249,34 @@ def test_workload_list_query_count_is_constant(catalog, dev_client, tenant, proj
     with CaptureQueriesContext(connection) as many:
         dev_client.get(reverse("workloads:workload_list"))
     assert len(many) == len(few), [q["sql"][:150] for q in many.captured_queries]
+
+
+@pytest.mark.django_db
+def test_private_image_preview_names_the_login_and_placement_leaves_out_providers_without_one(dev_client, tenant):
+    """Issue 13 §2.1: the launch preview says where the registry login goes; the placement
+    preview excludes, with the reason, a provider that cannot log in to a private registry."""
+    from decimal import Decimal
+
+    from providers.models import Offer, ProviderAccount
+    from provisioner import clock
+
+    data = {"name": "NGC trainer", "slug": "ngc-trainer", "category": "training", "image": "nvcr.io/acme/trainer:1.0",
+            "ngc_api_key": "nvapi-SECRET-KEY", "command": "python train.py", "args": "", "env": "", "ports": "",
+            "volumes": "", "parameters": "[]", "gpu_class": "A10", "gpu_count": "1", "min_gpu_count": "1",
+            "max_gpu_count": "2", "lifecycle": "service"}
+    assert dev_client.post(reverse("workloads:recipe_author"), data).status_code == 302
+    page = dev_client.get(reverse("workloads:recipe_launch", kwargs={"slug": "ngc-trainer"})).content.decode()
+    assert "registry_host=nvcr.io" in page  # the placement preview is asked with the login's host
+    frag = dev_client.get(reverse("workloads:recipe_preview", kwargs={"slug": "ngc-trainer"}),
+                          {"gpu_class": "A10", "gpu_count": "1"}).content.decode()
+    assert 'id="registry-login"' in frag and "<strong>nvcr.io</strong>" in frag and "$oauthtoken" in frag
+    assert "nvapi-SECRET-KEY" not in frag
+
+    robot = ProviderAccount.objects.create(tenant=tenant, kind="hetzner", name="Robot FSN", credentials={}, settings={})
+    Offer.objects.create(provider_account=robot, tenant=tenant, kind="hetzner", gpu_class="A10", gpu_count=1, region="FSN1",
+                         country="DE", price_per_hour=Decimal("0.40"), price_usd_per_hour=Decimal("0.40"), fetched_at=clock.now())
+    params = {"gpu_class": "A10", "gpu_count": "1", "lifecycle": "service"}
+    private = dev_client.get(reverse("workloads:placement_preview"), {**params, "registry_host": "nvcr.io"}).content.decode()
+    assert "Robot FSN: cannot log in to the private registry nvcr.io to pull the image" in private
+    public = dev_client.get(reverse("workloads:placement_preview"), params).content.decode()
+    assert "cannot log in" not in public and "Robot FSN" in public
