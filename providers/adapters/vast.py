@@ -14,6 +14,22 @@ Interruption: an outbid interruptible instance is paused (``actual_status`` leav
 again; there is no notice. We report that as REMOTE_INTERRUPTED -- the pod is replaced, and
 reconciliation destroys the paused contract if it comes back.
 
+Request shapes where the spec and the official SDK disagree (evidence: tests/contract/
+test_vast_sdk.py captures what ``vastai`` 1.9.1 sends; spec = vastai.openapi.yaml). We follow the
+SDK, the code every CLI user runs against the real API:
+
+* ``env`` of ``PUT /api/v0/asks/{id}``: the spec types it as a Docker-flag string ("-e K=V -p
+  8000:8000"); the SDK sends an object (vastai/api/instances.py build_create_instance_payload, via
+  vastai/utils.py parse_env: ``{"K": "V", "-p 8000:8000": "1"}``). We send the object: the string
+  form cannot carry a value with a space (parse_env turns "-e 'K=a b'" into the key "'K").
+* ``type`` of ``POST /api/v0/bundles``: spec enum "ondemand"/"bid"/"reserved"; the SDK sends
+  "on-demand" (vastai/api/offers.py search_offers, default ``offer_type``) or "bid". We send the
+  SDK's "on-demand".
+* ``allocated_storage`` of the search: both send it (spec: "Storage allocation size in GB",
+  default 8; SDK: ``storage``, "Amount of storage to use for pricing", default 5). An offer's
+  ``dph_total`` includes its storage, so we price offers for the disk a launch gets by default
+  (``settings["disk_gb"]``, 50 GB like LaunchRequest.disk_gb).
+
 Rate limits are per endpoint and identity with no published numbers and no ``Retry-After``;
 429 bodies are ``{"detail": "API requests too frequent ..."}`` (sometimes plain text). The
 client backs off exponentially. Region pinning = picking an offer in that country.
@@ -24,7 +40,6 @@ from __future__ import annotations
 
 import functools
 import json
-import shlex
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -60,6 +75,7 @@ from .image_registry import registry_login, vast_image_login
 
 LABEL_PREFIX = f"{TAG_KEY}-"
 DEFAULT_COUNTS = (1, 2, 4, 8)
+DEFAULT_DISK_GB = 50  # LaunchRequest.disk_gb's default: offers are priced for the disk launches get
 SEARCH_LIMIT = 512
 PAGE = 25
 
@@ -134,7 +150,7 @@ class VastAdapter(RestAdapter, ProviderAdapter):
         body: dict[str, Any] = {
             "limit": int(self.settings.get("search_limit", SEARCH_LIMIT)), "type": kind,
             "verified": {"eq": True}, "rentable": {"eq": True}, "rented": {"eq": False},
-            "num_gpus": {"in": counts},
+            "num_gpus": {"in": counts}, "allocated_storage": float(self.settings.get("disk_gb", DEFAULT_DISK_GB)),
         }
         if self.settings.get("min_reliability"):
             body["reliability"] = {"gte": float(self.settings["min_reliability"])}
@@ -143,7 +159,7 @@ class VastAdapter(RestAdapter, ProviderAdapter):
 
     def list_offers(self) -> list[OfferData]:
         offers: list[OfferData] = []
-        kinds = ("ondemand", "bid") if self.settings.get("spot", True) else ("ondemand",)
+        kinds = ("on-demand", "bid") if self.settings.get("spot", True) else ("on-demand",)
         searches = run_concurrently([functools.partial(self._search, kind) for kind in kinds])
         for kind, found in zip(kinds, searches, strict=True):
             # One offer per (class, count, country): the cheapest machine, with how many match.
@@ -178,8 +194,9 @@ class VastAdapter(RestAdapter, ProviderAdapter):
             return existing
         if not request.instance_type.isdigit():
             raise PermanentError(f"Vast.ai needs an offer id to rent, got {request.instance_type!r}")
-        env = " ".join([*(f"-e {shlex.quote(f'{k}={v}')}" for k, v in request.env.items()),
-                        *(f"-p {int(p['port'])}:{int(p['port'])}" for p in request.ports)])
+        # the SDK's object form (see the module docstring): variables, then "-p H:C" port keys
+        env = {str(k): str(v) for k, v in request.env.items()}
+        env.update({f"-p {int(p['port'])}:{int(p['port'])}": "1" for p in request.ports})
         body: dict[str, Any] = {"image": request.image, "label": label, "disk": float(request.disk_gb),
                                 "target_state": "running", "cancel_unavail": True}
         if env:

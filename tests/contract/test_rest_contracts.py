@@ -33,7 +33,8 @@ from .validator import check_all, check_exchange
 
 RUNPOD_SPEC = "runpod-rest-v2.openapi.json"
 LAMBDA_SPEC = "lambda-cloud.openapi.json"
-VAST_SPEC = "vastai.openapi.yaml"
+# the spec amended where the official SDK sends otherwise (env object, type "on-demand"): validator.VARIANTS
+VAST_SPEC = "vastai.openapi.yaml+sdk"
 
 
 def _request(offer, tag="0b7c1d2e-aaaa-bbbb-cccc-000000000001", **kw) -> LaunchRequest:

@@ -76,7 +76,8 @@ def test_offers_normalize_and_keep_the_cheapest_per_class_country(adapter, stand
     assert spot.price_per_hour == Decimal("9.500000")  # type=bid quotes the minimum bid
     assert not [o for o in offers if "1080" in o.extra.get("geolocation", "") or o.country == "PL"]  # unknown GPU
     body = json.loads(standin.requests("offers")[0].content)
-    assert body["num_gpus"] == {"in": [1, 2, 4, 8]} and body["type"] == "ondemand"
+    assert body["num_gpus"] == {"in": [1, 2, 4, 8]} and body["type"] == "on-demand"  # the official SDK's spelling
+    assert body["allocated_storage"] == 50.0  # offers priced for the disk a launch gets
 
 
 def test_errors_are_typed(adapter, standin, waits):
@@ -116,7 +117,7 @@ def test_launch_by_label_is_idempotent_and_sends_the_bid(adapter, standin):
     assert adapter.launch(_req(offer)).external_id == pod.external_id and len(standin.instances) == 1
     create = json.loads(standin.requests("launch")[0].content)
     assert create["label"] == LABEL_PREFIX + TAG and create["price"] == 0.55
-    assert create["env"] == "-e 'A=1 2' -p 8000:8000" and create["runtype"] == "args"
+    assert create["env"] == {"A": "1 2", "-p 8000:8000": "1"} and create["runtype"] == "args"  # the SDK's object form
     assert create["args"] == ["python", "serve.py"] and create["cancel_unavail"] is True
     assert pod.state == REMOTE_RUNNING and pod.tag == TAG and pod.connection["ssh"].startswith("ssh -p ")
 

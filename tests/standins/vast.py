@@ -1,6 +1,6 @@
 """Vast.ai stand-in, built from ``vastai.openapi.yaml``.
 
-Speaks ``POST /api/v0/bundles`` (operator-object filters, ``type`` ondemand/bid),
+Speaks ``POST /api/v0/bundles`` (operator-object filters, ``type`` on-demand/ondemand/bid),
 ``PUT /api/v0/asks/{id}`` (create; ``price`` = bid), ``GET/PUT/DELETE /api/v0/instances/{id}``
 and ``GET /api/v1/instances`` (keyset pages, ``select_filters``). Errors follow the spec:
 ``{"success": false, "error", "msg"}``; 429 is ``{"detail": "API requests too frequent ..."}``
@@ -42,6 +42,10 @@ MACHINES: list[dict[str, Any]] = [
     {"id": 4100401, "gpu_name": "Tesla T4", "num_gpus": 1, "gpu_ram": 15360, "dph": 0.12, "min_bid": 0.05, "geo": "Japan, JP", "rel": 0.98},
     {"id": 4100501, "gpu_name": "GTX 1080 Ti", "num_gpus": 1, "gpu_ram": 11264, "dph": 0.08, "min_bid": 0.03, "geo": "Poland, PL", "rel": 0.97},
 ]
+
+
+SEARCH_TYPES = {"ondemand", "on-demand", "bid", "reserved"}
+RUNTYPES = {"ssh", "jupyter", "args", "ssh_proxy", "ssh_direct", "jupyter_proxy", "jupyter_direct"}
 
 
 class VastStandIn(StandIn):
@@ -104,6 +108,11 @@ class VastStandIn(StandIn):
 
     def search(self, ctx: Ctx) -> httpx.Response:
         q = ctx.body if isinstance(ctx.body, dict) else {}
+        # "ondemand" is the spec's enum, "on-demand" what the official SDK sends: both are Vast's own
+        if q.get("type", "on-demand") not in SEARCH_TYPES:
+            return self.error(400, "invalid_args", f"type must be one of {sorted(SEARCH_TYPES)}")
+        if "allocated_storage" in q and not isinstance(q["allocated_storage"], int | float):
+            return self.error(400, "invalid_args", "allocated_storage must be a number (GB)")
         bid = q.get("type") == "bid"
         offers = []
         for m in self.machines.values():
@@ -124,6 +133,9 @@ class VastStandIn(StandIn):
         body = ctx.body if isinstance(ctx.body, dict) else {}
         if not body.get("image"):
             return self.error(400, "invalid_args", "image is required")
+        refused = self._refused_create(body)
+        if refused:
+            return self.error(400, "invalid_args", refused)
         m = self.machines.get(ask)
         if ctx.fault and ctx.fault.kind == "capacity":
             return self.error(410, "offer_unavailable", "Offer is no longer available", )
@@ -146,6 +158,26 @@ class VastStandIn(StandIn):
             "_port": random.randint(30000, 40000), "_image_login": body.get("image_login"),
         }
         return json_response(200, {"success": True, "new_contract": iid})
+
+    @staticmethod
+    def _refused_create(body: dict[str, Any]) -> str:
+        """What PUT /api/v0/asks/{id} refuses (vastai.openapi.yaml request schema; ``env`` also as
+        the object the official SDK sends)."""
+        env = body.get("env")
+        if env is not None and not isinstance(env, str | dict):
+            return "env must be a string of Docker flags or an object"
+        if isinstance(env, dict) and not all(isinstance(v, str) for v in env.values()):
+            return "env values must be strings"
+        if body.get("runtype") is not None and body["runtype"] not in RUNTYPES:
+            return f"runtype must be one of {sorted(RUNTYPES)}"
+        if body.get("target_state") is not None and body["target_state"] not in ("running", "stopped"):
+            return "target_state must be running or stopped"
+        price = body.get("price")
+        if price is not None and not (isinstance(price, int | float) and 0.001 <= price <= 128.0):
+            return "price must be a number between 0.001 and 128"
+        if body.get("args") is not None and not (isinstance(body["args"], list) and all(isinstance(a, str) for a in body["args"])):
+            return "args must be a list of strings"
+        return ""
 
     def render(self, iid: int) -> dict[str, Any]:
         inst = self.instances[iid]
