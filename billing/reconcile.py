@@ -17,8 +17,9 @@ An account's first run reaches ``BILLING_RECONCILE_BACKFILL_DAYS`` (default 35) 
   compared in whole cents (half-up, the house rounding): a day drifts when they differ by a
   cent or more and by more than ``BILLING_DRIFT_THRESHOLD_PCT`` % of the provider's figure
   (any difference when the provider charged nothing). A drifting day alerts once per account
-  and day -- in-app, by e-mail to owners, admins and finance, and to the organization's budget
-  webhooks (event ``billing.drift``) -- even when a later re-fetch revises it.
+  and day once it is settled (``settled``: yesterday's figure may still be arriving) --
+  in-app, by e-mail to owners, admins and finance, and to the organization's budget webhooks
+  (event ``billing.drift``) -- even when a later re-fetch revises it.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from .selectors import day_start
 
 logger = logging.getLogger(__name__)
 CENT = Decimal("0.01")
+ALERT_AFTER_DAYS = 2  # a day alerts from its second re-fetch on: the first may precede the provider's figure
 ZERO = Decimal(0)
 
 
@@ -84,6 +86,16 @@ def days_to_fetch(at: datetime | None = None, *, first_run: bool = False) -> tup
     if first_run:
         n = max(n, int(getattr(settings, "BILLING_RECONCILE_BACKFILL_DAYS", 35)))
     return today - timedelta(days=n), today - timedelta(days=1)
+
+
+def settled(day: date, at: datetime | None = None) -> bool:
+    """Has the day been closed long enough to alert on? Providers post a day's charges with a
+    delay (Cost Explorer refreshes up to every 24 hours), so yesterday's figure may be partial:
+    it shows on the page as provisional and alerts once it is ``ALERT_AFTER_DAYS`` old (never
+    later than the last day each run fetches)."""
+    today = (at or clock.now()).date()
+    wait = min(ALERT_AFTER_DAYS, max(1, int(getattr(settings, "BILLING_RECONCILE_DAYS", 3))))
+    return day <= today - timedelta(days=wait)
 
 
 def _ours(account: ProviderAccount, day: date, currency: str) -> Decimal:
@@ -152,7 +164,7 @@ def reconcile_account(*, account: ProviderAccount, first: date | None = None, la
     rows = []
     for day_charges in charges:
         row, flagged = _store(account, day_charges, client.match, now)
-        if flagged:
+        if flagged and settled(row.day, now):
             drift_alert(account=account, row=row)
         rows.append(row)
     return rows

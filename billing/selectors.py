@@ -114,7 +114,7 @@ def reconciliation_rows(tenant, *, accounts: list[ProviderAccount], start: date,
     from providers.adapters.billing import CLIENTS
 
     from .models import ProviderBillingDay
-    from .reconcile import drift_pct
+    from .reconcile import drift_pct, settled
 
     today = today or clock.now().date()
     last_complete = min(end, today - timedelta(days=1))
@@ -125,6 +125,7 @@ def reconciliation_rows(tenant, *, accounts: list[ProviderAccount], start: date,
             .order_by("day"))
     by_account: dict = {}
     for d in days:
+        d.provisional = not settled(d.day, datetime.combine(today, time.min, tzinfo=UTC))  # not alerted yet
         by_account.setdefault(d.provider_account_id, []).append(d)
     out = []
     for a in accounts:

@@ -139,12 +139,14 @@ def test_late_figures_are_refetched_and_replace_the_earlier_ones(tenant, project
         reconcile.reconcile_account(account=acct)  # RunPod has not booked the 16th yet
     first = ProviderBillingDay.objects.get(provider_account=acct, day=DAY)
     assert first.provider_amount == 0 and first.drift_flagged
+    assert not BudgetAlert.objects.filter(kind=BudgetAlert.Kind.DRIFT).exists()  # yesterday: not settled, no alarm
     served_runpod.standin.bill("podaaaaaaaaaa1", DAY.isoformat(), gpu=10.0)
     with clock.frozen(RUN_AT):
         reconcile.reconcile_account(account=acct)
     row = ProviderBillingDay.objects.get(provider_account=acct, day=DAY)
     assert row.provider_amount == Decimal("10") and not row.drift_flagged
     assert row.first_fetched_at == first.first_fetched_at and row.fetched_at == RUN_AT
+    assert not BudgetAlert.objects.filter(kind=BudgetAlert.Kind.DRIFT).exists() and not mail.outbox
 
 
 @pytest.mark.django_db
@@ -181,13 +183,15 @@ def test_aws_cost_explorer_by_pod_tag(tenant, project, owner, moto_url, settings
     pod = _ran(tenant, project, owner, acct, price="3.00", hours=4, external_id="us-east-1/i-0abc",
                day=date(2026, 3, 17))  # $12
     usd = lambda amount: {"UnblendedCost": {"Amount": amount, "Unit": "USD"}}  # noqa: E731
-    _ce_results(moto_url, [{"ResultsByTime": [
-        {"TimePeriod": {"Start": "2026-03-16", "End": "2026-03-17"}, "Total": {}, "Groups": [], "Estimated": False},
-        {"TimePeriod": {"Start": "2026-03-17", "End": "2026-03-18"}, "Total": {}, "Estimated": True, "Groups": [
-            {"Keys": [f"provisioner:pod${pod.pk}"], "Metrics": usd("12.9")},
-            {"Keys": ["provisioner:pod$"], "Metrics": usd("40.123")},
-        ]},
-    ], "DimensionValueAttributes": []}])
+    the_17th = {"TimePeriod": {"Start": "2026-03-17", "End": "2026-03-18"}, "Total": {}, "Estimated": True, "Groups": [
+        {"Keys": [f"provisioner:pod${pod.pk}"], "Metrics": usd("12.9")},
+        {"Keys": ["provisioner:pod$"], "Metrics": usd("40.123")}]}
+    _ce_results(moto_url, [  # moto answers queued results in order, one per distinct request
+        {"ResultsByTime": [{"TimePeriod": {"Start": "2026-03-16", "End": "2026-03-17"}, "Total": {}, "Groups": [],
+                            "Estimated": False}, the_17th], "DimensionValueAttributes": []},
+        {"ResultsByTime": [the_17th, {"TimePeriod": {"Start": "2026-03-18", "End": "2026-03-19"}, "Total": {},
+                                      "Groups": [], "Estimated": True}], "DimensionValueAttributes": []},
+    ])
     with clock.frozen(RUN_AT):
         rows = reconcile.reconcile_account(account=acct)
     empty, day = rows
@@ -195,7 +199,11 @@ def test_aws_cost_explorer_by_pod_tag(tenant, project, owner, moto_url, settings
         (date(2026, 3, 16), 0, 0, False)
     assert (day.provider_amount, day.other_amount, day.ours_amount) == (Decimal("12.9"), Decimal("40.123"), Decimal("12"))
     assert day.estimated and day.drift_flagged  # 12.00 vs 12.90: -7 %
-    assert BudgetAlert.objects.filter(kind=BudgetAlert.Kind.DRIFT, provider_account=acct).count() == 1
+    assert not BudgetAlert.objects.filter(kind=BudgetAlert.Kind.DRIFT).exists()  # the 17th is not settled on the 18th
+    with clock.frozen(RUN_AT + timedelta(days=1)):
+        reconcile.reconcile_account(account=acct)  # re-fetched on the 19th: still drifting, now it alerts
+    (alert,) = BudgetAlert.objects.filter(kind=BudgetAlert.Kind.DRIFT, provider_account=acct)
+    assert alert.period_start == datetime(2026, 3, 17, tzinfo=UTC) and "AWS EC2 charged $12.90" in alert.message
 
 
 @pytest.mark.django_db

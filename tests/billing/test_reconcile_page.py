@@ -79,3 +79,15 @@ def test_spend_page_loads_the_card_after_the_page(client, finance, figures):
     with clock.frozen(NOW):
         html = client.get("/spend/?range=7d").content.decode()
     assert 'hx-get="/spend/reconciliation/?range=7d' in html
+
+
+@pytest.mark.django_db
+def test_yesterdays_drift_shows_as_provisional_until_it_settles(client, finance, tenant):
+    vast = ProviderAccount.objects.create(tenant=tenant, kind="vast", name="Vast spot")
+    _day(vast, date(2026, 3, 16), "4.00", "5.00", flagged=True)
+    _day(vast, date(2026, 3, 17), "4.00", "2.00", flagged=True)
+    client.force_login(finance)
+    with clock.frozen(NOW):
+        row = _rows(client.get("/spend/reconciliation/?range=7d").content.decode())["Vast spot"]
+    assert "2026-03-16: $4.00 booked vs $5.00 charged;" in row  # settled: alerted
+    assert "2026-03-17: $4.00 booked vs $2.00 charged (provisional" in row
