@@ -16,6 +16,7 @@ from django.db import connections, transaction
 from django.db.models import Case, F, Value, When
 
 from provisioner import clock
+from provisioner.logfilter import scrub_stored_error
 from provisioner.security import register_secret
 from tenants.audit import audit_record
 from tenants.models import Tenant
@@ -186,7 +187,7 @@ def capacity_store_many(*, results: list[tuple[ProviderAccount, PollResult]]) ->
         for account, result in failed:
             kept = Offer.objects.filter(provider_account_id=account.pk).update(stale=True)
             ProviderAccount.objects.filter(pk=account.pk).update(
-                last_polled_at=now, last_error=result.error[:2000], health=Health.STALE if kept else Health.ERROR,
+                last_polled_at=now, last_error=scrub_stored_error(result.error, account.credentials)[:2000], health=Health.STALE if kept else Health.ERROR,
                 consecutive_failures=F("consecutive_failures") + 1)
         if good:
             # every tenant's rates in one query, and none when all offers are in USD

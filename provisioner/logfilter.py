@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Iterable
+from typing import Any
 
 _known_secrets: set[str] = set()
 _lock = threading.Lock()
@@ -24,14 +26,51 @@ def register_secret(value: str) -> None:
             _known_secrets.add(value)
 
 
-def redact(text: str) -> str:
-    for secret in sorted(_known_secrets, key=len, reverse=True):
+# Strings that look like credentials even when we never saw them decrypted: vendor prefixes
+# (OpenAI/Anthropic-style sk-, Hugging Face hf_, GitHub gh?_, NVIDIA nvapi-, RunPod rpa_, AWS access key
+# ids AKIA/ASIA), JWTs, and any long mixed-case alphanumeric run with a digit (random API keys are
+# base62; UUIDs and hex digests are single-case, so ids in messages survive).
+_TOKEN_LIKE = re.compile(
+    r"\b(?:sk-[A-Za-z0-9_\-]{16,}|hf_[A-Za-z0-9]{16,}|gh[pousr]_[A-Za-z0-9]{20,}|nvapi-[A-Za-z0-9_\-]{16,}"
+    r"|rpa_[A-Za-z0-9]{16,}|(?:AKIA|ASIA)[0-9A-Z]{16}|eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]+"
+    r"|(?=[A-Za-z0-9_=\-]*[0-9])(?=[A-Za-z0-9_=\-]*[a-z])(?=[A-Za-z0-9_=\-]*[A-Z])[A-Za-z0-9_=\-]{32,})")
+
+
+def redact(text: str, extra_secrets: Iterable[str] = ()) -> str:
+    """``text`` without any secret value we know of (decrypted in this process, or passed in
+    ``extra_secrets``), key=value pairs that name a secret, and token-looking strings."""
+    known = set(_known_secrets)
+    known.update(s for s in extra_secrets if isinstance(s, str) and len(s) >= 6)
+    for secret in sorted(known, key=len, reverse=True):
         if secret in text:
             text = text.replace(secret, "[REDACTED]")
     text = _PATTERNS[0].sub(lambda m: m.group(1) + "[REDACTED]", text)
     for pat in _PATTERNS[1:]:
         text = pat.sub(lambda m: m.group(1) + "[REDACTED]", text)
-    return text
+    return _TOKEN_LIKE.sub("[REDACTED]", text)
+
+
+def secret_values(credentials: Any) -> list[str]:
+    """Every string inside a credentials structure (dicts, lists, key files split into words)."""
+    out: list[str] = []
+    stack = [credentials]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif isinstance(item, str) and item:
+            out.append(item)
+            if "\n" in item:
+                out.extend(w.strip("'\"") for w in item.split() if len(w) >= 20)
+    return out
+
+
+def scrub_stored_error(text: str, credentials: Any = None) -> str:
+    """What an error text may be stored (and so shown) as: secrets scrubbed, not only from logs
+    (issue 16 §5: a provider error echoing the API key was rendered to every role)."""
+    return redact(text or "", secret_values(credentials) if credentials else ())
 
 
 class RedactSecretsFilter(logging.Filter):

@@ -34,6 +34,7 @@ from providers.adapters.base import (
     TransientError,
 )
 from provisioner import clock
+from provisioner.logfilter import redact
 
 from . import calls
 from .models import LaunchAttempt, LaunchBlock, Pod, PodState
@@ -81,6 +82,8 @@ def launch_request(pod: Pod, offer) -> LaunchRequest:
         # recipe secret references are resolved here, and only here; plus the in-pod GPU agent's
         # heartbeat URL and a fresh per-pod token (each attempt's token replaces the previous one)
         env={**launch_env(w), **agent_launch_env(pod=pod)},
+        env_refs={k: v["secret_ref"] for k, v in (spec.get("env") or {}).items()
+                  if isinstance(v, dict) and v.get("secret_ref")},
         ports=list(w.ports or spec.get("ports", [])), volumes=list(w.volumes or []),
         public_ingress=w.public_ingress, registry_auth=registry_auth(w),
     )
@@ -149,7 +152,7 @@ def find_tagged(adapter, tag: str, *, timeout: float) -> RemotePod | None:
 
 def _record(pod: Pod, offer, outcome: str, message: str, started: float) -> None:
     LaunchAttempt.objects.create(tenant_id=pod.tenant_id, pod=pod, provider_account_id=offer.provider_account_id,
-                                 region=offer.region, outcome=outcome, message=message[:300],
+                                 region=offer.region, outcome=outcome, message=redact(message)[:300],
                                  duration_ms=int((time.monotonic() - started) * 1000), at=clock.now())
     minutes = BLOCK_MINUTES.get(outcome)
     if minutes:

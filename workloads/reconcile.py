@@ -29,6 +29,7 @@ from django.db.models import Q
 from providers.adapters.base import REMOTE_TERMINATED, NotFound, ProviderError, RemotePod
 from providers.models import ProviderAccount
 from provisioner import clock
+from provisioner.logfilter import redact
 
 from . import calls
 from .failover import short_error, total_seconds
@@ -64,7 +65,7 @@ def _record(account: ProviderAccount, external_id: str, tag: str, action: str, m
         with transaction.atomic():
             ReconcileAction.objects.create(tenant_id=account.tenant_id, provider_account=account,
                                            external_id=external_id, tag=tag, action=action,
-                                           message=message[:300], verified=verified, at=clock.now())
+                                           message=redact(message)[:300], verified=verified, at=clock.now())
         return True
     except IntegrityError:
         return False

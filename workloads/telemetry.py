@@ -38,6 +38,7 @@ from providers.services import adapter_for
 from provisioner import clock
 from provisioner.env import env_int
 from provisioner.inputs import bad_text_reason
+from provisioner.logfilter import redact
 
 from .models import Pod, PodState, UtilizationSample
 
@@ -327,7 +328,7 @@ def heartbeat_record(*, pod: Pod, beat: Heartbeat) -> int:
     """Store an authenticated agent heartbeat. Returns the number of samples stored."""
     now = clock.now()
     return samples_ingest(pod=pod, samples=beat.gpus, source=SOURCE_AGENT, at=now,
-                          pod_updates={"last_heartbeat_at": now, "agent_error": beat.error[:300]})
+                          pod_updates={"last_heartbeat_at": now, "agent_error": redact(beat.error)[:300]})
 
 
 # --- provider metrics -----------------------------------------------------------------------

@@ -11,6 +11,7 @@ from typing import Any
 from django.db import transaction
 
 from provisioner import clock
+from provisioner.logfilter import redact
 
 from .models import FINAL_POD_STATES, LIVE_POD_STATES, Lifecycle, Pod, PodEvent, PodState, Workload
 
@@ -25,8 +26,11 @@ _TIMESTAMP_FOR = {
 
 
 def pod_event(pod: Pod, kind: str, message: str, **data: Any) -> PodEvent:
-    """Record one decision or transition about a pod, in words a user understands."""
-    return PodEvent.objects.create(pod=pod, tenant_id=pod.tenant_id, at=clock.now(), kind=kind, message=message[:500], data=data)
+    """Record one decision or transition about a pod, in words a user understands. Provider
+    errors quoted here are shown on the pod page: secrets are scrubbed before saving."""
+    data = {k: redact(v) if isinstance(v, str) else v for k, v in data.items()}
+    return PodEvent.objects.create(pod=pod, tenant_id=pod.tenant_id, at=clock.now(), kind=kind,
+                                   message=redact(message)[:500], data=data)
 
 
 def pod_transition(pod: Pod, new_state: str, message: str, *, expect: tuple[str, ...] | None = None,
@@ -37,6 +41,8 @@ def pod_transition(pod: Pod, new_state: str, message: str, *, expect: tuple[str,
     """
     now = clock.now()
     updates: dict[str, Any] = {"state": new_state, "updated_at": now, **(fields or {})}
+    if isinstance(updates.get("state_reason"), str):
+        updates["state_reason"] = redact(updates["state_reason"])[:300]
     ts = _TIMESTAMP_FOR.get(new_state)
     if ts and not getattr(pod, ts):
         updates.setdefault(ts, now)

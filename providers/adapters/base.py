@@ -123,6 +123,9 @@ class LaunchRequest:
     command: list[str] = field(default_factory=list)
     args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    # env keys whose value is a resolved tenant secret -> the secret's reference ("secret:<id>"):
+    # anything that keeps a copy of the request (the Sandbox) keeps the reference, never the value
+    env_refs: dict[str, str] = field(default_factory=dict)
     ports: list[dict[str, Any]] = field(default_factory=list)  # {"port": 8888, "protocol": "http"}
     volumes: list[dict[str, Any]] = field(default_factory=list)  # {"kind","size_gb","mount_path"}
     disk_gb: int = 50

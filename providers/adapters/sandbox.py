@@ -77,6 +77,13 @@ def _unit(*parts: Any) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
+
+def _stored_env(request: LaunchRequest) -> dict[str, Any]:
+    """What the simulated cloud keeps of the launch env: plain values as given, secret values as
+    their reference (issue 16 §5), and nothing of the agent's per-pod token."""
+    return {k: ({"secret_ref": request.env_refs[k]} if k in request.env_refs else v)
+            for k, v in request.env.items() if not k.startswith("AGENT_")}
+
 class SandboxAdapter(ProviderAdapter):
     info = ProviderInfo(
         kind="sandbox",
@@ -173,7 +180,7 @@ class SandboxAdapter(ProviderAdapter):
             account_id=self.account_id, external_id=ext, tag=request.tag,
             spec={"name": request.name, "image": request.image, "gpu_class": request.gpu_class,
                   "gpu_count": request.gpu_count, "region": request.region, "spot": request.spot,
-                  "ports": request.ports, "env": {k: v for k, v in request.env.items() if not k.startswith("AGENT_")}},
+                  "ports": request.ports, "env": _stored_env(request)},
             created_at=now, boot_at=now + timedelta(seconds=float(boot)),
             interrupt_at=interrupt_at, exit_at=exit_at,
         )
