@@ -90,9 +90,10 @@ def days_to_fetch(at: datetime | None = None, *, first_run: bool = False) -> tup
 
 def settled(day: date, at: datetime | None = None) -> bool:
     """Has the day been closed long enough to alert on? Providers post a day's charges with a
-    delay (Cost Explorer refreshes up to every 24 hours), so yesterday's figure may be partial:
-    it shows on the page as provisional and alerts once it is ``ALERT_AFTER_DAYS`` old (never
-    later than the last day each run fetches)."""
+    delay (AWS billing data arrives 12 to 24 hours late and sometimes later: complete for d-2,
+    partial for d-1 -- Costory docs, "Billing Data Refresh Schedule", AWS and GCP billing data
+    freshness), so yesterday's figure may be partial: it shows on the page as provisional and
+    alerts once it is ``ALERT_AFTER_DAYS`` old (never later than the last day a run fetches)."""
     today = (at or clock.now()).date()
     wait = min(ALERT_AFTER_DAYS, max(1, int(getattr(settings, "BILLING_RECONCILE_DAYS", 3))))
     return day <= today - timedelta(days=wait)

@@ -1,8 +1,8 @@
 """AWS's own figures: Cost Explorer ``GetCostAndUsage`` through boto3 (botocore model ``ce``).
 
 * One request per run covers the range: ``TimePeriod`` Start = first day, End = the day after
-  the last ("the end date is exclusive", GetCostAndUsage API reference, TimePeriod), DAILY
-  granularity. Cost Explorer days are UTC days.
+  the last (boto3 reference, CostExplorer.Client.get_cost_and_usage, TimePeriod: "The end
+  date is exclusive"), DAILY granularity. Cost Explorer days are UTC days.
 * Metric ``UnblendedCost``: the rate actually charged for each usage, what the invoice of a
   standalone account shows (AWS Cost Management user guide, "Understanding your AWS Cost
   Datasets": unblended vs amortized/blended). Amortized cost would spread savings-plan fees
@@ -10,11 +10,13 @@
 * ``GroupBy`` TAG ``provisioner:pod``: every instance and volume we launch carries that tag
   (the pod UUID). Group keys come back as ``provisioner:pod$<value>``; ``provisioner:pod$``
   (empty value) is the account's untagged cost -- not ours. The tag must be activated as a
-  cost allocation tag in the Billing console ("Activating user-defined cost allocation
-  tags"), otherwise all cost arrives untagged and the page shows it as other spend.
+  cost allocation tag in the Billing console (AWS Billing user guide, "Using user-defined
+  cost allocation tags": tags must be activated "before they can appear in Cost Explorer"),
+  otherwise all cost arrives untagged and the page shows it as other spend.
 * ``Estimated: true`` marks a day AWS may still revise: we keep re-fetching recent days.
-* The API lives in us-east-1 only (endpoint ``ce.us-east-1.amazonaws.com``) and each request
-  is billed ($0.01), so one request per account per run, paged by ``NextPageToken``.
+* The API lives in us-east-1 only (boto3 reference, CostExplorer "Service Endpoint":
+  ``https://ce.us-east-1.amazonaws.com``) and "each request will incur a cost of $0.01" (AWS
+  Cost Explorer pricing page), so one request per account per run, paged by ``NextPageToken``.
 """
 
 from __future__ import annotations
