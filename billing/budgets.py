@@ -22,7 +22,7 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 from django.conf import settings
 from django.core.mail import send_mail
@@ -35,6 +35,7 @@ from tenants.audit import audit_record
 from tenants.models import Membership, Project, Role
 from workloads.models import LIVE_POD_STATES, Pod, PodState
 
+from . import money
 from .models import Budget, BudgetAlert, BudgetReservation
 from .selectors import period_end, period_start, reserved_outstanding, spend_since
 
@@ -60,7 +61,7 @@ def _horizon_hours(hours, now: datetime, end: datetime) -> Decimal:
 
 
 def _money(x: Decimal) -> str:
-    return f"${x.quantize(CENT, ROUND_HALF_UP):,}"
+    return money.usd_label(x)
 
 
 def evaluate(*, tenant_id, project_id, provider_account_id, usd_per_hour: Decimal, hours=None,
@@ -237,7 +238,7 @@ def alert_once(*, tenant_id, period_start_at: datetime, threshold: int, spent: D
         with transaction.atomic():
             alert = BudgetAlert.objects.create(
                 tenant_id=tenant_id, budget=budget, provider_account=provider_account, period_start=period_start_at,
-                threshold=threshold, kind=kind, spent_usd=spent.quantize(CENT), limit_usd=limit.quantize(CENT),
+                threshold=threshold, kind=kind, spent_usd=money.cents(spent), limit_usd=money.cents(limit),
                 message=message[:300], created_at=clock.now())
     except IntegrityError:
         return None

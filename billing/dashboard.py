@@ -30,6 +30,7 @@ from provisioner import clock
 from tenants.models import Project
 from workloads.models import BILLABLE_POD_STATES, Pod, PodState, Workload
 
+from . import money
 from .budgets import forecast_spend
 from .metering import unbooked_usd
 from .models import LedgerEntry, SpendRollup, SpendRollupMonth
@@ -142,7 +143,7 @@ class SpendView:
     def table(self) -> list[tuple[str, str, str]]:
         """``rows()`` formatted once (ISO date, label, amount to the cent): the page and the
         CSV print these same strings."""
-        return [(p.isoformat(), label, f"{usd:.2f}") for p, label, usd in self.rows()]
+        return [(p.isoformat(), label, money.usd(amount)) for p, label, amount in self.rows()]
 
     def rows(self) -> list[tuple[date, str, Decimal]]:
         """The period x group table the page shows and the CSV exports."""
@@ -235,8 +236,8 @@ def today_rows(tenant, today: date) -> list[tuple[str | None, str | None, str | 
             qs.values_list("project_id", "provider_account_id", "workload_id").annotate(s=Sum("amount_usd")).order_by()]
 
 
-_LIVE_FIELDS = ("state", "price_per_hour", "price_usd_per_hour", "currency", "started_at", "stopped_at", "ended_at",
-                "metered_until", "offer_snapshot", "project_id", "workload_id", "provider_account_id")
+_LIVE_FIELDS = ("state", "price_per_hour", "price_usd_per_hour", "currency", "spot", "started_at", "stopped_at", "ended_at",
+                "run_sessions", "metered_until", "offer_snapshot", "project_id", "workload_id", "provider_account_id")
 
 
 def live_pods(tenant, f: Filters) -> list[SimpleNamespace]:

@@ -36,26 +36,46 @@ def persistent_gb(volumes) -> int:
     return sum(int(v.get("size_gb") or 0) for v in (volumes or []) if v.get("kind") == "persistent")
 
 
+def _dt(value) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(value)
+
+
+def _dec(value) -> Decimal | None:
+    return Decimal(str(value)) if value not in (None, "") else None
+
+
+def run_sessions(pod: Pod, ended: datetime | None) -> tuple[tuple[datetime, datetime | None], ...]:
+    """The pod's running sessions; pods from before sessions were recorded have one, from
+    ``started_at`` to their stop or end."""
+    if pod.run_sessions:
+        return tuple((_dt(s), _dt(e)) for s, e in pod.run_sessions)
+    if pod.started_at is None:
+        return ()
+    if pod.stopped_at is not None:
+        return ((pod.started_at, pod.stopped_at),)
+    return ((pod.started_at, None if pod.state in BILLABLE_POD_STATES else ended),)
+
+
 def pod_facts(pod: Pod, volumes=None) -> PodFacts:
     """The billing-relevant facts of a pod, from its timestamps and launch snapshot."""
     final = pod.state in FINAL
     ended = pod.ended_at
     if final and ended is None:  # defensive: a final pod always has ended_at
         ended = pod.metered_until or pod.started_at
-    if pod.stopped_at is not None:
-        gpu_end = pod.stopped_at
-    elif pod.state in BILLABLE_POD_STATES:
-        gpu_end = None
-    else:
-        gpu_end = ended
+    sessions = run_sessions(pod, ended)
+    if final and sessions and sessions[-1][1] is None:  # a session still open on an ended pod ends with it
+        sessions = (*sessions[:-1], (sessions[-1][0], ended))
     snap = pod.offer_snapshot or {}
-    monthly = snap.get("monthly_price")
     return PodFacts(
-        price_per_hour=pod.price_per_hour or Decimal(0), started_at=pod.started_at, gpu_end=gpu_end,
-        ended_at=ended, stopped_at=pod.stopped_at, interrupted=pod.state == PodState.INTERRUPTED,
+        price_per_hour=pod.price_per_hour or Decimal(0), started_at=pod.started_at, ended_at=ended,
+        sessions=sessions, interrupted=pod.state == PodState.INTERRUPTED, spot=bool(getattr(pod, "spot", False)),
         persistent_gb=persistent_gb(volumes if volumes is not None else pod.workload.volumes),
-        monthly_price=Decimal(str(monthly)) if monthly not in (None, "") else None,
-        setup_fee=Decimal(str(snap.get("setup_fee") or 0)),
+        boot_gb=int(snap.get("disk_gb") or 0),
+        monthly_price=_dec(snap.get("monthly_price")), setup_fee=_dec(snap.get("setup_fee")) or Decimal(0),
+        base_price_per_hour=_dec(snap.get("base_price_per_hour")),
+        offer_storage_per_gb_month=_dec(snap.get("storage_per_gb_month")),
     )
 
 
@@ -74,6 +94,17 @@ def _instants(since: datetime, until: datetime) -> list[datetime]:
     return points
 
 
+def _running_overlap(facts: PodFacts, a: datetime, b: datetime) -> float:
+    """Seconds of [a, b) the pod ran (GPU seconds of a ledger bucket)."""
+    total = 0.0
+    for s, e in facts.sessions or ((facts.started_at, facts.ended_at),):
+        if s is None:
+            continue
+        end = b if e is None else min(e, b)
+        total += max(0.0, (end - max(a, s)).total_seconds())
+    return total
+
+
 def pending_charges(pod: Pod, facts: PodFacts, rule, since: datetime, until: datetime) -> dict[tuple[str, datetime], tuple[Decimal, float]]:
     """(kind, hour bucket) -> (amount in provider currency, seconds) owed between two instants."""
     out: dict[tuple[str, datetime], tuple[Decimal, float]] = {}
@@ -86,9 +117,8 @@ def pending_charges(pod: Pod, facts: PodFacts, rule, since: datetime, until: dat
             delta = value - prev[kind]
             if delta:
                 seconds = 0.0
-                if kind == "gpu" and facts.started_at:
-                    end = facts.gpu_end or b
-                    seconds = max(0.0, (min(b, end) - max(a, facts.started_at)).total_seconds())
+                if kind == "gpu":
+                    seconds = _running_overlap(facts, a, b)
                 amt, secs = out.get((kind, bucket), (Decimal(0), 0.0))
                 out[(kind, bucket)] = (amt + delta, secs + seconds)
         prev = cur

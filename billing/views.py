@@ -22,7 +22,7 @@ from provisioner import clock
 from tenants.access import get_for_tenant_or_404, require_member
 from tenants.permissions import MANAGE_BUDGETS, VIEW_SPEND, role_has
 
-from . import charts, dashboard, reports
+from . import charts, dashboard, money, reports
 from .budgets import alerts_mark_read, budget_create, budget_delete, budget_update
 from .forms import BudgetForm, InvoiceRateForm
 from .models import Budget, SavedSpendView
@@ -155,9 +155,9 @@ def spend_export(request: HttpRequest) -> HttpResponse:
     w.writerow(["section", "period", dashboard.GROUPS[f.group].lower(), "workload", "workload_project", "amount_usd"])
     for period, label, usd in v.table():
         w.writerow(["spend", period, label, "", "", usd])
-    w.writerow(["total", f"{f.start.isoformat()}..{f.end.isoformat()}", "", "", "", f"{v.total:.2f}"])
+    w.writerow(["total", f"{f.start.isoformat()}..{f.end.isoformat()}", "", "", "", money.usd(v.total)])
     for t in v.top:
-        w.writerow(["top_workload", "", "", t["name"], t["project"], f"{t['usd']:.2f}"])
+        w.writerow(["top_workload", "", "", t["name"], t["project"], money.usd(t["usd"])])
     return resp
 
 

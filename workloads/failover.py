@@ -23,6 +23,7 @@ from django.conf import settings
 from django.db.models import Q
 
 from billing.gate import SCOPE_BUDGET, release, reserve_launch
+from billing.rules import rule_for
 from providers.adapters.base import (
     CapacityUnavailable,
     InvalidCredentials,
@@ -90,6 +91,16 @@ def launch_request(pod: Pod, offer) -> LaunchRequest:
 
 
 def offer_snapshot(offer) -> dict[str, Any]:
+    """The offer as launched: what the pod shows, and every price billing needs (the monthly
+    price and setup fee of a dedicated server, a host's split GPU/storage prices, the disk
+    the launch asks for), locked at launch like the hourly price."""
+    # the host's split prices are read only where the kind's billing rule uses them (placement
+    # loads offers without ``extra``: reading it costs a query)
+    extra = (offer.extra or {}) if rule_for(offer.kind).prices_from_offer else {}
+
+    def text(value: Any) -> str | None:
+        return None if value in (None, "") else str(value)
+
     return {
         "provider": offer.provider_account.name, "kind": offer.kind, "gpu_class": offer.gpu_class,
         "gpu_count": offer.gpu_count, "region": offer.region, "country": offer.country, "zone": offer.zone,
@@ -99,6 +110,9 @@ def offer_snapshot(offer) -> dict[str, Any]:
         # month at the monthly price from these, so they must travel with the launch
         "monthly_price": None if offer.monthly_price is None else str(offer.monthly_price),
         "setup_fee": str(offer.setup_fee or 0),
+        "base_price_per_hour": text(extra.get("base_price_per_hour")),
+        "storage_per_gb_month": text(extra.get("storage_per_gb_month")),
+        "disk_gb": LaunchRequest.disk_gb,  # launch_request leaves the adapter's default disk
     }
 
 

@@ -246,8 +246,11 @@ class Pod(models.Model):
     metered_until = models.DateTimeField(null=True, blank=True)
     requested_at = models.DateTimeField()
     provisioning_at = models.DateTimeField(null=True, blank=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    stopped_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)  # first running
+    stopped_at = models.DateTimeField(null=True, blank=True)  # latest stop
+    # every running session [start, end or null] (ISO times): a pod stopped and started again
+    # is billed for each of them (billing.metering reads this)
+    run_sessions = models.JSONField(default=list, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     last_synced_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -25,6 +25,22 @@ _TIMESTAMP_FOR = {
 }
 
 
+# a running session ends when the pod stops or ends (STOPPING is still billed: the provider
+# charges until the instance is actually stopped)
+_SESSION_ENDS = (PodState.STOPPED, *FINAL_POD_STATES)
+
+
+def _sessions_after(sessions: list, new_state: str, now) -> list:
+    """The pod's running sessions once it moves to ``new_state`` at ``now``."""
+    sessions = [list(s) for s in sessions]
+    is_open = bool(sessions) and sessions[-1][1] is None
+    if new_state == PodState.RUNNING and not is_open:
+        sessions.append([now.isoformat(), None])
+    elif new_state in _SESSION_ENDS and is_open:
+        sessions[-1][1] = now.isoformat()
+    return sessions
+
+
 def pod_event(pod: Pod, kind: str, message: str, **data: Any) -> PodEvent:
     """Record one decision or transition about a pod, in words a user understands. Provider
     errors quoted here are shown on the pod page: secrets are scrubbed before saving."""
@@ -44,7 +60,7 @@ def pod_transition(pod: Pod, new_state: str, message: str, *, expect: tuple[str,
     if isinstance(updates.get("state_reason"), str):
         updates["state_reason"] = redact(updates["state_reason"])[:300]
     ts = _TIMESTAMP_FOR.get(new_state)
-    if ts and not getattr(pod, ts):
+    if ts and (not getattr(pod, ts) or new_state == PodState.STOPPED):  # stopped_at: the latest stop
         updates.setdefault(ts, now)
     if new_state in FINAL_POD_STATES:
         updates["agent_token_hash"] = ""  # the agent's token dies with the pod
@@ -52,6 +68,13 @@ def pod_transition(pod: Pod, new_state: str, message: str, *, expect: tuple[str,
         qs = Pod.objects.filter(pk=pod.pk)
         if expect is not None:
             qs = qs.filter(state__in=expect)
+        if new_state == PodState.RUNNING or new_state in _SESSION_ENDS:
+            # the sessions are read and written under the row lock: two transitions cannot
+            # interleave their read-modify-write
+            locked = qs.select_for_update().values_list("run_sessions", flat=True).first()
+            if locked is None:
+                return False
+            updates["run_sessions"] = _sessions_after(locked or [], new_state, now)
         if not qs.update(**updates):
             return False
         for k, v in updates.items():

@@ -183,7 +183,10 @@ class VastAdapter(RestAdapter, ProviderAdapter):
                     currency="USD", spot=(kind == "bid"), available=n, instance_type=str(o["id"]),
                     gpu_memory_gb=round((o.get("gpu_ram") or 0) / 1024) or None, supports_volumes=("ephemeral",),
                     extra={"ask_id": o["id"], "machine_id": o.get("machine_id"), "reliability": o.get("reliability2"),
-                           "min_bid": o.get("min_bid"), "geolocation": o.get("geolocation", "")},
+                           "min_bid": o.get("min_bid"), "geolocation": o.get("geolocation", ""),
+                           # billing: the GPU's own rate and the host's storage price ($/GB/month),
+                           # charged apart (Vast.ai 'Billing Help': storage every second it exists)
+                           "base_price_per_hour": o.get("dph_base"), "storage_per_gb_month": o.get("storage_cost")},
                 ))
         return offers
 

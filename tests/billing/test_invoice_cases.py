@@ -4,7 +4,7 @@ to the cent, however often the meter ran in between."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 
@@ -12,9 +12,12 @@ from billing.metering import pod_meter
 from billing.models import LedgerEntry
 from providers.models import InvoiceRate
 from provisioner import clock
+from tests.standins.fixtures import no_sleep, served_hetzner  # noqa: F401
 from workloads.models import PodState
 
 from .helpers import account, invoice_cents, make_pod, run_timeline
+from .invoice_path import drive, launch_pod, ledger_cents, page_and_csv_totals
+from .invoice_table import CASES, EUR_RATE
 
 H = timedelta(hours=1)
 M = timedelta(minutes=1)
@@ -22,63 +25,29 @@ S = timedelta(seconds=1)
 T0 = datetime(2026, 3, 10, 22, 15, tzinfo=UTC)
 R, STOP, TERM, INT = PodState.RUNNING, PodState.STOPPED, PodState.TERMINATED, PodState.INTERRUPTED
 
-CASES = [
-    # id, account billing rule, pod kwargs, timeline, meter cadence, expected cents
-    ("per-second 1801 s at $2.49/h", {"increment_seconds": 1}, {"price": "2.49"},
-     [(0 * S, R), (1801 * S, TERM)], 7 * M, 125),
-    ("per-hour 1801 s at $2.49/h -> 1 h", {"increment_seconds": 3600}, {"price": "2.49"},
-     [(0 * S, R), (1801 * S, TERM)], 7 * M, 249),
-    ("per-hour 3601 s at $2.49/h -> 2 h", {"increment_seconds": 3600}, {"price": "2.49"},
-     [(0 * S, R), (3601 * S, TERM)], 7 * M, 498),
-    ("per-minute 61 s at $6.00/h -> 2 min", {"increment_seconds": 60}, {"price": "6.00"},
-     [(0 * S, R), (61 * S, TERM)], 20 * S, 20),
-    ("minimum charge 60 s: 10 s at $3.60/h", {"increment_seconds": 1, "minimum_charge_seconds": 60},
-     {"price": "3.60"}, [(0 * S, R), (10 * S, TERM)], 3 * S, 6),
-    ("EUR account: 2 h at EUR 1.50/h, rate 1.10, across midnight", {"increment_seconds": 1, "currency": "EUR"},
-     {"price": "1.50", "currency": "EUR", "usd_rate": "1.10"}, [(0 * S, R), (2 * H, TERM)], 7 * M, 330),
-    ("spot interrupted mid-hour, hourly: 1 h 30 min -> 1 h", {"increment_seconds": 3600},
-     {"price": "1.20", "spot": True}, [(0 * S, R), (90 * M, INT)], 7 * M, 120),
-    ("spot interrupted mid-hour, per-second: 1 h 30 min", {"increment_seconds": 1},
-     {"price": "1.20", "spot": True}, [(0 * S, R), (90 * M, INT)], 7 * M, 180),
-    ("stopped 73 h with 100 GB persistent at $0.10/GB-month + 1 h GPU at $2.00",
-     {"increment_seconds": 1, "storage_billed_while_stopped": True, "storage_price_per_gb_month": "0.10"},
-     {"price": "2.00", "volumes": [{"kind": "persistent", "size_gb": 100, "mount_path": "/data"},
-                                   {"kind": "ephemeral", "size_gb": 500, "mount_path": "/tmp"}]},
-     [(0 * S, R), (1 * H, STOP), (74 * H, TERM)], 30 * M, 300),
-    ("stopped without storage billing: GPU only", {"increment_seconds": 1, "storage_billed_while_stopped": False},
-     {"price": "2.00", "volumes": [{"kind": "persistent", "size_gb": 100, "mount_path": "/data"}]},
-     [(0 * S, R), (1 * H, STOP), (74 * H, TERM)], 30 * M, 200),
-]
-
-
 @pytest.mark.django_db
-@pytest.mark.parametrize("case_id,rule,pod_kw,timeline,cadence,cents", CASES, ids=[c[0] for c in CASES])
-def test_invoice_case(tenant, project, owner, case_id, rule, pod_kw, timeline, cadence, cents):
-    InvoiceRate.objects.update_or_create(currency="EUR", defaults={"usd_per_unit": Decimal("1.10")})
-    pod = make_pod(tenant, project, owner, account(tenant, "sandbox", **rule), **pod_kw)
-    run_timeline(pod, T0, timeline, meter_every=cadence)
-    assert invoice_cents(pod) == cents
+@pytest.mark.parametrize("case_id,kind,offer,volumes,start,steps,cadence,cents", CASES, ids=[c[0] for c in CASES])
+def test_invoice_case(owner_client, tenant, project, owner, case_id, kind, offer, volumes, start, steps, cadence,
+                      cents):
+    """One row of the case table (tests/billing/invoice_table.py), through the real path."""
+    InvoiceRate.objects.update_or_create(currency="EUR", defaults={"usd_per_unit": EUR_RATE})
+    pod = launch_pod(tenant, project, owner, kind=kind, offer=offer, volumes=volumes, at=start)
+    last = drive(pod, start, steps, meter_every=cadence)
+    assert ledger_cents(pod) == cents
     pod.refresh_from_db()
-    assert (pod.cost_usd * 100).quantize(Decimal(1)) == cents  # the pod's running total agrees
+    assert (pod.cost_usd * 100).quantize(Decimal(1), ROUND_HALF_UP) == cents  # the pod's running total agrees
+    page, export = page_and_csv_totals(owner_client, start, last)
+    assert page == export == f"{Decimal(cents) / 100:.2f}"  # the page and the CSV show the invoice, to the cent
 
 
-@pytest.mark.django_db
-def test_monthly_dedicated_server_with_setup_fee(tenant, project, owner):
-    """Hetzner GEX44-like: EUR 184/month + EUR 79 setup, held 10 Mar -> 5 Apr.
-    March pro rata 22/31 days, April to month end (cancellation at month end), setup once:
-    (184 * 22/31 + 184 + 79) EUR * 1.08 = 425.07 USD."""
-    InvoiceRate.objects.update_or_create(currency="EUR", defaults={"usd_per_unit": Decimal("1.08")})
-    acct = account(tenant, "hetzner", monthly_billed=True, currency="EUR")
-    pod = make_pod(tenant, project, owner, acct, price="0.252055", currency="EUR", usd_rate="1.08",
-                   snapshot={"monthly_price": "184.00", "setup_fee": "79.00"})
-    start = datetime(2026, 3, 10, tzinfo=UTC)
-    run_timeline(pod, start, [(0 * S, R), (timedelta(days=26), TERM)], meter_every=6 * H)
-    assert invoice_cents(pod) == 42507
-    setup = LedgerEntry.objects.get(pod=pod, kind="setup")
-    assert setup.amount == Decimal("79") and setup.currency == "EUR" and setup.usd_rate == Decimal("1.08")
-    # amortized: mid-March days carry about 184/31 EUR each, not a lump
-    mar_20 = sum(e.amount for e in LedgerEntry.objects.filter(pod=pod, kind="gpu", bucket_start__date="2026-03-20"))
-    assert abs(mar_20 - Decimal(184) / 31) < Decimal("0.001")
+def test_the_table_covers_every_provider_and_situation():
+    kinds = {c[1] for c in CASES}
+    assert kinds >= {"aws", "gcp", "azure", "lambda", "runpod", "vast", "coreweave", "hetzner"}
+    assert len(CASES) >= 50
+    ids = " ".join(c[0] for c in CASES)
+    for word in ("3 s", "30 days", "across the hour", "midnight", "month end", "DST", "restart", "interrupted early",
+                 "interrupted late", "stopped", "EUR", "setup", "cap reached"):
+        assert word in ids, word
 
 
 @pytest.mark.django_db
@@ -133,3 +102,53 @@ def test_live_cost_matches_what_the_ledger_will_book(tenant, project, owner):
             pod.refresh_from_db()
             assert live == pod.cost_usd  # the meter booked exactly what the page showed
     assert pod.cost_usd == Decimal("4.98")  # 61 minutes on an hourly provider: two hours
+
+
+@pytest.mark.django_db
+def test_hetzner_server_launched_through_the_real_path_books_setup_once_and_caps_each_month(
+        tenant, project, owner, served_hetzner, no_sleep):  # noqa: F811
+    """Robot stand-in -> capacity poll -> placement -> launch (offer snapshot) -> meter: the GEX44's
+    EUR 79 setup fee is booked exactly once, and no calendar month costs more than EUR 184.
+    Held 2026-03-03 00:00 -> 04-20 00:00: March 696 h x 0.295 = 205.32 -> capped 184; April
+    456 h x 0.295 = 134.52 (under the cap); + 79 = 397.52 EUR."""
+    from billing.metering import meter_all
+    from providers.models import ProviderAccount
+    from providers.services import capacity_poll
+    from tests.standins.fixtures import STANDIN_CREDENTIALS, account_settings
+    from workloads import services
+    from workloads.models import Lifecycle
+
+    InvoiceRate.objects.update_or_create(currency="EUR", defaults={"usd_per_unit": EUR_RATE})
+    account = ProviderAccount.objects.create(tenant=tenant, kind="hetzner", name="Hetzner (stand-in)",
+                                             credentials=STANDIN_CREDENTIALS["hetzner"],
+                                             settings=account_settings(served_hetzner))
+    start = datetime(2026, 3, 3, tzinfo=UTC)
+    with clock.frozen(start - H):
+        capacity_poll(accounts=[account])
+        w = services.workload_create(tenant=tenant, project=project, owner=owner, name="llm", image="img:1",
+                                     gpu_class="RTX4000ADA", gpu_count=1, lifecycle=Lifecycle.SERVICE,
+                                     max_price_per_hour=Decimal("0.5"))
+        (pod,) = services.workload_launch(workload=w, enqueue=False)
+        pod = services.pod_provision(pod_id=str(pod.pk))
+    assert pod.offer_snapshot["monthly_price"] == "184.00" and pod.offer_snapshot["setup_fee"] == "79.00"
+    with clock.frozen(start):
+        pod = services.pod_refresh(pod_id=str(pod.pk))
+    assert pod.state == PodState.RUNNING and pod.currency == "EUR"
+    end = datetime(2026, 4, 20, tzinfo=UTC)
+    t = start
+    while t < end:
+        with clock.frozen(t):
+            meter_all()
+        t += 6 * H
+    with clock.frozen(end):
+        services.pod_terminate(pod_id=str(pod.pk))
+    for later in (end + H, end + 40 * 24 * H):  # after the cancellation: nothing more, no "rest of the month"
+        with clock.frozen(later):
+            meter_all()
+    entries = LedgerEntry.objects.filter(pod=pod)
+    assert [e.amount for e in entries.filter(kind="setup")] == [Decimal("79")]
+    by_month: dict = {}
+    for e in entries.filter(kind="gpu"):
+        by_month[e.bucket_start.month] = by_month.get(e.bucket_start.month, Decimal(0)) + e.amount
+    assert by_month == {3: Decimal("184"), 4: Decimal("134.52")}
+    assert invoice_cents(pod) == int((Decimal("397.52") * EUR_RATE * 100).quantize(Decimal(1)))  # 42932
