@@ -288,7 +288,9 @@ def charges_at(facts: PodFacts, rule: BillingRule, at: datetime) -> dict[str, De
             continue  # reclaimed by the provider inside the free window: not charged
         gpu_seconds += charged_seconds(elapsed, rule)
     out["gpu"] = q6(gpu_price * gpu_seconds / Decimal(3600))
-    boot = max(facts.boot_gb, rule.boot_disk_min_gb) if rule.boot_disk_billed else 0
+    # the boot disk is known from the launch snapshot; a pod launched before it recorded one
+    # (boot_gb 0) is not charged for a disk we cannot size
+    boot = max(facts.boot_gb, rule.boot_disk_min_gb) if rule.boot_disk_billed and facts.boot_gb else 0
     stopped = max(0.0, (held_until - start).total_seconds() - running)
     stopped_gb = facts.persistent_gb + (boot if rule.boot_disk_kept_when_stopped else 0)
     out["storage"] = q6(_gb_month(running_price, boot + facts.persistent_gb, running)
