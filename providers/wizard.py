@@ -29,6 +29,7 @@ from tenants.models import Tenant
 from . import services
 from .adapters.base import CredentialField, ProviderError, ProviderInfo
 from .adapters.registry import ADAPTERS, provider_info
+from .adapters.rest import base_url_override_allowed
 from .catalog import GPU_CLASSES
 from .forms import PASTE_SUFFIX, CredentialsForm, GpuClassForm, ProviderChoiceForm, RegionsForm, SpendingCapForm
 from .models import Offer, ProviderAccount
@@ -272,8 +273,7 @@ def offered_classes(state: WizardState) -> tuple[list[str], bool]:
 
 def base_url_allowed(request: HttpRequest) -> bool:
     membership = getattr(request, "membership", None)
-    return bool(getattr(django_settings, "PROVIDER_BASE_URL_OVERRIDE_ALLOWED", False)
-                and membership is not None and membership.role in ("owner", "admin"))
+    return base_url_override_allowed() and membership is not None and membership.role in ("owner", "admin")
 
 
 def default_name(tenant: Tenant, info: ProviderInfo) -> str:

@@ -34,13 +34,12 @@ from botocore.exceptions import (
     ParamValidationError,
     ReadTimeoutError,
 )
-from django.conf import settings as django_settings
 
 from provisioner import clock
 
 from ..catalog import canonical_gpu_class, region_country
 from . import aws_pricing
-from .aws_errors import map_client_error
+from .aws_errors import map_error
 from .aws_metrics import CW_METRIC, CW_NAMESPACE, latest_samples, metric_data_request
 from .base import (
     REMOTE_FAILED,
@@ -64,6 +63,7 @@ from .base import (
     TransientError,
 )
 from .bootscript import container_script
+from .rest import base_url_override
 
 TAG_KEY = "provisioner:pod"
 DEFAULT_REGIONS = ("us-east-1", "us-west-2", "eu-central-1")
@@ -145,10 +145,8 @@ class AwsAdapter(ProviderAdapter):
         return wanted or list(DEFAULT_REGIONS)
 
     def _endpoint(self) -> str | None:
-        url = self.settings.get("base_url")
-        if url and getattr(django_settings, "PROVIDER_BASE_URL_OVERRIDE_ALLOWED", False):
-            return str(url)
-        return None
+        url = base_url_override(self.settings)  # the one check, shared with the HTTP adapters
+        return str(url) if url else None
 
     def _client(self, service: str, region: str):
         key = (service, region)
@@ -181,7 +179,7 @@ class AwsAdapter(ProviderAdapter):
         try:
             return getattr(client, operation)(**params)
         except ClientError as exc:
-            raise map_client_error(exc) from exc
+            raise map_error(exc) from exc
         except ParamValidationError as exc:  # our request broke the EC2 model: a bug, not the user's
             raise PermanentError(f"invalid {operation} request: {exc}") from exc
         except NoCredentialsError as exc:
@@ -205,12 +203,8 @@ class AwsAdapter(ProviderAdapter):
             if not token:
                 return items
 
-    @staticmethod
-    def _split(external_id: str) -> tuple[str, str]:
-        region, _, instance_id = external_id.partition("/")
-        if not instance_id:
-            raise NotFound(f"not an AWS pod id: {external_id!r}")
-        return region, instance_id
+    def _split(self, external_id: str) -> tuple[str, str]:
+        return self.split_external_id(external_id, "AWS pod")  # "<region>/<instance id>"
 
     # --- interface: verify and offers --------------------------------------------------------------
     def verify(self) -> None:

@@ -33,7 +33,7 @@ NOT_FOUND_CODES = {"InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"}
 STOP_NOT_POSSIBLE_CODES = {"UnsupportedOperation"}
 
 
-def map_client_error(exc: ClientError) -> ProviderError:
+def map_error(exc: ClientError) -> ProviderError:
     """The typed error for a botocore ClientError (``e.response['Error']['Code']``)."""
     err = exc.response.get("Error", {}) or {}
     code = str(err.get("Code", ""))

@@ -13,10 +13,7 @@ the public Retail Prices API (Linux, consumption; "Spot" meters for spot).
 
 from __future__ import annotations
 
-import hashlib
 import re
-import threading
-import time
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -41,15 +38,14 @@ from .base import (
     NotFound,
     OfferData,
     PermanentError,
-    ProviderAdapter,
     ProviderError,
     ProviderInfo,
     QuotaExceeded,
     RemotePod,
     TransientError,
 )
-from .http import parse_retry_after
-from .kubeconfig import default_tls
+from .http import ApiClient, parse_retry_after
+from .rest import BearerAuth, RestAdapter, tokens
 
 COMPUTE_API = "2024-07-01"
 SKUS_API = "2021-07-01"
@@ -63,6 +59,8 @@ DEFAULT_LOCATIONS = ("eastus", "eastus2", "southcentralus", "westus2", "westus3"
 CAPACITY_CODES = {"AllocationFailed", "SkuNotAvailable", "ZonalAllocationFailed", "OverconstrainedAllocationRequest",
                   "OverconstrainedZonalAllocationRequest"}
 MAX_PAGES = 20
+HOSTS = {"login": "https://login.microsoftonline.com", "management": "https://management.azure.com",
+         "prices": "https://prices.azure.com"}
 
 # SKU name -> canonical class. The SKU API gives a GPU count but not the model, so the series
 # is the source of truth (learn.microsoft.com VM size pages).
@@ -79,10 +77,6 @@ _SKU_GPU: list[tuple[str, str]] = [
     (r"^Standard_ND40rs_v2$", "V100"),
 ]
 
-_token_cache: dict[str, tuple[str, Any]] = {}
-_token_lock = threading.Lock()
-
-
 def sku_gpu_class(name: str) -> str | None:
     for pattern, cls in _SKU_GPU:
         if re.search(pattern, name):
@@ -94,20 +88,16 @@ def _capabilities(sku: dict[str, Any]) -> dict[str, str]:
     return {c.get("name", ""): str(c.get("value", "")) for c in sku.get("capabilities") or []}
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    return parse_retry_after(response.headers.get("Retry-After"))
-
-
-def arm_error(response: httpx.Response) -> ProviderError:
+def map_error(response: httpx.Response, body: Any) -> ProviderError:
     """Map an ARM error body ``{"error": {"code", "message", "details"}}`` to a typed error."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = {}
     err = (body.get("error") if isinstance(body, dict) else None) or {}
     if isinstance(err, str):  # the token endpoint: {"error": "invalid_client", "error_description": ...}
         err = {"code": err, "message": body.get("error_description", "")}
-    return error_from(err, response.status_code, _retry_after(response))
+    return error_from(err, response.status_code)
+
+
+def prices_error(response: httpx.Response, body: Any) -> ProviderError:
+    return error_from({"code": "RetailPrices", "message": response.text[:200]}, response.status_code)
 
 
 def error_from(err: dict[str, Any], status: int | None = None, retry_after: float | None = None) -> ProviderError:
@@ -130,7 +120,7 @@ def error_from(err: dict[str, Any], status: int | None = None, retry_after: floa
     return PermanentError(f"{code}: {message}", status=status, code=code)
 
 
-class AzureAdapter(ProviderAdapter):
+class AzureAdapter(RestAdapter):
     info = ProviderInfo(
         kind="azure",
         label="Microsoft Azure",
@@ -154,32 +144,19 @@ class AzureAdapter(ProviderAdapter):
         regions_hint="US, EU, UK, JP, AU (the locations you enable)",
     )
 
-    def __init__(self, credentials: dict[str, Any], settings: dict[str, Any] | None = None, *,
-                 transport: httpx.BaseTransport | None = None):
-        super().__init__(credentials, settings)
-        self._transport = transport
-        self._client: httpx.Client | None = None
+    default_timeout = 30.0
+    error_mapper = staticmethod(map_error)
 
     # --- plumbing -----------------------------------------------------------------------------
     def _base(self, which: str) -> str:
-        default = {"login": "https://login.microsoftonline.com", "management": "https://management.azure.com",
-                   "prices": "https://prices.azure.com"}[which]
-        override = self.settings.get("base_url")
-        if isinstance(override, dict):
-            return str(override.get(which) or default).rstrip("/")
-        return str(override or default).rstrip("/")
+        return self.endpoint(HOSTS[which], host=which)
 
-    @property
-    def http(self) -> httpx.Client:
-        if self._client is None:
-            self._client = httpx.Client(transport=self._transport, verify=default_tls(), timeout=httpx.Timeout(float(self.settings.get("timeout_seconds", 30))),
-                                        headers={"User-Agent": "ai-cloud-provisioner"})
-        return self._client
-
-    def opt(self, key: str) -> Any:
-        """A per-account option: the account's settings, else the wizard's non-secret field."""
-        value = self.settings.get(key)
-        return value if value not in (None, "", [], {}) else self.credentials.get(key)
+    def make_client(self, name: str) -> ApiClient:
+        """Three hosts: Entra ID (``login``), ARM (``management``, with the token), ``prices`` (public)."""
+        if name == "management":
+            return self.new_client(self._base(name), secret=self._cred("client_id"), auth=BearerAuth(self.token))
+        return self.new_client(self._base(name), secret=self._cred("client_id"),
+                               error_mapper=prices_error if name == "prices" else None)
 
     def _cred(self, key: str) -> str:
         value = str(self.credentials.get(key) or "").strip()
@@ -191,38 +168,25 @@ class AzureAdapter(ProviderAdapter):
     def subscription(self) -> str:
         return f"/subscriptions/{self._cred('subscription_id')}"
 
-    def _token_key(self) -> str:
-        tenant, client_id, secret = self._cred("tenant_id"), self._cred("client_id"), self._cred("client_secret")
-        return hashlib.sha256(f"{self._base('login')}|{tenant}|{client_id}|{secret}".encode()).hexdigest()
-
-    def _forget_token(self) -> None:
-        with _token_lock:
-            _token_cache.pop(self._token_key(), None)
-
-    def token(self) -> str:
+    def token(self, refresh: bool = False) -> str:
         """A client-credentials token for ARM, cached (per app and secret) until shortly before expiry."""
         tenant, client_id, secret = self._cred("tenant_id"), self._cred("client_id"), self._cred("client_secret")
-        key = self._token_key()
-        with _token_lock:
-            cached = _token_cache.get(key)
-            if cached and cached[1] > clock.now():
-                return cached[0]
-        try:
-            r = self.http.post(f"{self._base('login')}/{tenant}/oauth2/v2.0/token", data={
-                "grant_type": "client_credentials", "client_id": client_id, "client_secret": secret,
-                "scope": "https://management.azure.com/.default"})
-        except httpx.HTTPError as exc:
-            raise TransientError(f"cannot reach Entra ID: {exc}")
-        if r.status_code >= 300:
-            err = arm_error(r)
-            if r.status_code in (400, 401) and not isinstance(err, TransientError):
-                raise InvalidCredentials(f"Azure refused the credentials: {err.message}", status=r.status_code, code=err.code)
-            raise err
-        body = r.json()
-        expires = clock.now() + timedelta(seconds=max(0, int(body.get("expires_in", 3599)) - 120))
-        with _token_lock:
-            _token_cache[key] = (body["access_token"], expires)
-        return body["access_token"]
+
+        def fetch() -> tuple[str, float]:
+            try:  # asking for a token changes nothing at Entra ID: safe to retry
+                body = self.api("login").request("POST", f"/{tenant}/oauth2/v2.0/token", idempotent=True, data={
+                    "grant_type": "client_credentials", "client_id": client_id, "client_secret": secret,
+                    "scope": "https://management.azure.com/.default"}).json()
+            except (TransientError, InvalidCredentials):
+                raise
+            except ProviderError as err:
+                if err.status in (400, 401):
+                    raise InvalidCredentials(f"Azure refused the credentials: {err.message}", status=err.status,
+                                             code=err.code) from err
+                raise
+            return body["access_token"], float(body.get("expires_in", 3599))
+
+        return tokens.get(tokens.key(self._base("login"), tenant, client_id, secret), fetch, refresh=refresh)
 
     def _arm(self, method: str, path_or_url: str, *, api: str = COMPUTE_API, json: Any = None,
              params: dict[str, Any] | None = None) -> httpx.Response:
@@ -232,19 +196,8 @@ class AzureAdapter(ProviderAdapter):
         query = dict(params or {})
         if "api-version=" not in url:
             query["api-version"] = api
-        for attempt in (1, 2):
-            try:
-                r = self.http.request(method, url, params=query or None, json=json, headers={"Authorization": f"Bearer {self.token()}"})
-            except httpx.TimeoutException as exc:
-                raise TransientError(f"Azure timed out: {exc}")
-            except httpx.HTTPError as exc:
-                raise TransientError(f"cannot reach Azure: {exc}")
-            if r.status_code != 401 or attempt == 2:
-                break
-            self._forget_token()  # revoked or rotated: one fresh token, then the 401 stands
-        if r.status_code >= 400:
-            raise arm_error(r)
-        return r
+        # ARM's PUT is create-or-update by name and DELETE is idempotent: the shared policy retries them
+        return self.api("management").request(method, url, params=query or None, json=json)
 
     def _paged(self, path: str, *, api: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         items, url, query = [], path, params
@@ -262,7 +215,7 @@ class AzureAdapter(ProviderAdapter):
         url = response.headers.get("Azure-AsyncOperation") or response.headers.get("Location")
         if not url or response.status_code not in (201, 202):
             return {"status": "Succeeded"}
-        deadline = time.monotonic() + timeout
+        expired = self.deadline(timeout)
         cap = float(self.settings.get("poll_interval_seconds", 5))
         while True:
             r = self._arm("GET", url)
@@ -272,9 +225,9 @@ class AzureAdapter(ProviderAdapter):
                     return body
             elif r.status_code != 202:  # Location: 202 while running, then 200/204
                 return {"status": "Succeeded"}
-            if time.monotonic() >= deadline:
+            if expired():
                 return None
-            time.sleep(min(cap, _retry_after(r) or cap))
+            self.sleep(min(cap, parse_retry_after(r.headers.get("Retry-After")) or cap))
 
     # --- interface ----------------------------------------------------------------------------
     def verify(self) -> None:
@@ -352,13 +305,7 @@ class AzureAdapter(ProviderAdapter):
                 url: str | None = f"{self._base('prices')}/api/retail/prices"
                 params: dict[str, str] | None = {"currencyCode": "USD", "$filter": flt}
                 for _ in range(MAX_PAGES):
-                    try:
-                        r = self.http.get(url, params=params)
-                    except httpx.HTTPError as exc:
-                        raise TransientError(f"cannot reach the Retail Prices API: {exc}")
-                    if r.status_code >= 400:
-                        raise error_from({"code": "RetailPrices", "message": r.text[:200]}, r.status_code, _retry_after(r))
-                    body = r.json()
+                    body = self.api("prices").get_json(url, params=params) or {}
                     for item in body.get("Items") or []:
                         meter = f"{item.get('skuName', '')} {item.get('meterName', '')}"
                         if ("Windows" in item.get("productName", "") or "Low Priority" in meter

@@ -212,6 +212,22 @@ class ProviderAdapter(abc.ABC):
         self.credentials = credentials or {}
         self.settings = settings or {}
 
+    # --- helpers every adapter shares -----------------------------------------------------------
+    def opt(self, key: str) -> Any:
+        """A per-account option: the account's settings, else the wizard's non-secret field."""
+        value = self.settings.get(key)
+        return value if value not in (None, "", [], {}) else self.credentials.get(key)
+
+    @staticmethod
+    def split_external_id(external_id: str, what: str = "pod") -> tuple[str, str]:
+        """``"<place>/<id>"`` (GCP: zone/name, AWS: region/instance id) -> (place, id).
+
+        An id without both parts is not one of ours: NotFound, so callers treat it as gone."""
+        place, _, name = external_id.partition("/")
+        if not place or not name:
+            raise NotFound(f"not a {what} id: {external_id!r}")
+        return place, name
+
     @abc.abstractmethod
     def verify(self) -> None:
         """Check the credentials live. Raises InvalidCredentials (or another ProviderError)."""

@@ -22,8 +22,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-import httpx
-
 from provisioner import clock
 
 from ..catalog import GPU_CLASSES, canonical_gpu_class, region_country
@@ -36,6 +34,7 @@ from .base import (
     OfferData,
     ProviderInfo,
 )
+from .http import ApiClient
 from .kubernetes import COUNTS, PRODUCT_LABEL, REGION_LABEL, KubernetesAdapter, parse_rate_card
 
 NODEPOOLS = "/apis/compute.coreweave.com/v1alpha1/nodepools"
@@ -102,9 +101,8 @@ class CoreWeaveAdapter(KubernetesAdapter):
         regions_hint="US, GB, ES, SE (your cluster's zone)",
     )
 
-    def __init__(self, credentials: dict[str, Any], settings: dict[str, Any] | None = None, *,
-                 transport: httpx.BaseTransport | None = None):
-        super().__init__(credentials, settings, transport=transport)
+    def __init__(self, credentials: dict[str, Any], settings: dict[str, Any] | None = None, **kw: Any):
+        super().__init__(credentials, settings, **kw)
         self._pool: dict[str, Any] | None = None  # the node pool chosen for the launch in progress
         self._scaled = False
 
@@ -124,7 +122,7 @@ class CoreWeaveAdapter(KubernetesAdapter):
         region = region_of_zone(str(self.opt("zone") or self.opt("region") or labels.get(REGION_LABEL) or ""))
         return region, str(self.opt("country") or region_country(region) or "").upper()
 
-    def _pools(self, c: httpx.Client) -> list[dict[str, Any]]:
+    def _pools(self, c: ApiClient) -> list[dict[str, Any]]:
         try:
             return self._call(c, "GET", NODEPOOLS).get("items") or []
         except (NotFound, InvalidCredentials):
@@ -179,7 +177,7 @@ class CoreWeaveAdapter(KubernetesAdapter):
                          supports_volumes=("ephemeral", "persistent"), extra=extra)
 
     # --- launch -----------------------------------------------------------------------------------
-    def before_launch(self, c: httpx.Client, request: LaunchRequest) -> None:
+    def before_launch(self, c: ApiClient, request: LaunchRequest) -> None:
         """Pick the node pool for the request; add a node to it when no current node has room."""
         wanted = "spot" if request.spot else "default"
         pools = [p for p in self._pools(c) if (p.get("spec") or {}).get("instanceType") == request.instance_type
@@ -199,8 +197,9 @@ class CoreWeaveAdapter(KubernetesAdapter):
             spec = pool["spec"]
             target = int(spec.get("targetNodes", 0))
             if target < int(spec.get("maxNodes", target)):
+                # an absolute targetNodes: a retried PATCH sets the same value again
                 self._call(c, "PATCH", f"{NODEPOOLS}/{pool['metadata']['name']}", body={"spec": {"targetNodes": target + 1}},
-                           content_type="application/merge-patch+json")
+                           content_type="application/merge-patch+json", idempotent=True)
                 self._pool, self._scaled = pool, True
                 return
         raise CapacityUnavailable(f"node pool(s) {', '.join(p['metadata']['name'] for p in pools)} are at maxNodes "
@@ -229,7 +228,7 @@ class CoreWeaveAdapter(KubernetesAdapter):
             return False
         return age > float(self.settings.get("scale_up_grace_seconds", 1800))
 
-    def after_terminate(self, c: httpx.Client, pod: dict[str, Any] | None) -> None:
+    def after_terminate(self, c: ApiClient, pod: dict[str, Any] | None) -> None:
         """Give back the node this pod's launch added, if a node of the pool is now idle."""
         pool_name = (((pod or {}).get("metadata") or {}).get("annotations") or {}).get(SCALED_ANNOTATION)
         if not pool_name:
@@ -244,4 +243,4 @@ class CoreWeaveAdapter(KubernetesAdapter):
             idle = sum(1 for _, alloc, free in pool_nodes if free >= max(alloc, per_node))
             if idle and target > int(spec.get("minNodes", 0)):
                 self._call(c, "PATCH", f"{NODEPOOLS}/{pool_name}", body={"spec": {"targetNodes": target - 1}},
-                           content_type="application/merge-patch+json")
+                           content_type="application/merge-patch+json", idempotent=True)

@@ -20,9 +20,7 @@ import hashlib
 import json
 import re
 import threading
-import time
 import uuid
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -42,7 +40,6 @@ from .base import (
     NotFound,
     OfferData,
     PermanentError,
-    ProviderAdapter,
     ProviderError,
     ProviderInfo,
     QuotaExceeded,
@@ -50,9 +47,10 @@ from .base import (
     TransientError,
 )
 from .bootscript import container_script
-from .gcp_auth import BearerAuth, signed_jwt
+from .gcp_auth import signed_jwt
 from .gcp_pricing import index_skus
-from .http import ApiClient, account_key, default_sleep, json_or_none, settings_timeout
+from .http import ApiClient, json_or_none
+from .rest import BearerAuth, RestAdapter, tokens
 
 COMPUTE_URL = "https://compute.googleapis.com/compute/v1"
 BILLING_URL = "https://cloudbilling.googleapis.com/v1"
@@ -88,21 +86,29 @@ CAPACITY_CODES = {"ZONE_RESOURCE_POOL_EXHAUSTED", "ZONE_RESOURCE_POOL_EXHAUSTED_
                   "RESOURCE_EXHAUSTED"}
 QUOTA_CODES = {"QUOTA_EXCEEDED", "QUOTA_LIMIT"}
 SKU_CACHE_SECONDS = 6 * 3600
-TOKEN_MARGIN_SECONDS = 120
 
-_token_cache: dict[tuple[str, str, str], tuple[str, float]] = {}
 _sku_cache: dict[str, tuple[float, dict[tuple[str, ...], Decimal]]] = {}
 _cache_lock = threading.Lock()
 
 
 def clear_caches() -> None:
     """Forget tokens and SKU prices (tests; a rotated key)."""
+    tokens.clear()
     with _cache_lock:
-        _token_cache.clear()
         _sku_cache.clear()
 
 
-def _gcp_error(response: httpx.Response, body: Any) -> ProviderError | None:
+def oauth_error(response: httpx.Response, body: Any) -> ProviderError | None:
+    """The token endpoint: 429/5xx stay transient (generic mapping); any other refusal is the key's."""
+    if response.status_code == 429 or response.status_code >= 500:
+        return None
+    body = body if isinstance(body, dict) else {}
+    reason = body.get("error_description") or body.get("error") or response.status_code
+    return InvalidCredentials(f"Google refused the service-account key: {reason}", status=response.status_code,
+                              code=str(body.get("error", "")))
+
+
+def map_error(response: httpx.Response, body: Any) -> ProviderError | None:
     err = body.get("error") if isinstance(body, dict) else None
     if not isinstance(err, dict):
         return None
@@ -133,7 +139,7 @@ def operation_error(op: dict[str, Any]) -> ProviderError | None:
     return PermanentError(f"{code}: {message}", status=status, code=code)
 
 
-class GcpAdapter(ProviderAdapter):
+class GcpAdapter(RestAdapter):
     info = ProviderInfo(
         kind="gcp",
         label="Google Cloud",
@@ -152,14 +158,11 @@ class GcpAdapter(ProviderAdapter):
         regions_hint="us-central1, europe-west4, us-east1 unless you pick regions",
     )
 
-    def __init__(self, credentials: dict[str, Any], settings: dict[str, Any] | None = None, *,
-                 transport: httpx.BaseTransport | None = None, sleep: Callable[[float], None] | None = None):
-        super().__init__(credentials, settings)
-        self._transport = transport
-        self._sleep = sleep or default_sleep
+    error_mapper = staticmethod(map_error)
+
+    def __init__(self, credentials: dict[str, Any], settings: dict[str, Any] | None = None, **kw: Any):
+        super().__init__(credentials, settings, **kw)
         self._key: dict[str, Any] | None = None
-        self._compute: ApiClient | None = None
-        self._billing: ApiClient | None = None
 
     # --- configuration --------------------------------------------------------------------------
     @property
@@ -180,18 +183,9 @@ class GcpAdapter(ProviderAdapter):
     def project(self) -> str:
         return str(self.settings.get("project") or self.key_info["project_id"])
 
-    def _base(self) -> str | None:
-        from django.conf import settings as django_settings
-
-        url = self.settings.get("base_url")
-        if url and getattr(django_settings, "PROVIDER_BASE_URL_OVERRIDE_ALLOWED", False):
-            return str(url).rstrip("/")
-        return None
-
     @property
     def token_uri(self) -> str:
-        base = self._base()
-        return f"{base}/token" if base else str(self.key_info.get("token_uri") or TOKEN_URI)
+        return self.endpoint(str(self.key_info.get("token_uri") or TOKEN_URI), path="/token")
 
     @property
     def regions(self) -> list[str]:
@@ -202,47 +196,30 @@ class GcpAdapter(ProviderAdapter):
     # --- auth ----------------------------------------------------------------------------------
     def access_token(self, refresh: bool = False) -> str:
         info = self.key_info
-        cache_key = (info["client_email"], self.token_uri, str(info.get("private_key_id", "")))
-        with _cache_lock:
-            hit = _token_cache.get(cache_key)
-        if hit and not refresh and hit[1] > time.time():
-            return hit[0]
-        assertion = signed_jwt(info, self.token_uri)
-        try:
-            with httpx.Client(transport=self._transport, timeout=settings_timeout(self.settings)) as client:
-                response = client.post(self.token_uri, data={
-                    "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion})
-        except httpx.HTTPError as exc:
-            raise TransientError(f"Google OAuth: {exc}") from exc
-        body = json_or_none(response) or {}
-        if response.status_code >= 500 or response.status_code == 429:
-            raise TransientError(f"Google OAuth: HTTP {response.status_code}", status=response.status_code)
-        if response.status_code != 200 or not body.get("access_token"):
-            raise InvalidCredentials(f"Google refused the service-account key: {body.get('error_description') or body.get('error') or response.status_code}",
-                                     status=response.status_code, code=str(body.get("error", "")))
-        token = str(body["access_token"])
-        expiry = time.time() + float(body.get("expires_in", 3600)) - TOKEN_MARGIN_SECONDS
-        with _cache_lock:
-            _token_cache[cache_key] = (token, expiry)
-        return token
 
-    def _client(self, which: str) -> ApiClient:
-        if which == "compute" and self._compute is not None:
-            return self._compute
-        if which == "billing" and self._billing is not None:
-            return self._billing
-        base = self._base()
-        url = (f"{base}/compute/v1" if base else COMPUTE_URL) if which == "compute" else (f"{base}/v1" if base else BILLING_URL)
-        client = ApiClient(provider="gcp", base_url=url, account_key=account_key(self.settings, self.key_info["client_email"]),
-                           auth=BearerAuth(self.access_token), timeout=settings_timeout(self.settings),
-                           error_mapper=_gcp_error, transport=self._transport, sleep=self._sleep,
-                           # Compute's default API rate quota is 20 req/s per project
-                           limits={"default": (float(self.settings.get("requests_per_second", 20)), 20)})
-        if which == "compute":
-            self._compute = client
-        else:
-            self._billing = client
-        return client
+        def fetch() -> tuple[str, float]:
+            # exchanging a signed JWT changes nothing at Google: safe to retry
+            body = self.api("token").post_json(self.token_uri, idempotent=True, data={
+                "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+                "assertion": signed_jwt(info, self.token_uri)}) or {}
+            if not body.get("access_token"):
+                raise InvalidCredentials("Google answered without an access token")
+            return str(body["access_token"]), float(body.get("expires_in", 3600))
+
+        key = tokens.key(info["client_email"], self.token_uri, str(info.get("private_key_id", "")))
+        return tokens.get(key, fetch, refresh=refresh)
+
+    def rate_limits(self) -> dict[str, tuple[float, int]]:
+        # Compute's default API rate quota is 20 req/s per project
+        return {"default": (float(self.settings.get("requests_per_second", 20)), 20)}
+
+    def make_client(self, name: str) -> ApiClient:
+        """``compute`` and ``billing`` with the OAuth token; ``token``, the OAuth endpoint itself."""
+        secret = self.key_info["client_email"]
+        if name == "token":
+            return self.new_client(self.token_uri, secret=secret, limits={}, error_mapper=oauth_error)
+        url = self.endpoint(COMPUTE_URL, path="/compute/v1") if name == "compute" else self.endpoint(BILLING_URL, path="/v1")
+        return self.new_client(url, secret=secret, auth=BearerAuth(self.access_token))
 
     def _p(self, rest: str) -> str:
         return f"/projects/{self.project}{rest}"
@@ -257,7 +234,7 @@ class GcpAdapter(ProviderAdapter):
             q = {"maxResults": 500, **params}
             if token:
                 q["pageToken"] = token
-            page = self._client("compute").get_json(self._p(f"/aggregated/{resource}"), params=q) or {}
+            page = self.api("compute").get_json(self._p(f"/aggregated/{resource}"), params=q) or {}
             for scope, group in (page.get("items") or {}).items():
                 if scope.startswith("zones/") and group.get(resource):
                     out.setdefault(scope[len("zones/"):], []).extend(group[resource])
@@ -267,13 +244,13 @@ class GcpAdapter(ProviderAdapter):
 
     # --- verify and offers -------------------------------------------------------------------------
     def verify(self) -> None:
-        self._client("compute").get_json(self._p(""))
+        self.api("compute").get_json(self._p(""))
 
     def sku_prices(self) -> dict[tuple[str, ...], Decimal]:
-        cache_key = self._base() or BILLING_URL
+        cache_key = self.endpoint(BILLING_URL, path="/v1")
         with _cache_lock:
             hit = _sku_cache.get(cache_key)
-        if hit and hit[0] > time.monotonic():
+        if hit and hit[0] > self.clock():
             return hit[1]
         skus: list[dict[str, Any]] = []
         token = ""
@@ -281,14 +258,14 @@ class GcpAdapter(ProviderAdapter):
             q: dict[str, Any] = {"currencyCode": "USD", "pageSize": 5000}
             if token:
                 q["pageToken"] = token
-            page = self._client("billing").get_json(f"/services/{COMPUTE_SERVICE_ID}/skus", params=q) or {}
+            page = self.api("billing").get_json(f"/services/{COMPUTE_SERVICE_ID}/skus", params=q) or {}
             skus.extend(page.get("skus") or [])
             token = page.get("nextPageToken") or ""
             if not token:
                 break
         index = index_skus(skus)
         with _cache_lock:
-            _sku_cache[cache_key] = (time.monotonic() + SKU_CACHE_SECONDS, index)
+            _sku_cache[cache_key] = (self.clock() + SKU_CACHE_SECONDS, index)
         return index
 
     def list_offers(self) -> list[OfferData]:
@@ -379,7 +356,7 @@ class GcpAdapter(ProviderAdapter):
             raise PermanentError("a GCP launch needs a machine type")
         name = self.instance_name(request.tag)
         body = self.instance_body(request, zone=zone, name=name, machine=machine, accelerator=accelerator)
-        compute = self._client("compute")
+        compute = self.api("compute")
         # requestId makes the insert idempotent at Google, so it may be retried like a GET
         response = compute.request("POST", self._p(f"/zones/{zone}/instances"), json=body,
                                    params={"requestId": self.request_id(request.tag, zone, request.instance_type, request.spot)}, idempotent=True, ok=(409,))
@@ -426,28 +403,24 @@ class GcpAdapter(ProviderAdapter):
 
     def _wait(self, zone: str, op: dict[str, Any]) -> dict[str, Any]:
         """Poll a zone operation until DONE or a short deadline (the refresh loop does the rest)."""
-        deadline = time.monotonic() + float(self.settings.get("operation_timeout_seconds", 20))
+        expired = self.deadline(float(self.settings.get("operation_timeout_seconds", 20)))
         interval = float(self.settings.get("operation_poll_seconds", 1.0))
-        while op.get("status") != "DONE" and op.get("name") and time.monotonic() < deadline:
-            self._sleep(interval)
-            op = self._client("compute").get_json(self._p(f"/zones/{zone}/operations/{op['name']}")) or {}
+        while op.get("status") != "DONE" and op.get("name") and not expired():
+            self.sleep(interval)
+            op = self.api("compute").get_json(self._p(f"/zones/{zone}/operations/{op['name']}")) or {}
         return op
 
-    @staticmethod
-    def _split(external_id: str) -> tuple[str, str]:
-        zone, _, name = external_id.partition("/")
-        if not name:
-            raise NotFound(f"not a GCP pod id: {external_id!r}")
-        return zone, name
+    def _split(self, external_id: str) -> tuple[str, str]:
+        return self.split_external_id(external_id, "GCP pod")  # "<zone>/<instance name>"
 
     def get(self, external_id: str) -> RemotePod:
         zone, name = self._split(external_id)
-        inst = self._client("compute").get_json(self._p(f"/zones/{zone}/instances/{name}")) or {}
+        inst = self.api("compute").get_json(self._p(f"/zones/{zone}/instances/{name}")) or {}
         return self._remote(zone, inst)
 
     def _preempted(self, zone: str, inst: dict[str, Any]) -> bool:
         flt = f'(operationType = "compute.instances.preempted") AND (targetId = "{inst.get("id", "")}")'
-        ops = self._client("compute").get_json(self._p(f"/zones/{zone}/operations"), params={"filter": flt}) or {}
+        ops = self.api("compute").get_json(self._p(f"/zones/{zone}/operations"), params={"filter": flt}) or {}
         return bool(ops.get("items"))
 
     def _remote(self, zone: str, inst: dict[str, Any]) -> RemotePod:
@@ -481,7 +454,7 @@ class GcpAdapter(ProviderAdapter):
     def terminate(self, external_id: str, *, wait: bool = True) -> None:
         zone, name = self._split(external_id)
         try:
-            op = self._client("compute").request("DELETE", self._p(f"/zones/{zone}/instances/{name}"))
+            op = self.api("compute").request("DELETE", self._p(f"/zones/{zone}/instances/{name}"))
         except NotFound:
             return
         if wait:
@@ -489,12 +462,12 @@ class GcpAdapter(ProviderAdapter):
 
     def stop(self, external_id: str) -> None:
         zone, name = self._split(external_id)
-        op = self._client("compute").post_json(self._p(f"/zones/{zone}/instances/{name}/stop"), idempotent=True)
+        op = self.api("compute").post_json(self._p(f"/zones/{zone}/instances/{name}/stop"), idempotent=True)
         self._wait(zone, op or {})
 
     def start(self, external_id: str) -> None:
         zone, name = self._split(external_id)
-        op = self._client("compute").post_json(self._p(f"/zones/{zone}/instances/{name}/start"), idempotent=True)
+        op = self.api("compute").post_json(self._p(f"/zones/{zone}/instances/{name}/start"), idempotent=True)
         self._wait(zone, op or {})
 
     def list_pods(self) -> list[RemotePod]:

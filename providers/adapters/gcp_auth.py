@@ -1,15 +1,13 @@
 """Google service-account auth without the Google SDK: an RS256-signed JWT (RFC 7523) exchanged
-at the OAuth token endpoint for an access token, and an httpx auth that adds it."""
+at the OAuth token endpoint for an access token (cached and sent by ``rest.tokens`` / ``rest.BearerAuth``)."""
 
 from __future__ import annotations
 
 import base64
 import json
 import time
-from collections.abc import Callable
 from typing import Any
 
-import httpx
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
@@ -35,17 +33,3 @@ def signed_jwt(key_info: dict[str, Any], audience: str, *, now: float | None = N
         raise InvalidCredentials(f"the service-account key's private_key is not a PEM RSA key: {exc}") from exc
     signature = key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
     return f"{signing_input}.{_b64url(signature)}"
-
-
-class BearerAuth(httpx.Auth):
-    """Adds the cached access token; on a 401 fetches a fresh one and retries once."""
-
-    def __init__(self, token: Callable[[bool], str]):
-        self._token = token
-
-    def auth_flow(self, request: httpx.Request):
-        request.headers["Authorization"] = f"Bearer {self._token(False)}"
-        response = yield request
-        if response.status_code == 401:
-            request.headers["Authorization"] = f"Bearer {self._token(True)}"
-            yield request

@@ -55,14 +55,14 @@ from .base import (
     NotFound,
     OfferData,
     PermanentError,
-    ProviderAdapter,
     ProviderError,
     ProviderInfo,
     QuotaExceeded,
     RemotePod,
     TransientError,
 )
-from .http import TAG_KEY, ApiClient, RestAdapter, account_key, run_concurrently
+from .http import TAG_KEY, ApiClient, run_concurrently
+from .rest import RestAdapter
 
 HOURS_PER_MONTH = Decimal("730")
 MARKET = "market:"
@@ -70,7 +70,7 @@ COMMENT_PREFIX = f"{TAG_KEY}="
 _COUNT = re.compile(r"(\d+)\s*x\s*(nvidia|amd|gpu)", re.I)
 
 
-def _error(response: httpx.Response, body: Any) -> ProviderError | None:
+def map_error(response: httpx.Response, body: Any) -> ProviderError | None:
     err = body.get("error") if isinstance(body, dict) else None
     if not isinstance(err, dict):
         return None
@@ -115,9 +115,9 @@ def gpu_of(description: list[str] | str) -> tuple[str | None, int]:
     return None, 0
 
 
-class HetznerAdapter(RestAdapter, ProviderAdapter):
+class HetznerAdapter(RestAdapter):
     default_base_url = "https://robot-ws.your-server.de"
-    provider_name = "hetzner"
+    error_mapper = staticmethod(map_error)
 
     info = ProviderInfo(
         kind="hetzner",
@@ -142,13 +142,10 @@ class HetznerAdapter(RestAdapter, ProviderAdapter):
         regions_hint="DE (FSN1, NBG1), FI (HEL1)",
     )
 
-    def make_client(self) -> ApiClient:
+    def make_client(self, name: str) -> ApiClient:
         user = str(self.credentials.get("user", ""))
-        password = str(self.credentials.get("password", ""))
-        return ApiClient(
-            provider="hetzner", base_url=self.base_url, account_key=account_key(self.settings, f"{user}:{password}"),
-            headers={"Accept": "application/json"}, auth=(user, password), error_mapper=_error, **self.client_kwargs(),
-        )
+        password = str(self.credentials.get("password", ""))  # Robot: HTTP basic auth
+        return self.new_client(self.base_url, secret=f"{user}:{password}", auth=(user, password))
 
     # --- interface --------------------------------------------------------------------------
     def verify(self) -> None:

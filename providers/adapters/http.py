@@ -96,7 +96,6 @@ class RateLimiter:
         return wait
 
 
-_client_init_lock = threading.Lock()
 _tls_lock = threading.Lock()
 _tls_context: ssl.SSLContext | None = None
 
@@ -216,6 +215,7 @@ class ApiClient:
         account_key: str,
         headers: dict[str, str] | None = None,
         auth: httpx.Auth | tuple[str, str] | None = None,
+        verify: Any = None,
         timeout: float = DEFAULT_TIMEOUT,
         retries: int = DEFAULT_RETRIES,
         limits: dict[str, tuple[float, int]] | None = None,
@@ -234,7 +234,8 @@ class ApiClient:
         self.sleep = sleep or default_sleep
         self.rng = rng
         self._client = httpx.Client(base_url=self.base_url, headers=headers or {}, auth=auth,
-                                    timeout=timeout, transport=transport, verify=shared_tls_context())
+                                    timeout=timeout, transport=transport,
+                                    verify=shared_tls_context() if verify is None else verify)
 
     def close(self) -> None:
         self._client.close()
@@ -252,7 +253,9 @@ class ApiClient:
         *,
         json: Any = None,
         data: Any = None,
+        content: bytes | str | None = None,
         params: Any = None,
+        headers: dict[str, str] | None = None,
         buckets: tuple[str, ...] = (),
         idempotent: bool | None = None,
         ok: tuple[int, ...] = (),
@@ -268,7 +271,8 @@ class ApiClient:
         while True:
             self._throttle(buckets)
             try:
-                response = self._client.request(method, path, json=json, data=data, params=params)
+                response = self._client.request(method, path, json=json, data=data, content=content,
+                                                params=params, headers=headers)
             except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 # never reached the provider: safe to retry whatever the method
                 error = TransientError(f"{self.provider}: could not connect in time ({exc})")
@@ -331,13 +335,6 @@ def run_concurrently(calls: list[Callable[[], Any]], max_workers: int = 8) -> li
         return [f.result() for f in futures]
 
 
-def settings_timeout(settings: dict[str, Any]) -> float:
-    try:
-        return float(settings.get("timeout", DEFAULT_TIMEOUT))
-    except (TypeError, ValueError):
-        return DEFAULT_TIMEOUT
-
-
 def account_key(settings: dict[str, Any], secret: str) -> str:
     """Stable key for the account's rate-limit buckets: the account id, else a key digest."""
     if settings.get("account_id") and settings["account_id"] != "verify":
@@ -347,51 +344,4 @@ def account_key(settings: dict[str, Any], secret: str) -> str:
     return "k-" + hashlib.sha256(secret.encode()).hexdigest()[:16]
 
 
-# --- a base for adapters that speak HTTP ----------------------------------------------------
-
 TAG_KEY = "provisioner-pod"  # the key/label/env name that carries our pod UUID
-
-
-class RestAdapter:
-    """Mixin for HTTP adapters: base-URL override, injectable transport/sleep, lazy client.
-
-    ``settings["base_url"]`` (admin-only) points an account at a stand-in; tests may also pass
-    ``transport=`` (e.g. ``httpx.MockTransport``) and ``sleep=`` to the constructor.
-    """
-
-    default_base_url: str = ""
-    provider_name: str = ""
-
-    def __init__(self, credentials: dict[str, Any], settings: dict[str, Any] | None = None, *,
-                 transport: httpx.BaseTransport | None = None, sleep: Sleep | None = None):
-        super().__init__(credentials, settings)  # type: ignore[call-arg]
-        self._transport = transport
-        self._sleep = sleep
-        self._client: ApiClient | None = None
-
-    @property
-    def base_url(self) -> str:
-        return str(self.settings.get("base_url") or self.default_base_url).rstrip("/")  # type: ignore[attr-defined]
-
-    @property
-    def client(self) -> ApiClient:
-        # polls fan out over threads (run_concurrently); without the lock each thread would
-        # build its own httpx client (and TLS context) on first use
-        if self._client is None:
-            with _client_init_lock:
-                if self._client is None:
-                    self._client = self.make_client()
-        return self._client
-
-    def make_client(self) -> ApiClient:  # pragma: no cover - every adapter overrides
-        raise NotImplementedError
-
-    def client_kwargs(self) -> dict[str, Any]:
-        settings = self.settings  # type: ignore[attr-defined]
-        return {"transport": self._transport, "sleep": self._sleep, "timeout": settings_timeout(settings),
-                "retries": int(settings.get("retries", DEFAULT_RETRIES))}
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None

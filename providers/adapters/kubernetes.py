@@ -22,7 +22,6 @@ import contextlib
 import json
 import logging
 import re
-import time
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -50,16 +49,16 @@ from .base import (
     NotFound,
     OfferData,
     PermanentError,
-    ProviderAdapter,
     ProviderError,
     ProviderInfo,
     QuotaExceeded,
     RemotePod,
     TransientError,
 )
-from .http import parse_retry_after
+from .http import ApiClient
 from .kube_manifests import GPU, OWNED_LABEL, POD_LABEL, PRODUCT_LABEL, tolerated_taints
 from .kubeconfig import KubeConfig, default_tls, parse_kubeconfig, ssl_context
+from .rest import RestAdapter, bearer
 
 logger = logging.getLogger(__name__)
 
@@ -117,12 +116,8 @@ def parse_rate_card(value: Any) -> dict[str, Decimal]:
     return out
 
 
-def status_error(response: httpx.Response) -> ProviderError:
+def map_error(response: httpx.Response, body: Any) -> ProviderError:
     """Map a Kubernetes ``Status`` failure (or a bare HTTP error) to a typed error."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = {}
     if not isinstance(body, dict):
         body = {}
     code = response.status_code
@@ -135,13 +130,18 @@ def status_error(response: httpx.Response) -> ProviderError:
             return QuotaExceeded(message, status=code, code="ExceededQuota")
         return InvalidCredentials(f"not allowed: {message}", status=code, code=reason or "Forbidden")
     if code == 429 or code >= 500:
-        return TransientError(message, status=code, code=reason, retry_after=parse_retry_after(response.headers.get("Retry-After")))
+        return TransientError(message, status=code, code=reason)  # the client adds Retry-After
     if code == 404:
         return NotFound(message, status=code, code=reason or "NotFound")
     return PermanentError(message, status=code, code=reason)
 
 
-class KubernetesAdapter(ProviderAdapter):
+def prometheus_error(response: httpx.Response, body: Any) -> ProviderError:
+    # utilization is best effort: any refusal is reported as transient (the next tick asks again)
+    return TransientError(f"Prometheus answered {response.status_code}", status=response.status_code)
+
+
+class KubernetesAdapter(RestAdapter):
     info = ProviderInfo(
         kind="kubernetes",
         label="Kubernetes (on-prem)",
@@ -168,12 +168,11 @@ class KubernetesAdapter(ProviderAdapter):
         regions_hint="wherever your cluster is (set its country in the account settings)",
     )
 
-    def __init__(self, credentials: dict[str, Any], settings: dict[str, Any] | None = None, *,
-                 transport: httpx.BaseTransport | None = None):
-        super().__init__(credentials, settings)
-        self._transport = transport
+    error_mapper = staticmethod(map_error)
+
+    def __init__(self, credentials: dict[str, Any], settings: dict[str, Any] | None = None, **kw: Any):
+        super().__init__(credentials, settings, **kw)
         self._config: KubeConfig | None = None
-        self._ssl: Any = None
 
     # --- plumbing -----------------------------------------------------------------------------
     @property
@@ -182,51 +181,39 @@ class KubernetesAdapter(ProviderAdapter):
             self._config = parse_kubeconfig(str(self.credentials.get("kubeconfig") or ""), str(self.settings.get("context") or ""))
         return self._config
 
-    def opt(self, key: str) -> Any:
-        """A per-account option: the account's settings, else the wizard's non-secret field."""
-        value = self.settings.get(key)
-        return value if value not in (None, "", [], {}) else self.credentials.get(key)
-
     @property
     def namespace(self) -> str:
         return str(self.opt("namespace") or self.config.namespace or "default")
 
-    @contextlib.contextmanager
-    def _session(self) -> Iterator[httpx.Client]:
+    def make_client(self, name: str) -> ApiClient:
+        if name == "prometheus":
+            # an in-cluster Prometheus is trusted through the system store (an organization's own CA)
+            return self.new_client(str(self.opt("prometheus_url")), verify=default_tls(), error_mapper=prometheus_error)
         cfg = self.config
-        base = str(self.settings.get("base_url") or cfg.server).rstrip("/")
-        headers = {"Accept": "application/json", "User-Agent": "ai-cloud-provisioner"}
-        if cfg.token:
-            headers["Authorization"] = f"Bearer {cfg.token}"
-        if base.startswith("https://") and self._ssl is None:
-            self._ssl = ssl_context(cfg)  # built once per adapter: loading CAs is not free
-        # plain http (a stand-in) needs no TLS context; building httpx's default one per call is slow
-        verify: Any = self._ssl if base.startswith("https://") else False
-        with httpx.Client(base_url=base, headers=headers, verify=verify, transport=self._transport,
-                          timeout=httpx.Timeout(float(self.settings.get("timeout_seconds", 15)))) as client:
-            yield client
+        base = self.endpoint(cfg.server)
+        # the kubeconfig's CA and client certificate; plain http (a stand-in) needs no TLS context
+        verify: Any = ssl_context(cfg) if base.startswith("https://") else False
+        return self.new_client(base, secret=cfg.token or cfg.client_cert_pem, headers=bearer(cfg.token) if cfg.token else {},
+                               verify=verify)
 
-    def _call(self, c: httpx.Client, method: str, path: str, *, body: Any = None, params: dict[str, Any] | None = None,
-              content_type: str = "application/json") -> dict[str, Any]:
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[ApiClient]:
+        yield self.client
+
+    def _call(self, c: ApiClient, method: str, path: str, *, body: Any = None, params: dict[str, Any] | None = None,
+              content_type: str = "application/json", idempotent: bool | None = None) -> dict[str, Any]:
         headers = {"Content-Type": content_type} if body is not None else {}
-        try:
-            r = c.request(method, path, params=params, headers=headers,
-                          content=json.dumps(body) if body is not None else None)
-        except httpx.TimeoutException as exc:
-            raise TransientError(f"the API server timed out: {exc}")
-        except httpx.HTTPError as exc:
-            raise TransientError(f"cannot reach the API server: {exc}")
-        if r.status_code >= 300:
-            raise status_error(r)
+        r = c.request(method, path, params=params, headers=headers, content=json.dumps(body) if body is not None else None,
+                      idempotent=idempotent)
         return r.json() if r.content else {}
 
-    def _get_or_none(self, c: httpx.Client, path: str) -> dict[str, Any] | None:
+    def _get_or_none(self, c: ApiClient, path: str) -> dict[str, Any] | None:
         try:
             return self._call(c, "GET", path)
         except NotFound:
             return None
 
-    def _delete(self, c: httpx.Client, path: str, **params: Any) -> None:
+    def _delete(self, c: ApiClient, path: str, **params: Any) -> None:
         with contextlib.suppress(NotFound):
             self._call(c, "DELETE", path, params=params or None)
 
@@ -250,7 +237,7 @@ class KubernetesAdapter(ProviderAdapter):
         country = str(self.opt("country") or region_country(region) or "").upper()
         return region, country
 
-    def _node_gpu_free(self, c: httpx.Client) -> list[tuple[dict[str, Any], int, int]]:
+    def _node_gpu_free(self, c: ApiClient) -> list[tuple[dict[str, Any], int, int]]:
         """(node, allocatable GPUs, free GPUs) for every schedulable, Ready GPU node."""
         params = {"labelSelector": self.settings["node_selector"]} if self.settings.get("node_selector") else None
         nodes = self._call(c, "GET", "/api/v1/nodes", params=params).get("items") or []
@@ -334,23 +321,23 @@ class KubernetesAdapter(ProviderAdapter):
     def service_manifest(self, request: LaunchRequest, pod: dict[str, Any]) -> dict[str, Any] | None:
         return manifests.service_manifest(request, pod, namespace=self.namespace, service_type=self.settings.get("service_type"))
 
-    def _create(self, c: httpx.Client, kind: str, manifest: dict[str, Any]) -> dict[str, Any]:
+    def _create(self, c: ApiClient, kind: str, manifest: dict[str, Any]) -> dict[str, Any]:
         """Create, or return the existing object of that name (409 AlreadyExists): idempotent."""
-        try:
-            return self._call(c, "POST", self._ns_path(kind), body=manifest)
+        try:  # named from the pod's tag: a repeated create answers AlreadyExists, so retrying is safe
+            return self._call(c, "POST", self._ns_path(kind), body=manifest, idempotent=True)
         except PermanentError as exc:
             if exc.code != "AlreadyExists":
                 raise
             return self._call(c, "GET", self._ns_path(kind, manifest["metadata"]["name"]))
 
-    def _pull_secret(self, c: httpx.Client, request: LaunchRequest) -> str:
+    def _pull_secret(self, c: ApiClient, request: LaunchRequest) -> str:
         secret = manifests.pull_secret_manifest(request, namespace=self.namespace)
         if secret is None:
             return ""
         self._create(c, "secrets", secret)
         return secret["metadata"]["name"]
 
-    def before_launch(self, c: httpx.Client, request: LaunchRequest) -> None:
+    def before_launch(self, c: ApiClient, request: LaunchRequest) -> None:
         """Hook for subclasses (CoreWeave scales a node pool here)."""
 
     def launch(self, request: LaunchRequest) -> RemotePod:
@@ -375,17 +362,17 @@ class KubernetesAdapter(ProviderAdapter):
                 raise CapacityUnavailable(f"unschedulable: {unschedulable.get('message', '')}".strip(), code="Unschedulable")
             return self._remote(c, pod)
 
-    def _await_scheduling(self, c: httpx.Client, pod: dict[str, Any]) -> dict[str, Any]:
+    def _await_scheduling(self, c: ApiClient, pod: dict[str, Any]) -> dict[str, Any]:
         """Wait briefly (bounded) for the scheduler's verdict, so that 'no room' fails over now."""
-        deadline = time.monotonic() + float(self.settings.get("launch_wait_seconds", 10))
+        expired = self.deadline(float(self.settings.get("launch_wait_seconds", 10)))
         interval = float(self.settings.get("poll_interval_seconds", 1))
         while True:
             cond = _condition(pod, "PodScheduled")
             if cond is not None and (cond.get("status") == "True" or cond.get("reason") == "Unschedulable"):
                 return pod
-            if time.monotonic() >= deadline:
+            if expired():
                 return pod
-            time.sleep(interval)
+            self.sleep(interval)
             pod = self._call(c, "GET", self._ns_path("pods", pod["metadata"]["name"]))
 
     def unschedulable_is_final(self, pod: dict[str, Any]) -> bool:
@@ -394,7 +381,7 @@ class KubernetesAdapter(ProviderAdapter):
         return True
 
     # --- state --------------------------------------------------------------------------------
-    def _connection(self, c: httpx.Client, pod: dict[str, Any]) -> dict[str, Any]:
+    def _connection(self, c: ApiClient, pod: dict[str, Any]) -> dict[str, Any]:
         status = pod.get("status") or {}
         host = str(self.settings.get("ingress_host") or status.get("hostIP") or "")
         conn: dict[str, Any] = {"host": host, "pod_ip": status.get("podIP", ""), "namespace": self.namespace,
@@ -410,7 +397,7 @@ class KubernetesAdapter(ProviderAdapter):
             conn["urls"] = urls
         return conn
 
-    def _remote(self, c: httpx.Client, pod: dict[str, Any]) -> RemotePod:
+    def _remote(self, c: ApiClient, pod: dict[str, Any]) -> RemotePod:
         meta, status = pod.get("metadata") or {}, pod.get("status") or {}
         phase = status.get("phase", "Pending")
         state, message, exit_code = REMOTE_PROVISIONING, "", None
@@ -458,7 +445,7 @@ class KubernetesAdapter(ProviderAdapter):
                          region=str(self.opt("region") or ""), connection=connection, exit_code=exit_code,
                          message=message, raw={"phase": phase, "node": (pod.get("spec") or {}).get("nodeName", "")})
 
-    def _disrupted_after_deletion(self, c: httpx.Client, name: str) -> str:
+    def _disrupted_after_deletion(self, c: ApiClient, name: str) -> str:
         """A pod deleted by an eviction/preemption is gone from the API; its events remain (~1 h)."""
         params = {"fieldSelector": f"involvedObject.kind=Pod,involvedObject.name={name}"}
         try:
@@ -480,7 +467,7 @@ class KubernetesAdapter(ProviderAdapter):
                 raise NotFound(f"pod {self.namespace}/{external_id} not found")
             return self._remote(c, pod)
 
-    def _cleanup(self, c: httpx.Client, name: str, tag: str) -> None:
+    def _cleanup(self, c: ApiClient, name: str, tag: str) -> None:
         self._delete(c, self._ns_path("pods", name), gracePeriodSeconds=int(self.settings.get("grace_seconds", 30)))
         self._delete(c, self._ns_path("services", name))
         if tag:
@@ -496,7 +483,7 @@ class KubernetesAdapter(ProviderAdapter):
             self._cleanup(c, external_id, tag)
             self.after_terminate(c, pod)
 
-    def after_terminate(self, c: httpx.Client, pod: dict[str, Any] | None) -> None:
+    def after_terminate(self, c: ApiClient, pod: dict[str, Any] | None) -> None:
         """Hook for subclasses (CoreWeave scales its node pool back down)."""
 
     def list_pods(self) -> list[RemotePod]:
@@ -514,14 +501,7 @@ class KubernetesAdapter(ProviderAdapter):
         # exported_pod/exported_namespace and pod/namespace name the exporter itself: ask for both.
         query = (f'DCGM_FI_DEV_GPU_UTIL{{namespace="{self.namespace}",pod="{external_id}"}} or '
                  f'DCGM_FI_DEV_GPU_UTIL{{exported_namespace="{self.namespace}",exported_pod="{external_id}"}}')
-        try:
-            with httpx.Client(transport=self._transport, timeout=10, verify=default_tls()) as c:
-                r = c.get(f"{str(url).rstrip('/')}/api/v1/query", params={"query": query})
-        except httpx.HTTPError as exc:
-            raise TransientError(f"Prometheus unreachable: {exc}")
-        if r.status_code >= 300:
-            raise TransientError(f"Prometheus answered {r.status_code}", status=r.status_code)
-        body = r.json()
+        body = self.api("prometheus").get_json("/api/v1/query", params={"query": query}) or {}
         if body.get("status") != "success":
             raise TransientError(f"Prometheus query failed: {body.get('error', '')}")
         samples = []

@@ -41,15 +41,15 @@ from .base import (
     NotFound,
     OfferData,
     PermanentError,
-    ProviderAdapter,
     ProviderError,
     ProviderInfo,
     QuotaExceeded,
     RemotePod,
     TransientError,
 )
-from .http import TAG_KEY, ApiClient, RestAdapter, account_key
+from .http import TAG_KEY
 from .image_registry import docker_login_line, registry_login
+from .rest import RestAdapter
 
 LIMITS = {"default": (1.0, 1), "launch": (1.0 / 12.0, 1)}
 
@@ -79,7 +79,7 @@ _CODES: dict[str, type[ProviderError]] = {
 }
 
 
-def _error(response: httpx.Response, body: Any) -> ProviderError | None:
+def map_error(response: httpx.Response, body: Any) -> ProviderError | None:
     err = body.get("error") if isinstance(body, dict) else None
     if not isinstance(err, dict):
         return None
@@ -102,9 +102,9 @@ def gpu_count_of(type_name: str, specs: dict[str, Any] | None = None) -> int:
     return int((specs or {}).get("gpus") or 1)
 
 
-class LambdaAdapter(RestAdapter, ProviderAdapter):
+class LambdaAdapter(RestAdapter):
     default_base_url = "https://cloud.lambda.ai"
-    provider_name = "lambda"
+    error_mapper = staticmethod(map_error)
 
     info = ProviderInfo(
         kind="lambda",
@@ -123,17 +123,8 @@ class LambdaAdapter(RestAdapter, ProviderAdapter):
         regions_hint="US (west, east, south, midwest), DE, JP, KR, IN, IL, AU",
     )
 
-    @property
-    def api_key(self) -> str:
-        return str(self.credentials.get("api_key", "")).strip()
-
-    def make_client(self) -> ApiClient:
-        limits = LIMITS if self.settings.get("rate_limit", True) else {}
-        return ApiClient(
-            provider="lambda", base_url=self.base_url, account_key=account_key(self.settings, self.api_key),
-            headers={"Authorization": f"Bearer {self.api_key}", "Accept": "application/json"},
-            limits=limits, error_mapper=_error, **self.client_kwargs(),
-        )
+    def rate_limits(self) -> dict[str, tuple[float, int]]:
+        return LIMITS if self.settings.get("rate_limit", True) else {}
 
     def _data(self, response: httpx.Response) -> Any:
         return (response.json() or {}).get("data")

@@ -50,7 +50,6 @@ from .base import (
     NotFound,
     OfferData,
     PermanentError,
-    ProviderAdapter,
     ProviderError,
     ProviderInfo,
     QuotaExceeded,
@@ -58,8 +57,9 @@ from .base import (
     StopNotPossible,
     TransientError,
 )
-from .http import ApiClient, RestAdapter, account_key, run_concurrently
+from .http import run_concurrently
 from .image_registry import registry_login
+from .rest import RestAdapter
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class CandidateRejected(ProviderError):
     failover = True
 
 
-def _problem_error(response: httpx.Response, body: Any) -> ProviderError | None:
+def map_error(response: httpx.Response, body: Any) -> ProviderError | None:
     """Map a v2 problem+json error to a typed error."""
     detail = ""
     if isinstance(body, dict):
@@ -121,9 +121,9 @@ def _problem_error(response: httpx.Response, body: Any) -> ProviderError | None:
     return None
 
 
-class RunPodAdapter(RestAdapter, ProviderAdapter):
+class RunPodAdapter(RestAdapter):
     default_base_url = "https://api.runpod.io"
-    provider_name = "runpod"
+    error_mapper = staticmethod(map_error)
 
     info = ProviderInfo(
         kind="runpod",
@@ -142,18 +142,7 @@ class RunPodAdapter(RestAdapter, ProviderAdapter):
         regions_hint="US, CA, EU (RO, SE, IS, NL, CZ, NO), AP",
     )
 
-    # --- plumbing ---------------------------------------------------------------------------
-    @property
-    def api_key(self) -> str:
-        return str(self.credentials.get("api_key", "")).strip()
-
-    def make_client(self) -> ApiClient:
-        return ApiClient(
-            provider="runpod", base_url=self.base_url, account_key=account_key(self.settings, self.api_key),
-            headers={"Authorization": f"Bearer {self.api_key}", "Accept": "application/json"},
-            error_mapper=_problem_error, **self.client_kwargs(),
-        )
-
+    # --- plumbing (the base's client: the API key as a bearer token) --------------------------
     def graphql(self, query: str, variables: dict[str, Any] | None = None, *, idempotent: bool = True) -> dict[str, Any]:
         """POST {base}/graphql; GraphQL reports errors with HTTP 200 and an ``errors`` list."""
         payload: dict[str, Any] = {"query": query}

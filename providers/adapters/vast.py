@@ -63,15 +63,15 @@ from .base import (
     NotFound,
     OfferData,
     PermanentError,
-    ProviderAdapter,
     ProviderError,
     ProviderInfo,
     QuotaExceeded,
     RemotePod,
     TransientError,
 )
-from .http import TAG_KEY, ApiClient, RestAdapter, account_key, run_concurrently
+from .http import TAG_KEY, run_concurrently
 from .image_registry import registry_login, vast_image_login
+from .rest import RestAdapter
 
 LABEL_PREFIX = f"{TAG_KEY}-"
 DEFAULT_COUNTS = (1, 2, 4, 8)
@@ -80,7 +80,7 @@ SEARCH_LIMIT = 512
 PAGE = 25
 
 
-def _error(response: httpx.Response, body: Any) -> ProviderError | None:
+def map_error(response: httpx.Response, body: Any) -> ProviderError | None:
     status = response.status_code
     path = response.request.url.path
     err = body if isinstance(body, dict) else {}
@@ -110,9 +110,9 @@ def country_of(geolocation: str | None) -> str:
     return tail if len(tail) == 2 and tail.isalpha() else ""
 
 
-class VastAdapter(RestAdapter, ProviderAdapter):
+class VastAdapter(RestAdapter):
     default_base_url = "https://console.vast.ai"
-    provider_name = "vast"
+    error_mapper = staticmethod(map_error)
 
     info = ProviderInfo(
         kind="vast",
@@ -127,17 +127,6 @@ class VastAdapter(RestAdapter, ProviderAdapter):
         credential_fields=(CredentialField("api_key", "API key", help="console.vast.ai → Account → API Keys."),),
         regions_hint="Worldwide marketplace (US, CA, EU, APAC)",
     )
-
-    @property
-    def api_key(self) -> str:
-        return str(self.credentials.get("api_key", "")).strip()
-
-    def make_client(self) -> ApiClient:
-        return ApiClient(
-            provider="vast", base_url=self.base_url, account_key=account_key(self.settings, self.api_key),
-            headers={"Authorization": f"Bearer {self.api_key}", "Accept": "application/json"},
-            error_mapper=_error, **self.client_kwargs(),
-        )
 
     # --- interface --------------------------------------------------------------------------
     def verify(self) -> None:

@@ -312,7 +312,7 @@ def test_the_standin_refuses_what_compute_refuses():
     req = LaunchRequest(tag="5e6f7a8b-9c0d-4e1f-8a2b-4c5d6e7f8a9b", name="x", image="busybox", gpu_class="T4", gpu_count=1,
                         region="us-central1", zone="us-central1-a", instance_type="n1-standard-4+nvidia-tesla-t4", spot=True)
     good = a.instance_body(req, zone="us-central1-a", name="pod-x", machine="n1-standard-4", accelerator="nvidia-tesla-t4")
-    compute = a._client("compute")
+    compute = a.api("compute")
     path = a._p("/zones/us-central1-a/instances")
     cases = [
         ({**good, "gpuType": "t4"}, 'Unknown name "gpuType"'),

@@ -238,5 +238,5 @@ def test_the_read_tracker_reports_an_undefined_field_and_the_standin_an_undeclar
     fake = standin.FakeGcp()
     a = _adapter(fake)
     a.verify()
-    answer = a._client("compute")._client.get(a._p("/aggregated/instances"), params={"returnPartialSuccess": "true"})
+    answer = a.api("compute")._client.get(a._p("/aggregated/instances"), params={"returnPartialSuccess": "true"})
     assert answer.status_code == 400 and "Cannot bind query parameter" in answer.json()["error"]["message"]

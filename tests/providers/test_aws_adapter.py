@@ -28,7 +28,7 @@ from django.core.management import call_command
 
 from providers.adapters import aws as aws_module
 from providers.adapters import aws_pricing
-from providers.adapters.aws import AwsAdapter, map_client_error
+from providers.adapters.aws import AwsAdapter, map_error
 from providers.adapters.base import (
     REMOTE_INTERRUPTED,
     REMOTE_RUNNING,
@@ -413,7 +413,7 @@ def test_error_code_table():
     from botocore.exceptions import ClientError
 
     def err(code, status=400):
-        return map_client_error(ClientError({"Error": {"Code": code, "Message": "m"},
+        return map_error(ClientError({"Error": {"Code": code, "Message": "m"},
                                              "ResponseMetadata": {"HTTPStatusCode": status}}, "RunInstances"))
 
     assert isinstance(err("AuthFailure", 401), InvalidCredentials)
@@ -584,7 +584,7 @@ def test_stop_of_a_one_time_spot_instance_is_a_typed_stop_not_possible(moto_url,
         a.stop(pod.external_id)
     assert isinstance(caught.value, NotSupported) and caught.value.code == "UnsupportedOperation"
     # the same code from another operation is not a "cannot stop" answer
-    assert not isinstance(map_client_error(_client_error_for("RunInstances", "UnsupportedOperation")), StopNotPossible)
+    assert not isinstance(map_error(_client_error_for("RunInstances", "UnsupportedOperation")), StopNotPossible)
 
 
 def _client_error_for(operation: str, code: str):

@@ -6,7 +6,6 @@ from decimal import Decimal
 
 import pytest
 
-from providers.adapters import azure as azure_module
 from providers.adapters.azure import AzureAdapter, sku_gpu_class
 from providers.adapters.base import (
     REMOTE_FAILED,
@@ -21,6 +20,7 @@ from providers.adapters.base import (
     TransientError,
 )
 from providers.adapters.registry import provider_info
+from providers.adapters.rest import tokens
 from providers.services import capacity_poll, provider_account_create
 from provisioner import clock
 from tests.standins.azure import FakeAzure, account_settings, credentials
@@ -32,9 +32,9 @@ TAG = "5a5a5a5a-0000-4000-8000-000000000001"
 
 @pytest.fixture(autouse=True)
 def _fresh_tokens():
-    azure_module._token_cache.clear()
+    tokens.clear()
     yield
-    azure_module._token_cache.clear()
+    tokens.clear()
 
 
 @pytest.fixture
@@ -42,8 +42,9 @@ def az():
     return FakeAzure()
 
 
-def adapter(fa: FakeAzure, **settings) -> AzureAdapter:
-    return AzureAdapter(credentials(), account_settings("https://azure.invalid", **settings), transport=fa.transport())
+def adapter(fa: FakeAzure, sleeps: list[float] | None = None, **settings) -> AzureAdapter:
+    return AzureAdapter(credentials(), account_settings("https://azure.invalid", **settings), transport=fa.transport(),
+                        sleep=(sleeps if sleeps is not None else []).append)
 
 
 def request(**kw) -> LaunchRequest:
@@ -211,10 +212,12 @@ def test_quota_and_throttling_are_typed(az):
     with pytest.raises(QuotaExceeded, match="Cores quota"):
         adapter(az).launch(request())
     az.quota = False
-    az.throttle(retry_after=17)
+    az.throttle(times=4, retry_after=17)  # more 429s than the shared policy's 3 retries
+    sleeps: list[float] = []
     with pytest.raises(TransientError) as exc:
-        adapter(az).verify()
+        adapter(az, sleeps).verify()
     assert exc.value.retry_after == 17 and exc.value.status == 429
+    assert sleeps == [17, 17, 17]
 
 
 def test_failed_provisioning_reported_by_get(az):

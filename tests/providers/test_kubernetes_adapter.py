@@ -59,9 +59,9 @@ def kube():
     return fk
 
 
-def adapter(fk: FakeKubernetes, **settings) -> KubernetesAdapter:
+def adapter(fk: FakeKubernetes, sleeps: list[float] | None = None, **settings) -> KubernetesAdapter:
     return KubernetesAdapter({"kubeconfig": kubeconfig("https://k8s.internal:6443")}, {**SETTINGS, **settings},
-                             transport=fk.transport())
+                             transport=fk.transport(), sleep=(sleeps if sleeps is not None else []).append)
 
 
 def request(**kw) -> LaunchRequest:
@@ -279,11 +279,13 @@ def test_succeeded_and_failed_containers_report_exit_codes(kube):
 
 
 def test_status_errors_are_typed(kube):
-    a = adapter(kube)
-    kube.throttle(retry_after=7)
+    sleeps: list[float] = []
+    a = adapter(kube, sleeps)
+    kube.throttle(times=4, retry_after=7)  # more 429s than the shared policy's 3 retries
     with pytest.raises(TransientError) as exc:
         a.list_offers()
     assert exc.value.retry_after == 7 and exc.value.status == 429
+    assert sleeps == [7, 7, 7]  # Retry-After honoured before each retry
     kube.gpu_quota["ml"] = 1
     with pytest.raises(QuotaExceeded, match="exceeded quota"):
         a.launch(request())

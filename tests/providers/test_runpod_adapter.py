@@ -26,7 +26,7 @@ from providers.adapters.base import (
 )
 from providers.adapters.http import parse_retry_after
 from providers.adapters.registry import adapter_class
-from providers.adapters.runpod import TAG_ENV, RunPodAdapter, _problem_error
+from providers.adapters.runpod import TAG_ENV, RunPodAdapter, map_error
 from providers.models import Health, ProviderAccount
 from providers.services import capacity_poll
 from tests.standins.fixtures import STANDIN_CREDENTIALS, account_settings, no_sleep, served_runpod  # noqa: F401
@@ -238,9 +238,9 @@ def test_400_on_create_fails_over_with_the_detail_kept(adapter, standin):
     standin.reject_creates_with = None
     assert adapter.launch(_req(offer, tag="5f0c0000-0000-0000-0000-000000000003")).external_id
     create = httpx.Request("POST", "https://api.runpod.io/v2/pods")
-    invalid = _problem_error(httpx.Response(422, request=create), {"detail": "request body is invalid"})
+    invalid = map_error(httpx.Response(422, request=create), {"detail": "request body is invalid"})
     assert isinstance(invalid, PermanentError) and not invalid.failover
-    other = _problem_error(httpx.Response(400, request=httpx.Request("POST", "https://api.runpod.io/v2/pods/x/action")),
+    other = map_error(httpx.Response(400, request=httpx.Request("POST", "https://api.runpod.io/v2/pods/x/action")),
                            {"detail": "bad action"})
     assert isinstance(other, PermanentError) and not other.failover
 
