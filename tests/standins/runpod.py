@@ -62,6 +62,13 @@ DC_NAMES = {"EU-RO-1": "Europe Romania 1", "US-TX-3": "US Texas 3", "CA-MTL-1": 
             "US-KS-2": "US Kansas 2", "EU-SE-1": "Europe Sweden 1", "EUR-IS-1": "Europe Iceland 1",
             "US-GA-1": "US Georgia 1", "EU-NL-1": "Europe Netherlands 1"}
 LEVELS = ("NONE", "LOW", "MEDIUM", "HIGH")
+# PodRentInterruptableInput: the fields the official SDK's deploy input builder emits (runpod 1.12.0,
+# api/mutations/pods.py generate_pod_deployment_mutation) plus bidPerGpu (providers.md §1) and
+# containerRegistryAuthId (graphql-spec.runpod.io; the SDK sends it in its template input, templates.py)
+RENT_INPUT_FIELDS = {"name", "imageName", "cloudType", "startSsh", "gpuTypeId", "supportPublicIp", "gpuCount",
+                     "volumeInGb", "minVcpuCount", "minMemoryInGb", "allowedCudaVersions", "dataCenterId", "dockerArgs",
+                     "countryCode", "containerDiskInGb", "ports", "volumeMountPath", "env", "templateId",
+                     "networkVolumeId", "minDownload", "minUpload", "bidPerGpu", "containerRegistryAuthId"}
 
 
 def _iso(ts: float | None) -> str | None:
@@ -343,6 +350,10 @@ class RunPodStandIn(StandIn):
         return json_response(200, {"errors": [{"message": "Cannot query: unsupported operation in stand-in"}]})
 
     def _gql_rent(self, data: dict[str, Any], ctx: Ctx) -> httpx.Response:
+        unknown = sorted(set(data) - RENT_INPUT_FIELDS)
+        if unknown:  # GraphQL validates input objects against their type
+            return json_response(200, {"errors": [{"message": f'Field "{unknown[0]}" is not defined by type '
+                                                              '"PodRentInterruptableInput".'}]})
         gpu = self._gpu(str(data.get("gpuTypeId", "")))
         if gpu is None:
             return json_response(200, {"errors": [{"message": "GPU type not found"}]})
