@@ -294,3 +294,17 @@ class ProviderBillingDay(models.Model):
     @property
     def drift_amount(self):
         return self.ours_amount - self.provider_amount
+
+
+class ProviderBillingFetch(models.Model):
+    """The last reconciliation attempt of one account: when it ran, when it last worked and why
+    it failed (a key without billing access, the provider down), so the page can say so."""
+
+    provider_account = models.OneToOneField(ProviderAccount, on_delete=models.CASCADE, primary_key=True,
+                                            related_name="billing_fetch")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    attempted_at = models.DateTimeField()
+    succeeded_at = models.DateTimeField(null=True, blank=True)
+    error = models.CharField(max_length=300, blank=True)  # empty after a success
+
+    objects = TenantQuerySet.as_manager()

@@ -43,7 +43,7 @@ from tenants.models import Role
 from workloads.models import Pod
 
 from .budgets import _recipients, webhook_signature
-from .models import Budget, BudgetAlert, LedgerEntry, ProviderBillingDay
+from .models import Budget, BudgetAlert, LedgerEntry, ProviderBillingDay, ProviderBillingFetch
 from .selectors import day_start
 
 logger = logging.getLogger(__name__)
@@ -144,6 +144,13 @@ def _store(account: ProviderAccount, charges: DayCharges, match: str, now: datet
     return row, flagged
 
 
+def _record_fetch(account: ProviderAccount, now: datetime, *, error: str = "") -> None:
+    values = {"tenant_id": account.tenant_id, "attempted_at": now, "error": error[:300]}
+    if not error:
+        values["succeeded_at"] = now
+    ProviderBillingFetch.objects.update_or_create(provider_account=account, defaults=values)
+
+
 def reconcile_account(*, account: ProviderAccount, first: date | None = None, last: date | None = None,
                       at: datetime | None = None) -> list[ProviderBillingDay]:
     """Fetch the provider's figures for ``[first, last]`` (default: the recent complete days),
@@ -158,10 +165,14 @@ def reconcile_account(*, account: ProviderAccount, first: date | None = None, la
     adapter = adapter_for(account)
     try:
         charges = client.fetch(adapter, first, last)
+    except ProviderError as exc:
+        _record_fetch(account, now, error=f"{type(exc).__name__}: {exc}")
+        raise
     finally:
         close = getattr(adapter, "close", None)
         if callable(close):
             close()
+    _record_fetch(account, now)
     rows = []
     for day_charges in charges:
         row, flagged = _store(account, day_charges, client.match, now)

@@ -103,7 +103,9 @@ def budgets_for_tenant(tenant):
 
 def reconciliation_accounts(tenant) -> list[ProviderAccount]:
     """The organization's provider accounts (name, kind) for the reconciliation card."""
-    return list(ProviderAccount.objects.for_tenant(tenant).order_by("name").only("pk", "name", "kind"))
+    return list(ProviderAccount.objects.for_tenant(tenant).order_by("name").select_related("billing_fetch")
+                .only("pk", "name", "kind", "billing_fetch__attempted_at", "billing_fetch__succeeded_at",
+                      "billing_fetch__error"))
 
 
 def reconciliation_rows(tenant, *, accounts: list[ProviderAccount], start: date, end: date, provider_ids=(),
@@ -144,5 +146,12 @@ def reconciliation_rows(tenant, *, accounts: list[ProviderAccount], start: date,
             "flagged": [r for r in rows if r.drift_flagged], "days": len(rows), "missing": max(0, expected - len(rows)),
             "estimated": any(r.estimated for r in rows),
             "fetched_at": max((r.fetched_at for r in rows), default=None),
+            "failure": _fetch_failure(a),
         })
     return out
+
+
+def _fetch_failure(account: ProviderAccount):
+    """The account's last reconciliation attempt when it failed, else None."""
+    fetch = getattr(account, "billing_fetch", None)  # no row: Django's DoesNotExist is an AttributeError
+    return fetch if fetch is not None and fetch.error else None

@@ -14,7 +14,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from billing import reconcile
 from billing.budgets import budget_create
-from billing.models import BudgetAlert, ProviderBillingDay
+from billing.models import BudgetAlert, ProviderBillingDay, ProviderBillingFetch
 from providers.models import ProviderAccount
 from provisioner import clock
 from provisioner.env import env_decimal
@@ -217,3 +217,11 @@ def test_one_failing_account_does_not_stop_the_others(tenant, project, owner, se
         assert reconcile.reconcile_all() == 3  # the three Vast.ai days; RunPod refused, Lambda has no API
     assert not ProviderBillingDay.objects.filter(provider_account__in=[bad, lam]).exists()
     assert ProviderBillingDay.objects.filter(provider_account=good).count() == 3
+    failed, worked = ProviderBillingFetch.objects.get(provider_account=bad), ProviderBillingFetch.objects.get(provider_account=good)
+    assert failed.error.startswith("InvalidCredentials") and failed.succeeded_at is None
+    assert worked.error == "" and worked.succeeded_at == RUN_AT
+    served_runpod.standin.valid_keys = {"test-key"}  # the key is fixed: the next run clears the error
+    with clock.frozen(RUN_AT + timedelta(days=1)):
+        reconcile.reconcile_all()
+    failed.refresh_from_db()
+    assert failed.error == "" and failed.succeeded_at == RUN_AT + timedelta(days=1)

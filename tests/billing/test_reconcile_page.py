@@ -91,3 +91,17 @@ def test_yesterdays_drift_shows_as_provisional_until_it_settles(client, finance,
         row = _rows(client.get("/spend/reconciliation/?range=7d").content.decode())["Vast spot"]
     assert "2026-03-16: $4.00 booked vs $5.00 charged;" in row  # settled: alerted
     assert "2026-03-17: $4.00 booked vs $2.00 charged (provisional" in row
+
+
+@pytest.mark.django_db
+def test_a_failed_fetch_is_said_on_the_page(client, finance, tenant):
+    from billing.models import ProviderBillingFetch
+
+    aws = ProviderAccount.objects.create(tenant=tenant, kind="aws", name="AWS prod")
+    ProviderBillingFetch.objects.create(provider_account=aws, tenant=tenant, attempted_at=NOW,
+                                        error="InvalidCredentials: not authorized to perform ce:GetCostAndUsage")
+    client.force_login(finance)
+    with clock.frozen(NOW):
+        row = _rows(client.get("/spend/reconciliation/?range=7d").content.decode())["AWS prod"]
+    assert "Not fetched yet" in row
+    assert "The last fetch (Mar 18, 12:00 UTC) failed: InvalidCredentials: not authorized to perform ce:GetCostAndUsage" in row
