@@ -98,3 +98,45 @@ def test_cost_explorer_request_and_canned_answer_conform_to_the_botocore_model(m
     assert day.unattributed == Decimal("40.123")
     params = aws_billing.request_params(date(2026, 3, 16), date(2026, 3, 16))
     assert params["TimePeriod"] == {"Start": "2026-03-16", "End": "2026-03-17"}  # End is exclusive
+
+
+def test_vast_charges_request_matches_what_the_official_sdk_sends(monkeypatch):
+    """The ``vastai`` package's ``show invoices-v1 --charges`` builder, run unmodified with its
+    HTTP session's ``send`` replaced (nothing leaves the machine), asks the same endpoint with
+    the same ``day`` filter, format and page size as our client for one UTC day."""
+    import json
+    from urllib.parse import parse_qs, urlsplit
+
+    import httpx
+    import requests
+    from requests.structures import CaseInsensitiveDict
+    from vastai.api import billing as sdk_billing
+    from vastai.api import client as sdk_client
+
+    s = VastStandIn()
+    s.charge("instance-27000001", "2026-03-16", gpu=3.9)
+    sent: list[requests.PreparedRequest] = []
+
+    def send(session, prep, **kw):
+        sent.append(prep)
+        answer = s.handle(httpx.Request(prep.method, prep.url, headers=dict(prep.headers)))
+        r = requests.Response()
+        r.status_code, r._content, r.url, r.request = answer.status_code, answer.content, prep.url, prep
+        r.headers = CaseInsensitiveDict(answer.headers)
+        return r
+
+    monkeypatch.setattr(sdk_client.VastSession, "send", send)
+    sdk = sdk_client.VastClient(api_key="test-key", server_url="https://console.vast.ai", retry=1)
+    day = date(2026, 3, 16)
+    start = 1773619200  # 2026-03-16T00:00:00Z
+    theirs = sdk_billing.show_invoices_v1(sdk, {"charges": True, "start_date": start, "end_date": start + 86399,
+                                                "limit": vast_billing.PAGE_LIMIT})
+    assert theirs["results"][0]["source"] == "instance-27000001"  # the stand-in answers the SDK too
+    (prep,) = sent
+    sdk_query = {k: v[0] for k, v in parse_qs(urlsplit(prep.url).query).items()}
+    ours = vast_billing.request_params(day)
+    assert urlsplit(prep.url).path.rstrip("/") == vast_billing.PATH
+    assert json.loads(sdk_query["select_filters"]) == json.loads(ours["select_filters"]) == \
+        {"day": {"gte": start, "lte": start + 86399}}
+    assert sdk_query["format"] == ours["format"] == "table"
+    assert int(sdk_query["limit"]) == int(ours["limit"])  # the SDK caps pages at 100 (spec: server max 500)
