@@ -31,6 +31,7 @@ from tenants.audit import audit_record
 from tenants.models import Project, Tenant
 
 from . import calls
+from .bootstrap import bootstrap_begin, needs_bootstrap
 from .failover import launch_with_failover, max_attempts, short_error
 from .models import LIVE_POD_STATES, Lifecycle, Pod, PodState, Workload
 from .placement import placement_for, spec_for_workload
@@ -169,7 +170,14 @@ def _fail(pod: Pod, reason: str, **data: Any) -> None:
 def pod_apply_remote(pod: Pod, remote) -> None:
     """Fold the provider's view of the pod into ours."""
     live = tuple(LIVE_POD_STATES)
-    if remote.state == REMOTE_RUNNING and pod.state in (PodState.REQUESTED, PodState.PROVISIONING):
+    bootstrapped = remote.state == REMOTE_RUNNING and needs_bootstrap(pod)
+    if bootstrapped and pod.state == PodState.PROVISIONING:
+        bootstrap_begin(pod, remote)  # the server is up, the workload not yet: start it over SSH
+    elif bootstrapped and pod.state == PodState.RUNNING:
+        merged = {**(pod.connection or {}), **(remote.connection or {})}  # keep what the bootstrap added
+        if merged != pod.connection:
+            Pod.objects.filter(pk=pod.pk).update(connection=merged)
+    elif remote.state == REMOTE_RUNNING and pod.state in (PodState.REQUESTED, PodState.PROVISIONING):
         if pod_transition(pod, PodState.RUNNING, "Running", expect=(PodState.REQUESTED, PodState.PROVISIONING),
                           fields={"connection": remote.connection or {}}):
             _on_running(pod)
@@ -269,15 +277,17 @@ def pods_sync() -> int:
 # --- after a pod ends: re-place or settle -----------------------------------------------------
 
 
-def pod_after_end(pod: Pod) -> Pod | None:
+def pod_after_end(pod: Pod, *, replace: bool = True) -> Pod | None:
     """Decide what follows a pod's end: a re-placement (interrupted spot job with restart on,
-    any service) or the workload's final state. Returns the replacement pod, if any."""
+    any service; never with ``replace=False``) or the workload's final state. Returns the
+    replacement pod, if any."""
     pod.refresh_from_db()
     if pod.replaces_id and (pod.placement_override or {}).get("purpose") == "move" and pod.state == PodState.FAILED:
         from .move import move_failed
 
         move_failed(new_pod=pod)
-    replacement = pod_replace(pod=pod) if pod.state in (PodState.INTERRUPTED, PodState.FAILED) else None
+    ended = pod.state in (PodState.INTERRUPTED, PodState.FAILED)
+    replacement = pod_replace(pod=pod) if replace and ended else None
     if replacement is None:
         workload_settle(workload_id=pod.workload_id)
     return replacement

@@ -27,6 +27,15 @@ def follow_pod(pod_id: str, step: int) -> None:
     follow_pod.apply_async((pod_id, step + 1), countdown=FOLLOW_DELAYS[step + 1])
 
 
+@shared_task(name="workloads.bootstrap_pod", queue="bootstrap")
+def bootstrap_pod(pod_id: str) -> None:
+    """Start the workload over SSH on a delivered server (Hetzner). Its own queue: a driver
+    install takes minutes and must not hold up other pods' provisioning and syncs."""
+    from .bootstrap import pod_bootstrap
+
+    pod_bootstrap(pod_id=pod_id)
+
+
 @shared_task(name="workloads.sync_pods")
 def sync_pods() -> int:
     from .move import moves_pending

@@ -199,6 +199,9 @@ class ProviderInfo:
     # placement leaves a provider without it out when the workload has a credential, and says why
     private_registry: bool = False
     storage_billed_while_stopped: bool = False
+    # the provider only installs an OS: once it reports the server running, the workload is
+    # started by the adapter's ``bootstrap`` (over SSH, from the worker) before the pod runs
+    bootstrap_over_ssh: bool = False
     credential_fields: tuple[CredentialField, ...] = ()
     regions_hint: str = ""
 

@@ -27,18 +27,24 @@ spec for Robot** in ../shared/specs: everything here follows ../shared/reference
 * Errors: ``{"error": {"status", "code", "message"}}``; ``RATE_LIMIT_EXCEEDED`` adds
   ``max_request``/``interval`` (seconds) which we use as Retry-After. providers.md names no
   out-of-stock code; codes containing NOT_AVAILABLE / OUT_OF_STOCK are read as no capacity.
-* Robot installs an OS only: there is no user-data hook, so the workload's container must be
-  started on the delivered server over SSH (by our agent bootstrap), not by this adapter.
+* Robot installs an OS only: there is no user-data hook. Orders therefore ask for an Ubuntu LTS
+  image (never the rescue system, which boots from RAM and runs nothing of ours) and the
+  ``primary_ipv4`` addon (Robot delivers IPv6-only servers without it, doc "Server ordering /
+  Notes"); once delivered, :meth:`HetznerAdapter.bootstrap` starts the workload over SSH with the
+  account's key (see ``hetzner_bootstrap``); the pod runs only after that succeeded.
 * No GPU metrics API: utilization comes from the in-host NVML agent.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections.abc import Callable
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import httpx
+from django.core.cache import cache
 
 from providers.catalog import canonical_gpu_class, region_country
 
@@ -61,13 +67,17 @@ from .base import (
     RemotePod,
     TransientError,
 )
-from .http import TAG_KEY, ApiClient, run_concurrently
+from .hetzner_bootstrap import BootstrapFailed, BootstrapRetry, SshTarget, load_private_key, md5_fingerprint
+from .hetzner_bootstrap import bootstrap as run_bootstrap
+from .http import TAG_KEY, ApiClient
 from .rest import RestAdapter
 
 HOURS_PER_MONTH = Decimal("730")
+REFUSAL_TTL = 7 * 24 * 3600  # a refused password stays refused until the user enters it again
 MARKET = "market:"
 COMMENT_PREFIX = f"{TAG_KEY}="
 _COUNT = re.compile(r"(\d+)\s*x\s*(nvidia|amd|gpu)", re.I)
+_UBUNTU_LTS = re.compile(r"^Ubuntu (\d+\.\d+)(?:\.\d+)? LTS", re.I)
 
 
 def map_error(response: httpx.Response, body: Any) -> ProviderError | None:
@@ -132,12 +142,19 @@ class HetznerAdapter(RestAdapter):
         monthly_billed=True,
         slow_delivery=True,
         can_stop=False,
+        bootstrap_over_ssh=True,
         credential_fields=(
             CredentialField("user", "Webservice user", secret=False,
                             help="Robot → Settings → Webservice and app settings (not your Robot login)."),
-            CredentialField("password", "Webservice password"),
+            CredentialField("password", "Webservice password",
+                            help="Robot blocks the IP address that tries for 10 minutes after 3 failed logins, so "
+                                 "a refused password is never retried automatically: check it before you submit, "
+                                 "and enter it again here once corrected."),
             CredentialField("ssh_key_fingerprint", "SSH key fingerprint", secret=False,
                             help="Fingerprint of a key stored in Robot; it is installed on ordered servers."),
+            CredentialField("ssh_private_key", "SSH private key", multiline=True,
+                            help="The private half of that key (OpenSSH format, no passphrase): the worker "
+                                 "logs in with it to install the driver and start your container."),
         ),
         regions_hint="DE (FSN1, NBG1), FI (HEL1)",
     )
@@ -145,28 +162,56 @@ class HetznerAdapter(RestAdapter):
     def make_client(self, name: str) -> ApiClient:
         user = str(self.credentials.get("user", ""))
         password = str(self.credentials.get("password", ""))  # Robot: HTTP basic auth
-        return self.new_client(self.base_url, secret=f"{user}:{password}", auth=(user, password))
+
+        def mapper(response: httpx.Response, body: Any) -> ProviderError | None:
+            error = map_error(response, body)
+            if isinstance(error, InvalidCredentials) or response.status_code == 401:  # any body, or none
+                cache.set(self._refusal_key(), error.message or "Unauthorized", REFUSAL_TTL)
+            return error
+
+        return self.new_client(self.base_url, secret=f"{user}:{password}", auth=(user, password), error_mapper=mapper)
+
+    # --- failed logins: Robot locks the caller's IP after three ------------------------------
+    # Robot webservice doc, "Preface / Errors / Authentication error": "the IP from which you
+    # attempt to access will be blocked for 10 minutes after 3 failed login attempts". That IP is
+    # our worker's, shared by every account: once Robot refused a user/password, no automatic
+    # call (polls, syncs, reconciliation) sends it again; only the user's own verification does.
+    def _refusal_key(self) -> str:
+        secret = f"{self.credentials.get('user', '')}:{self.credentials.get('password', '')}"
+        return "robot-refused:" + hashlib.sha256(secret.encode()).hexdigest()
+
+    def _guard(self) -> None:
+        refused = cache.get(self._refusal_key())
+        if refused:
+            raise InvalidCredentials(f"Robot refused these webservice credentials ({refused}); they are not retried "
+                                     "automatically, because Robot blocks our IP for 10 minutes after 3 failed "
+                                     "logins. Enter them again (Providers → the account → Credentials).")
 
     # --- interface --------------------------------------------------------------------------
     def verify(self) -> None:
         if not self.credentials.get("user") or not self.credentials.get("password"):
             raise InvalidCredentials("the Robot webservice user and password are required")
+        self._ssh_key()  # checked locally first: a bad key costs no login attempt
+        # the user's explicit check: sent even after a refusal (the wizard warns about the lock)
         try:
             self.client.request("GET", "/server")
         except NotFound:  # Robot answers SERVER_NOT_FOUND when the account has no server yet
-            return
+            pass
+        cache.delete(self._refusal_key())
 
     def list_offers(self) -> list[OfferData]:
-        calls = [lambda: self.client.get_json("/order/server/product") or []]
+        self._guard()
+        # one after the other: with refused credentials, one failed login instead of two
+        results = [self.client.get_json("/order/server/product") or []]
         if self.settings.get("market", True):
-            calls.append(self._market_products)
-        results = run_concurrently(calls)
+            results.append(self._market_products())
         offers: list[OfferData] = []
+        preferred = str(self.settings.get("dist") or "")
         for item in results[0]:
             p = _unwrap(item, "product")
             cls, count = gpu_of(p.get("description") or [])
-            if cls is None:
-                continue
+            if cls is None or pick_dist(p.get("dist") or [], preferred) is None:
+                continue  # no GPU, or no OS image we can bootstrap
             for price in p.get("prices") or []:
                 monthly = _d((price.get("price") or {}).get("net"))
                 hourly = _d((price.get("price") or {}).get("hourly_net")) or (monthly / HOURS_PER_MONTH)
@@ -175,8 +220,8 @@ class HetznerAdapter(RestAdapter):
         for item in results[1] if len(results) > 1 else []:
             p = _unwrap(item, "product")
             cls, count = gpu_of(p.get("description") or [])
-            if cls is None:
-                continue
+            if cls is None or pick_dist(p.get("dist") or [], preferred) is None:
+                continue  # auction servers often offer the rescue system only
             location = str(p.get("datacenter") or "").split("-")[0] or "FSN1"
             monthly = _d(p.get("price"))
             hourly = _d(p.get("price_hourly")) or (monthly / HOURS_PER_MONTH)
@@ -200,18 +245,54 @@ class HetznerAdapter(RestAdapter):
             extra={"product": product.get("name", ""), "delivery": "hours to days", "billing": "monthly"},
         )
 
+    def _ssh_key(self) -> str:
+        """The account's SSH private key, checked against the fingerprint orders install."""
+        fingerprint = str(self.credentials.get("ssh_key_fingerprint", "")).strip().lower()
+        if not fingerprint:
+            raise InvalidCredentials("Hetzner orders need the fingerprint of an SSH key stored in Robot")
+        text = str(self.credentials.get("ssh_private_key", "")).strip()
+        if not text:
+            raise InvalidCredentials("the SSH private key is required: without it the worker cannot start "
+                                     "the workload on a delivered server")
+        try:
+            key = load_private_key(text)
+        except ValueError as exc:
+            raise InvalidCredentials(f"SSH private key: {exc}") from exc
+        if md5_fingerprint(key) != fingerprint:
+            raise InvalidCredentials(f"the SSH private key's fingerprint is {md5_fingerprint(key)}, not "
+                                     f"{fingerprint}: servers would be ordered with a key we cannot log in with")
+        return text
+
+    def _dist(self, product_id: str, market: bool) -> str:
+        """The OS image to order: the account's ``dist`` or the newest Ubuntu LTS the product lists."""
+        path = f"/order/server_market/product/{product_id}" if market else f"/order/server/product/{product_id}"
+        dists = [str(d) for d in _unwrap(self.client.get_json(path), "product").get("dist") or []]
+        chosen = pick_dist(dists, str(self.settings.get("dist") or ""))
+        if chosen is None:
+            raise PermanentError(f"Robot offers no Ubuntu LTS image for product {product_id} (only: "
+                                 f"{', '.join(dists) or 'none'}); the workload cannot be started on it")
+        return chosen
+
     def launch(self, request: LaunchRequest) -> RemotePod:
+        self._guard()
         existing = self._find_by_tag(request.tag)
         if existing is not None:
             return existing
-        fingerprint = str(self.credentials.get("ssh_key_fingerprint", "")).strip()
-        if not fingerprint:
-            raise PermanentError("Hetzner orders need the fingerprint of an SSH key stored in Robot")
+        try:  # never order (and pay for) a server we could not log in to
+            self._ssh_key()
+        except InvalidCredentials as exc:
+            raise PermanentError(exc.message) from exc
+        fingerprint = str(self.credentials["ssh_key_fingerprint"]).strip()
         market = request.instance_type.startswith(MARKET)
         product_id = request.instance_type[len(MARKET):] if market else request.instance_type
+        # field names and meanings: Robot webservice doc, "POST /order/server/transaction", Input
         form: dict[str, Any] = {
             "product_id": product_id, "authorized_key[]": [fingerprint],
-            "dist": str(self.settings.get("dist", "Rescue system")), "lang": "en",
+            "dist": self._dist(product_id, market), "lang": "en",
+            # without this addon Robot delivers an IPv6-only server (doc "Server ordering / Notes")
+            "addon[]": ["primary_ipv4"],
+            # the doc warns that a comment sends the order to manual processing (slower
+            # delivery); it is Robot's only free-text field, and the idempotency tag needs one
             "comment": f"{COMMENT_PREFIX}{request.tag}",
             # a real order spends money; the account setting ``order_test`` makes it a dry run
             "test": "true" if self.settings.get("order_test") else "false",
@@ -275,7 +356,11 @@ class HetznerAdapter(RestAdapter):
         else:
             state = REMOTE_PROVISIONING
         ip = server.get("server_ip") or tx.get("server_ip")
-        connection = {"host": ip, "ssh": f"ssh root@{ip}"} if state == REMOTE_RUNNING and ip else {}
+        connection: dict[str, Any] = {}
+        if state == REMOTE_RUNNING and ip:
+            # the server's SSH host keys as Robot lists them: the bootstrap accepts no other
+            host_keys = [str(_unwrap(k, "key").get("fingerprint", "")).lower() for k in tx.get("host_key") or []]
+            connection = {"host": ip, "ssh": f"ssh root@{ip}", "host_keys": [k for k in host_keys if k]}
         return RemotePod(
             external_id=external_id, state=state, tag=self._tag_of(tx),
             region=str(server.get("dc") or region).split("-")[0], connection=connection,
@@ -290,10 +375,12 @@ class HetznerAdapter(RestAdapter):
         return _unwrap(self.client.get_json(path), "transaction"), market
 
     def get(self, external_id: str) -> RemotePod:
+        self._guard()
         tx, market = self._transaction(external_id)
         return self._from_transaction(tx, market)
 
     def terminate(self, external_id: str) -> None:
+        self._guard()
         try:
             tx, _ = self._transaction(external_id)
         except NotFound:
@@ -308,11 +395,40 @@ class HetznerAdapter(RestAdapter):
             server = _unwrap(self.client.get_json(f"/server/{tx['server_number']}"), "server")
             if server.get("cancelled"):
                 return
+            # doc "POST /server/{server-number}/cancellation": reserve_location is mandatory where
+            # the location could be reserved, and must be 'false' where not: 'false' fits both
             self.client.request("POST", f"/server/{tx['server_number']}/cancellation",
-                                data={"cancellation_date": "now"}, idempotent=True)
+                                data={"cancellation_date": "now", "reserve_location": "false"}, idempotent=True)
         except NotFound:
             return
 
     def list_pods(self) -> list[RemotePod]:
+        self._guard()
         return [self._from_transaction(tx, market) for tx, market in self._transactions()
                 if self._tag_of(tx) and tx.get("status") != "cancelled"]
+
+    # --- workload bootstrap (Robot installs an OS only) ---------------------------------------
+    def bootstrap(self, *, connection: dict[str, Any], request: LaunchRequest,
+                  progress: Callable[[str], None]) -> dict[str, Any]:
+        """Start ``request``'s container on the delivered server over SSH (see hetzner_bootstrap).
+        Raises BootstrapRetry (not ready yet) or BootstrapFailed (give up: cancel the order)."""
+        try:
+            key = self._ssh_key()
+        except InvalidCredentials as exc:
+            raise BootstrapFailed("connect", exc.message) from exc
+        target = SshTarget(host=str(connection.get("host") or ""), private_key=key,
+                           port=int(self.settings.get("ssh_port") or 22),
+                           username=str(self.settings.get("ssh_user") or "root"),
+                           host_keys=list(connection.get("host_keys") or []), pinned=str(connection.get("host_key") or ""))
+        if not target.host:
+            raise BootstrapRetry("the server has no IPv4 address yet")
+        return run_bootstrap(target, request, progress, settings=self.settings)
+
+
+def pick_dist(dists: list[str], preferred: str = "") -> str | None:
+    """``preferred`` when the product offers it, else the newest Ubuntu LTS image it lists."""
+    if preferred:
+        return preferred if preferred in dists else None
+    ubuntu = [(tuple(int(x) for x in m.group(1).split(".")), d) for d in dists
+              if (m := _UBUNTU_LTS.match(d))]
+    return max(ubuntu)[1] if ubuntu else None

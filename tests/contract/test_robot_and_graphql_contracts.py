@@ -84,7 +84,7 @@ def test_hetzner_robot_requests_and_responses_match_documented_shapes():
     with pytest.raises(CapacityUnavailable):
         a.launch(_req(standard, "11111111-0000-0000-0000-000000000003"))
     with pytest.raises(InvalidCredentials):
-        HetznerAdapter({"user": "x", "password": "y"}, {}, transport=s.transport()).verify()
+        HetznerAdapter({**STANDIN_CREDENTIALS["hetzner"], "password": "y"}, {}, transport=s.transport()).verify()
     s.fail_next("rate_limit", op="offers", retry_after=1)
     a.list_offers()
     statuses = {e.response.status_code for e in s.exchanges if e.response is not None}

@@ -301,3 +301,10 @@ def test_credential_file_upload_or_paste_never_echoed(owner_client, file_kind):
     assert "A value is stored" in body and "kube-token-SECRET" not in body
     # Next without re-uploading keeps the verified file
     assert _step_url(owner_client.post(creds, {"name": "Cluster", "namespace": "ml"})) == cap
+
+
+@pytest.mark.django_db
+def test_hetzner_credentials_step_says_a_refused_login_is_not_retried(owner_client):
+    page = owner_client.get(start(owner_client, "hetzner")).content.decode()
+    assert "10 minutes after 3 failed logins" in page and "never retried automatically" in page
+    assert 'name="ssh_private_key"' in page

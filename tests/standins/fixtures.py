@@ -35,11 +35,23 @@ STANDINS: dict[str, type[StandIn]] = {
     "hetzner": HetznerRobotStandIn,
 }
 
+def robot_ssh_key(seed: bytes = b"hetzner-stand-in-account-key-32b") -> dict[str, str]:
+    """A fixed test SSH key as a Hetzner account holds it: Robot's MD5 fingerprint + private key."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from providers.adapters.hetzner_bootstrap import load_private_key, md5_fingerprint
+
+    text = ed25519.Ed25519PrivateKey.from_private_bytes(seed).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()).decode()
+    return {"ssh_key_fingerprint": md5_fingerprint(load_private_key(text)), "ssh_private_key": text}
+
+
 STANDIN_CREDENTIALS: dict[str, dict[str, str]] = {
     "runpod": {"api_key": "test-key"},
     "lambda": {"api_key": "test-key", "ssh_key_name": "default"},
     "vast": {"api_key": "test-key"},
-    "hetzner": {"user": "robot-user", "password": "robot-pass", "ssh_key_fingerprint": "15:28:b0:03:95:f0:77:b3:10:56:15:6b:77:22:a5:aa"},
+    "hetzner": {"user": "robot-user", "password": "robot-pass", **robot_ssh_key()},
 }
 
 

@@ -1,11 +1,12 @@
 """Hetzner Robot stand-in (dedicated GPU servers).
 
-There is no published spec for Robot; this follows ../shared/reference/providers.md §5 and
-the wrapping convention of the reference client it names (hrobot-rs): every object is
-wrapped in a key naming its type, request bodies are form-encoded, auth is HTTP Basic with
-the webservice user. ``api_keys`` holds ``"user:password"`` strings.
+There is no published spec for Robot; shapes, error codes and limits follow the Robot
+webservice documentation (https://robot.hetzner.com/doc/webservice/en.html, the section named
+next to each behaviour; tests/contract/robot_shapes.py records the source per field): every
+object is wrapped in a key naming its type, request bodies are form-encoded, auth is HTTP Basic
+with the webservice user. ``api_keys`` holds ``"user:password"`` strings.
 
-Endpoints: ``GET /order/server/product``, ``GET /order/server_market/product``,
+Endpoints: ``GET /order/server/product[/{id}]``, ``GET /order/server_market/product[/{id}]``,
 ``GET|POST /order/server/transaction``, ``GET /order/server/transaction/{id}`` (and the
 ``server_market`` twins), ``GET /server``, ``GET /server/{n}``, ``POST /server/{n}/cancellation``.
 
@@ -14,7 +15,17 @@ server). Knobs beyond the shared faults (``tests.standins.base``):
 
 * ``out_of_stock`` -- set of (product_id, location) that cannot be ordered
   (``PRODUCT_NOT_AVAILABLE``, see the adapter's note on that code);
-* ``rate_limit`` faults answer ``RATE_LIMIT_EXCEEDED`` with ``max_request``/``interval``.
+* ``rate_limit`` faults answer ``RATE_LIMIT_EXCEEDED`` with ``max_request``/``interval``;
+* ``server_ip`` -- the IPv4 address delivered servers get (tests point it at 127.0.0.1, where
+  a real sshd waits) and ``host_keys`` -- the MD5 fingerprints orders list as ``host_key``;
+* three failed logins lock every caller out for 10 minutes (``failed_logins``, ``locked_until``);
+* ``reservation_possible`` -- cancellations then need ``reserve_location`` (doc "POST
+  /server/{server-number}/cancellation").
+
+Rejected like Robot rejects them ("POST /order/server/transaction"): a ``dist`` or ``addon[]``
+the product does not list, a ``location`` on a market order, a field the doc does not name.
+Delivered without the ``primary_ipv4`` addon a server is IPv6-only (``server_ip`` null, doc
+"Server ordering / Notes").
 """
 
 from __future__ import annotations
@@ -26,14 +37,19 @@ import httpx
 
 from .base import Ctx, Fault, StandIn, json_response
 
+# "GET /order/server/product", orderable_addons: the one addon the bootstrap needs
+IPV4: dict[str, Any] = {"id": "primary_ipv4", "name": "Primary IPv4", "min": 0, "max": 1, "prices": [
+    {"location": loc, "price": {"net": "1.7000", "gross": "2.0230", "hourly_net": "0.0027", "hourly_gross": "0.0032"},
+     "price_setup": {"net": "0.0000", "gross": "0.0000"}} for loc in ("FSN1", "NBG1", "HEL1")]}
+
 PRODUCTS: list[dict[str, Any]] = [
     {"id": "GEX44", "name": "Dedicated Server GEX44",
      "description": ["Intel Core i5-13500", "64 GB DDR4", "2 x 1.92 TB NVMe SSD", "NVIDIA RTX 4000 SFF Ada Generation"],
-     "traffic": "unlimited", "dist": ["Rescue system", "Ubuntu 24.04 LTS base"], "lang": ["en"],
-     "location": ["FSN1"], "prices": [{"location": "FSN1", "price": {"net": "184.0000", "gross": "218.9600",
+     "traffic": "unlimited", "dist": ["Rescue system", "Ubuntu 22.04.2 LTS base", "Ubuntu 24.04 LTS base"],
+     "lang": ["en"], "location": ["FSN1"], "prices": [{"location": "FSN1", "price": {"net": "184.0000", "gross": "218.9600",
                                                                       "hourly_net": "0.2950", "hourly_gross": "0.3511"},
                                        "price_setup": {"net": "79.0000", "gross": "94.0100"}}],
-     "orderable_addons": []},
+     "orderable_addons": [IPV4]},
     {"id": "GEX130", "name": "Dedicated Server GEX130",
      "description": ["Intel Xeon Gold 5412U", "128 GB DDR5 ECC", "2 x 1.92 TB NVMe SSD", "NVIDIA RTX 6000 Ada Generation"],
      "traffic": "unlimited", "dist": ["Rescue system", "Ubuntu 24.04 LTS base"], "lang": ["en"],
@@ -41,26 +57,38 @@ PRODUCTS: list[dict[str, Any]] = [
      "prices": [{"location": loc, "price": {"net": "813.0000", "gross": "967.4700", "hourly_net": "1.3030",
                                             "hourly_gross": "1.5506"},
                  "price_setup": {"net": "0.0000", "gross": "0.0000"}} for loc in ("FSN1", "NBG1")],
-     "orderable_addons": []},
+     "orderable_addons": [IPV4]},
     {"id": "EX44", "name": "Dedicated Server EX44", "description": ["Intel Core i5-13500", "64 GB DDR4", "2 x 512 GB NVMe SSD"],
      "traffic": "unlimited", "dist": ["Rescue system"], "lang": ["en"], "location": ["FSN1", "HEL1"],
      "prices": [{"location": loc, "price": {"net": "44.0000", "gross": "52.3600", "hourly_net": "0.0705", "hourly_gross": "0.0839"},
                  "price_setup": {"net": "39.0000", "gross": "46.4100"}} for loc in ("FSN1", "HEL1")],
-     "orderable_addons": []},
+     "orderable_addons": [IPV4]},
 ]
 
+def _market(id_: int, name: str, description: list[str], dist: list[str], datacenter: str, price: str,
+            hourly: str | None) -> dict[str, Any]:
+    """A server-auction product with every field of "GET /order/server_market/product"."""
+    return {"id": id_, "name": name, "description": description, "traffic": "unlimited", "dist": dist,
+            "@deprecated arch": [64], "lang": ["en"], "cpu": description[0], "cpu_benchmark": 13000, "memory_size": 64,
+            "hdd_size": 1920, "hdd_text": "NVMe", "hdd_count": 2, "datacenter": datacenter, "network_speed": "1 Gbit/s",
+            "price": price, "price_hourly": hourly, "price_setup": "0.0000", "price_vat": price,
+            "price_hourly_vat": hourly, "price_setup_vat": "0.0000", "fixed_price": False, "next_reduce": 3600,
+            "next_reduce_date": "2026-11-28 10:00:00", "orderable_addons": [IPV4]}
+
+
 MARKET: list[dict[str, Any]] = [
-    {"id": 2466012, "name": "SB GPU", "description": ["Intel Core i7-8700", "64 GB", "NVIDIA RTX 6000 Ada Generation"],
-     "traffic": "unlimited", "dist": ["Rescue system"], "lang": ["en"], "datacenter": "HEL1-DC2", "cpu": "Intel Core i7-8700",
-     "cpu_benchmark": 13000, "memory_size": 64, "hdd_size": 1920, "hdd_text": "NVMe", "hdd_count": 2,
-     "price": "399.0000", "price_vat": "474.8100", "price_setup": "0.0000", "price_setup_vat": "0.0000",
-     "fixed_price": False, "next_reduce": 3600, "next_reduce_date": "2026-11-28 10:00:00", "orderable_addons": []},
-    {"id": 2466013, "name": "SB", "description": ["AMD Ryzen 7 3700X", "64 GB"], "traffic": "unlimited",
-     "dist": ["Rescue system"], "lang": ["en"], "datacenter": "FSN1-DC14", "cpu": "AMD Ryzen 7 3700X", "cpu_benchmark": 23000,
-     "memory_size": 64, "hdd_size": 1000, "hdd_text": "NVMe", "hdd_count": 2, "price": "39.0000", "price_vat": "46.4100",
-     "price_setup": "0.0000", "price_setup_vat": "0.0000", "fixed_price": True, "next_reduce": 0,
-     "next_reduce_date": "2026-11-28 10:00:00", "orderable_addons": []},
+    _market(2466012, "SB GPU", ["Intel Core i7-8700", "64 GB", "NVIDIA RTX 6000 Ada Generation"],
+            ["Rescue system", "Ubuntu 24.04 LTS base"], "HEL1-DC2", "399.0000", None),
+    _market(2466013, "SB", ["AMD Ryzen 7 3700X", "64 GB"], ["Rescue system"], "FSN1-DC14", "39.0000", "0.0625"),
+    # a GPU auction server that can only be ordered with the rescue system: nothing of ours runs on it
+    _market(2466014, "SB GPU rescue-only", ["Intel Core i9-9900K", "64 GB", "NVIDIA RTX 6000 Ada Generation"],
+            ["Rescue system"], "FSN1-DC1", "299.0000", None),
 ]
+
+
+# "POST /order/server/transaction", Input (the deprecated "arch" left out)
+ORDER_FIELDS = frozenset({"product_id", "authorized_key[]", "password", "location", "dist", "lang", "comment",
+                          "addon[]", "test"})
 
 
 def _iso(ts: float) -> str:
@@ -75,9 +103,16 @@ class HetznerRobotStandIn(StandIn):
         self.out_of_stock: set[tuple[str, str]] = set()
         self.transactions: dict[str, dict[str, Any]] = {}
         self.servers: dict[int, dict[str, Any]] = {}
+        self.server_ip: str | None = None  # None: 203.0.113.x
+        self.host_keys: list[str] = []
+        self.reservation_possible = False
+        self.failed_logins = 0
+        self.locked_until = 0.0
         self._seq = 0
         self.route("GET", "/order/server/product", self.products, op="offers")
         self.route("GET", "/order/server_market/product", self.market_products, op="offers")
+        self.route("GET", "/order/server/product/{id}", lambda c: self.product(c, False), op="offers")
+        self.route("GET", "/order/server_market/product/{id}", lambda c: self.product(c, True), op="offers")
         self.route("GET", "/order/server/transaction", lambda c: self.list_tx(c, False), op="list")
         self.route("GET", "/order/server_market/transaction", lambda c: self.list_tx(c, True), op="list")
         self.route("POST", "/order/server/transaction", lambda c: self.order(c, False), op="launch")
@@ -90,8 +125,17 @@ class HetznerRobotStandIn(StandIn):
 
     # --- auth and errors --------------------------------------------------------------------
     def authorized(self, request: httpx.Request) -> bool:
+        # doc "Preface / Errors / Authentication error": the caller's IP is blocked for 10
+        # minutes after 3 failed login attempts -- every request, good credentials too
+        if self.now() < self.locked_until:
+            return False
         creds = self.basic_credentials(request)
-        return creds is not None and f"{creds[0]}:{creds[1]}" in self.valid_keys
+        if creds is not None and f"{creds[0]}:{creds[1]}" in self.valid_keys:
+            return True
+        self.failed_logins += 1
+        if self.failed_logins % 3 == 0:
+            self.locked_until = self.now() + 600
+        return False
 
     def error(self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None,
               **extra: Any) -> httpx.Response:
@@ -116,21 +160,29 @@ class HetznerRobotStandIn(StandIn):
     def market_products(self, ctx: Ctx) -> httpx.Response:
         return json_response(200, [{"product": p} for p in MARKET])
 
+    def product(self, ctx: Ctx, market: bool) -> httpx.Response:
+        found = {str(p["id"]): p for p in (MARKET if market else PRODUCTS)}.get(ctx.params["id"])
+        if found is None:
+            return self.error(404, "NOT_FOUND", "Product not found")
+        return json_response(200, {"product": found})
+
     # --- orders -----------------------------------------------------------------------------
     def _deliver(self, tx: dict[str, Any]) -> None:
         if tx["status"] != "in process" or self.now() - tx["_created"] < self.boot_seconds:
             return
         self._seq += 1
         number = 2_000_000 + self._seq
-        ip = f"203.0.113.{100 + self._seq % 150}"
-        tx.update(status="ready", server_number=number, server_ip=ip)
+        # without the primary_ipv4 addon Robot delivers an IPv6-only server
+        ip = (self.server_ip or f"203.0.113.{100 + self._seq % 150}") if "primary_ipv4" in tx["addons"] else None
+        tx.update(status="ready", server_number=number, server_ip=ip,
+                  host_key=[{"key": {"fingerprint": k, "type": "ED25519", "size": 256}} for k in self.host_keys])
         location = tx["product"]["location"] or "FSN1"
         self.servers[number] = {
             "server_ip": ip, "server_ipv6_net": f"2a01:4f8:{self._seq:x}::", "server_number": number,
             "server_name": "", "product": tx["product"]["id"], "dc": f"{location}-DC{14 + self._seq % 4}",
             "traffic": "unlimited", "status": "ready", "cancelled": False,
             "paid_until": (datetime.now(UTC) + timedelta(days=30)).strftime("%Y-%m-%d"),
-            "ip": [ip], "subnet": [{"ip": f"2a01:4f8:{self._seq:x}::", "mask": "64"}],
+            "ip": [ip] if ip else [], "subnet": [{"ip": f"2a01:4f8:{self._seq:x}::", "mask": "64"}],
         }
 
     def render_tx(self, tx: dict[str, Any]) -> dict[str, Any]:
@@ -147,13 +199,25 @@ class HetznerRobotStandIn(StandIn):
             missing.append("authorized_key")
         if missing:
             return self.error(400, "INVALID_INPUT", "invalid input", missing=missing, invalid=[])
+        allowed = ORDER_FIELDS - ({"location"} if market else set())
+        unknown = sorted(set(form) - allowed)
+        if unknown:  # e.g. "location" on a market order, "addons[]" for "addon[]"
+            return self.error(400, "INVALID_INPUT", "invalid input", missing=[], invalid=unknown)
         products = {str(p["id"]): p for p in (MARKET if market else PRODUCTS)}
         product = products.get(first["product_id"])
         if product is None:
-            return self.error(404, "PRODUCT_NOT_FOUND", "Product not found")
+            return self.error(400, "INVALID_INPUT", "invalid input", missing=[], invalid=["product_id"])
         location = first.get("location") or str(product.get("datacenter", "")).split("-")[0]
+        invalid = []
         if not market and location not in product["location"]:
-            return self.error(400, "INVALID_INPUT", "invalid input", missing=[], invalid=["location"])
+            invalid.append("location")
+        if "dist" in first and first["dist"] not in product["dist"]:
+            invalid.append("dist")
+        addons = form.get("addon[]", [])
+        if any(a not in {x["id"] for x in product["orderable_addons"]} for a in addons):
+            invalid.append("addon")
+        if invalid:
+            return self.error(400, "INVALID_INPUT", "invalid input", missing=[], invalid=invalid)
         if (ctx.fault and ctx.fault.kind == "capacity") or (first["product_id"], location) in self.out_of_stock:
             return self.error(409, "PRODUCT_NOT_AVAILABLE", "The product is currently not available")
         if ctx.fault and ctx.fault.kind == "quota":
@@ -169,7 +233,7 @@ class HetznerRobotStandIn(StandIn):
             "product": {"id": str(product["id"]), "name": product["name"], "description": product["description"],
                         "traffic": product["traffic"], "dist": first.get("dist", "Rescue system"),
                         "lang": first.get("lang", "en"), "location": location},
-            "addons": [], "_created": now, "_market": market,
+            "addons": list(addons), "_created": now, "_market": market,
         }
         self.transactions[tx_id] = tx
         return json_response(201, self.render_tx(tx))
@@ -177,13 +241,13 @@ class HetznerRobotStandIn(StandIn):
     def list_tx(self, ctx: Ctx, market: bool) -> httpx.Response:
         items = [self.render_tx(t) for t in self.transactions.values() if t["_market"] == market]
         if not items:
-            return self.error(404, "TRANSACTION_NOT_FOUND", "No transaction found")
+            return self.error(404, "NOT_FOUND", "No transactions found")
         return json_response(200, items)
 
     def get_tx(self, ctx: Ctx, market: bool) -> httpx.Response:
         tx = self.transactions.get(ctx.params["id"])
         if tx is None or tx["_market"] != market:
-            return self.error(404, "TRANSACTION_NOT_FOUND", "Transaction not found")
+            return self.error(404, "NOT_FOUND", "Transaction not found")
         return json_response(200, self.render_tx(tx))
 
     # --- servers ----------------------------------------------------------------------------
@@ -208,6 +272,12 @@ class HetznerRobotStandIn(StandIn):
         date = (form.get("cancellation_date") or [""])[0]
         if not date:
             return self.error(400, "INVALID_INPUT", "invalid input", missing=["cancellation_date"], invalid=[])
+        reserve = (form.get("reserve_location") or [""])[0]
+        if self.reservation_possible and reserve not in ("true", "false"):
+            return self.error(400, "INVALID_INPUT", "invalid input", missing=["reserve_location"], invalid=[])
+        if not self.reservation_possible and reserve not in ("", "false"):
+            return self.error(409, "SERVER_CANCELLATION_RESERVE_LOCATION_FALSE_ONLY",
+                              "It is not possible to reserve the location")
         if server["cancelled"]:
             return self.error(409, "CONFLICT", "The server is already cancelled")
         server["cancelled"] = True
