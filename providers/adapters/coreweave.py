@@ -34,7 +34,6 @@ from .base import (
     OfferData,
     ProviderInfo,
 )
-from .http import ApiClient
 from .kubernetes import COUNTS, PRODUCT_LABEL, REGION_LABEL, KubernetesAdapter, parse_rate_card
 
 NODEPOOLS = "/apis/compute.coreweave.com/v1alpha1/nodepools"
@@ -122,17 +121,16 @@ class CoreWeaveAdapter(KubernetesAdapter):
         region = region_of_zone(str(self.opt("zone") or self.opt("region") or labels.get(REGION_LABEL) or ""))
         return region, str(self.opt("country") or region_country(region) or "").upper()
 
-    def _pools(self, c: ApiClient) -> list[dict[str, Any]]:
+    def _pools(self) -> list[dict[str, Any]]:
         try:
-            return self._call(c, "GET", NODEPOOLS).get("items") or []
+            return self._call("GET", NODEPOOLS).get("items") or []
         except (NotFound, InvalidCredentials):
             return []  # no NodePool CRD or no right to read it: offer the existing nodes only
 
     # --- offers -----------------------------------------------------------------------------------
     def list_offers(self) -> list[OfferData]:
-        with self._session() as c:
-            nodes = self._node_gpu_free(c)
-            pools = {p["metadata"]["name"]: p for p in self._pools(c)}
+        nodes = self._node_gpu_free()
+        pools = {p["metadata"]["name"]: p for p in self._pools()}
         by_pool: dict[str, list[int]] = defaultdict(list)  # pool -> free GPUs per node
         loose: dict[tuple[str, str, str, str], list[tuple[int, int]]] = defaultdict(list)
         region, country = self._region_of(nodes[0][0]) if nodes else self._region_of({})
@@ -177,17 +175,17 @@ class CoreWeaveAdapter(KubernetesAdapter):
                          supports_volumes=("ephemeral", "persistent"), extra=extra)
 
     # --- launch -----------------------------------------------------------------------------------
-    def before_launch(self, c: ApiClient, request: LaunchRequest) -> None:
+    def before_launch(self, request: LaunchRequest) -> None:
         """Pick the node pool for the request; add a node to it when no current node has room."""
         wanted = "spot" if request.spot else "default"
-        pools = [p for p in self._pools(c) if (p.get("spec") or {}).get("instanceType") == request.instance_type
+        pools = [p for p in self._pools() if (p.get("spec") or {}).get("instanceType") == request.instance_type
                  and str((p.get("spec") or {}).get("computeClass", "default")).lower() == wanted]
         if not pools:
             if request.spot:
                 raise CapacityUnavailable(f"no Spot node pool of {request.instance_type} in this cluster")
             return  # a plain GPU node group: scheduled by its product label like on-prem
         free = defaultdict(list)
-        for node, _, node_free in self._node_gpu_free(c):
+        for node, _, node_free in self._node_gpu_free():
             free[((node.get("metadata") or {}).get("labels") or {}).get(self.pool_label)].append(node_free)
         for pool in pools:  # room on a node that is already there: no scaling
             if any(f >= request.gpu_count for f in free.get(pool["metadata"]["name"], [])):
@@ -198,7 +196,7 @@ class CoreWeaveAdapter(KubernetesAdapter):
             target = int(spec.get("targetNodes", 0))
             if target < int(spec.get("maxNodes", target)):
                 # an absolute targetNodes: a retried PATCH sets the same value again
-                self._call(c, "PATCH", f"{NODEPOOLS}/{pool['metadata']['name']}", body={"spec": {"targetNodes": target + 1}},
+                self._call("PATCH", f"{NODEPOOLS}/{pool['metadata']['name']}", body={"spec": {"targetNodes": target + 1}},
                            content_type="application/merge-patch+json", idempotent=True)
                 self._pool, self._scaled = pool, True
                 return
@@ -228,19 +226,19 @@ class CoreWeaveAdapter(KubernetesAdapter):
             return False
         return age > float(self.settings.get("scale_up_grace_seconds", 1800))
 
-    def after_terminate(self, c: ApiClient, pod: dict[str, Any] | None) -> None:
+    def after_terminate(self, pod: dict[str, Any] | None) -> None:
         """Give back the node this pod's launch added, if a node of the pool is now idle."""
         pool_name = (((pod or {}).get("metadata") or {}).get("annotations") or {}).get(SCALED_ANNOTATION)
         if not pool_name:
             return
         with contextlib.suppress(NotFound):
-            pool = self._call(c, "GET", f"{NODEPOOLS}/{pool_name}")
+            pool = self._call("GET", f"{NODEPOOLS}/{pool_name}")
             spec = pool.get("spec") or {}
             target = int(spec.get("targetNodes", 0))
             per_node = instance_gpus(str(spec.get("instanceType", "")))[1]
-            pool_nodes = [(n, a, f) for n, a, f in self._node_gpu_free(c)
+            pool_nodes = [(n, a, f) for n, a, f in self._node_gpu_free()
                           if ((n.get("metadata") or {}).get("labels") or {}).get(self.pool_label) == pool_name]
             idle = sum(1 for _, alloc, free in pool_nodes if free >= max(alloc, per_node))
             if idle and target > int(spec.get("minNodes", 0)):
-                self._call(c, "PATCH", f"{NODEPOOLS}/{pool_name}", body={"spec": {"targetNodes": target - 1}},
+                self._call("PATCH", f"{NODEPOOLS}/{pool_name}", body={"spec": {"targetNodes": target - 1}},
                            content_type="application/merge-patch+json", idempotent=True)

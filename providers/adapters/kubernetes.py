@@ -23,7 +23,6 @@ import json
 import logging
 import re
 from collections import defaultdict
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -196,37 +195,32 @@ class KubernetesAdapter(RestAdapter):
         return self.new_client(base, secret=cfg.token or cfg.client_cert_pem, headers=bearer(cfg.token) if cfg.token else {},
                                verify=verify)
 
-    @contextlib.contextmanager
-    def _session(self) -> Iterator[ApiClient]:
-        yield self.client
-
-    def _call(self, c: ApiClient, method: str, path: str, *, body: Any = None, params: dict[str, Any] | None = None,
+    def _call(self, method: str, path: str, *, body: Any = None, params: dict[str, Any] | None = None,
               content_type: str = "application/json", idempotent: bool | None = None) -> dict[str, Any]:
         headers = {"Content-Type": content_type} if body is not None else {}
-        r = c.request(method, path, params=params, headers=headers, content=json.dumps(body) if body is not None else None,
+        r = self.client.request(method, path, params=params, headers=headers, content=json.dumps(body) if body is not None else None,
                       idempotent=idempotent)
         return r.json() if r.content else {}
 
-    def _get_or_none(self, c: ApiClient, path: str) -> dict[str, Any] | None:
+    def _get_or_none(self, path: str) -> dict[str, Any] | None:
         try:
-            return self._call(c, "GET", path)
+            return self._call("GET", path)
         except NotFound:
             return None
 
-    def _delete(self, c: ApiClient, path: str, **params: Any) -> None:
+    def _delete(self, path: str, **params: Any) -> None:
         with contextlib.suppress(NotFound):
-            self._call(c, "DELETE", path, params=params or None)
+            self._call("DELETE", path, params=params or None)
 
     def _ns_path(self, kind: str, name: str = "") -> str:
         return f"/api/v1/namespaces/{self.namespace}/{kind}" + (f"/{name}" if name else "")
 
     # --- interface ----------------------------------------------------------------------------
     def verify(self) -> None:
-        with self._session() as c:
-            self._call(c, "GET", "/version")
-            # the account must be able to see nodes (capacity) and pods in its namespace
-            self._call(c, "GET", "/api/v1/nodes", params={"limit": 1})
-            self._call(c, "GET", self._ns_path("pods"), params={"limit": 1})
+        self._call("GET", "/version")
+        # the account must be able to see nodes (capacity) and pods in its namespace
+        self._call("GET", "/api/v1/nodes", params={"limit": 1})
+        self._call("GET", self._ns_path("pods"), params={"limit": 1})
 
     def rate_card(self) -> dict[str, Decimal]:
         return parse_rate_card(self.opt("rate_card"))
@@ -237,11 +231,11 @@ class KubernetesAdapter(RestAdapter):
         country = str(self.opt("country") or region_country(region) or "").upper()
         return region, country
 
-    def _node_gpu_free(self, c: ApiClient) -> list[tuple[dict[str, Any], int, int]]:
+    def _node_gpu_free(self) -> list[tuple[dict[str, Any], int, int]]:
         """(node, allocatable GPUs, free GPUs) for every schedulable, Ready GPU node."""
         params = {"labelSelector": self.settings["node_selector"]} if self.settings.get("node_selector") else None
-        nodes = self._call(c, "GET", "/api/v1/nodes", params=params).get("items") or []
-        pods = self._call(c, "GET", "/api/v1/pods",
+        nodes = self._call("GET", "/api/v1/nodes", params=params).get("items") or []
+        pods = self._call("GET", "/api/v1/pods",
                           params={"fieldSelector": "status.phase!=Succeeded,status.phase!=Failed"}).get("items") or []
         used: dict[str, int] = defaultdict(int)
         for p in pods:
@@ -271,8 +265,7 @@ class KubernetesAdapter(RestAdapter):
         return canonical_gpu_class(product.replace("-", " "), mem_mib / 1024 if mem_mib else None) if product else None
 
     def list_offers(self) -> list[OfferData]:
-        with self._session() as c:
-            nodes = self._node_gpu_free(c)
+        nodes = self._node_gpu_free()
         rates = self.rate_card()
         # (class, product label, region) -> free GPUs per node; a pod must fit on one node
         groups: dict[tuple[str, str, str, str], list[tuple[int, int]]] = defaultdict(list)
@@ -321,48 +314,47 @@ class KubernetesAdapter(RestAdapter):
     def service_manifest(self, request: LaunchRequest, pod: dict[str, Any]) -> dict[str, Any] | None:
         return manifests.service_manifest(request, pod, namespace=self.namespace, service_type=self.settings.get("service_type"))
 
-    def _create(self, c: ApiClient, kind: str, manifest: dict[str, Any]) -> dict[str, Any]:
+    def _create(self, kind: str, manifest: dict[str, Any]) -> dict[str, Any]:
         """Create, or return the existing object of that name (409 AlreadyExists): idempotent."""
         try:  # named from the pod's tag: a repeated create answers AlreadyExists, so retrying is safe
-            return self._call(c, "POST", self._ns_path(kind), body=manifest, idempotent=True)
+            return self._call("POST", self._ns_path(kind), body=manifest, idempotent=True)
         except PermanentError as exc:
             if exc.code != "AlreadyExists":
                 raise
-            return self._call(c, "GET", self._ns_path(kind, manifest["metadata"]["name"]))
+            return self._call("GET", self._ns_path(kind, manifest["metadata"]["name"]))
 
-    def _pull_secret(self, c: ApiClient, request: LaunchRequest) -> str:
+    def _pull_secret(self, request: LaunchRequest) -> str:
         secret = manifests.pull_secret_manifest(request, namespace=self.namespace)
         if secret is None:
             return ""
-        self._create(c, "secrets", secret)
+        self._create("secrets", secret)
         return secret["metadata"]["name"]
 
-    def before_launch(self, c: ApiClient, request: LaunchRequest) -> None:
+    def before_launch(self, request: LaunchRequest) -> None:
         """Hook for subclasses (CoreWeave scales a node pool here)."""
 
     def launch(self, request: LaunchRequest) -> RemotePod:
-        with self._session() as c:
-            name = self.pod_name(request.tag)
-            existing = self._get_or_none(c, self._ns_path("pods", name))
-            if existing is not None:  # a retried launch: the pod is already there
-                return self._remote(c, existing)
-            self.before_launch(c, request)
-            pod_manifest, claims = self.pod_manifest(request, self._pull_secret(c, request))
-            for claim in claims:
-                self._create(c, "persistentvolumeclaims", claim)
-            pod = self._create(c, "pods", pod_manifest)
-            service = self.service_manifest(request, pod)
-            if service is not None:
-                self._create(c, "services", service)
-            pod = self._await_scheduling(c, pod)
-            unschedulable = _condition(pod, "PodScheduled")
-            if (unschedulable and unschedulable.get("status") == "False" and unschedulable.get("reason") == "Unschedulable"
-                    and self.unschedulable_is_final(pod)):
-                self._cleanup(c, name, request.tag)
-                raise CapacityUnavailable(f"unschedulable: {unschedulable.get('message', '')}".strip(), code="Unschedulable")
-            return self._remote(c, pod)
+        name = self.pod_name(request.tag)
+        existing = self._get_or_none(self._ns_path("pods", name))
+        if existing is not None:  # a retried launch: the pod is already there
+            return self._remote(existing)
+        self.before_launch(request)
+        pod_manifest, claims = self.pod_manifest(request, self._pull_secret(request))
+        for claim in claims:
+            self._create("persistentvolumeclaims", claim)
+        pod = self._create("pods", pod_manifest)
+        service = self.service_manifest(request, pod)
+        if service is not None:
+            self._create("services", service)
+        pod = self._await_scheduling(pod)
+        unschedulable = _condition(pod, "PodScheduled")
+        if (unschedulable and unschedulable.get("status") == "False" and unschedulable.get("reason") == "Unschedulable"
+                and self.unschedulable_is_final(pod)):
+            self._cleanup(name, request.tag)
+            raise CapacityUnavailable(f"unschedulable: {unschedulable.get('message', '')}".strip(), code="Unschedulable")
+        return self._remote(pod)
 
-    def _await_scheduling(self, c: ApiClient, pod: dict[str, Any]) -> dict[str, Any]:
+    def _await_scheduling(self, pod: dict[str, Any]) -> dict[str, Any]:
         """Wait briefly (bounded) for the scheduler's verdict, so that 'no room' fails over now."""
         expired = self.deadline(float(self.settings.get("launch_wait_seconds", 10)))
         interval = float(self.settings.get("poll_interval_seconds", 1))
@@ -373,7 +365,7 @@ class KubernetesAdapter(RestAdapter):
             if expired():
                 return pod
             self.sleep(interval)
-            pod = self._call(c, "GET", self._ns_path("pods", pod["metadata"]["name"]))
+            pod = self._call("GET", self._ns_path("pods", pod["metadata"]["name"]))
 
     def unschedulable_is_final(self, pod: dict[str, Any]) -> bool:
         """Whether an Unschedulable pod should be given up on. Plain clusters: yes (subclasses
@@ -381,12 +373,12 @@ class KubernetesAdapter(RestAdapter):
         return True
 
     # --- state --------------------------------------------------------------------------------
-    def _connection(self, c: ApiClient, pod: dict[str, Any]) -> dict[str, Any]:
+    def _connection(self, pod: dict[str, Any]) -> dict[str, Any]:
         status = pod.get("status") or {}
         host = str(self.settings.get("ingress_host") or status.get("hostIP") or "")
         conn: dict[str, Any] = {"host": host, "pod_ip": status.get("podIP", ""), "namespace": self.namespace,
                                 "exec": f"kubectl -n {self.namespace} exec -it {pod['metadata']['name']} -- /bin/sh"}
-        svc = self._get_or_none(c, self._ns_path("services", pod["metadata"]["name"]))
+        svc = self._get_or_none(self._ns_path("services", pod["metadata"]["name"]))
         if svc is not None:
             urls = {}
             for port in (svc.get("spec") or {}).get("ports") or []:
@@ -397,7 +389,7 @@ class KubernetesAdapter(RestAdapter):
             conn["urls"] = urls
         return conn
 
-    def _remote(self, c: ApiClient, pod: dict[str, Any]) -> RemotePod:
+    def _remote(self, pod: dict[str, Any]) -> RemotePod:
         meta, status = pod.get("metadata") or {}, pod.get("status") or {}
         phase = status.get("phase", "Pending")
         state, message, exit_code = REMOTE_PROVISIONING, "", None
@@ -430,7 +422,7 @@ class KubernetesAdapter(RestAdapter):
                 # a bad image name never heals; a pull error may (registry hiccup), for a while
                 if waiting["reason"] in ("InvalidImageName", "CreateContainerConfigError") or (
                         created and (clock.now() - created).total_seconds() > grace):
-                    self._cleanup(c, meta["name"], (meta.get("labels") or {}).get(POD_LABEL, ""))
+                    self._cleanup(meta["name"], (meta.get("labels") or {}).get(POD_LABEL, ""))
                     state = REMOTE_FAILED
             elif cond is not None and cond.get("status") == "False" and cond.get("reason") == "Unschedulable":
                 message = f"Unschedulable: {cond.get('message', '')}"
@@ -438,18 +430,18 @@ class KubernetesAdapter(RestAdapter):
                 grace = float(self.settings.get("unschedulable_grace_seconds", 300))
                 if since and (clock.now() - since).total_seconds() > grace and self.unschedulable_is_final(pod):
                     # given up on: delete it so that it cannot start later unaccounted for
-                    self._cleanup(c, meta["name"], (meta.get("labels") or {}).get(POD_LABEL, ""))
+                    self._cleanup(meta["name"], (meta.get("labels") or {}).get(POD_LABEL, ""))
                     state = REMOTE_FAILED
-        connection = self._connection(c, pod) if state == REMOTE_RUNNING else {}
+        connection = self._connection(pod) if state == REMOTE_RUNNING else {}
         return RemotePod(external_id=meta.get("name", ""), state=state, tag=(meta.get("labels") or {}).get(POD_LABEL, ""),
                          region=str(self.opt("region") or ""), connection=connection, exit_code=exit_code,
                          message=message, raw={"phase": phase, "node": (pod.get("spec") or {}).get("nodeName", "")})
 
-    def _disrupted_after_deletion(self, c: ApiClient, name: str) -> str:
+    def _disrupted_after_deletion(self, name: str) -> str:
         """A pod deleted by an eviction/preemption is gone from the API; its events remain (~1 h)."""
         params = {"fieldSelector": f"involvedObject.kind=Pod,involvedObject.name={name}"}
         try:
-            events = self._call(c, "GET", self._ns_path("events"), params=params).get("items") or []
+            events = self._call("GET", self._ns_path("events"), params=params).get("items") or []
         except (NotFound, InvalidCredentials):
             return ""
         for ev in events:
@@ -458,38 +450,35 @@ class KubernetesAdapter(RestAdapter):
         return ""
 
     def get(self, external_id: str) -> RemotePod:
-        with self._session() as c:
-            pod = self._get_or_none(c, self._ns_path("pods", external_id))
-            if pod is None:
-                why = self._disrupted_after_deletion(c, external_id)
-                if why:
-                    return RemotePod(external_id=external_id, state=REMOTE_INTERRUPTED, message=why)
-                raise NotFound(f"pod {self.namespace}/{external_id} not found")
-            return self._remote(c, pod)
+        pod = self._get_or_none(self._ns_path("pods", external_id))
+        if pod is None:
+            why = self._disrupted_after_deletion(external_id)
+            if why:
+                return RemotePod(external_id=external_id, state=REMOTE_INTERRUPTED, message=why)
+            raise NotFound(f"pod {self.namespace}/{external_id} not found")
+        return self._remote(pod)
 
-    def _cleanup(self, c: ApiClient, name: str, tag: str) -> None:
-        self._delete(c, self._ns_path("pods", name), gracePeriodSeconds=int(self.settings.get("grace_seconds", 30)))
-        self._delete(c, self._ns_path("services", name))
+    def _cleanup(self, name: str, tag: str) -> None:
+        self._delete(self._ns_path("pods", name), gracePeriodSeconds=int(self.settings.get("grace_seconds", 30)))
+        self._delete(self._ns_path("services", name))
         if tag:
             for kind in ("persistentvolumeclaims", "secrets"):
-                owned = self._call(c, "GET", self._ns_path(kind), params={"labelSelector": f"{OWNED_LABEL}={tag}"})
+                owned = self._call("GET", self._ns_path(kind), params={"labelSelector": f"{OWNED_LABEL}={tag}"})
                 for item in owned.get("items") or []:
-                    self._delete(c, self._ns_path(kind, item["metadata"]["name"]))
+                    self._delete(self._ns_path(kind, item["metadata"]["name"]))
 
     def terminate(self, external_id: str) -> None:
-        with self._session() as c:
-            pod = self._get_or_none(c, self._ns_path("pods", external_id))
-            tag = ((pod or {}).get("metadata") or {}).get("labels", {}).get(POD_LABEL, "")
-            self._cleanup(c, external_id, tag)
-            self.after_terminate(c, pod)
+        pod = self._get_or_none(self._ns_path("pods", external_id))
+        tag = ((pod or {}).get("metadata") or {}).get("labels", {}).get(POD_LABEL, "")
+        self._cleanup(external_id, tag)
+        self.after_terminate(pod)
 
-    def after_terminate(self, c: ApiClient, pod: dict[str, Any] | None) -> None:
+    def after_terminate(self, pod: dict[str, Any] | None) -> None:
         """Hook for subclasses (CoreWeave scales its node pool back down)."""
 
     def list_pods(self) -> list[RemotePod]:
-        with self._session() as c:
-            items = self._call(c, "GET", self._ns_path("pods"), params={"labelSelector": POD_LABEL}).get("items") or []
-            return [self._remote(c, p) for p in items]
+        items = self._call("GET", self._ns_path("pods"), params={"labelSelector": POD_LABEL}).get("items") or []
+        return [self._remote(p) for p in items]
 
     def gpu_utilization(self, external_id: str) -> list[GpuSample] | None:
         url = self.opt("prometheus_url")
