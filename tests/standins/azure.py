@@ -29,6 +29,7 @@ import httpx
 from provisioner import clock
 
 from ._loopback import serve
+from .azure_models import nic_errors, vm_errors
 
 SUB = "00000000-0000-0000-0000-0000000000aa"
 TENANT = "11111111-1111-1111-1111-111111111111"
@@ -56,6 +57,17 @@ def _ts() -> str:
 
 def arm_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> httpx.Response:
     return httpx.Response(status, json={"error": {"code": code, "message": message}}, headers=headers)
+
+
+def invalid_content(check, body: Any) -> httpx.Response | None:
+    """ARM refuses a body with a member its model lacks: 400 InvalidRequestContent ("Could not find
+    member 'x' on object of type 'VirtualMachineProperties'"), judged by Microsoft's SDK models."""
+    if not isinstance(body, dict):
+        return arm_error(400, "InvalidRequestContent", "The request content was invalid and could not be deserialized.")
+    problems = check(body)
+    if not problems:
+        return None
+    return arm_error(400, "InvalidRequestContent", f"The request content was invalid and could not be deserialized: {problems[0]}")
 
 
 # --- a tiny OData $filter evaluator (eq / and / or / parentheses), enough for Retail Prices ----
@@ -338,6 +350,9 @@ class FakeAzure:
     def _nic(self, method: str, name: str, body: Any) -> httpx.Response:
         nic_id = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Network/networkInterfaces/{name}"
         if method == "PUT":
+            invalid = invalid_content(nic_errors, body)
+            if invalid is not None:
+                return invalid
             configs = ((body or {}).get("properties") or {}).get("ipConfigurations") or []
             subnet = ((configs[0].get("properties") or {}).get("subnet") or {}).get("id", "") if configs else ""
             if subnet != SUBNET:
@@ -415,6 +430,9 @@ class FakeAzure:
         return arm_error(405, "MethodNotAllowed", method)
 
     def _create_vm(self, name: str, body: Any) -> httpx.Response:
+        invalid = invalid_content(vm_errors, body)
+        if invalid is not None:
+            return invalid
         props = (body or {}).get("properties") or {}
         size = (props.get("hardwareProfile") or {}).get("vmSize", "")
         loc = (body or {}).get("location", "")
