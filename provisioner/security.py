@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import codecs
 
-from django.conf import settings
 from django.contrib.auth.views import LoginView
 from django.core.cache import cache
 from django.core.exceptions import BadRequest, RequestDataTooBig, TooManyFieldsSent
 from django.http import HttpResponse
+from django.utils.cache import patch_cache_control
 
 from .logfilter import RedactSecretsFilter, redact, register_secret  # noqa: F401  (re-exported)
 
@@ -27,35 +27,47 @@ def _login_keys(request) -> list[str]:
 
 class ThrottledLoginView(LoginView):
     """Django's LoginView, refusing further attempts after repeated failures (per IP and per
-    username) for a few minutes."""
+    username) for a few minutes.
+
+    Reserve, then check: every attempt first takes a slot with the cache's atomic ``add`` +
+    ``incr`` (one Redis INCR each when CACHE_URL is Redis), and only an attempt whose slot is
+    within the limit reaches the password check; a success clears the counters. A "check the
+    count, then increment on failure" throttle lets parallel requests all read the same count
+    (20 parallel failures let 9 through against a limit of 5).
+    """
 
     def post(self, request, *args, **kwargs):
-        keys = _login_keys(request)
-        if any((cache.get(k) or 0) >= LOGIN_MAX_FAILURES for k in keys):
+        if any(_take_slot(k) > LOGIN_MAX_FAILURES for k in _login_keys(request)):
             return HttpResponse("Too many failed logins. Try again in a few minutes.", status=429,
                                 headers={"Retry-After": str(LOGIN_WINDOW_SECONDS)})
         return super().post(request, *args, **kwargs)
-
-    def form_invalid(self, form):
-        for k in _login_keys(self.request):
-            try:
-                cache.incr(k)
-            except ValueError:
-                cache.set(k, 1, LOGIN_WINDOW_SECONDS)
-        return super().form_invalid(form)
 
     def form_valid(self, form):
         cache.delete_many(_login_keys(self.request))
         return super().form_valid(form)
 
 
+def _take_slot(key: str) -> int:
+    """Count one attempt atomically; the window starts with the first attempt."""
+    cache.add(key, 0, LOGIN_WINDOW_SECONDS)
+    try:
+        return cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.add(key, 1, LOGIN_WINDOW_SECONDS)
+        return 1
+
+
 # --- response headers ----------------------------------------------------------------------------------
 
 
 class SecurityHeadersMiddleware:
-    """Content-Security-Policy and friends. Everything (htmx, plotly) is served from our origin."""
+    """Content-Security-Policy and friends. Everything (htmx, plotly, static/js/app.js) is served
+    from our origin, and scripts only from there: no inline script or handler, no eval (charts
+    are JSON drawn by app.js; plotly.js 4's scatter/bar/indicator traces need no eval, the
+    WebGL traces that would are not used). Styles keep 'unsafe-inline' (plotly and htmx set
+    inline styles); an injected style cannot run code."""
 
-    CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
+    CSP = ("default-src 'self'; script-src 'self'; object-src 'none'; style-src 'self' 'unsafe-inline'; "
            "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'")
 
     def __init__(self, get_response):
@@ -66,8 +78,11 @@ class SecurityHeadersMiddleware:
         response.headers.setdefault("Content-Security-Policy", self.CSP)
         response.headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
         response.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-        if getattr(settings, "PRODUCTION", False) and request.user.is_authenticated:
-            response.headers.setdefault("Cache-Control", "no-store")  # pages of one user stay out of shared caches
+        user = getattr(request, "user", None)  # absent on responses WhiteNoise answered itself
+        if user is not None and user.is_authenticated:
+            # every signed-in page may show credentials (masked), connection tokens or money: no copy
+            # in any cache, shared or the browser's (back button after logout); OWASP ASVS 8.2.1
+            patch_cache_control(response, no_store=True, private=True)
         return response
 
 

@@ -1,0 +1,70 @@
+/* The page behaviour that used to live in inline handlers and inline <script> blocks, so that the
+   Content-Security-Policy can say script-src 'self' (no 'unsafe-inline', no 'unsafe-eval').
+   Markup opts in with data attributes:
+     <form data-confirm="Really?">        asks before submitting
+     <select data-autosubmit>             submits its form on change
+     <button data-copy="text">            copies text; data-copy-prev copies the previous element's text
+     <select data-toggle="id" data-toggle-value="custom">  shows #id only for that value
+     <script type="application/json" data-plotly-for="div-id" data-plotly-src="...plotly.min.js">
+                                          draws that figure with the vendored plotly.js (loaded once) */
+(function () {
+  "use strict";
+
+  document.addEventListener("submit", function (e) {
+    var form = e.target.closest && e.target.closest("form[data-confirm]");
+    if (form && !window.confirm(form.getAttribute("data-confirm"))) { e.preventDefault(); }
+  }, true);
+
+  document.addEventListener("change", function (e) {
+    var el = e.target;
+    if (el.hasAttribute && el.hasAttribute("data-autosubmit") && el.form) { el.form.submit(); }
+    if (el.hasAttribute && el.hasAttribute("data-toggle")) { toggle(el); }
+  });
+
+  document.addEventListener("click", function (e) {
+    var btn = e.target.closest && e.target.closest("[data-copy], [data-copy-prev]");
+    if (!btn || !navigator.clipboard) { return; }
+    var text = btn.hasAttribute("data-copy") ? btn.getAttribute("data-copy") : btn.previousElementSibling.innerText;
+    navigator.clipboard.writeText(text);
+  });
+
+  function toggle(el) {
+    var target = document.getElementById(el.getAttribute("data-toggle"));
+    if (target) { target.style.display = el.value === el.getAttribute("data-toggle-value") ? "flex" : "none"; }
+  }
+
+  var plotlyWaiters = [];
+  function withPlotly(src, fn) {
+    if (window.Plotly) { fn(); return; }
+    plotlyWaiters.push(fn);
+    if (document.getElementById("plotly-js")) { return; }
+    var s = document.createElement("script");  // loaded once per page, on first use
+    s.id = "plotly-js"; s.src = src;
+    s.addEventListener("load", function () { var w = plotlyWaiters; plotlyWaiters = []; w.forEach(function (f) { f(); }); });
+    document.head.appendChild(s);
+  }
+
+  function drawCharts(root) {
+    (root || document).querySelectorAll("script[data-plotly-for]").forEach(function (tag) {
+      var el = document.getElementById(tag.getAttribute("data-plotly-for"));
+      if (!el) { return; }
+      var fig = JSON.parse(tag.textContent);
+      var config = fig.config || {displayModeBar: false, responsive: true};
+      withPlotly(tag.getAttribute("data-plotly-src"), function () {
+        window.Plotly.react(el, fig.data, fig.layout, config);
+      });
+    });
+  }
+
+  function init(root) {
+    drawCharts(root);
+    (root || document).querySelectorAll("[data-toggle]").forEach(toggle);
+  }
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", function () { init(document); });
+  } else {
+    init(document);
+  }
+  document.addEventListener("htmx:afterSettle", function (e) { init(e.target); });
+})();
