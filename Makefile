@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install lint migrate seed bench clean
+.PHONY: run test install lint migrate seed bench soak clean
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-oracles.txt requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,16 +15,14 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-oracles.txt require
 
 install: $(STAMP)
 
+# the same deploy command as production (Procfile release step, docker-compose)
 migrate: install
-	$(PY) manage.py migrate --noinput
-	$(PY) manage.py setup_periodic_tasks
-	$(PY) manage.py install_recipes
+	$(PY) manage.py deploy
 
 seed: migrate
 	$(PY) manage.py seed_demo
 
 run: seed
-	$(PY) manage.py collectstatic --noinput -v 0
 	$(PY) manage.py runstack
 
 lint: install
@@ -34,6 +32,10 @@ lint: install
 test: install lint
 	PROVISIONER_TESTING=1 CELERY_TASK_ALWAYS_EAGER=1 DJANGO_ALLOW_ASYNC_UNSAFE=true SANDBOX_BOOT_SECONDS=0 \
 	  $(VENV)/bin/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+# the embedded stack for an hour under the three journeys (README: "The embedded broker")
+soak: install
+	$(PY) manage.py soak --minutes $${SOAK_MINUTES:-60}
 
 bench: install
 	$(PY) bench/run_all.py --quick

@@ -1,8 +1,9 @@
 """The periodic-task registry: every beat entry the product needs, in one place.
 
-``sync_periodic_tasks`` creates or updates these by name and never deletes anything else
-(per-workload cron entries live beside them). It runs on every deploy (``migrate`` then
-``manage.py setup_periodic_tasks``) and from ``make run``.
+``sync_periodic_tasks`` creates or updates these by name. Entries it created earlier and that
+are no longer listed here are disabled (never deleted: beat's history stays readable); every
+other entry (per-workload cron entries live beside them) is left alone. It runs on every deploy
+(``manage.py deploy``), which ``make run`` calls too.
 """
 
 from __future__ import annotations
@@ -26,13 +27,15 @@ SCHEDULE: list[Periodic] = [
     Periodic("Enforce budgets and provider caps", "billing.enforce_budgets", 60),
     Periodic("Roll up daily spend", "billing.rollup", 3600),
     Periodic("Reconcile with the providers' billing figures", "billing.reconcile_provider_billing", 86400),
+    Periodic("Reap idle pods", "workloads.reap_idle", 60),
+    Periodic("Poll provider GPU telemetry", "workloads.poll_telemetry", 60),
+    Periodic("Purge old utilization samples", "workloads.purge_samples", 3600),
+    Periodic("Prune delivered messages of the embedded broker", "provisioner.prune_broker", 3600),
 ]
 
-
-def register(entry: Periodic) -> None:
-    """Other apps add entries at import time (keeps each app's tasks next to its code)."""
-    if all(e.name != entry.name for e in SCHEDULE):
-        SCHEDULE.append(entry)
+# Marks the beat entries this registry owns, so one removed from SCHEDULE can be told apart
+# from the per-workload cron entries and disabled on the next deploy.
+MANAGED_MARK = "managed by provisioner.schedule"
 
 
 def sync_periodic_tasks() -> list[str]:
@@ -43,7 +46,12 @@ def sync_periodic_tasks() -> list[str]:
         interval, _ = IntervalSchedule.objects.get_or_create(every=entry.every_seconds, period=IntervalSchedule.SECONDS)
         PeriodicTask.objects.update_or_create(
             name=entry.name,
-            defaults={"task": entry.task, "interval": interval, "crontab": None, "enabled": True},
+            defaults={"task": entry.task, "interval": interval, "crontab": None, "enabled": True,
+                      "description": MANAGED_MARK},
         )
         names.append(entry.name)
+    # .save() per row, not .update(): beat only notices changes made through the model's signals
+    for stale in PeriodicTask.objects.filter(description=MANAGED_MARK, enabled=True).exclude(name__in=names):
+        stale.enabled = False
+        stale.save(update_fields=["enabled"])
     return names

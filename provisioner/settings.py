@@ -1,5 +1,6 @@
 """Settings, read from the environment. With nothing set, the embedded default runs:
-SQLite under var/, a filesystem Celery broker, email to the console.
+SQLite under var/, a Celery broker on its own SQLite file (kombu's SQLAlchemy transport), email
+to the console.
 
 ``DJANGO_ENV=production`` refuses to start with a default secret or encryption key.
 """
@@ -180,19 +181,25 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
-if CELERY_BROKER_URL == "filesystem://":
-    _q = VAR_DIR / "celery"
-    for sub in ("queue", "processed", "control"):
-        (_q / sub).mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(_q / "queue"),
-        "data_folder_out": str(_q / "queue"),
-        "processed_folder": str(_q / "processed"),
-        "store_processed": False,
-        "control_folder": str(_q / "control"),
-        "polling_interval": 0.1,
-    }
+# The embedded default's broker is kombu's SQLAlchemy transport on a SQLite file of its own.
+# Why not the filesystem transport: its consumer moves a message file while the producer may
+# still be writing it (the lock is advisory), so the worker read half a message and died with
+# an unrecoverable JSONDecodeError a few minutes after `make run`. The SQLAlchemy transport
+# publishes with one INSERT and fetches with BEGIN IMMEDIATE + UPDATE (kombu special-cases
+# SQLite), so a message is either wholly there or not at all, and two readers never get the
+# same one. A file of its own keeps broker polling from contending with the app's writes.
+EMBEDDED_BROKER_PATH = VAR_DIR / "celery-broker.sqlite3"
+EMBEDDED_BROKER_URL = f"provisioner-sqla+sqlite:///{EMBEDDED_BROKER_PATH}"  # provisioner/broker.py
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", EMBEDDED_BROKER_URL)
+EMBEDDED_BROKER = CELERY_BROKER_URL.startswith("provisioner-sqla+sqlite:")
+EMBEDDED_BROKER_TRANSPORT_OPTIONS = {
+    # a new task is picked up within 0.1 s (launch follow-ups are latency-sensitive)
+    "polling_interval": 0.1,
+    # web, worker and beat write to the same file: wait for the lock instead of failing
+    "connect_args": {"timeout": 30},
+}
+if EMBEDDED_BROKER:
+    CELERY_BROKER_TRANSPORT_OPTIONS = EMBEDDED_BROKER_TRANSPORT_OPTIONS
     CELERY_RESULT_BACKEND = None
 else:
     CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None

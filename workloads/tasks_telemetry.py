@@ -1,20 +1,14 @@
-"""Thin Celery tasks for telemetry and auto-shutdown, and their beat entries.
+"""Thin Celery tasks for telemetry and auto-shutdown (their beat entries are in
+``provisioner/schedule.py``, the one registry).
 
-Imported by ``WorkloadsConfig.ready`` so that workers register the tasks and
-``setup_periodic_tasks`` sees the schedule entries.
+Imported by ``WorkloadsConfig.ready`` so that workers register the tasks.
 """
 
 from __future__ import annotations
 
 from celery import shared_task
 
-from provisioner.schedule import Periodic, register
-
 from . import idle, telemetry
-
-register(Periodic("Reap idle pods", "workloads.reap_idle", 60))
-register(Periodic("Poll provider GPU telemetry", "workloads.poll_telemetry", 60))
-register(Periodic("Purge old utilization samples", "workloads.purge_samples", 3600))
 
 
 @shared_task(name="workloads.reap_idle")

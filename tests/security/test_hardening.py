@@ -119,15 +119,31 @@ def test_nul_bytes_are_refused_before_any_view(owner_client):
     assert owner_client.get(reverse("workloads:placement_preview") + "?countries=DE%00").status_code == 400
 
 
-def test_release_creates_the_cache_table_production_throttling_needs(tmp_path):
-    """Without CACHE_URL production caches in the database (login throttling, heartbeat rate
-    limits, the spend dashboard): the release step (Procfile, docker-compose) creates its table."""
+def test_one_deploy_command_serves_make_run_procfile_and_compose():
+    """make run, the Procfile's release step and docker-compose run the same command."""
     release = (ROOT / "Procfile").read_text().split("release:", 1)[1].splitlines()[0]
-    assert "createcachetable" in release and "createcachetable" in (ROOT / "docker-compose.yml").read_text()
+    assert release.strip() == "python manage.py deploy"
+    assert "python manage.py deploy &&" in (ROOT / "docker-compose.yml").read_text()
+    migrate_target = (ROOT / "Makefile").read_text().split("\nmigrate:", 1)[1].split("\n\n", 1)[0]
+    assert "manage.py deploy" in migrate_target and "migrate --noinput" not in migrate_target
+
+
+def test_production_deploy_leaves_cache_table_periodic_tasks_and_recipe_catalog(tmp_path):
+    """Without CACHE_URL production caches in the database (login throttling, heartbeat rate
+    limits, the spend dashboard), and a fresh deployment must offer the built-in recipes: the one
+    deploy command does both (production once ran neither install_recipes nor createcachetable)."""
     env = {**PROD_ENV, "SQLITE_PATH": str(tmp_path / "release.sqlite3")}
-    for step in (("migrate", "--noinput"), ("createcachetable",)):
-        proc = _manage(*step, env_overrides=env)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-    proc = _manage("shell", "-c", "from django.core.cache import cache; cache.set('k', 41); print(cache.get('k') + 1)",
-                   env_overrides=env)
-    assert proc.returncode == 0 and proc.stdout.strip().splitlines()[-1] == "42", proc.stderr[-2000:]
+    proc = _manage("deploy", env_overrides=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "[deploy 4/5] install the built-in recipes: done" in proc.stdout
+    check = (
+        "from django.core.cache import cache; cache.set('k', 41); print(cache.get('k') + 1);"
+        "from workloads.models import Recipe; print(Recipe.objects.filter(tenant__isnull=True).count());"
+        "from django_celery_beat.models import PeriodicTask; print(PeriodicTask.objects.filter(enabled=True).count())"
+    )
+    proc = _manage("shell", "-c", check, env_overrides=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    answer, recipes, periodic = proc.stdout.strip().splitlines()[-3:]
+    assert answer == "42"
+    assert int(recipes) >= 5, "the built-in recipe catalog is missing after a production deploy"
+    assert int(periodic) >= 10
