@@ -3,7 +3,7 @@
 
 from django.contrib import admin
 
-from .models import Budget, BudgetAlert, BudgetReservation, LedgerEntry, SpendRollup
+from .models import Budget, BudgetAlert, BudgetReservation, LedgerEntry, ProviderBillingDay, SpendRollup
 
 
 @admin.register(Budget)
@@ -42,3 +42,12 @@ class BudgetAlertAdmin(admin.ModelAdmin):
     list_display = ["created_at", "tenant", "message", "threshold", "webhook_status", "read_at"]
     list_filter = ["tenant", "threshold"]
     readonly_fields = [f.name for f in BudgetAlert._meta.fields]
+
+
+@admin.register(ProviderBillingDay)
+class ProviderBillingDayAdmin(admin.ModelAdmin):
+    list_display = ["day", "tenant", "provider_account", "currency", "ours_amount", "provider_amount", "other_amount",
+                    "drift_flagged", "estimated", "fetched_at"]
+    list_filter = ["tenant", "drift_flagged"]
+    date_hierarchy = "day"
+    readonly_fields = [f.name for f in ProviderBillingDay._meta.fields]

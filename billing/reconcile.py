@@ -183,10 +183,13 @@ def reconcile_account(*, account: ProviderAccount, first: date | None = None, la
 
 
 def reconcile_all(*, at: datetime | None = None) -> int:
-    """The daily pass over every enabled account with a billing API. One account's failure
-    (bad key, provider down) is logged and does not stop the others; the next run retries."""
+    """The daily pass over every account with a billing API, disabled ones included (disabled
+    only leaves placement: pods may still run and bill); removed accounts have no credentials
+    left. One account's failure (bad key, provider down) is recorded and logged and does not
+    stop the others; the next run retries."""
     done = 0
-    for account in ProviderAccount.objects.filter(enabled=True, kind__in=list(CLIENTS)).order_by("pk"):
+    accounts = ProviderAccount.objects.filter(kind__in=list(CLIENTS)).exclude(settings__has_key="removed_at")
+    for account in accounts.order_by("pk"):
         try:
             done += len(reconcile_account(account=account, at=at))
         except ProviderError as exc:

@@ -36,10 +36,10 @@ DAY = date(2026, 3, 16)  # a Monday; the run happens on the 18th, so the 15th..1
 RUN_AT = datetime(2026, 3, 18, 2, 0, tzinfo=UTC)
 
 
-def _account(tenant, kind: str, served=None, **settings) -> ProviderAccount:
+def _account(tenant, kind: str, served=None, name: str = "", **settings) -> ProviderAccount:
     creds = STANDIN_CREDENTIALS.get(kind) or {"access_key_id": "testing", "secret_access_key": "testing"}
     base = account_settings(served) if served is not None else {}
-    return ProviderAccount.objects.create(tenant=tenant, kind=kind, name=f"{kind} main", credentials=creds,
+    return ProviderAccount.objects.create(tenant=tenant, kind=kind, name=name or f"{kind} main", credentials=creds,
                                           settings={**base, **settings})
 
 
@@ -212,10 +212,13 @@ def test_one_failing_account_does_not_stop_the_others(tenant, project, owner, se
     bad = _account(tenant, "runpod", served_runpod)
     served_runpod.standin.valid_keys = {"another-key"}
     good = _account(tenant, "vast", served_vast)
+    good.enabled = False  # out of placement, but its pods may still bill: still reconciled
+    good.save(update_fields=["enabled"])
+    gone = _account(tenant, "vast", served_vast, name="vast old", removed_at="2026-03-01T00:00:00+00:00")  # removed: skipped
     lam = ProviderAccount.objects.create(tenant=tenant, kind="lambda", name="lambda main")
     with clock.frozen(RUN_AT):
         assert reconcile.reconcile_all() == 3  # the three Vast.ai days; RunPod refused, Lambda has no API
-    assert not ProviderBillingDay.objects.filter(provider_account__in=[bad, lam]).exists()
+    assert not ProviderBillingDay.objects.filter(provider_account__in=[bad, lam, gone]).exists()
     assert ProviderBillingDay.objects.filter(provider_account=good).count() == 3
     failed, worked = ProviderBillingFetch.objects.get(provider_account=bad), ProviderBillingFetch.objects.get(provider_account=good)
     assert failed.error.startswith("InvalidCredentials") and failed.succeeded_at is None
