@@ -211,6 +211,9 @@ CELERY_TASK_IGNORE_RESULT = True
 PROVIDER_BASE_URL_OVERRIDE_ALLOWED = env_bool("PROVIDER_BASE_URL_OVERRIDE_ALLOWED", not PRODUCTION)
 # Sandbox pods boot after this many seconds (tests set 0).
 SANDBOX_BOOT_SECONDS = env_int("SANDBOX_BOOT_SECONDS", 8)
+# Spot on a bidding provider (Vast.ai, RunPod): bid this % above the floor unless the workload
+# sets its own margin; the workload's price ceiling caps the bid (workloads/bids.py).
+SPOT_BID_MARGIN_PCT = env_int("SPOT_BID_MARGIN_PCT", 10)
 # Public URL pods use to reach the heartbeat endpoint.
 PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "http://127.0.0.1:8000")
 # Reconciliation with the providers' own billing figures: a day whose figures differ by more

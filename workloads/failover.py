@@ -38,6 +38,7 @@ from provisioner import clock
 from provisioner.logfilter import redact
 
 from . import calls
+from .bids import SpotBid, bid_for
 from .models import LaunchAttempt, LaunchBlock, Pod, PodState
 from .placement import Candidate
 from .recipes import launch_env, registry_auth
@@ -72,13 +73,15 @@ class LaunchOutcome:
 def launch_request(pod: Pod, offer) -> LaunchRequest:
     """What the adapter needs to stand ``pod`` up on ``offer``; tagged with the pod's UUID."""
     w = pod.workload
+    bid = bid_for(w, offer)
     spec = w.container_spec or {}
     # the explicit command runs unchanged, behind a shell line that starts the GPU agent
     command, args = agent_wrapped_command(list(spec.get("command", [])), list(spec.get("args", [])))
     return LaunchRequest(
         tag=str(pod.pk), name=f"{w.name}-{str(pod.pk)[:8]}", image=w.image, gpu_class=offer.gpu_class,
         gpu_count=offer.gpu_count, region=offer.region, instance_type=offer.instance_type, zone=offer.zone,
-        spot=offer.spot, bid_price_per_hour=offer.price_per_hour if offer.spot else None,
+        # a bidding provider gets floor + margin (bids.py); elsewhere the spot price is a cap at most
+        spot=offer.spot, bid_price_per_hour=(bid.price if bid else offer.price_per_hour) if offer.spot else None,
         command=command, args=args,
         # recipe secret references are resolved here, and only here; plus the in-pod GPU agent's
         # heartbeat URL and a fresh per-pod token (each attempt's token replaces the previous one)
@@ -116,11 +119,15 @@ def offer_snapshot(offer) -> dict[str, Any]:
     }
 
 
-def _intent_fields(offer) -> dict[str, Any]:
-    return dict(provider_account=offer.provider_account, external_id="", offer_snapshot=offer_snapshot(offer),
+def _intent_fields(offer, bid: SpotBid | None = None) -> dict[str, Any]:
+    # a bidding provider charges the bid: the pod is priced (and metered) at it, not at the floor
+    snapshot = offer_snapshot(offer)
+    if bid is not None:
+        snapshot.update(bid_per_hour=str(bid.price), bid_floor=str(bid.floor), bid_margin_pct=bid.margin_pct)
+    return dict(provider_account=offer.provider_account, external_id="", offer_snapshot=snapshot,
                 gpu_class=offer.gpu_class, gpu_count=offer.gpu_count, region=offer.region, country=offer.country,
-                spot=offer.spot, price_per_hour=offer.price_per_hour, currency=offer.currency,
-                price_usd_per_hour=offer.price_usd_per_hour)
+                spot=offer.spot, price_per_hour=bid.price if bid else offer.price_per_hour, currency=offer.currency,
+                price_usd_per_hour=bid.price_usd if bid else offer.price_usd_per_hour)
 
 
 def short_error(exc: BaseException) -> str:
@@ -205,10 +212,12 @@ def launch_with_failover(pod: Pod, candidates: list[Candidate]) -> LaunchOutcome
         if remaining <= 0:
             path.append(f"gave up after {total_seconds():.0f} s")
             break
+        bid = bid_for(pod.workload, offer)
         # check and reserve under lock at the moment of spending: placement's answer may be stale
         decision = reserve_launch(tenant_id=pod.tenant_id, project_id=pod.project_id,
                                   provider_account_id=offer.provider_account_id,
-                                  usd_per_hour=offer.price_usd_per_hour, pod_id=pod.pk, hours=_hours(pod))
+                                  usd_per_hour=bid.price_usd if bid else offer.price_usd_per_hour, pod_id=pod.pk,
+                                  hours=_hours(pod))
         if not decision.allowed:
             refusals.append(f"{where}: {decision.reason}")
             pod_event(pod, "placement", f"Skipped {where}: {decision.reason}")
@@ -217,9 +226,11 @@ def launch_with_failover(pod: Pod, candidates: list[Candidate]) -> LaunchOutcome
             skip_accounts.add(account_id)
             continue
         # intent first: the pod row says where it is being launched before we call the provider
-        if not Pod.objects.filter(pk=pod.pk, state=PodState.PROVISIONING).update(**_intent_fields(offer)):
+        if not Pod.objects.filter(pk=pod.pk, state=PodState.PROVISIONING).update(**_intent_fields(offer, bid)):
             release(pod_id=pod.pk)
             return LaunchOutcome(None, path=path, reason="cancelled before launch")
+        if bid is not None:
+            pod_event(pod, "placement", f"Spot at {where}: {bid.describe()}", bid=str(bid.price), floor=str(bid.floor))
         attempts += 1
         adapter = calls.adapter(offer.provider_account)
         started = time.monotonic()

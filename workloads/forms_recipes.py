@@ -98,6 +98,10 @@ class WorkloadForm(forms.Form):
     countries = forms.CharField(max_length=200, required=False, help_text="ISO codes or presets (EU, US), comma-separated")
     regions = forms.CharField(max_length=300, required=False, help_text="Provider regions, comma-separated")
     max_price_per_hour = forms.DecimalField(max_digits=10, decimal_places=2, min_value=0, required=False, label="Price ceiling ($/h)")
+    spot_bid_margin_pct = forms.IntegerField(
+        min_value=0, max_value=300, required=False, label="Spot bid above the floor (%)",
+        help_text="Vast.ai and RunPod rent spot by bid: bid this much over the minimum so the next bid a cent "
+                  "higher does not take the GPU; never above the price ceiling. Empty: the platform default")
     idle_enabled = forms.BooleanField(required=False, label="Stop when the GPUs are idle")
     idle_threshold_pct = forms.IntegerField(min_value=1, max_value=100, required=False, label="Idle below (% GPU)")
     idle_window_minutes = forms.IntegerField(min_value=5, max_value=60 * 24 * 7, required=False, label="for (minutes)")
@@ -218,7 +222,8 @@ class WorkloadForm(forms.Form):
             schedule_cron=data.get("schedule_cron", ""), overlap_policy=data.get("overlap_policy", OverlapPolicy.SKIP),
             window_minutes=data.get("window_minutes"), interruption_tolerant=data.get("interruption_tolerant", False),
             countries=data.get("countries") or [], regions=data.get("regions") or [],
-            max_price_per_hour=data.get("max_price_per_hour"), idle_enabled=data.get("idle_enabled", False),
+            max_price_per_hour=data.get("max_price_per_hour"), spot_bid_margin_pct=data.get("spot_bid_margin_pct"),
+            idle_enabled=data.get("idle_enabled", False),
             idle_threshold_pct=data.get("idle_threshold_pct"), idle_window_minutes=data.get("idle_window_minutes"),
         )
         try:

@@ -209,6 +209,7 @@ class Declaration:
     countries: list[str] = field(default_factory=list)
     regions: list[str] = field(default_factory=list)
     max_price_per_hour: Decimal | None = None
+    spot_bid_margin_pct: int | None = None  # None: settings.SPOT_BID_MARGIN_PCT (workloads.bids)
     idle_enabled: bool | None = None  # None: the recipe's / lifecycle default
     idle_threshold_pct: int | None = None
     idle_window_minutes: int | None = None
@@ -257,6 +258,7 @@ def workload_declare(*, tenant: Tenant, owner, declaration: Declaration) -> Work
         "replicas": max(1, d.replicas), "schedule_cron": d.schedule_cron if d.lifecycle == Lifecycle.SCHEDULED else "",
         "overlap_policy": d.overlap_policy, "window_minutes": d.window_minutes if d.lifecycle == Lifecycle.SCHEDULED else None,
         "countries": d.countries, "regions": d.regions, "max_price_per_hour": d.max_price_per_hour,
+        "spot_bid_margin_pct": d.spot_bid_margin_pct,
     }
     if d.idle_enabled is not None:
         fields["idle_enabled"] = d.idle_enabled
@@ -304,6 +306,7 @@ def declaration_from_workload(workload: Workload) -> dict[str, Any]:
         "overlap_policy": workload.overlap_policy, "window_minutes": workload.window_minutes,
         "interruption_tolerant": workload.interruption_tolerant, "countries": ", ".join(workload.countries or []),
         "regions": ", ".join(workload.regions or []), "max_price_per_hour": workload.max_price_per_hour,
+        "spot_bid_margin_pct": workload.spot_bid_margin_pct,
         "idle_enabled": workload.idle_enabled, "idle_threshold_pct": workload.idle_threshold_pct,
         "idle_window_minutes": workload.idle_window_minutes, "image": workload.image,
         "command": shlex.join((workload.container_spec or {}).get("command", [])),

@@ -12,6 +12,7 @@ from providers.catalog import expand_countries, expand_gpu_classes
 from provisioner import clock
 from tenants.models import Tenant
 
+from .bids import SpotBid, bid_for_offer
 from .models import LIVE_POD_STATES, PodEvent, Recipe, RegistryCredential, Workload
 from .placement import PlacementResult, PlacementSpec, placement_for
 
@@ -82,11 +83,14 @@ class Estimate:
     result: PlacementResult
     replicas: int
     max_duration_minutes: int | None
+    bid: SpotBid | None = None  # spot on a bidding provider: the pod is charged its bid
 
     @property
     def per_hour(self) -> Decimal | None:
         chosen = self.result.chosen
-        return chosen.price * self.replicas if chosen else None
+        if chosen is None:
+            return None
+        return (self.bid.price_usd if self.bid else chosen.price) * self.replicas
 
     @property
     def for_max_duration(self) -> Decimal | None:
@@ -98,7 +102,8 @@ class Estimate:
 def launch_estimate(tenant: Tenant, *, project_id=None, gpu_class: str, gpu_count: int, acceptable: list[str],
                     interruption_tolerant: bool, countries: list[str], regions: list[str],
                     max_price_per_hour: Decimal | None, volume_kinds: list[str], lifecycle: str,
-                    max_duration_minutes: int | None, replicas: int, registry_host: str = "") -> Estimate:
+                    max_duration_minutes: int | None, replicas: int, registry_host: str = "",
+                    spot_bid_margin_pct: int | None = None) -> Estimate:
     """Where a declaration would land right now and what it would cost (per hour, and for the
     maximum duration), through the same placement the launch uses."""
     spec = PlacementSpec(
@@ -109,4 +114,6 @@ def launch_estimate(tenant: Tenant, *, project_id=None, gpu_class: str, gpu_coun
         pin_label=", ".join(c.upper() for c in countries), registry_host=registry_host,
     )
     result = placement_for(tenant_id=tenant.pk, spec=spec, now=clock.now(), project_id=project_id, limit=4)
-    return Estimate(result=result, replicas=max(1, replicas), max_duration_minutes=max_duration_minutes)
+    bid = (bid_for_offer(result.chosen.offer, margin_pct=spot_bid_margin_pct, ceiling_usd=max_price_per_hour)
+           if result.chosen else None)
+    return Estimate(result=result, replicas=max(1, replicas), max_duration_minutes=max_duration_minutes, bid=bid)

@@ -21,6 +21,7 @@ from tenants.access import get_for_tenant_or_404, require_member
 from tenants.permissions import PROVISION
 from tenants.selectors import projects_for_tenant
 
+from .bids import bid_for_offer
 from .models import PodState, Workload
 from .move import MoveError, MoveNeedsConfirmation, move_preview, target_from_params, volume_warning, workload_move
 from .placement import PlacementSpec, placement_for
@@ -73,8 +74,11 @@ def placement_preview(request: HttpRequest) -> HttpResponse:
     spec = spec_from_params(request.GET)
     result = placement_for(tenant_id=tenant.pk, project_id=project.pk if project else None, spec=spec,
                            now=clock.now(), limit=4)
+    margin = _int(request.GET.get("spot_bid_margin_pct"), None)
+    bid = (bid_for_offer(result.chosen.offer, margin_pct=max(0, min(margin, 300)) if margin is not None else None,
+                         ceiling_usd=spec.max_price_per_hour) if result.chosen else None)
     ctx = {"result": result, "spec": spec, "chosen": result.chosen, "alternatives": result.candidates[1:4],
-           "exclusions": result.exclusions[:8]}
+           "exclusions": result.exclusions[:8], "bid": bid}
     template = "workloads/partials/placement_preview.html" if request.htmx else "workloads/placement_preview.html"
     return render(request, template, ctx)
 

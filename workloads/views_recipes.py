@@ -156,7 +156,7 @@ def _preview(request: HttpRequest, version) -> HttpResponse:
             countries=d.get("countries") or [], regions=d.get("regions") or [], max_price_per_hour=d.get("max_price_per_hour"),
             volume_kinds=[v["kind"] for v in volumes or []], lifecycle=d.get("lifecycle") or "job",
             max_duration_minutes=d.get("max_duration_minutes"), replicas=d.get("replicas") or 1,
-            registry_host=login.host if login else "")
+            registry_host=login.host if login else "", spot_bid_margin_pct=d.get("spot_bid_margin_pct"))
     ctx["custom_type"] = d.get("gpu_class") == "custom"
     return render(request, "workloads/recipes/partials/preview.html", ctx)
 

@@ -198,6 +198,9 @@ class ProviderInfo:
     # pulls a private image with the workload's registry credential (image_registry.RegistryLogin);
     # placement leaves a provider without it out when the workload has a credential, and says why
     private_registry: bool = False
+    # spot is rented by bid and the bid is what is charged (Vast.ai, RunPod): an offer's spot
+    # price is the floor, and launches bid above it (workloads.bids)
+    spot_bids: bool = False
     storage_billed_while_stopped: bool = False
     # the provider only installs an OS: once it reports the server running, the workload is
     # started by the adapter's ``bootstrap`` (over SSH, from the worker) before the pod runs

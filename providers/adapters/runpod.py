@@ -132,6 +132,7 @@ class RunPodAdapter(RestAdapter):
                     "interruptible (spot) pods by bid, live GPU telemetry.",
         supports_spot=True,
         private_registry=True,  # a RunPod registry credential named by the pod
+        spot_bids=True,  # podRentInterruptable bidPerGpu; the listed spot price is the floor
         billing_increment_seconds=1,
         can_stop=True,
         storage_billed_while_stopped=True,

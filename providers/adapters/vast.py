@@ -121,6 +121,7 @@ class VastAdapter(RestAdapter):
                     "prices, on-demand or interruptible by bid, per-second billing.",
         supports_spot=True,
         private_registry=True,  # image_login: '-u user -p pass host'
+        spot_bids=True,  # interruptible: PUT /asks/{id} 'price' is the bid, min_bid the floor
         billing_increment_seconds=1,
         can_stop=True,
         storage_billed_while_stopped=True,
