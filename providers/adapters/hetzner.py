@@ -136,6 +136,7 @@ class HetznerAdapter(RestAdapter):
                     "Finland. Monthly billing plus a setup fee and hours-to-days delivery: good for "
                     "long-running services, poor for short jobs.",
         supports_spot=False,
+        private_registry=True,  # the SSH bootstrap runs docker login (hetzner_bootstrap)
         billing_increment_seconds=3600,
         minimum_charge_seconds=30 * 24 * 3600,
         currency="EUR",

@@ -36,6 +36,7 @@ from typing import Any
 import paramiko
 
 from .base import LaunchRequest
+from .image_registry import registry_login
 
 DEFAULT_DIR = "/var/lib/provisioner"
 CONNECT_TIMEOUT = 20.0
@@ -257,16 +258,14 @@ def bootstrap(target: SshTarget, request: LaunchRequest, progress: Progress, *,
         driver = _ensure_driver(session, commands, progress)
         _ensure_runtime(session, commands, progress)
         name = container_name(request)
-        auth = request.registry_auth or {}
-        if auth:
-            # the credential's host is ``registry`` ("server" in older callers); "" is Docker Hub
-            registry = str(auth.get("registry") or auth.get("server") or "")
-            login = _q(["docker", "login", "--username", str(auth.get("username", "")), "--password-stdin",
-                        *([registry] if registry else [])])
-            r = session.run(login, stdin=str(auth.get("password", "")))
+        creds = registry_login(request)
+        if creds:
+            # to the host the image is pulled from (image_registry), whatever the credential's text says
+            login = _q(["docker", "login", "--username", creds.username, "--password-stdin", creds.host])
+            r = session.run(login, stdin=creds.password)
             if r.code:
-                raise BootstrapFailed("registry login", f"docker login {registry or 'docker.io'} failed: {r.tail(3)}")
-            progress(f"Logged in to {registry or 'Docker Hub'}")
+                raise BootstrapFailed("registry login", f"docker login {creds.host} failed: {r.tail(3)}")
+            progress(f"Logged in to {creds.host}")
         progress(f"Pulling {request.image}")
         r = session.run(_q(["docker", "pull", request.image]))
         if r.code:

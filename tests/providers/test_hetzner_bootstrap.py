@@ -217,3 +217,11 @@ def test_failed_bootstrap_fails_the_pod_and_cancels_the_order(tenant, project, o
     assert pod.started_at is not None and pod.ended_at is not None  # the hours Robot bills are metered
     assert Pod.objects.filter(workload=pod.workload).count() == 1  # no new order (and setup fee) for the same failure
     assert pod.events.filter(message__startswith="Order cancelled at the provider").exists()
+
+
+def test_registry_login_goes_to_the_image_registry_host(sshd, tmp_path):
+    """Issue 13 §2.1: the login targets the host the image is pulled from (a credential saved
+    with another spelling, or none, would otherwise log in to Docker Hub)."""
+    auth = {"registry": "", "username": "$oauthtoken", "password": "ngc-secret"}
+    _run(sshd, tmp_path, _req(registry_auth=auth))
+    assert "docker login --username $oauthtoken --password-stdin nvcr.io" in sshd.calls()

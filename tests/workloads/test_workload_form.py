@@ -252,11 +252,14 @@ def test_workload_list_query_count_is_constant(catalog, dev_client, tenant, proj
 
 
 @pytest.mark.django_db
-def test_private_image_preview_names_the_login_and_placement_leaves_out_providers_without_one(dev_client, tenant):
+def test_private_image_preview_names_the_login_and_placement_leaves_out_providers_without_one(dev_client, tenant,
+                                                                                                monkeypatch):
     """Issue 13 §2.1: the launch preview says where the registry login goes; the placement
     preview excludes, with the reason, a provider that cannot log in to a private registry."""
+    import dataclasses
     from decimal import Decimal
 
+    from providers.adapters.hetzner import HetznerAdapter
     from providers.models import Offer, ProviderAccount
     from provisioner import clock
 
@@ -272,6 +275,8 @@ def test_private_image_preview_names_the_login_and_placement_leaves_out_provider
     assert 'id="registry-login"' in frag and "<strong>nvcr.io</strong>" in frag and "$oauthtoken" in frag
     assert "nvapi-SECRET-KEY" not in frag
 
+    # every provider logs in today: play one that cannot
+    monkeypatch.setattr(HetznerAdapter, "info", dataclasses.replace(HetznerAdapter.info, private_registry=False))
     robot = ProviderAccount.objects.create(tenant=tenant, kind="hetzner", name="Robot FSN", credentials={}, settings={})
     Offer.objects.create(provider_account=robot, tenant=tenant, kind="hetzner", gpu_class="A10", gpu_count=1, region="FSN1",
                          country="DE", price_per_hour=Decimal("0.40"), price_usd_per_hour=Decimal("0.40"), fetched_at=clock.now())
