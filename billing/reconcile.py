@@ -207,9 +207,20 @@ def _money(x: Decimal, currency: str) -> str:
 def drift_message(account: ProviderAccount, row: ProviderBillingDay) -> str:
     pct = drift_pct(row.ours_amount, row.provider_amount)
     rel = f"{pct:+.1f}%" if pct is not None else "the provider charged nothing"
+    hint = ""
+    if untagged_only(account.kind, ours=row.ours_amount, provider=row.provider_amount, other=row.other_amount):
+        from providers.adapters.aws import TAG_KEY  # boto3 loads only where AWS is reconciled
+
+        hint = f"; none of its cost carries our {TAG_KEY} tag: is it activated as a cost allocation tag?"
     return (f'Billing drift on "{account.name}" for {row.day.isoformat()} (UTC): we booked '
             f'{_money(row.ours_amount, row.currency)}, {account.get_kind_display()} charged '
-            f'{_money(row.provider_amount, row.currency)} ({rel}; threshold {threshold_pct()}%)')
+            f'{_money(row.provider_amount, row.currency)} ({rel}; threshold {threshold_pct()}%){hint}')
+
+
+def untagged_only(kind: str, *, ours: Decimal, provider: Decimal, other: Decimal) -> bool:
+    """A tag-matched provider (AWS) that reports cost, none of it under our tag, while we booked
+    some: the classic sign of a cost allocation tag that was never activated."""
+    return CLIENTS.get(kind, ("", "", ""))[1] == MATCH_TAG and provider == 0 and other > 0 and cents(ours) > 0
 
 
 def _send_webhooks(account: ProviderAccount, row: ProviderBillingDay, message: str) -> str:

@@ -116,7 +116,7 @@ def reconciliation_rows(tenant, *, accounts: list[ProviderAccount], start: date,
     from providers.adapters.billing import CLIENTS
 
     from .models import ProviderBillingDay
-    from .reconcile import drift_pct, settled
+    from .reconcile import drift_pct, settled, untagged_only
 
     today = today or clock.now().date()
     last_complete = min(end, today - timedelta(days=1))
@@ -147,6 +147,8 @@ def reconciliation_rows(tenant, *, accounts: list[ProviderAccount], start: date,
             "estimated": any(r.estimated for r in rows),
             "fetched_at": max((r.fetched_at for r in rows), default=None),
             "failure": _fetch_failure(a),
+            "untagged": untagged_only(a.kind, ours=ours, provider=theirs,
+                                      other=sum((r.other_amount for r in rows), ZERO)),
         })
     return out
 

@@ -228,3 +228,18 @@ def test_one_failing_account_does_not_stop_the_others(tenant, project, owner, se
         reconcile.reconcile_all()
     failed.refresh_from_db()
     assert failed.error == "" and failed.succeeded_at == RUN_AT + timedelta(days=1)
+
+
+@pytest.mark.django_db
+def test_aws_cost_without_our_tag_says_to_activate_the_cost_allocation_tag(tenant, project, owner, moto_url, settings):
+    settings.BILLING_RECONCILE_DAYS = settings.BILLING_RECONCILE_BACKFILL_DAYS = 2
+    acct = _account(tenant, "aws", base_url=moto_url)
+    _ran(tenant, project, owner, acct, price="3.00", hours=4, external_id="us-east-1/i-0abc", day=date(2026, 3, 16))
+    untagged = {"TimePeriod": {"Start": "2026-03-16", "End": "2026-03-17"}, "Total": {}, "Estimated": False,
+                "Groups": [{"Keys": ["provisioner:pod$"], "Metrics": {"UnblendedCost": {"Amount": "52.5", "Unit": "USD"}}}]}
+    _ce_results(moto_url, [{"ResultsByTime": [untagged], "DimensionValueAttributes": []}])
+    with clock.frozen(RUN_AT):
+        reconcile.reconcile_account(account=acct)
+    (alert,) = BudgetAlert.objects.filter(kind=BudgetAlert.Kind.DRIFT, provider_account=acct)
+    assert "we booked $12.00, AWS EC2 charged $0.00" in alert.message
+    assert "provisioner:pod tag: is it activated as a cost allocation tag?" in alert.message

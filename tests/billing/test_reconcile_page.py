@@ -105,3 +105,13 @@ def test_a_failed_fetch_is_said_on_the_page(client, finance, tenant):
         row = _rows(client.get("/spend/reconciliation/?range=7d").content.decode())["AWS prod"]
     assert "Not fetched yet" in row
     assert "The last fetch (Mar 18, 12:00 UTC) failed: InvalidCredentials: not authorized to perform ce:GetCostAndUsage" in row
+
+
+@pytest.mark.django_db
+def test_aws_cost_all_untagged_points_at_the_cost_allocation_tag(client, finance, tenant):
+    aws = ProviderAccount.objects.create(tenant=tenant, kind="aws", name="AWS untagged")
+    _day(aws, date(2026, 3, 16), "12.00", "0", other="52.50", flagged=True)
+    client.force_login(finance)
+    with clock.frozen(NOW):
+        row = _rows(client.get("/spend/reconciliation/?range=7d").content.decode())["AWS untagged"]
+    assert "activate it as a cost allocation tag in the AWS Billing console" in row
