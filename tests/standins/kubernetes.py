@@ -30,6 +30,7 @@ import httpx
 
 from provisioner import clock
 
+from . import kube_schemas
 from ._loopback import PEER_CERT_HEADER, serve
 
 GPU = "nvidia.com/gpu"
@@ -354,7 +355,13 @@ class FakeKubernetes:
         if name is None and method == "GET":
             return self._list(f"{NAMESPACED_KINDS[kind]}List", [o for (k, n, _), o in self.objects.items() if k == kind and n == ns], q)
         if name is None and method == "POST":
-            return self._create(kind, ns, body)
+            refused, warnings = self._judge(kind, body, q)
+            if refused is not None:
+                return refused
+            response = self._create(kind, ns, body)
+            if warnings and response.status_code < 300:
+                response.headers["Warning"] = ", ".join(warnings)
+            return response
         key = (kind, ns, name)
         obj = self.objects.get(key)
         if obj is None:
@@ -370,6 +377,35 @@ class FakeKubernetes:
                 self._schedule_pending()  # freed GPUs
             return httpx.Response(200, json=obj)
         return status(405, "MethodNotAllowed", f"{method} is not supported")
+
+    @staticmethod
+    def _judge(kind: str, body: Any, q: dict[str, str]) -> tuple[httpx.Response | None, list[str]]:
+        """What an API server does with a create, judged by Kubernetes' own schemas
+        (tests/standins/kube_schemas.py): a wrong type is a 400 BadRequest, a missing required field
+        or bad value a 422 Invalid; an unknown field is a 400 under ``fieldValidation=Strict`` and
+        otherwise accepted with a ``Warning`` header (the server default is Warn)."""
+        if not isinstance(body, dict) or NAMESPACED_KINDS.get(kind) not in kube_schemas.CORE_KINDS:
+            return None, []
+        obj = {"apiVersion": "v1", **body, "kind": NAMESPACED_KINDS[kind]}
+        loose = kube_schemas.errors(obj, strict=False)
+        if loose:
+            e = loose[0]
+            if e.validator == "type":
+                return status(400, "BadRequest", f'{obj["kind"]} in version "v1" cannot be handled as a {obj["kind"]}: '
+                                                 f"json: cannot unmarshal into field {kube_schemas.where(e)}: {e.message}"), []
+            return status(422, "Invalid", f'{obj["kind"]} is invalid: {kube_schemas.where(e)}: {e.message}',
+                          details={"kind": kind, "causes": [{"reason": "FieldValueInvalid", "field": kube_schemas.where(e)}]}), []
+        if obj["kind"] == "Pod":  # validation beyond the schema: a pod's containers need an image
+            for i, c in enumerate((obj.get("spec") or {}).get("containers") or []):
+                if not c.get("image"):
+                    return status(422, "Invalid", f"Pod is invalid: spec.containers[{i}].image: Required value",
+                                  details={"kind": kind, "causes": [{"reason": "FieldValueRequired",
+                                                                     "field": f"spec.containers[{i}].image"}]}), []
+        unknown = [f'unknown field "{field}"' for field in kube_schemas.unknown_fields(obj)]
+        if unknown and q.get("fieldValidation") == "Strict":
+            return status(400, "BadRequest", f'{obj["kind"]} in version "v1" cannot be handled as a {obj["kind"]}: '
+                                             f"strict decoding error: {', '.join(unknown)}"), []
+        return None, [f'299 - "{u}"' for u in unknown]
 
     def _create(self, kind: str, ns: str, body: Any) -> httpx.Response:
         if not isinstance(body, dict) or not (body.get("metadata") or {}).get("name"):
