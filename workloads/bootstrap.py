@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 BOOTSTRAP_DEADLINE = timedelta(hours=2)  # from delivery: SSH must answer and the driver load by then
 LOCK_SECONDS = 3 * 3600  # longer than any bootstrap run; released at its end
+QUEUED_SECONDS = 60
 
 
 def needs_bootstrap(pod: Pod) -> bool:
@@ -56,7 +57,9 @@ def bootstrap_begin(pod: Pod, remote) -> None:
     from .tasks import bootstrap_pod
 
     pod_id = str(pod.pk)
-    transaction.on_commit(lambda: bootstrap_pod.delay(pod_id))
+    # at most one queued run a minute per pod, however often the pod is synced meanwhile
+    if cache.add(f"pod-bootstrap-queued:{pod_id}", "1", QUEUED_SECONDS):
+        transaction.on_commit(lambda: bootstrap_pod.delay(pod_id))
 
 
 def _offer_of(pod: Pod) -> Any:

@@ -12,7 +12,7 @@ from billing.metering import pod_meter
 from billing.models import LedgerEntry
 from providers.models import InvoiceRate
 from provisioner import clock
-from tests.standins.fixtures import no_sleep, served_hetzner  # noqa: F401
+from tests.standins.fixtures import hetzner_ssh, no_sleep, served_hetzner  # noqa: F401
 from workloads.models import PodState
 
 from .helpers import account, invoice_cents, make_pod, run_timeline
@@ -106,7 +106,7 @@ def test_live_cost_matches_what_the_ledger_will_book(tenant, project, owner):
 
 @pytest.mark.django_db
 def test_hetzner_server_launched_through_the_real_path_books_setup_once_and_caps_each_month(
-        tenant, project, owner, served_hetzner, no_sleep):  # noqa: F811
+        tenant, project, owner, served_hetzner, no_sleep, hetzner_ssh):  # noqa: F811
     """Robot stand-in -> capacity poll -> placement -> launch (offer snapshot) -> meter: the GEX44's
     EUR 79 setup fee is booked exactly once, and no calendar month costs more than EUR 184.
     Held 2026-03-03 00:00 -> 04-20 00:00: March 696 h x 0.295 = 205.32 -> capped 184; April
@@ -116,12 +116,13 @@ def test_hetzner_server_launched_through_the_real_path_books_setup_once_and_caps
     from providers.services import capacity_poll
     from tests.standins.fixtures import STANDIN_CREDENTIALS, account_settings
     from workloads import services
+    from workloads.bootstrap import pod_bootstrap
     from workloads.models import Lifecycle
 
     InvoiceRate.objects.update_or_create(currency="EUR", defaults={"usd_per_unit": EUR_RATE})
     account = ProviderAccount.objects.create(tenant=tenant, kind="hetzner", name="Hetzner (stand-in)",
                                              credentials=STANDIN_CREDENTIALS["hetzner"],
-                                             settings=account_settings(served_hetzner))
+                                             settings=account_settings(served_hetzner, **hetzner_ssh))
     start = datetime(2026, 3, 3, tzinfo=UTC)
     with clock.frozen(start - H):
         capacity_poll(accounts=[account])
@@ -132,7 +133,8 @@ def test_hetzner_server_launched_through_the_real_path_books_setup_once_and_caps
         pod = services.pod_provision(pod_id=str(pod.pk))
     assert pod.offer_snapshot["monthly_price"] == "184.00" and pod.offer_snapshot["setup_fee"] == "79.00"
     with clock.frozen(start):
-        pod = services.pod_refresh(pod_id=str(pod.pk))
+        pod = services.pod_refresh(pod_id=str(pod.pk))  # delivered: the workload is started over SSH
+        pod = pod_bootstrap(pod_id=str(pod.pk))  # the bootstrap task (after commit, in production)
     assert pod.state == PodState.RUNNING and pod.currency == "EUR"
     end = datetime(2026, 4, 20, tzinfo=UTC)
     t = start

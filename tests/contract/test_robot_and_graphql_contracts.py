@@ -165,3 +165,74 @@ def test_runpod_graphql_uses_only_documented_operations_and_fields():
     assert not errors, errors
     assert graphql_violations({"query": "mutation { podFindAndDeployOnDemand(input: {}) { id } }"})
     assert graphql_violations({"query": "query { pod(input: $i) { id costPerHr } }"})
+
+
+ROBOT = "https://robot-ws.your-server.de"
+BASIC = {"Authorization": "Basic cm9ib3QtdXNlcjpyb2JvdC1wYXNz"}  # robot-user:robot-pass
+
+
+def test_robot_standin_rejects_what_the_robot_doc_says_robot_rejects():
+    """The stand-in must refuse what Robot refuses (doc "POST /order/server/transaction", Input;
+    "POST /server/{server-number}/cancellation", reserve_location), in Robot's error shape."""
+    s = HetznerRobotStandIn()
+
+    def post(path, data):
+        request = httpx.Request("POST", ROBOT + path, headers=BASIC, data=data)
+        response = s.handle(request)
+        return response, robot_violations(request, response)
+
+    order = {"product_id": "GEX44", "location": "FSN1", "dist": "Ubuntu 24.04 LTS base", "addon[]": "primary_ipv4",
+             "authorized_key[]": STANDIN_CREDENTIALS["hetzner"]["ssh_key_fingerprint"]}
+    cases = [
+        ({**order, "dist": "Windows Server 2022"}, ["dist"]),  # not in the product's dist list
+        ({**order, "addon[]": "gpu_turbo"}, ["addon"]),  # not one of its orderable_addons
+        ({**order, "location": "ASH"}, ["location"]),
+    ]
+    for data, invalid in cases:
+        response, violations = post("/order/server/transaction", data)
+        assert response.status_code == 400 and response.json()["error"]["code"] == "INVALID_INPUT", data
+        assert response.json()["error"]["invalid"] == invalid and not violations
+    response, _ = post("/order/server/transaction", {k: v for k, v in order.items() if k != "location"})
+    assert response.json()["error"]["missing"] == ["location"]
+    response, violations = post("/order/server_market/transaction", {**order, "product_id": "2466012"})
+    assert response.json()["error"]["invalid"] == ["location"]  # the market order takes none
+    assert any("location" in v for v in violations)  # and our shape check flags the request too
+    response, _ = post("/order/server/transaction", {**order, "addons[]": "primary_ipv4"})
+    assert response.json()["error"]["invalid"] == ["addons[]"]  # a misspelled field is not ignored
+    # without primary_ipv4 the server is delivered IPv6-only
+    response, _ = post("/order/server/transaction", {k: v for k, v in order.items() if k != "addon[]"})
+    tx = response.json()["transaction"]
+    ready = s.handle(httpx.Request("GET", f"{ROBOT}/order/server/transaction/{tx['id']}", headers=BASIC)).json()
+    assert ready["transaction"]["status"] == "ready" and ready["transaction"]["server_ip"] is None
+    number = ready["transaction"]["server_number"]
+    s.reservation_possible = True
+    response, _ = post(f"/server/{number}/cancellation", {"cancellation_date": "now"})
+    assert response.status_code == 400 and response.json()["error"]["missing"] == ["reserve_location"]
+    s.reservation_possible = False
+    response, violations = post(f"/server/{number}/cancellation", {"cancellation_date": "now", "reserve_location": "true"})
+    assert response.json()["error"]["code"] == "SERVER_CANCELLATION_RESERVE_LOCATION_FALSE_ONLY" and not violations
+
+
+def test_cancellation_works_where_the_location_could_be_reserved():
+    """Robot makes reserve_location mandatory when reservation is possible; the adapter sent
+    none, so such a cancellation failed with INVALID_INPUT and the server kept billing."""
+    s = HetznerRobotStandIn()
+    s.reservation_possible = True
+    a = _hetzner(s)
+    offer = next(o for o in a.list_offers() if o.instance_type == "GEX44")
+    pod = a.launch(_req(offer, "11111111-0000-0000-0000-000000000009"))
+    a.terminate(pod.external_id)
+    assert a.get(pod.external_id).state == "terminated"
+    form = parse_qs(s.requests("terminate")[0].content.decode())
+    assert form == {"cancellation_date": ["now"], "reserve_location": ["false"]}
+
+
+def test_robot_error_codes_are_the_documented_ones():
+    """Every error the stand-in answered in the big contract run carries a code the doc lists
+    (or one of ours for what the doc leaves open: out of stock, order limit; see the README)."""
+    s = HetznerRobotStandIn(boot_seconds=3600)
+    a = _hetzner(s)
+    with pytest.raises(Exception):  # noqa: B017 - the code is what this test checks
+        a.get("B20990101-1-1")
+    codes = {e.response.json()["error"]["code"] for e in s.exchanges if e.response is not None and e.response.is_error}
+    assert codes == {"NOT_FOUND"}  # doc "GET /order/server/transaction/{id}": 404 NOT_FOUND

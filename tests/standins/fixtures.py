@@ -117,3 +117,19 @@ def no_sleep(monkeypatch) -> list[float]:
     monkeypatch.setattr(http, "default_sleep", waits.append)
     http.reset_limiters()
     return waits
+
+
+@pytest.fixture
+def hetzner_ssh(served_hetzner, tmp_path) -> Iterator[dict[str, Any]]:  # noqa: F811
+    """A real sshd on 127.0.0.1 (tests/standins/sshd.py) where the Robot stand-in "delivers" its
+    servers, so that the SSH bootstrap of a Hetzner pod runs for real. Yields the account settings
+    that point the bootstrap at it."""
+    from .sshd import start_sshd
+
+    server = start_sshd(tmp_path / "sshd", private_key=STANDIN_CREDENTIALS["hetzner"]["ssh_private_key"])
+    served_hetzner.standin.server_ip = "127.0.0.1"
+    served_hetzner.standin.host_keys = [server.host_key_fingerprint]
+    try:
+        yield {"ssh_port": server.port, "ssh_user": server.user, "bootstrap_dir": str(tmp_path / "remote")}
+    finally:
+        server.stop()
