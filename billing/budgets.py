@@ -54,7 +54,7 @@ class Verdict:
 
 
 def _horizon_hours(hours, now: datetime, end: datetime) -> Decimal:
-    default = Decimal(str(getattr(settings, "BILLING_RESERVATION_HOURS", 1)))
+    default = Decimal(str(settings.BILLING_RESERVATION_HOURS))
     h = Decimal(str(hours)) if hours else default
     rest = Decimal(str((end - now).total_seconds())) / Decimal(3600)
     return max(Decimal(0), min(h, rest))

@@ -74,7 +74,7 @@ def drifts(ours: Decimal, provider: Decimal, threshold_pct: Decimal) -> bool:
 
 
 def threshold_pct() -> Decimal:
-    return Decimal(str(getattr(settings, "BILLING_DRIFT_THRESHOLD_PCT", 2)))
+    return Decimal(str(settings.BILLING_DRIFT_THRESHOLD_PCT))
 
 
 def days_to_fetch(at: datetime | None = None, *, first_run: bool = False) -> tuple[date, date]:
@@ -82,9 +82,9 @@ def days_to_fetch(at: datetime | None = None, *, first_run: bool = False) -> tup
     account's first run goes back ``BILLING_RECONCILE_BACKFILL_DAYS`` so that the month
     finance is closing is reconciled from the day the account is connected."""
     today = (at or clock.now()).date()
-    n = max(1, int(getattr(settings, "BILLING_RECONCILE_DAYS", 3)))
+    n = max(1, int(settings.BILLING_RECONCILE_DAYS))
     if first_run:
-        n = max(n, int(getattr(settings, "BILLING_RECONCILE_BACKFILL_DAYS", 35)))
+        n = max(n, int(settings.BILLING_RECONCILE_BACKFILL_DAYS))
     return today - timedelta(days=n), today - timedelta(days=1)
 
 
@@ -95,7 +95,7 @@ def settled(day: date, at: datetime | None = None) -> bool:
     freshness), so yesterday's figure may be partial: it shows on the page as provisional and
     alerts once it is ``ALERT_AFTER_DAYS`` old (never later than the last day a run fetches)."""
     today = (at or clock.now()).date()
-    wait = min(ALERT_AFTER_DAYS, max(1, int(getattr(settings, "BILLING_RECONCILE_DAYS", 3))))
+    wait = min(ALERT_AFTER_DAYS, max(1, int(settings.BILLING_RECONCILE_DAYS)))
     return day <= today - timedelta(days=wait)
 
 

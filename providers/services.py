@@ -125,7 +125,7 @@ def poll_timeout_for(account: ProviderAccount, default: float = POLL_TIMEOUT_SEC
     ``PROVIDER_POLL_TIMEOUTS[kind]``, the adapter's ``info.poll_timeout_seconds``, ``default``.
     """
     candidates: list[Any] = [(account.settings or {}).get("poll_timeout_seconds"),
-                             (getattr(django_settings, "PROVIDER_POLL_TIMEOUTS", None) or {}).get(account.kind)]
+                             django_settings.PROVIDER_POLL_TIMEOUTS.get(account.kind)]
     try:
         candidates.append(getattr(provider_info(account.kind), "poll_timeout_seconds", None))
     except KeyError:  # a kind whose adapter is not registered (any more)

@@ -51,7 +51,7 @@ REVIEW_OFFER_ROWS = 200
 def _encryption_key() -> str:
     # the credential-encryption key (settings.ENCRYPTION_KEY, set from $CRYPTOGRAPHY_KEY; older
     # settings call it CRYPTOGRAPHY_KEY) — never SECRET_KEY
-    key = getattr(django_settings, "ENCRYPTION_KEY", None) or getattr(django_settings, "CRYPTOGRAPHY_KEY", None)
+    key = django_settings.ENCRYPTION_KEY
     if not key or not isinstance(key, str):
         raise RuntimeError("no credential encryption key configured (CRYPTOGRAPHY_KEY)")
     return key

@@ -49,7 +49,7 @@ def current_key() -> str:
 
 
 def fallback_keys() -> list[str]:
-    return list(getattr(settings, "ENCRYPTION_KEY_FALLBACKS", []) or [])
+    return list(settings.ENCRYPTION_KEY_FALLBACKS)
 
 
 class KeyRing:

@@ -58,6 +58,38 @@ def env_list(name: str, default: str = "") -> list[str]:
     return [x.strip() for x in env_str(name, default).split(",") if x.strip()]
 
 
+def env_float(name: str, default: str, *, minimum: str | None = None) -> float:
+    return float(env_decimal(name, default, minimum=minimum))
+
+
+def env_int_map(name: str, default: str = "") -> dict[str, int]:
+    """``"aws=60, hetzner=120"`` -> {"aws": 60, "hetzner": 120}."""
+    out: dict[str, int] = {}
+    for item in env_list(name, default):
+        key, sep, value = item.partition("=")
+        try:
+            if not sep or not key.strip():
+                raise ValueError(item)
+            out[key.strip()] = int(value)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{name}: {item!r} is not key=integer") from exc
+    return out
+
+
+def public_base_url(name: str, *, production: bool) -> str:
+    """The URL pods reach this app at. Production refuses a missing or loopback value: pods on a
+    provider's machines cannot reach 127.0.0.1, so the heartbeat and the agent would silently fail."""
+    value = env_str(name, "" if production else "http://127.0.0.1:8000").rstrip("/")
+    if production:
+        parsed = urlparse(value)
+        host = (parsed.hostname or "").lower()
+        if parsed.scheme not in ("http", "https") or not host or host == "localhost" or host.startswith("127.") \
+                or host in ("::1", "0.0.0.0"):
+            raise ImproperlyConfigured(f"production needs {name}: the public http(s) URL pods reach this app at "
+                                       f"(got {value!r})")
+    return value
+
+
 def database_from_url(url: str) -> dict:
     """Parse postgres://user:pass@host:port/name?opt=v into a Django DATABASES entry."""
     parsed = urlparse(url)

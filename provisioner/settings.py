@@ -14,7 +14,17 @@ from cryptography.hazmat.backends import default_backend
 from cryptography.hazmat.primitives import hashes
 from django.core.exceptions import ImproperlyConfigured
 
-from .env import database_from_url, env_bool, env_decimal, env_int, env_list, env_str
+from .env import (
+    database_from_url,
+    env_bool,
+    env_decimal,
+    env_float,
+    env_int,
+    env_int_map,
+    env_list,
+    env_str,
+    public_base_url,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("PROVISIONER_VAR_DIR", str(BASE_DIR / "var")))
@@ -214,8 +224,24 @@ SANDBOX_BOOT_SECONDS = env_int("SANDBOX_BOOT_SECONDS", 8)
 # Spot on a bidding provider (Vast.ai, RunPod): bid this % above the floor unless the workload
 # sets its own margin; the workload's price ceiling caps the bid (workloads/bids.py).
 SPOT_BID_MARGIN_PCT = env_int("SPOT_BID_MARGIN_PCT", 10)
-# Public URL pods use to reach the heartbeat endpoint.
-PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "http://127.0.0.1:8000")
+# Public URL pods use to reach the heartbeat endpoint (production: required, never loopback).
+PUBLIC_BASE_URL = public_base_url("PUBLIC_BASE_URL", production=PRODUCTION)
+# Provider calls: one call's wall-clock limit inside a launch, a launch's attempts and total time
+# across candidate offers, and per-kind capacity-poll timeouts ("aws=60,hetzner=120").
+PROVIDER_ATTEMPT_TIMEOUT_SECONDS = env_float("PROVIDER_ATTEMPT_TIMEOUT_SECONDS", "60", minimum="0")
+LAUNCH_MAX_ATTEMPTS = env_int("LAUNCH_MAX_ATTEMPTS", 5)
+LAUNCH_TOTAL_SECONDS = env_float("LAUNCH_TOTAL_SECONDS", "300", minimum="0")
+PROVIDER_POLL_TIMEOUTS = env_int_map("PROVIDER_POLL_TIMEOUTS", "")
+# Budget reservation for a launch whose workload sets no maximum runtime (hours).
+BILLING_RESERVATION_HOURS = env_decimal("BILLING_RESERVATION_HOURS", "1", minimum="0")
+# GPU telemetry and idle reaping (README, "In-pod GPU agent").
+AGENT_INTERVAL_SECONDS = env_int("AGENT_INTERVAL_SECONDS", 30)
+AGENT_HEARTBEAT_LIMIT_PER_MINUTE = env_int("AGENT_HEARTBEAT_LIMIT_PER_MINUTE", 12)
+TELEMETRY_POLL_WORKERS = env_int("TELEMETRY_POLL_WORKERS", 8)
+UTILIZATION_RETENTION_DAYS = env_int("UTILIZATION_RETENTION_DAYS", 14)
+IDLE_TELEMETRY_STALE_MINUTES = env_int("IDLE_TELEMETRY_STALE_MINUTES", 5)
+IDLE_MAX_GAP_SECONDS = env_int("IDLE_MAX_GAP_SECONDS", 180)
+IDLE_DELETE_AFTER_STOPPED_DEFAULT_MINUTES = env_int("IDLE_DELETE_AFTER_STOPPED_DEFAULT_MINUTES", 7 * 24 * 60)
 # Reconciliation with the providers' own billing figures: a day whose figures differ by more
 # than this percentage of the provider's figure raises an alert (once per account and day);
 # each daily run re-fetches this many past UTC days, since providers revise recent figures.

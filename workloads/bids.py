@@ -24,7 +24,7 @@ BID_QUANTUM = Decimal("0.0001")  # RunPod's bidPerGpu is sent with 4 decimals; V
 
 
 def default_margin_pct() -> int:
-    return int(getattr(settings, "SPOT_BID_MARGIN_PCT", 10))
+    return int(settings.SPOT_BID_MARGIN_PCT)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ def adapter(account) -> ProviderAdapter:
 
 
 def attempt_timeout() -> float:
-    return float(getattr(settings, "PROVIDER_ATTEMPT_TIMEOUT_SECONDS", 60))
+    return float(settings.PROVIDER_ATTEMPT_TIMEOUT_SECONDS)
 
 
 def call_with_timeout(fn: Callable[..., T], *args: Any, timeout: float,

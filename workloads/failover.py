@@ -55,11 +55,11 @@ BLOCK_MINUTES = {Outcome.NO_CAPACITY: 15, Outcome.QUOTA: 30, Outcome.TIMEOUT: 10
 
 
 def max_attempts() -> int:
-    return int(getattr(settings, "LAUNCH_MAX_ATTEMPTS", 5))
+    return int(settings.LAUNCH_MAX_ATTEMPTS)
 
 
 def total_seconds() -> float:
-    return float(getattr(settings, "LAUNCH_TOTAL_SECONDS", 300))
+    return float(settings.LAUNCH_TOTAL_SECONDS)
 
 
 @dataclass

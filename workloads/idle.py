@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
 from django.db import connection, transaction
 from django.db.models import Count, DurationField, F, FloatField, Func, Max, Min, Q, Value
@@ -39,7 +40,6 @@ from provisioner import clock
 
 from .models import Pod, PodEvent, PodState, UtilizationSample
 from .services import pod_event, pod_terminate, pod_transition
-from .telemetry import conf
 
 logger = logging.getLogger(__name__)
 
@@ -49,16 +49,16 @@ BULK_CHUNK = 5000
 
 def stale_minutes() -> int:
     """No sample for this long means "no telemetry" (agent posts every 30 s, providers every 60 s)."""
-    return conf("IDLE_TELEMETRY_STALE_MINUTES", 5)
+    return settings.IDLE_TELEMETRY_STALE_MINUTES
 
 
 def max_gap() -> timedelta:
     """The longest hole in a GPU's telemetry that still counts as covered (3 missed polls)."""
-    return timedelta(seconds=conf("IDLE_MAX_GAP_SECONDS", 180))
+    return timedelta(seconds=settings.IDLE_MAX_GAP_SECONDS)
 
 
 def delete_after_default_minutes() -> int:
-    return conf("IDLE_DELETE_AFTER_STOPPED_DEFAULT_MINUTES", 7 * 24 * 60)
+    return settings.IDLE_DELETE_AFTER_STOPPED_DEFAULT_MINUTES
 
 
 class Epoch(Func):
@@ -311,13 +311,11 @@ def idle_warnings_notify(*, pod_ids: list[str]) -> int:
     Runs as its own task after the tick (building mail is slow and must not hold the reaper's
     locks). Mail trouble is logged, never raised. Returns the number of emails sent.
     """
-    from django.conf import settings
-
     pods = list(Pod.objects.filter(pk__in=pod_ids, state=PodState.RUNNING, idle_warning_at__isnull=False)
                 .select_related("workload", "workload__owner"))
     notes = {e.pod_id: e.message for e in PodEvent.objects.filter(pod_id__in=[p.pk for p in pods], kind="idle")
              .order_by("at", "id")}  # the latest idle event per pod wins
-    base = str(getattr(settings, "PUBLIC_BASE_URL", "")).rstrip("/")
+    base = settings.PUBLIC_BASE_URL.rstrip("/")
     messages = []
     for pod in pods:
         owner = pod.workload.owner

@@ -36,7 +36,6 @@ from providers.adapters.base import GpuSample, ProviderAdapter, ProviderError
 from providers.models import ProviderAccount
 from providers.services import adapter_for
 from provisioner import clock
-from provisioner.env import env_int
 from provisioner.inputs import bad_text_reason
 from provisioner.logfilter import redact
 
@@ -53,14 +52,8 @@ MAX_GPUS = 64
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_\-]{20,128}$")
 
 
-def conf(name: str, default: int) -> int:
-    """A tunable: the Django setting if present (tests override it), else the environment."""
-    value = getattr(settings, name, None)
-    return int(value) if value is not None else env_int(name, default)
-
-
 def agent_interval_seconds() -> int:
-    return conf("AGENT_INTERVAL_SECONDS", 30)
+    return settings.AGENT_INTERVAL_SECONDS
 
 
 # --- tokens ---------------------------------------------------------------------------------
@@ -90,7 +83,7 @@ def agent_token_revoke(*, pod: Pod) -> None:
 
 
 def agent_heartbeat_url(pod: Pod) -> str:
-    base = str(getattr(settings, "PUBLIC_BASE_URL", "http://127.0.0.1:8000")).rstrip("/")
+    base = settings.PUBLIC_BASE_URL.rstrip("/")
     return base + reverse("workloads:agent_heartbeat", args=[pod.pk])
 
 
@@ -100,7 +93,7 @@ def agent_launch_env(*, pod: Pod) -> dict[str, str]:
     Called once per launch attempt; each attempt's token replaces the previous one, so only the
     pod that actually launched can report.
     """
-    base = str(getattr(settings, "PUBLIC_BASE_URL", "http://127.0.0.1:8000")).rstrip("/")
+    base = settings.PUBLIC_BASE_URL.rstrip("/")
     return {
         "AGENT_HEARTBEAT_URL": agent_heartbeat_url(pod),
         "AGENT_TOKEN": agent_token_issue(pod=pod),
@@ -147,7 +140,7 @@ def heartbeat_rate_limited(token_digest: str) -> int:
     Returns 0 when allowed, else the seconds until the window ends (for Retry-After).
     Uses the Django cache, so with several web processes it needs a shared cache (Redis).
     """
-    limit = conf("AGENT_HEARTBEAT_LIMIT_PER_MINUTE", 12)
+    limit = settings.AGENT_HEARTBEAT_LIMIT_PER_MINUTE
     now = clock.now().timestamp()
     window = int(now // 60)
     key = f"agent-hb:{token_digest[:32]}:{window}"
@@ -371,7 +364,7 @@ def telemetry_poll() -> int:
     by_account: dict[str, tuple[ProviderAccount, list[Pod]]] = {}
     for pod in pods:
         by_account.setdefault(str(pod.provider_account_id), (pod.provider_account, []))[1].append(pod)
-    workers = min(conf("TELEMETRY_POLL_WORKERS", 8), len(by_account))
+    workers = min(settings.TELEMETRY_POLL_WORKERS, len(by_account))
     results: list[tuple[Pod, list[GpuSample]]] = []
     if workers > 1:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gpu-metrics") as pool:
@@ -393,7 +386,7 @@ def telemetry_poll() -> int:
 def samples_purge(*, batch: int = 50_000) -> int:
     """Delete samples older than ``UTILIZATION_RETENTION_DAYS`` (default 14), in batches so that
     no single statement holds locks for long. Returns the number deleted."""
-    cutoff = clock.now() - timedelta(days=conf("UTILIZATION_RETENTION_DAYS", 14))
+    cutoff = clock.now() - timedelta(days=settings.UTILIZATION_RETENTION_DAYS)
     deleted = 0
     while True:
         ids = list(UtilizationSample.objects.filter(at__lt=cutoff).values_list("pk", flat=True)[:batch])

@@ -19,6 +19,7 @@ PROD_ENV = {
     "CRYPTOGRAPHY_KEY": "prod-crypto-key-" + "y" * 40,
     "ALLOWED_HOSTS": "provisioner.example.com",
     "DEBUG": "0",
+    "PUBLIC_BASE_URL": "https://provisioner.example.com",
 }
 
 
@@ -42,6 +43,18 @@ def test_production_refuses_default_or_missing_keys(missing):
     proc = _manage("check", env_overrides=env)
     assert proc.returncode != 0
     assert "ImproperlyConfigured" in proc.stderr
+
+
+@pytest.mark.parametrize("value", [None, "http://127.0.0.1:8000", "https://localhost", "http://[::1]:8000", "not a url"])
+def test_production_refuses_a_missing_or_loopback_public_base_url(value):
+    """Pods on a provider's machines cannot reach a loopback URL: their heartbeats would be lost."""
+    env = dict(PROD_ENV)
+    env.pop("PUBLIC_BASE_URL")
+    if value is not None:
+        env["PUBLIC_BASE_URL"] = value
+    proc = _manage("check", env_overrides=env)
+    assert proc.returncode != 0
+    assert "ImproperlyConfigured" in proc.stderr and "PUBLIC_BASE_URL" in proc.stderr
 
 
 @pytest.mark.django_db
