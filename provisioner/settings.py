@@ -213,6 +213,14 @@ if EMBEDDED_BROKER:
     CELERY_RESULT_BACKEND = None
 else:
     CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None
+    # Redis/SQS: a task a worker took but never acknowledged (acks_late; the worker was SIGKILLed or
+    # lost power) is handed to another worker after the visibility timeout. Chosen, not defaulted:
+    # it must exceed the longest task and countdown (a Hetzner bootstrap over SSH takes minutes,
+    # follow_pod countdowns <= 60 s, a launch <= LAUNCH_TOTAL_SECONDS), or a running task is
+    # re-delivered and runs twice (harmless, every task is a compare-and-set, but wasteful). Lost
+    # launches do not wait for it: their claim's lease (workloads/claims.py) re-queues them within
+    # a minute. Celery docs, "Using Redis" > "Visibility Timeout" and "Caveats".
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT_SECONDS", 3600)}
 CELERY_TASK_IGNORE_RESULT = True
 
 # --- product settings ---------------------------------------------------------------------

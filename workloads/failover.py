@@ -226,7 +226,10 @@ def launch_with_failover(pod: Pod, candidates: list[Candidate]) -> LaunchOutcome
             skip_accounts.add(account_id)
             continue
         # intent first: the pod row says where it is being launched before we call the provider
-        if not Pod.objects.filter(pk=pod.pk, state=PodState.PROVISIONING).update(**_intent_fields(offer, bid)):
+        # ... and only while the claim is still ours (its provisioning_at is the claim's generation:
+        # a re-queue after a lost lease changes it, see workloads/claims.py)
+        if not Pod.objects.filter(pk=pod.pk, state=PodState.PROVISIONING,
+                                  provisioning_at=pod.provisioning_at).update(**_intent_fields(offer, bid)):
             release(pod_id=pod.pk)
             return LaunchOutcome(None, path=path, reason="cancelled before launch")
         if bid is not None:

@@ -32,6 +32,7 @@ from tenants.models import Project, Tenant
 
 from . import calls
 from .bootstrap import bootstrap_begin, needs_bootstrap
+from .claims import claim_lease, claims_requeue_lost
 from .failover import launch_with_failover, max_attempts, short_error
 from .models import LIVE_POD_STATES, Lifecycle, Pod, PodState, Workload
 from .placement import placement_for, spec_for_workload
@@ -131,6 +132,11 @@ def pod_provision(*, pod_id: str) -> Pod:
         state=PodState.PROVISIONING, provisioning_at=clock.now()
     ):
         return Pod.objects.get(pk=pod_id)  # someone else has it
+    with claim_lease(pod_id):  # if this worker dies now, the next sync re-queues the pod (claims.py)
+        return _provision_claimed(pod_id)
+
+
+def _provision_claimed(pod_id: str) -> Pod:
     pod = Pod.objects.select_related("workload").get(pk=pod_id)
     workload = pod.workload
     interruptions = workload_interruptions(workload)
@@ -146,10 +152,11 @@ def pod_provision(*, pod_id: str) -> Pod:
         return pod
     pod_event(pod, "placement", f"Placed: {result.chosen.reason}",
               alternatives=[c.reason for c in result.candidates[1:4]], excluded=result.excluded[:10])
+    claimed_at = pod.provisioning_at
     outcome = launch_with_failover(pod, result.candidates)
     pod.refresh_from_db()
     if outcome.remote is None:
-        if pod.state == PodState.PROVISIONING:
+        if pod.state == PodState.PROVISIONING and pod.provisioning_at == claimed_at:  # still our claim
             _fail(pod, outcome.reason, path=outcome.path or [])
         return pod
     pod_event(pod, "attempt", " → ".join(outcome.path or []), path=outcome.path)
@@ -264,6 +271,7 @@ def pods_sync() -> int:
         if account_id not in adapters:
             adapters[account_id] = calls.adapter(accounts[account_id])
         pod_refresh(pod_id=str(pod_id), adapter=adapters[account_id])
+    claims_requeue_lost()  # claimed launches whose worker died (lease expired): back to requested
     stale = list(Pod.objects.filter(state=PodState.REQUESTED, provider_account__isnull=True,
                                     requested_at__lt=clock.now() - REQUEUE_AFTER).values_list("pk", flat=True))
     if stale:
