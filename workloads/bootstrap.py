@@ -13,6 +13,7 @@ by the periodic sync until ``BOOTSTRAP_DEADLINE`` after delivery.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 from django.core.cache import cache
 from django.db import transaction
 
-from providers.adapters.base import ProviderError
+from providers.adapters.base import LaunchRequest, ProviderError
 from providers.adapters.hetzner_bootstrap import BootstrapFailed, BootstrapRetry
 from providers.adapters.registry import provider_info
 from provisioner import clock
@@ -28,6 +29,7 @@ from provisioner import clock
 from . import calls
 from .failover import launch_request, short_error
 from .models import Pod, PodState
+from .telemetry import AGENT_BOOTSTRAP
 from .transitions import pod_event, pod_transition
 
 logger = logging.getLogger(__name__)
@@ -71,6 +73,18 @@ def _offer_of(pod: Pod) -> Any:
                            price_per_hour=pod.price_per_hour)
 
 
+def _host_agent(request: LaunchRequest) -> tuple[LaunchRequest, dict[str, str]]:
+    """On a server of our own the GPU agent runs on the host (driver and python3 are there
+    whatever the image holds): the container gets its command exactly as the workload gave it
+    (without the agent wrapper) and no agent token; the AGENT_* variables go to the host agent."""
+    command = list(request.command)
+    if command[:3] == ["sh", "-c", AGENT_BOOTSTRAP] and len(command) > 3:
+        command = command[4:]  # the wrapper's "$0" placeholder, then the workload's command and args
+    agent = {k: v for k, v in request.env.items() if k.startswith("AGENT_")}
+    env = {k: v for k, v in request.env.items() if not k.startswith("AGENT_")}
+    return replace(request, command=command, env=env), agent
+
+
 def pod_bootstrap(*, pod_id: str) -> Pod:
     """Run the bootstrap of one delivered pod (the task's body). Safe to call twice at once:
     the second call returns at once."""
@@ -90,9 +104,9 @@ def _run(pod_id: str) -> Pod:
         return pod
     delivered = datetime.fromisoformat(connection["delivered_at"])
     adapter = calls.adapter(pod.provider_account)
-    request = launch_request(pod, _offer_of(pod))
+    request, agent_env = _host_agent(launch_request(pod, _offer_of(pod)))
     try:
-        facts = adapter.bootstrap(connection=connection, request=request,
+        facts = adapter.bootstrap(connection=connection, request=request, agent_env=agent_env,
                                   progress=lambda message: pod_event(pod, "bootstrap", message))
     except BootstrapRetry as exc:
         if clock.now() - delivered > BOOTSTRAP_DEADLINE:

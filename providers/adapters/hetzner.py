@@ -409,8 +409,8 @@ class HetznerAdapter(RestAdapter):
                 if self._tag_of(tx) and tx.get("status") != "cancelled"]
 
     # --- workload bootstrap (Robot installs an OS only) ---------------------------------------
-    def bootstrap(self, *, connection: dict[str, Any], request: LaunchRequest,
-                  progress: Callable[[str], None]) -> dict[str, Any]:
+    def bootstrap(self, *, connection: dict[str, Any], request: LaunchRequest, progress: Callable[[str], None],
+                  agent_env: dict[str, str] | None = None) -> dict[str, Any]:
         """Start ``request``'s container on the delivered server over SSH (see hetzner_bootstrap).
         Raises BootstrapRetry (not ready yet) or BootstrapFailed (give up: cancel the order)."""
         try:
@@ -423,7 +423,7 @@ class HetznerAdapter(RestAdapter):
                            host_keys=list(connection.get("host_keys") or []), pinned=str(connection.get("host_key") or ""))
         if not target.host:
             raise BootstrapRetry("the server has no IPv4 address yet")
-        return run_bootstrap(target, request, progress, settings=self.settings)
+        return run_bootstrap(target, request, progress, agent_env=agent_env, settings=self.settings)
 
 
 def pick_dist(dists: list[str], preferred: str = "") -> str | None:

@@ -16,7 +16,10 @@ was interrupted (worker restart, the reboot a fresh driver needs) is simply run 
    "Configuring Docker");
 4. registry login -- password on stdin, never in a command line;
 5. pull, then start the container (environment through a mode-600 env file written over SFTP,
-   so secrets never appear in a process list) and check that it runs.
+   so secrets never appear in a process list) and check that it runs;
+6. the GPU agent runs on the host, not in the container: the host has the driver and python3
+   whatever the image holds, so utilization is reported for every image (a transient systemd
+   unit, restarted if it dies; its token in a mode-600 environment file).
 
 The install commands are defaults for Hetzner's Ubuntu images; an account can override them
 (``settings["bootstrap_commands"]``). Errors are either :class:`BootstrapRetry` (not ready
@@ -245,9 +248,20 @@ def _q(argv: list[str]) -> str:
 # --- the run ------------------------------------------------------------------------------
 
 
+# the agent fetches its script from the provisioner, like the in-container wrapper does
+AGENT_PYTHON = ("import os, urllib.request; exec(compile(urllib.request.urlopen(os.environ['AGENT_SCRIPT_URL'], "
+                "timeout=15).read(), 'provisioner_agent.py', 'exec'))")
+
+
+def agent_unit(request: LaunchRequest) -> str:
+    return f"provisioner-agent-{request.tag}"
+
+
 def bootstrap(target: SshTarget, request: LaunchRequest, progress: Progress, *,
-              settings: dict[str, Any] | None = None, connect_timeout: float = CONNECT_TIMEOUT) -> dict[str, Any]:
-    """Bring ``request``'s container up on the server. Returns facts for the pod's connection
+              agent_env: dict[str, str] | None = None, settings: dict[str, Any] | None = None,
+              connect_timeout: float = CONNECT_TIMEOUT) -> dict[str, Any]:
+    """Bring ``request``'s container up on the server, and the GPU agent beside it when
+    ``agent_env`` (its AGENT_* variables) is given. Returns facts for the pod's connection
     (``host_key``, ``container``, ``driver``). Raises BootstrapRetry / BootstrapFailed."""
     settings = settings or {}
     commands = {**DEFAULT_COMMANDS, **(settings.get("bootstrap_commands") or {})}
@@ -282,6 +296,8 @@ def bootstrap(target: SshTarget, request: LaunchRequest, progress: Progress, *,
             logs = session.run(_q(["docker", "logs", "--tail", "20", name]))
             raise BootstrapFailed("start", f"the container is not running: {logs.tail(5) or state.tail(3)}")
         progress(f"Container {name} running ({request.image})")
+        if agent_env:
+            _start_agent(session, request, agent_env, f"{base}/{agent_unit(request)}.env", progress)
         return {"host_key": session.host_key, "container": name, "driver": driver}
     finally:
         session.close()
@@ -322,3 +338,19 @@ def _ensure_runtime(session: Session, commands: dict[str, str], progress: Progre
     if r.code or "nvidia" not in runtimes.output:
         raise BootstrapFailed("runtime", f"installing the NVIDIA Container Toolkit failed: {r.tail(3)}")
     progress("Container runtime ready (NVIDIA Container Toolkit installed)")
+
+
+def _start_agent(session: Session, request: LaunchRequest, agent_env: dict[str, str], env_path: str,
+                 progress: Progress) -> None:
+    unit = agent_unit(request)
+    session.write_file(env_path, env_file(agent_env))
+    session.run(_q(["systemctl", "stop", unit]))  # an earlier attempt's agent (its token is revoked)
+    r = session.run(_q(["systemd-run", "--unit", unit, "--collect", "--property=Restart=always",
+                        "--property=RestartSec=30", f"--property=EnvironmentFile={env_path}",
+                        "python3", "-c", AGENT_PYTHON]))
+    if r.code:
+        # the workload runs; only its telemetry is missing, which the pod page reports
+        progress(f"GPU agent could not be started ({r.tail(2)}); utilization will be missing")
+        return
+    progress(f"GPU agent running on the host (unit {unit})")
+

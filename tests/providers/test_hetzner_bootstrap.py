@@ -57,9 +57,9 @@ def _req(**kw) -> LaunchRequest:
     return LaunchRequest(**{**base, **kw})
 
 
-def _run(sshd, tmp_path, request=None, **kw):
+def _run(sshd, tmp_path, request=None, agent_env=None, **kw):
     events: list[str] = []
-    facts = bootstrap(_target(sshd, **kw), request or _req(), events.append,
+    facts = bootstrap(_target(sshd, **kw), request or _req(), events.append, agent_env=agent_env,
                       settings={"bootstrap_dir": str(tmp_path / "remote")}, connect_timeout=5)
     return facts, events
 
@@ -71,16 +71,17 @@ def test_the_shims_are_what_the_bootstrap_reaches(sshd, tmp_path):
 
     session = Session(_target(sshd))
     try:
-        out = session.run("for c in docker nvidia-smi apt-get systemctl ubuntu-drivers nvidia-ctk curl gpg; "
+        out = session.run("for c in docker nvidia-smi apt-get systemctl systemd-run ubuntu-drivers nvidia-ctk curl gpg; "
                           "do command -v $c; done").output.split()
     finally:
         session.close()
-    assert len(out) == 8 and all(p.startswith(str(sshd.root / "bin")) for p in out), out
+    assert len(out) == 9 and all(p.startswith(str(sshd.root / "bin")) for p in out), out
 
 
 def test_verifies_driver_and_runtime_then_starts_the_container(sshd, tmp_path):
     auth = {"registry": "nvcr.io", "username": "$oauthtoken", "password": "ngc-secret"}
-    facts, events = _run(sshd, tmp_path, _req(registry_auth=auth))
+    agent = {"AGENT_TOKEN": "agent-secret", "AGENT_SCRIPT_URL": "https://prov.example/agent.py"}
+    facts, events = _run(sshd, tmp_path, _req(registry_auth=auth), agent_env=agent)
     calls = sshd.calls()
     assert calls[0] == "nvidia-smi --query-gpu=name,driver_version --format=csv,noheader"
     assert "docker info --format {{json .Runtimes}}" in calls
@@ -96,12 +97,21 @@ def test_verifies_driver_and_runtime_then_starts_the_container(sshd, tmp_path):
     assert calls.index(f"docker rm -f {name}") < calls.index(run)
     assert f"docker inspect -f {{{{.State.Running}}}} {name}" in calls
     # secrets: in a mode-600 env file, never in a command line
-    assert not [c for c in calls if "hf_secret" in c or "ngc-secret" in c]
+    assert not [c for c in calls if "hf_secret" in c or "ngc-secret" in c or "agent-secret" in c]
+    # the GPU agent on the host, as a restarting transient unit, its token in its own env file
+    unit = f"provisioner-agent-{TAG}"
+    agent_run = next(c for c in calls if c.startswith("systemd-run"))
+    assert agent_run.startswith(f"systemd-run --unit {unit} --collect --property=Restart=always")
+    assert f"--property=EnvironmentFile={tmp_path}/remote/{unit}.env python3 -c" in agent_run
+    assert calls.index(f"systemctl stop {unit}") < calls.index(agent_run) and calls.index(run) < calls.index(agent_run)
+    assert (tmp_path / "remote" / f"{unit}.env").read_text() == ("AGENT_SCRIPT_URL=https://prov.example/agent.py\n"
+                                                                "AGENT_TOKEN=agent-secret\n")
     env = tmp_path / "remote" / f"{name}.env"
     assert env.read_text() == "HF_TOKEN=hf_secret\nMODE=a b\n" and oct(env.stat().st_mode & 0o777) == "0o600"
     assert facts == {"host_key": sshd.host_key_fingerprint, "container": name,
                      "driver": "NVIDIA RTX 4000 SFF Ada Generation, 550.127.05"}
-    assert events[0].startswith("Connected over SSH to 127.0.0.1") and events[-1].startswith(f"Container {name} running")
+    assert events[0].startswith("Connected over SSH to 127.0.0.1") and events[-2].startswith(f"Container {name} running")
+    assert events[-1] == f"GPU agent running on the host (unit {unit})"
     assert any("NVIDIA driver present" in e for e in events) and any("Pulling" in e for e in events)
 
 
@@ -190,9 +200,13 @@ def test_pod_runs_only_once_its_container_was_started(tenant, project, owner, se
     pod = services.pod_refresh(pod_id=str(pod.pk))  # delivered: the bootstrap runs (eagerly, in tests)
     assert pod.state == PodState.RUNNING
     run = next(c for c in sshd.calls() if c.startswith("docker run"))
-    assert f"--label provisioner-pod={pod.pk}" in run and "ghcr.io/acme/llm:1" in run
-    env = (tmp_path / "remote" / f"provisioner-{pod.pk}.env").read_text()
-    assert "AGENT_TOKEN=" in env and "AGENT_HEARTBEAT_URL=" in env  # the in-pod GPU agent is wired
+    assert f"--label provisioner-pod={pod.pk}" in run
+    # the workload's command exactly as given; the GPU agent runs on the host with the pod's token
+    assert run.endswith("--entrypoint python ghcr.io/acme/llm:1 serve.py")
+    assert "AGENT_" not in (tmp_path / "remote" / f"provisioner-{pod.pk}.env").read_text()
+    agent_env = (tmp_path / "remote" / f"provisioner-agent-{pod.pk}.env").read_text()
+    assert "AGENT_TOKEN=" in agent_env and f"/agent/heartbeat/{pod.pk}/" in agent_env
+    assert any(c.startswith(f"systemd-run --unit provisioner-agent-{pod.pk}") for c in sshd.calls())
     assert pod.connection["host"] == "127.0.0.1" and pod.connection["host_key"] == sshd.host_key_fingerprint
     # billed from delivery, as Robot bills the server
     assert pod.started_at == datetime.fromisoformat(pod.connection["delivered_at"])

@@ -53,7 +53,7 @@ if [ "$1" = list ]; then echo "nvidia-driver-550-server, (kernel modules provide
     "nvidia-ctk": 'rm -f "$SHIM_DIR/state/no-runtime"',
 }
 # installers that only need to succeed (and be recorded)
-for _name in ("apt-get", "systemctl", "curl", "gpg"):
+for _name in ("apt-get", "systemctl", "systemd-run", "curl", "gpg"):
     SHIMS.setdefault(_name, "exit 0")
 
 
