@@ -17,6 +17,7 @@ from django import forms
 from provisioner.inputs import MAX_REGION_LIST_CHARS, MAX_REGIONS
 
 from .adapters.base import CredentialField, InvalidCredentials, ProviderError, ProviderInfo
+from .adapters.registry import provider_info
 from .catalog import COUNTRY_PRESETS, GPU_CLASSES, expand_countries
 from .models import CapPeriod, ProviderAccount
 
@@ -292,8 +293,14 @@ class AccountEditForm(forms.Form):
             "countries": ", ".join(account.allowed_countries or []), "regions": ", ".join(account.allowed_regions or []),
             "default_gpu_class": account.default_gpu_class, "preference_rank": account.preference_rank,
             "enabled": account.enabled, "base_url": (account.settings or {}).get("base_url", ""),
+            "spot_bid_margin_pct": account.spot_bid_margin_pct,
         }
         super().__init__(*args, initial=initial, **kwargs)
+        if provider_info(account.kind).spot_bids:  # Vast.ai, RunPod: spot is rented by bid
+            self.fields["spot_bid_margin_pct"] = forms.IntegerField(
+                label="Spot bid above the floor (%)", min_value=0, max_value=300, required=False,
+                help_text="For workloads that set none. A bid at the floor loses the GPU to the next bid a cent "
+                          "higher; workloads' price ceilings still cap the bid. Empty: the platform default.")
         offered = sorted(set(account.offers.values_list("gpu_class", flat=True)))
         classes = offered or list(GPU_CLASSES)
         if account.default_gpu_class and account.default_gpu_class not in classes:
@@ -324,12 +331,15 @@ class AccountEditForm(forms.Form):
                 settings["base_url"] = d["base_url"].rstrip("/")
             else:
                 settings.pop("base_url", None)
-        return {
+        changes = {
             "name": d["name"], "spending_cap_usd": d["spending_cap_usd"], "spending_cap_period": d["spending_cap_period"],
             "allowed_countries": d["countries"], "allowed_regions": d["regions"],
             "default_gpu_class": d["default_gpu_class"], "preference_rank": d["preference_rank"],
             "enabled": d["enabled"], "settings": settings,
         }
+        if "spot_bid_margin_pct" in self.fields:
+            changes["spot_bid_margin_pct"] = d.get("spot_bid_margin_pct")
+        return changes
 
 
 class CredentialsReplaceForm(CredentialsMixin, forms.Form):

@@ -271,7 +271,7 @@ def provider_account_update(*, account: ProviderAccount, **changes: Any) -> Prov
     """Change an account's admin-editable fields (name, cap, regions, default class, rank,
     enabled, settings). Region changes take effect at the next poll."""
     allowed = {"name", "spending_cap_usd", "spending_cap_period", "allowed_regions", "allowed_countries",
-               "default_gpu_class", "preference_rank", "enabled", "settings"}
+               "default_gpu_class", "preference_rank", "enabled", "settings", "spot_bid_margin_pct"}
     unknown = set(changes) - allowed
     if unknown:
         raise ValueError(f"not editable: {', '.join(sorted(unknown))}")

@@ -6,7 +6,7 @@ client who bids a cent more (Vast docs, "Rental Types": "Interruptible instances
 system: clients set a bid price for each instance; the host then decides which instances run
 when to maximize revenue (naturally favoring higher bidders)"; RunPod's ``bidPerGpu`` works the
 same way, and both charge the bid while the instance runs). So the bid is the floor plus a
-margin (the workload's, else ``SPOT_BID_MARGIN_PCT``), never above the workload's price ceiling
+margin (the workload's, else its account's, else ``SPOT_BID_MARGIN_PCT``), never above the workload's price ceiling
 and never below the floor. Providers without bids (AWS, GCP, Azure: the market price is paid)
 are not affected.
 
@@ -82,9 +82,14 @@ def takes_bids(kind: str) -> bool:
 
 
 def bid_for_offer(offer, *, margin_pct: int | None, ceiling_usd: Decimal | None) -> SpotBid | None:
-    """The bid for a spot offer of a bidding provider, or None (on-demand, or no bids there)."""
+    """The bid for a spot offer of a bidding provider, or None (on-demand, or no bids there).
+
+    The margin: the workload's (``margin_pct``), else the offer's account's, else the platform's."""
     if not offer.spot or not takes_bids(getattr(offer, "kind", "")):
         return None
+    if margin_pct is None:
+        account = getattr(offer, "provider_account", None)
+        margin_pct = getattr(account, "spot_bid_margin_pct", None)
     price, usd = Decimal(offer.price_per_hour), Decimal(offer.price_usd_per_hour)
     rate = usd / price if price > 0 else Decimal(1)
     return spot_bid(floor=price, currency=offer.currency or "USD", usd_per_unit=rate,

@@ -113,3 +113,26 @@ def test_bid_margin_in_the_form_the_workload_and_the_placement_preview(  # noqa:
     assert not Workload.objects.filter(name="batch").exists()
     client.post(reverse("workloads:launch"), {**data, "spot_bid_margin_pct": "15"})
     assert Workload.objects.get(name="batch").spot_bid_margin_pct == 15
+
+
+@pytest.mark.django_db
+def test_account_margin_applies_when_the_workload_sets_none_and_is_edited_on_the_account_page(  # noqa: F811
+        tenant, project, owner, owner_client, sandbox, served_vast, no_sleep):  # noqa: F811
+    account = _vast(tenant, served_vast)
+    url = reverse("providers:edit", args=[account.pk])
+    assert "Spot bid above the floor" in owner_client.get(url).content.decode()
+    assert "Spot bid above the floor" not in owner_client.get(reverse("providers:edit", args=[sandbox.pk])).content.decode()
+    ProviderAccount.objects.filter(pk=sandbox.pk).update(enabled=False)  # launches below go to Vast
+    form = {"name": account.name, "spending_cap_period": "month", "preference_rank": "100", "enabled": "on",
+            "default_gpu_class": "", "base_url": account.settings["base_url"]}
+    body = owner_client.post(url, {**form, "spot_bid_margin_pct": "-5"}).content.decode()
+    assert "greater than or equal to 0" in body
+    assert owner_client.post(url, {**form, "spot_bid_margin_pct": "30"}).status_code == 302
+    account.refresh_from_db()
+    assert account.spot_bid_margin_pct == 30
+    by_account = _launch(tenant, project, owner)
+    floor = Decimal(by_account.offer_snapshot["price_per_hour"])
+    assert by_account.price_per_hour == (floor * Decimal("1.30")).quantize(Decimal("0.0001"))
+    by_workload = _launch(tenant, project, owner, spot_bid_margin_pct=5)  # the workload's own margin wins
+    floor = Decimal(by_workload.offer_snapshot["price_per_hour"])
+    assert by_workload.price_per_hour == (floor * Decimal("1.05")).quantize(Decimal("0.0001"))
