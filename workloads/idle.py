@@ -438,7 +438,7 @@ class IdleStatus:
     """What the pod page says about auto-shutdown."""
 
     enabled: bool
-    state: str  # off | not_running | no_telemetry | collecting | gaps | busy | idle | warning
+    state: str  # off | not_running | waiting | no_telemetry | collecting | gaps | busy | idle | warning
     message: str
     threshold: int
     window_minutes: int
@@ -460,8 +460,11 @@ def pod_idle_status(pod: Pod, *, now: datetime | None = None) -> IdleStatus:
     last = UtilizationSample.objects.filter(pod_id=pod.pk).order_by("-at").values_list("at", flat=True).first()
     status.last_sample_at = last
     stale = timedelta(minutes=stale_minutes())
+    # a pod that started less than the stale period ago has simply not reported yet: the README
+    # promises the warning only after that long without samples
+    waiting = pod.state == PodState.RUNNING and last is None and pod.started_at is not None and now - pod.started_at < stale
     if pod.state == PodState.RUNNING:
-        status.no_telemetry = last is None or last < now - stale
+        status.no_telemetry = not waiting and (last is None or last < now - stale)
     if pod.state == PodState.STOPPED and pod.state_reason == IDLE_REASON:
         status.state, status.message = "stopped", "Stopped by auto-shutdown (idle)"
         return status
@@ -475,6 +478,10 @@ def pod_idle_status(pod: Pod, *, now: datetime | None = None) -> IdleStatus:
     limit = f"at <{w.idle_threshold_pct} % GPU"
     if pod.idle_warning_at:
         status.state, status.stops_at = "warning", pod.idle_warning_at + grace
+    elif waiting:
+        status.state = "waiting"
+        status.message = "Waiting for the first GPU reading: auto-shutdown starts watching when it arrives"
+        return status
     elif v.telemetry_missing:
         status.state = "no_telemetry"
         status.message = ("No GPU telemetry yet" if last is None else

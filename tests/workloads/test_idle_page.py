@@ -36,7 +36,7 @@ def test_countdown_counts_from_the_last_busy_sample(owner_client, tenant, projec
         advance(minutes=18)
         html = _page(owner_client, pod)
     # idle since 10:10, window 30 min + grace 5 min -> stops at 10:45, 27 min from 10:18
-    assert re.search(r'id="idle-countdown"[^>]*>\s*⏻ Stops in 27 min at &lt;5 % GPU', html), html
+    assert re.search(r'id="idle-countdown"[^>]*>\s*<svg class="icon"[^>]*>.*?</svg> Stops in 27 min at &lt;5 % GPU', html, re.S), html
     assert 'id="no-telemetry"' not in html
     assert 'id="pod-utilization"' in html  # the chart panel loads from its own fragment
 
@@ -69,6 +69,30 @@ def test_no_telemetry_warning_is_visible(owner_client, tenant, project, owner, s
     assert 'id="no-telemetry"' in html and "No telemetry" in html
     assert "auto-shutdown will not stop this pod" in html
     assert "No telemetry in the last 1h" in fragment
+
+
+@pytest.mark.django_db
+def test_a_pod_that_just_started_waits_for_its_first_reading_instead_of_warning(owner_client, tenant, project, owner, sandbox):
+    """The README promises the no-telemetry warning after 5 minutes without samples, not at once."""
+    with clock.frozen(T0) as advance:
+        pod = running_pod(tenant, project, owner)
+        advance(seconds=20)
+        early = _page(owner_client, pod)
+        advance(minutes=6)
+        late = _page(owner_client, pod)
+    assert 'id="no-telemetry"' not in early
+    assert "Waiting for the first GPU reading" in early
+    assert 'id="no-telemetry"' in late and "Waiting for the first GPU reading" not in late
+
+
+@pytest.mark.django_db
+def test_power_icon_is_drawn_not_left_to_the_font(owner_client, tenant, project, owner, sandbox):
+    """U+23FB is missing from common fonts and rendered as an empty box."""
+    with clock.frozen(T0) as advance:
+        pod = running_pod(tenant, project, owner, lifecycle=Lifecycle.SERVICE)
+        advance(minutes=1)
+        html = _page(owner_client, pod)
+    assert "⏻" not in html and '<svg class="icon"' in html
 
 
 @pytest.mark.django_db
