@@ -63,6 +63,7 @@ from .base import (
     TransientError,
 )
 from .bootscript import container_script
+from .http import DEFAULT_RETRIES
 from .rest import base_url_override
 
 TAG_KEY = "provisioner:pod"
@@ -113,6 +114,9 @@ def build_client(session: boto3.session.Session, service: str, region: str, endp
 
 
 class AwsAdapter(ProviderAdapter):
+    # boto3 rather than RestAdapter; the same hook name as the HTTP adapters (aws_errors.map_error)
+    error_mapper = staticmethod(map_error)
+
     info = ProviderInfo(
         kind="aws",
         label="AWS EC2",
@@ -161,10 +165,13 @@ class AwsAdapter(ProviderAdapter):
                     aws_access_key_id=access, aws_secret_access_key=secret,
                     aws_session_token=str(self.credentials.get("session_token") or "").strip() or None,
                 )
-            # standard mode retries throttling and 5xx with backoff; the pricing API is a
-            # nice-to-have, so it gets one attempt only (the bundled table backs it up)
-            attempts = 1 if service == "pricing" else int(self.settings.get("max_attempts", 3))
-            config = Config(retries={"mode": "standard", "max_attempts": attempts},
+            # botocore's standard mode retries throttling and 5xx with backoff, RunInstances too:
+            # its ClientToken (the pod UUID) makes a repeat harmless. settings["retries"] is the one
+            # retry count of every adapter (botocore "Retries" guide: total_max_attempts = the first
+            # request + retries). The pricing API is a nice-to-have, so it gets one attempt only
+            # (the bundled table backs it up).
+            attempts = 1 if service == "pricing" else 1 + int(self.settings.get("retries", DEFAULT_RETRIES))
+            config = Config(retries={"mode": "standard", "total_max_attempts": attempts},
                             connect_timeout=float(self.settings.get("connect_timeout", 5)),
                             read_timeout=float(self.settings.get("timeout", 30)),
                             user_agent_extra="ai-cloud-provisioner")
@@ -179,7 +186,7 @@ class AwsAdapter(ProviderAdapter):
         try:
             return getattr(client, operation)(**params)
         except ClientError as exc:
-            raise map_error(exc) from exc
+            raise self.error_mapper(exc) from exc
         except ParamValidationError as exc:  # our request broke the EC2 model: a bug, not the user's
             raise PermanentError(f"invalid {operation} request: {exc}") from exc
         except NoCredentialsError as exc:

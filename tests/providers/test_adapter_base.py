@@ -197,3 +197,17 @@ def test_shared_helpers_opt_and_external_id():
     assert adapter.split_external_id("us-east1-b/vm-1") == ("us-east1-b", "vm-1")
     with pytest.raises(NotFound):
         adapter.split_external_id("no-slash")
+
+
+def test_aws_reads_the_same_retry_count_and_error_hook():
+    from botocore.exceptions import ClientError
+
+    from providers.adapters.aws import AwsAdapter
+    from providers.adapters.base import QuotaExceeded
+
+    creds = {"access_key_id": "AKIAEXAMPLE", "secret_access_key": "secret"}
+    attempts = [AwsAdapter(creds, settings)._client(service, "us-east-1").meta.config.retries["total_max_attempts"]
+                for service, settings in (("ec2", {}), ("ec2", {"retries": 0}), ("pricing", {}))]
+    assert attempts == [4, 1, 1]  # the first request + settings["retries"], like every HTTP adapter
+    error = ClientError({"Error": {"Code": "VcpuLimitExceeded", "Message": "m"}}, "RunInstances")
+    assert isinstance(AwsAdapter(creds, {}).error_mapper(error), QuotaExceeded)

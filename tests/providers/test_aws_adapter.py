@@ -398,7 +398,7 @@ def test_typed_errors(moto_url, hooks):
              "InsufficientInstanceCapacity": CapacityUnavailable, "RequestLimitExceeded": TransientError}
     current: list[str] = []
     hooks.on("before-call.ec2.RunInstances", lambda **kw: client_error(current[-1], status=503 if current[-1] == "RequestLimitExceeded" else 400))
-    a = adapter(moto_url, max_attempts=1)
+    a = adapter(moto_url, retries=0)
     for code, error in codes.items():
         current.append(code)
         req = LaunchRequest(tag=f"tag-{code}", name="x", image="busybox", gpu_class="A10", gpu_count=1,
