@@ -178,16 +178,21 @@ def registered_infos() -> list[ProviderInfo]:
 
 
 def billing_note(info: ProviderInfo) -> str:
-    if info.monthly_billed:
-        note = "Billed monthly per server, plus a setup fee"
-    elif info.billing_increment_seconds <= 1:
+    """How the provider bills, in words, from billing's rule table (the one source)."""
+    from billing.rules import rule_for
+
+    rule = rule_for(info.kind)
+    inc = rule.increment_seconds
+    if rule.monthly_cap:
+        note = "Billed per started hour, never more than the monthly price in a month, plus a setup fee"
+    elif inc <= 1:
         note = "Billed per second"
-    elif info.billing_increment_seconds < 3600:
-        note = f"Billed per {info.billing_increment_seconds // 60 or 1} min"
+    elif inc < 3600:
+        note = f"Billed per {inc // 60 or 1} min" + (" (whole minutes only)" if rule.rounding == "down" else "")
     else:
-        note = f"Billed per {info.billing_increment_seconds // 3600} h"
-    if info.minimum_charge_seconds >= 60 and not info.monthly_billed:
-        minimum = info.minimum_charge_seconds
+        note = f"Billed per {inc // 3600} h"
+    if rule.minimum_charge_seconds >= 60 and not rule.monthly_cap:
+        minimum = rule.minimum_charge_seconds
         note += f", minimum {minimum // 3600} h" if minimum >= 3600 else f", minimum {minimum // 60} min"
     if info.slow_delivery:
         note += "; delivery takes hours to days (fine for long services, poor for short jobs)"

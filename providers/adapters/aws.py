@@ -123,10 +123,7 @@ class AwsAdapter(ProviderAdapter):
         description="GPU instances (g4dn/g5/g6 and p3/p4d/p5) on EC2, on-demand or spot, in the regions you allow.",
         supports_spot=True,
         private_registry=True,  # boot script: docker login to the image's registry
-        billing_increment_seconds=1,
-        minimum_charge_seconds=60,  # Linux instances: per second with a one-minute minimum
         can_stop=True,
-        storage_billed_while_stopped=True,
         credential_fields=(
             CredentialField("access_key_id", "Access key ID", "An IAM user's key with EC2 (and optionally pricing:GetProducts, "
                             "cloudwatch:GetMetricData) permissions.", secret=False),

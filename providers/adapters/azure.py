@@ -127,7 +127,6 @@ class AzureAdapter(RestAdapter):
         description="GPU VMs (NC/ND/NV series) in your subscription, on-demand or Spot, priced by the Retail Prices API.",
         supports_spot=True,
         private_registry=True,  # boot script: docker login to the image's registry
-        billing_increment_seconds=60,  # per-minute billing for VMs
         credential_fields=(
             CredentialField("tenant_id", "Directory (tenant) ID", secret=False),
             CredentialField("client_id", "Application (client) ID", secret=False),

@@ -183,14 +183,13 @@ class CredentialField:
 
 @dataclass(frozen=True)
 class ProviderInfo:
-    """Static facts about a provider kind, used by the wizard, placement and billing."""
+    """Static facts about a provider kind, used by the wizard and placement. How it bills is
+    billing.rules.BILLING_TABLE's alone (one table, citing the provider's documents)."""
 
     kind: str
     label: str
     description: str
     supports_spot: bool
-    billing_increment_seconds: int = 1
-    minimum_charge_seconds: int = 0
     currency: str = "USD"
     monthly_billed: bool = False  # dedicated servers: amortized monthly price + setup fee
     slow_delivery: bool = False  # hours/days to deliver: poor fit for short jobs
@@ -201,7 +200,6 @@ class ProviderInfo:
     # spot is rented by bid and the bid is what is charged (Vast.ai, RunPod): an offer's spot
     # price is the floor, and launches bid above it (workloads.bids)
     spot_bids: bool = False
-    storage_billed_while_stopped: bool = False
     # the provider only installs an OS: once it reports the server running, the workload is
     # started by the adapter's ``bootstrap`` (over SSH, from the worker) before the pod runs
     bootstrap_over_ssh: bool = False

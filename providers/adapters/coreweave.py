@@ -85,7 +85,6 @@ class CoreWeaveAdapter(KubernetesAdapter):
         "Spot node pools for interruptible work.",
         supports_spot=True,
         private_registry=True,  # imagePullSecrets: a dockerconfigjson Secret
-        billing_increment_seconds=1,
         credential_fields=(
             CredentialField("kubeconfig", "CKS kubeconfig", help="The kubeconfig of your CKS cluster (from the CoreWeave "
                             "console), with an API access token.", multiline=True, file=True),

@@ -146,10 +146,7 @@ class GcpAdapter(RestAdapter):
         description="Compute Engine GPU VMs (T4 on N1, L4 on G2, A100 on A2, H100 on A3), standard or Spot, in the regions you allow.",
         supports_spot=True,
         private_registry=True,  # startup-script: docker login to the image's registry
-        billing_increment_seconds=1,
-        minimum_charge_seconds=60,
         can_stop=True,
-        storage_billed_while_stopped=True,
         credential_fields=(
             CredentialField("service_account_json", "Service-account key (JSON)",
                             "A key of a service account with Compute Instance Admin (v1) on the project; "

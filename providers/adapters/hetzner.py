@@ -137,8 +137,6 @@ class HetznerAdapter(RestAdapter):
                     "long-running services, poor for short jobs.",
         supports_spot=False,
         private_registry=True,  # the SSH bootstrap runs docker login (hetzner_bootstrap)
-        billing_increment_seconds=3600,
-        minimum_charge_seconds=30 * 24 * 3600,
         currency="EUR",
         monthly_billed=True,
         slow_delivery=True,

@@ -148,7 +148,6 @@ class KubernetesAdapter(RestAdapter):
         "Upload a kubeconfig with a ServiceAccount token or client certificate.",
         supports_spot=False,
         private_registry=True,  # imagePullSecrets: a dockerconfigjson Secret
-        billing_increment_seconds=1,
         credential_fields=(
             CredentialField("kubeconfig", "Kubeconfig", help="A self-contained kubeconfig (kubectl config view --raw "
                             "--flatten --minify): server, token or client certificate, CA.", multiline=True, file=True),

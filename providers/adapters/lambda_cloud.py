@@ -113,7 +113,6 @@ class LambdaAdapter(RestAdapter):
                     "billed per minute. No spot market.",
         supports_spot=False,
         private_registry=True,  # user_data: docker login to the image's registry
-        billing_increment_seconds=60,
         can_stop=False,
         credential_fields=(
             CredentialField("api_key", "API key", help="Lambda Cloud dashboard → API keys."),

@@ -133,9 +133,7 @@ class RunPodAdapter(RestAdapter):
         supports_spot=True,
         private_registry=True,  # a RunPod registry credential named by the pod
         spot_bids=True,  # podRentInterruptable bidPerGpu; the listed spot price is the floor
-        billing_increment_seconds=1,
         can_stop=True,
-        storage_billed_while_stopped=True,
         credential_fields=(
             CredentialField("api_key", "API key", help="RunPod console → Settings → API Keys. "
                             "Needs read/write access to pods."),

@@ -92,9 +92,7 @@ class SandboxAdapter(ProviderAdapter):
         "spot and on-demand, pods that boot and report GPU utilization. No credentials.",
         supports_spot=True,
         private_registry=True,  # simulated
-        billing_increment_seconds=1,
         can_stop=True,
-        storage_billed_while_stopped=True,
         credential_fields=(),
         regions_hint="US, CA, DE, NL, FI, JP",
     )

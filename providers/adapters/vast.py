@@ -122,9 +122,7 @@ class VastAdapter(RestAdapter):
         supports_spot=True,
         private_registry=True,  # image_login: '-u user -p pass host'
         spot_bids=True,  # interruptible: PUT /asks/{id} 'price' is the bid, min_bid the floor
-        billing_increment_seconds=1,
         can_stop=True,
-        storage_billed_while_stopped=True,
         credential_fields=(CredentialField("api_key", "API key", help="console.vast.ai → Account → API Keys."),),
         regions_hint="Worldwide marketplace (US, CA, EU, APAC)",
     )

@@ -66,7 +66,7 @@ def test_registered_with_credential_fields():
     cls = adapter_class("runpod")
     assert cls is RunPodAdapter
     info = cls.info
-    assert info.supports_spot and info.can_stop and info.currency == "USD" and info.billing_increment_seconds == 1
+    assert info.supports_spot and info.can_stop and info.currency == "USD"
     assert [f.name for f in info.credential_fields] == ["api_key"]
     assert RunPodAdapter({}, {}).base_url == "https://api.runpod.io"
     assert RunPodAdapter({}, {"base_url": "http://127.0.0.1:9/"}).base_url == "http://127.0.0.1:9"
