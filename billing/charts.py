@@ -14,6 +14,7 @@ import json
 from django.templatetags.static import static
 from plotly.utils import PlotlyJSONEncoder
 
+from . import money
 from .dashboard import GRAINS, SpendView
 
 PALETTE = ["#3b5bdb", "#12805c", "#b54708", "#c01048", "#7048e8", "#0b7285", "#5c940d", "#862e9c"]
@@ -39,9 +40,11 @@ def spend_over_time(v: SpendView) -> str:
     cumulative = v.filters.mode == "cumulative"
     traces = []
     for i, label in enumerate(sorted(v.series)):
-        ys = [float(v.series[label].get(p, 0)) for p in v.periods]
+        # cents rounded half-up here (billing.money), not by the browser's float formatting
+        amounts = [v.series[label].get(p, 0) for p in v.periods]
         if cumulative:
-            ys = list(itertools.accumulate(ys))
+            amounts = list(itertools.accumulate(amounts))
+        ys = [float(money.cents(a)) for a in amounts]
         trace = {"type": "scatter" if cumulative else "bar", "name": label, "x": x, "y": ys,
                  "marker": {"color": PALETTE[i % len(PALETTE)]},
                  "hovertemplate": "%{x}: $%{y:,.2f}<extra>" + label + "</extra>"}
@@ -59,11 +62,11 @@ def spend_over_time(v: SpendView) -> str:
 def burn_and_forecast(v: SpendView) -> str:
     days = [d.isoformat() for d, _ in v.mtd_daily]
     actual = {"type": "scatter", "mode": "lines+markers", "name": "Month to date", "x": days,
-              "y": [float(c) for _, c in v.mtd_daily], "line": {"color": PALETTE[0]}}
+              "y": [float(money.cents(c)) for _, c in v.mtd_daily], "line": {"color": PALETTE[0]}}
     month_end = v.today.replace(day=calendar.monthrange(v.today.year, v.today.month)[1])
-    forecast = {"type": "scatter", "mode": "lines", "name": f"Forecast at ${v.burn_per_day:,.2f}/day", "x":
+    forecast = {"type": "scatter", "mode": "lines", "name": f"Forecast at {money.usd_label(v.burn_per_day)}/day", "x":
                 [v.today.isoformat(), month_end.isoformat()],
-                "y": [float(v.month_to_date), float(v.forecast_month)], "line": {"dash": "dash", "color": PALETTE[2]}}
+                "y": [float(money.cents(v.month_to_date)), float(money.cents(v.forecast_month))], "line": {"dash": "dash", "color": PALETTE[2]}}
     layout = {**LAYOUT, "title": {"text": "Burn rate and forecast to month end", "x": 0},
               "yaxis": {"tickprefix": "$", "rangemode": "tozero"}}
     return _html({"data": [actual, forecast], "layout": layout}, "chart-forecast")
@@ -78,7 +81,7 @@ def budget_gauges(gauges: list[dict]) -> str:
         b = g["budget"]
         amount = float(b.amount_usd)
         traces.append({
-            "type": "indicator", "mode": "gauge+number", "value": float(g["spent"]),
+            "type": "indicator", "mode": "gauge+number", "value": float(money.cents(g["spent"])),
             "number": {"prefix": "$", "valueformat": ",.2f"},
             "title": {"text": f"{b.name}<br><span style='font-size:0.8em'>{b.get_period_display()}</span>"},
             "domain": {"x": [i / n + 0.02, (i + 1) / n - 0.02], "y": [0, 1]},
