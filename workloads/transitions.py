@@ -74,7 +74,9 @@ def pod_transition(pod: Pod, new_state: str, message: str, *, expect: tuple[str,
             locked = qs.select_for_update().values_list("run_sessions", flat=True).first()
             if locked is None:
                 return False
-            updates["run_sessions"] = _sessions_after(locked or [], new_state, now)
+            # a caller that backdates the start (billed from delivery) backdates the session
+            at = updates.get("started_at", now) if new_state == PodState.RUNNING else now
+            updates["run_sessions"] = _sessions_after(locked or [], new_state, at)
         if not qs.update(**updates):
             return False
         for k, v in updates.items():

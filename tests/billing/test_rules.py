@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
+
 from billing.rules import BILLING_TABLE, SRC, rule_for
 from providers.adapters.registry import ADAPTERS, provider_info
 from providers.wizard import billing_note
@@ -40,3 +42,28 @@ def test_the_wizard_says_what_the_table_says():
     assert billing_note(provider_info("azure")).startswith("Billed per 1 min (whole minutes only)")
     assert billing_note(provider_info("aws")).startswith("Billed per second, minimum 1 min")
     assert billing_note(provider_info("hetzner")).startswith("Billed per started hour, never more than the monthly")
+
+
+@pytest.mark.django_db
+def test_transitions_record_every_running_session(tenant, project, owner):
+    """A restart opens a new session (the first stopped_at used to win: GPU time after a restart
+    was never billed); a caller backdating the start (billed from delivery) backdates it."""
+    from datetime import UTC, datetime, timedelta
+
+    from provisioner import clock
+    from workloads.models import PodState
+    from workloads.transitions import pod_transition
+
+    from .helpers import account, make_pod
+
+    pod = make_pod(tenant, project, owner, account(tenant), price="1.00")
+    t0 = datetime(2026, 3, 1, tzinfo=UTC)
+    for minutes, state, fields in ((0, PodState.RUNNING, {"started_at": t0 - timedelta(hours=1)}),
+                                   (10, PodState.STOPPED, None), (30, PodState.RUNNING, None),
+                                   (40, PodState.STOPPED, None), (50, PodState.TERMINATED, None)):
+        with clock.frozen(t0 + timedelta(minutes=minutes)):
+            assert pod_transition(pod, state, state, fields=fields)
+    pod.refresh_from_db()
+    iso = lambda m: (t0 + timedelta(minutes=m)).isoformat()  # noqa: E731
+    assert pod.run_sessions == [[(t0 - timedelta(hours=1)).isoformat(), iso(10)], [iso(30), iso(40)]]
+    assert pod.stopped_at == t0 + timedelta(minutes=40)  # the latest stop
