@@ -21,6 +21,7 @@ from providers.models import Offer, ProviderAccount
 from providers.services import PollResult, capacity_store
 from provisioner import clock
 from workloads import services as wl
+from workloads.bids import bid_for
 from workloads.failover import _intent_fields
 from workloads.models import Pod, PodState
 from workloads.placement import OFFER_FIELDS
@@ -38,7 +39,8 @@ def launch_pod(tenant, project, owner, *, kind: str, offer: OfferData, volumes=N
         pod = Pod.objects.create(tenant=tenant, workload=w, project=project, state=PodState.PROVISIONING,
                                  requested_at=clock.now(), provisioning_at=clock.now())
     stored = Offer.objects.only(*OFFER_FIELDS).get(provider_account=acct)
-    assert Pod.objects.filter(pk=pod.pk, state=PodState.PROVISIONING).update(**_intent_fields(stored))
+    bid = bid_for(w, stored)  # a bidding provider's spot pod is priced at the launch's bid, as launches do
+    assert Pod.objects.filter(pk=pod.pk, state=PodState.PROVISIONING).update(**_intent_fields(stored, bid))
     pod.refresh_from_db()
     return pod
 

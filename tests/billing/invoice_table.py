@@ -170,8 +170,10 @@ CASES = [
     # 0.027397 -> 4.046575 -> 405
     ("runpod stop and restart", "runpod", offer("2.00"), vol(20), T0,
      [(0 * S, R), (1 * H, STOP), (6 * H, R), (7 * H, TERM)], 15 * M, 405),
-    # interrupted at 45 min: 1.00 x 0.75 = 0.75; container 5 x 0.75/730 = 0.005137 -> 76
-    ("runpod spot interrupted at 45 min", "runpod", offer("1.00", spot=True), None, T0, run(45 * M, INT), 5 * M, 76),
+    # spot by bid: floor 1.00 + 10 % margin (SPOT_BID_MARGIN_PCT) = bid 1.10 is charged; interrupted at 45 min:
+    # 1.10 x 0.75 = 0.825; container 5 x 0.75/730 = 0.005137 -> 0.830137 -> 83
+    ("runpod spot interrupted at 45 min: the bid is charged", "runpod", offer("1.00", spot=True), None, T0,
+     run(45 * M, INT), 5 * M, 83),
     # 2026-03-31 23:30 -> 04-01 00:30: 3.00; container 5/730 = 0.006849 -> 301
     ("runpod across the month end", "runpod", offer("3.00"), None, datetime(2026, 3, 31, 23, 30, tzinfo=UTC),
      run(1 * H), 10 * M, 301),
@@ -185,8 +187,10 @@ CASES = [
     # 10 h GPU 4.50; storage 110 h 7.5 x 110/730 = 1.130137 -> 5.630137 -> 563
     ("vast stopped 100 h: storage only", "vast", vast(), None, T0,
      [(0 * S, R), (10 * H, STOP), (110 * H, TERM)], 1 * H, 563),
-    # interruptible reclaimed at 20 min: 0.45/3 = 0.15; storage 7.5 x (1/3)/730 = 0.003425 -> 15
-    ("vast interruptible reclaimed at 20 min", "vast", vast(spot=True), None, T0, run(20 * M, INT), 5 * M, 15),
+    # interruptible: the GPU is charged at the bid, floor 0.50 + 10 % = 0.55; reclaimed at 20 min: 0.55/3 =
+    # 0.183333; storage 7.5 x (1/3)/730 = 0.003425 -> 0.186758 -> 19
+    ("vast interruptible reclaimed at 20 min: the bid is charged", "vast", vast(spot=True), None, T0,
+     run(20 * M, INT), 5 * M, 19),
     # an offer without the split prices: its total rate while running only, 2 h x 0.50 -> 100
     ("vast offer without storage price: total rate while running", "vast", offer("0.50"), None, T0, run(2 * H),
      15 * M, 100),
