@@ -75,7 +75,7 @@ CASES = [
 
 
 def _adapter(url: str) -> AwsAdapter:
-    return AwsAdapter(dict(CREDS), {"base_url": url, "allowed_regions": ["us-east-1"], "max_attempts": 3})
+    return AwsAdapter(dict(CREDS), {"base_url": url, "allowed_regions": ["us-east-1"], "retries": 3})
 
 
 @pytest.mark.parametrize("operation,status,code,message,error,failover", CASES, ids=[c[2] for c in CASES])
@@ -102,8 +102,8 @@ def test_ec2_wire_errors_map_to_typed_errors(moto_url, hooks, operation, status,
     if error is StopNotPossible:
         assert isinstance(caught.value, NotSupported)  # the reaper falls back to terminate
     if status >= 500:
-        # botocore's standard mode retries 5xx and throttling: max_attempts 3 means 3 retries after the
-        # first send (botocore makes it total_max_attempts = 4). Safe for RunInstances only because every
+        # botocore's standard mode retries 5xx and throttling: settings["retries"] 3 means 3 retries
+        # after the first send (total_max_attempts = 4). Safe for RunInstances only because every
         # attempt carries the same ClientToken; then the typed error fails over.
         assert len(sent) == 4
         tokens = {p.get("ClientToken") for p in hooks.params("RunInstances")}
