@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -34,7 +35,7 @@ from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import Sum
 
-from providers.adapters.base import ProviderError
+from providers.adapters.base import PermanentError, ProviderError
 from providers.adapters.billing import CLIENTS, MATCH_TAG, DayCharges, billing_client
 from providers.models import ProviderAccount
 from providers.services import adapter_for
@@ -112,8 +113,6 @@ def _our_keys(account: ProviderAccount, match: str, keys: set[str]) -> set[str]:
         return set()
     pods = Pod.objects.filter(provider_account=account)
     if match == MATCH_TAG:
-        import uuid
-
         valid = set()
         for k in keys:
             try:
@@ -168,17 +167,21 @@ def reconcile_account(*, account: ProviderAccount, first: date | None = None, la
     except ProviderError as exc:
         _record_fetch(account, now, error=f"{type(exc).__name__}: {exc}")
         raise
+    except (KeyError, IndexError, TypeError, ValueError, ArithmeticError) as exc:  # an answer we cannot read
+        _record_fetch(account, now, error=f"unexpected billing answer: {exc!r}")
+        raise PermanentError(f"unexpected billing answer from {account.kind}: {exc!r}") from exc
     finally:
         close = getattr(adapter, "close", None)
         if callable(close):
             close()
     _record_fetch(account, now)
-    rows = []
+    rows, alerts = [], []
     for day_charges in charges:
         row, flagged = _store(account, day_charges, client.match, now)
-        if flagged and settled(row.day, now):
-            drift_alert(account=account, row=row)
+        if flagged and settled(row.day, now) and (alert := drift_alert(account=account, row=row)):
+            alerts.append(alert)
         rows.append(row)
+    drift_email(account=account, alerts=alerts)
     return rows
 
 
@@ -251,7 +254,9 @@ def _send_webhooks(account: ProviderAccount, row: ProviderBillingDay, message: s
 
 def drift_alert(*, account: ProviderAccount, row: ProviderBillingDay) -> BudgetAlert | None:
     """Alert this account's drift for this day unless it already did (the unique constraint
-    holds when two runs race); then e-mail and webhooks."""
+    holds when two runs race): the in-app alert, then the webhooks (one event per day, for
+    machines). The e-mail goes out per run (``drift_email``), so a first run that backfills a
+    month sends one message listing every drifting day, not one per day."""
     message = drift_message(account, row)
     threshold = int(threshold_pct().to_integral_value(ROUND_HALF_UP))
     try:
@@ -262,12 +267,25 @@ def drift_alert(*, account: ProviderAccount, row: ProviderBillingDay) -> BudgetA
                 limit_usd=cents(row.provider_amount), message=message[:300], created_at=clock.now())
     except IntegrityError:
         return None
-    to = _recipients(account.tenant_id, [Role.OWNER, Role.ADMIN, Role.FINANCE])
-    if to:
-        send_mail(f"[Provisioner] {message}"[:200],
-                  message + "\n\nOpen the spend dashboard (Provider reconciliation) for details.",
-                  settings.DEFAULT_FROM_EMAIL, to, fail_silently=True)
     status = _send_webhooks(account, row, message)
-    BudgetAlert.objects.filter(pk=alert.pk).update(emailed_to=to, webhook_status=status)
-    alert.emailed_to, alert.webhook_status = to, status
+    BudgetAlert.objects.filter(pk=alert.pk).update(webhook_status=status)
+    alert.webhook_status = status
     return alert
+
+
+def drift_email(*, account: ProviderAccount, alerts: list[BudgetAlert]) -> list[str]:
+    """One e-mail to owners, admins and finance for the days this run alerted."""
+    to = _recipients(account.tenant_id, [Role.OWNER, Role.ADMIN, Role.FINANCE])
+    if not alerts or not to:
+        return []
+    if len(alerts) == 1:
+        subject = alerts[0].message
+    else:
+        subject = f'Billing drift on "{account.name}" on {len(alerts)} days'
+    body = "\n".join(f"- {a.message}" for a in alerts)
+    send_mail(f"[Provisioner] {subject}"[:200], body + "\n\nOpen the spend dashboard (Provider reconciliation) for details.",
+              settings.DEFAULT_FROM_EMAIL, to, fail_silently=True)
+    BudgetAlert.objects.filter(pk__in=[a.pk for a in alerts]).update(emailed_to=to)
+    for a in alerts:
+        a.emailed_to = to
+    return to

@@ -243,3 +243,42 @@ def test_aws_cost_without_our_tag_says_to_activate_the_cost_allocation_tag(tenan
     (alert,) = BudgetAlert.objects.filter(kind=BudgetAlert.Kind.DRIFT, provider_account=acct)
     assert "we booked $12.00, AWS EC2 charged $0.00" in alert.message
     assert "provisioner:pod tag: is it activated as a cost allocation tag?" in alert.message
+
+
+@pytest.mark.django_db
+def test_a_backfill_with_several_drifting_days_sends_one_email_and_one_webhook_event_per_day(
+        tenant, project, owner, finance, served_runpod, monkeypatch):
+    posted = []
+    monkeypatch.setattr(httpx, "post", lambda url, content, headers, timeout: posted.append(json.loads(content)) or
+                        httpx.Response(200))
+    budget_create(tenant=tenant, name="Org", amount_usd=Decimal("1000"), webhook_url="https://hooks.example/fin")
+    acct = _account(tenant, "runpod", served_runpod)
+    for i, day in enumerate((date(2026, 3, 10), date(2026, 3, 12), DAY)):
+        _ran(tenant, project, owner, acct, price="2.00", hours=5, external_id=f"pod{i}", day=day)  # $10 each
+        served_runpod.standin.bill(f"pod{i}", day.isoformat(), gpu=12.0)
+    with clock.frozen(RUN_AT):
+        reconcile.reconcile_all()  # the first run: 35 days back
+    alerts = BudgetAlert.objects.filter(kind=BudgetAlert.Kind.DRIFT).order_by("period_start")
+    assert [a.period_start.date() for a in alerts] == [date(2026, 3, 10), date(2026, 3, 12), DAY]
+    assert all(finance.email in a.emailed_to and a.webhook_status == "HTTP 200" for a in alerts)
+    (email,) = mail.outbox
+    assert email.subject == '[Provisioner] Billing drift on "runpod main" on 3 days'
+    assert all(d in email.body for d in ("2026-03-10", "2026-03-12", "2026-03-16"))
+    assert [p["day"] for p in posted] == ["2026-03-10", "2026-03-12", "2026-03-16"]
+
+
+@pytest.mark.django_db
+def test_an_unreadable_billing_answer_is_recorded_and_does_not_stop_the_run(tenant, served_runpod, served_vast,
+                                                                           monkeypatch, settings):
+    from providers.adapters import runpod_billing
+
+    settings.BILLING_RECONCILE_BACKFILL_DAYS = 0
+    bad = _account(tenant, "runpod", served_runpod)
+    good = _account(tenant, "vast", served_vast)
+    served_runpod.standin.bill("pod0", "2026-03-16", gpu=1.0)
+    real = runpod_billing.money
+    monkeypatch.setattr(runpod_billing, "money", lambda v: real("not a number"))  # an amount we cannot read
+    with clock.frozen(RUN_AT):
+        assert reconcile.reconcile_all() == 3
+    assert ProviderBillingFetch.objects.get(provider_account=bad).error.startswith("unexpected billing answer")
+    assert ProviderBillingDay.objects.filter(provider_account=good).count() == 3
