@@ -211,3 +211,62 @@ def test_aws_reads_the_same_retry_count_and_error_hook():
     assert attempts == [4, 1, 1]  # the first request + settings["retries"], like every HTTP adapter
     error = ClientError({"Error": {"Code": "VcpuLimitExceeded", "Message": "m"}}, "RunInstances")
     assert isinstance(AwsAdapter(creds, {}).error_mapper(error), QuotaExceeded)
+
+
+def _every_http_adapter() -> dict:
+    """kind -> (adapter factory taking transport and sleep, the stand-in's transport, the verify path)."""
+    from providers.adapters.gcp import GcpAdapter
+    from providers.adapters.hetzner import HetznerAdapter
+    from providers.adapters.lambda_cloud import LambdaAdapter
+    from providers.adapters.runpod import RunPodAdapter
+    from providers.adapters.vast import VastAdapter
+    from tests.standins import gcp as gcp_standin
+    from tests.standins.fixtures import STANDIN_CREDENTIALS
+    from tests.standins.hetzner import HetznerRobotStandIn
+    from tests.standins.lambda_cloud import LambdaStandIn
+    from tests.standins.runpod import RunPodStandIn
+    from tests.standins.vast import VastStandIn
+
+    fk = cluster()
+    return {
+        "runpod": (lambda t, s: RunPodAdapter(STANDIN_CREDENTIALS["runpod"], {}, transport=t, sleep=s),
+                   RunPodStandIn().transport(), "/v2/pods"),
+        "lambda": (lambda t, s: LambdaAdapter(STANDIN_CREDENTIALS["lambda"], {"rate_limit": False}, transport=t, sleep=s),
+                   LambdaStandIn().transport(), "/api/v1/instances"),
+        "vast": (lambda t, s: VastAdapter(STANDIN_CREDENTIALS["vast"], {}, transport=t, sleep=s),
+                 VastStandIn().transport(), "/api/v1/instances"),
+        "hetzner": (lambda t, s: HetznerAdapter(STANDIN_CREDENTIALS["hetzner"], {}, transport=t, sleep=s),
+                    HetznerRobotStandIn().transport(), "/server"),
+        "gcp": (lambda t, s: GcpAdapter(gcp_standin.credentials(), gcp_standin.account_settings("http://gcp.standin"),
+                                        transport=t, sleep=s),
+                gcp_standin.FakeGcp().transport(), "/compute/v1/projects/"),
+        "azure": (lambda t, s: AzureAdapter(azure_credentials(), azure_settings("https://azure.invalid"), transport=t, sleep=s),
+                  FakeAzure().transport(), "/subscriptions/"),
+        "kubernetes": (lambda t, s: KubernetesAdapter({"kubeconfig": kubeconfig("https://k8s.internal:6443")}, K8S_SETTINGS,
+                                                      transport=t, sleep=s), fk.transport(), "/version"),
+        "coreweave": (lambda t, s: CoreWeaveAdapter({"kubeconfig": kubeconfig("https://k8s.internal:6443")}, K8S_SETTINGS,
+                                                    transport=t, sleep=s), fk.transport(), "/version"),
+    }
+
+
+@pytest.mark.parametrize("kind", ["runpod", "lambda", "vast", "hetzner", "gcp", "azure", "kubernetes", "coreweave"])
+def test_every_http_adapter_has_the_same_retry_policy(kind):
+    """One policy for all eight: a 503 and then a 429 with Retry-After are retried (backoff, then the
+    provider's delay), the third answer is served; four failures in a row surface as transient."""
+    from providers.adapters.gcp import clear_caches
+
+    clear_caches()
+    tokens.clear()
+    make, transport, path = _every_http_adapter()[kind]
+    sleeps: list[float] = []
+    flaky = Flaky(transport, [(503, {}), (429, {"Retry-After": "2"})], match=path, method="GET")
+    make(flaky, sleeps.append).verify()
+    assert sum(path in seen and seen.startswith("GET") for seen in flaky.seen) >= 3
+    assert len(sleeps) == 2 and 0 < sleeps[0] <= 1.0 and sleeps[1] == 2.0
+
+    tokens.clear()
+    sleeps.clear()
+    down = Flaky(transport, [(503, {})] * 4, match=path, method="GET")
+    with pytest.raises(TransientError) as caught:
+        make(down, sleeps.append).verify()
+    assert caught.value.status == 503 and len(sleeps) == 3
