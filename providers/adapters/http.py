@@ -1,7 +1,7 @@
 """Shared HTTP plumbing for the REST adapters: timeouts, retries, Retry-After, rate limits.
 
-Every real provider adapter talks to its API through :class:`ApiClient`, so that they all
-behave the same way under failure:
+Every HTTP adapter talks to its API through :class:`ApiClient` (built by
+:class:`providers.adapters.rest.RestAdapter`), so that they all behave the same way under failure:
 
 * each request has its own timeout (``settings["timeout"]``, default 15 s);
 * ``TransientError`` conditions (429, 5xx, timeouts, connection errors) are retried with
@@ -9,7 +9,7 @@ behave the same way under failure:
 * non-idempotent requests (a create) are only retried when the provider certainly did not
   act on them (429, or the connection was never made) -- a 5xx or a read timeout after a
   create is surfaced, and the adapter reconciles by its idempotency tag instead of blindly
-  creating twice;
+  creating twice; a call passes ``idempotent=True`` where a name or key makes a repeat harmless;
 * documented client-side rate limits are kept with a per-account token bucket shared by all
   adapter instances in the process (adapters are short-lived, the limits are not);
 * HTTP failures become the typed errors of :mod:`providers.adapters.base`; each adapter can
