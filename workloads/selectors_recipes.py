@@ -86,11 +86,17 @@ class Estimate:
     bid: SpotBid | None = None  # spot on a bidding provider: the pod is charged its bid
 
     @property
-    def per_hour(self) -> Decimal | None:
+    def unit_price(self) -> Decimal | None:
+        """One pod's USD/h: its bid where the provider charges the bid, else the offer's price."""
         chosen = self.result.chosen
         if chosen is None:
             return None
-        return (self.bid.price_usd if self.bid else chosen.price) * self.replicas
+        return self.bid.price_usd if self.bid else chosen.price
+
+    @property
+    def per_hour(self) -> Decimal | None:
+        unit = self.unit_price
+        return unit * self.replicas if unit is not None else None
 
     @property
     def for_max_duration(self) -> Decimal | None:

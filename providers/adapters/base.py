@@ -130,6 +130,8 @@ class LaunchRequest:
     volumes: list[dict[str, Any]] = field(default_factory=list)  # {"kind","size_gb","mount_path"}
     disk_gb: int = 50
     public_ingress: bool = True
+    # a private image's login: {"registry", "username", "password"}; where it goes is decided by
+    # image_registry.registry_login (the image's own host), never by this dict's text alone
     registry_auth: dict[str, str] | None = None
 
 

@@ -136,3 +136,20 @@ def test_account_margin_applies_when_the_workload_sets_none_and_is_edited_on_the
     by_workload = _launch(tenant, project, owner, spot_bid_margin_pct=5)  # the workload's own margin wins
     floor = Decimal(by_workload.offer_snapshot["price_per_hour"])
     assert by_workload.price_per_hour == (floor * Decimal("1.05")).quantize(Decimal("0.0001"))
+
+
+@pytest.mark.django_db
+def test_cost_estimate_of_a_spot_launch_is_at_the_bid(tenant, project, developer, client, served_vast,  # noqa: F811
+                                                      no_sleep):  # noqa: F811
+    from workloads.recipe_services import builtin_catalog_install
+
+    builtin_catalog_install()
+    _vast(tenant, served_vast)
+    client.force_login(developer)
+    frag = client.get(reverse("workloads:launch_preview"), {
+        "name": "batch", "project": str(project.pk), "image": "img:1", "gpu_class": "RTX4090", "gpu_count": "1",
+        "lifecycle": "service", "replicas": "2", "overlap_policy": "skip", "networking": "public",
+        "interruption_tolerant": "on", "spot_bid_margin_pct": "50"}).content.decode()
+    # floor $0.18 + 50 % = $0.27 per pod, two replicas
+    assert 'id="estimate-bid"' in frag and "bid $0.2700/h = floor $0.1800 + 50 %" in frag
+    assert "$0.54" in frag and "2 replicas × $0.27/h" in frag
