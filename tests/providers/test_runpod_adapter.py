@@ -289,6 +289,25 @@ def test_full_lifecycle_through_the_services(tenant, project, owner, served_runp
     assert remote["_state"] == "TERMINATED"
 
 
+def test_a_400_on_create_fails_over_and_the_attempt_keeps_the_detail(tenant, project, owner, served_runpod, no_sleep):  # noqa: F811
+    """Issue 13 defect 5 through placement: the first candidate's create answers 400 with a detail
+    that names no capacity; the launch goes on to the next candidate and the launch path says why."""
+    account = ProviderAccount.objects.create(tenant=tenant, kind="runpod", name="RunPod (stand-in)",
+                                             credentials=STANDIN_CREDENTIALS["runpod"],
+                                             settings=account_settings(served_runpod, spot=False))
+    capacity_poll(accounts=[account])
+    first = account.offers.filter(gpu_class="A100-80", gpu_count=1, spot=False).order_by("price_usd_per_hour").first()
+    detail = "This GPU type requires a minimum container disk in this data center"
+    served_runpod.standin.reject_creates_with = {first.region: detail}
+    w = services.workload_create(tenant=tenant, project=project, owner=owner, name="train", image="img:1",
+                                 gpu_class="A100-80", gpu_count=1)
+    (pod,) = services.workload_launch(workload=w, enqueue=False)
+    pod = services.pod_provision(pod_id=str(pod.pk))
+    assert pod.external_id and served_runpod.standin.pods[pod.external_id]["dataCenterId"] != first.region
+    assert any(detail in step for step in pod.launch_path), pod.launch_path
+    services.pod_terminate(pod_id=str(pod.pk))
+
+
 def test_served_standin_timeout_after_create_is_reconciled(served_runpod):  # noqa: F811
     """Over real HTTP: the stand-in creates the pod but answers only after the client's
     timeout; the adapter finds the pod by its tag instead of creating a second one."""

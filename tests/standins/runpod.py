@@ -14,7 +14,8 @@ State: ``self.pods`` (id -> dict). A pod is PROVISIONING for the first half of
 * ``interrupt(pod_id)`` -- reclaim a spot pod (status EXITED, cost 0, runtime null);
 * ``set_util(pod_id, pct)`` -- GPU utilization in ``runtime.gpus[].util``;
 * ``balance_exhausted = True`` -- creates answer 402;
-* ``reject_creates_with = "detail"`` -- creates answer 400 with that detail (a cross-field rule);
+* ``reject_creates_with = "detail"`` (or ``{dc_id: "detail"}``) -- creates (there) answer 400 with that
+  detail (a cross-field rule);
 * ``bill(pod_id, "2026-03-17", gpu=.., cpu=.., disk=..)`` -- what ``GET /v2/billing/pods``
   reports for that pod and UTC day (documented shape: one record per pod per day bucket).
 """
@@ -88,7 +89,7 @@ class RunPodStandIn(StandIn):
         self.no_capacity: set[Any] = set()
         self.utilization: dict[str, float] = {}
         self.balance_exhausted = False
-        self.reject_creates_with: str | None = None
+        self.reject_creates_with: str | dict[str, str] | None = None
         self.registries: dict[str, dict[str, str]] = {}
         self.route("GET", "/v2/pods", self.list_pods, op="list")
         self.route("POST", "/v2/pods", self.create_pod, op="launch")
@@ -271,8 +272,11 @@ class RunPodStandIn(StandIn):
             return self.error(400, "", "registry credential not found")
         if self.balance_exhausted:
             return self.error(402, "", "insufficient balance")
-        if self.reject_creates_with:
-            return self.error(400, "", self.reject_creates_with)
+        reject = self.reject_creates_with
+        if isinstance(reject, dict):  # per data centre: {dc_id: detail}
+            reject = next((reject[dc] for dc in body.get("dataCenterIds") or [] if dc in reject), None)
+        if reject:
+            return self.error(400, "", reject)
         cloud = body.get("cloud", "SECURE")
         count = int(body["gpu"].get("count", 1))
         if ctx.fault and ctx.fault.kind == "capacity":
