@@ -91,6 +91,24 @@ def schema_named(schema: str, name: str = COMPUTE) -> dict[str, Any]:
     return json_schema({"$ref": schema}, 0, name)
 
 
+def check_path(method: dict[str, Any], path: str, name: str = COMPUTE) -> list[str]:
+    """Each path parameter of the request matches the pattern the document gives it (the flat
+    template's ``{zone}``, ``{instance}``...; ``{+parent}`` forms are checked by the route match)."""
+    doc = load_spec(name)
+    template = method.get("flatPath") or method["path"]
+    names = re.findall(r"\{([^}]+)\}", template)
+    regex = "^/" + doc["servicePath"] + re.sub(r"\{[^}]+\}", "([^/]+)", template) + "$"
+    m = re.match(regex, path)
+    if m is None:
+        return [f"{method['id']}: {path} does not follow {template}"]
+    errors = []
+    for param, value in zip(names, m.groups(), strict=True):
+        spec = (method.get("parameters") or {}).get(param)
+        if spec and spec.get("pattern") and not re.fullmatch(spec["pattern"], value):
+            errors.append(f"{method['id']}: path parameter {param}={value!r} does not match {spec['pattern']}")
+    return errors
+
+
 def check_query(method: dict[str, Any], query: dict[str, list[str]], name: str = COMPUTE) -> list[str]:
     """Every query parameter must be one the method declares (location ``query``), with an
     allowed value where the document pins an enum or a pattern."""

@@ -91,6 +91,7 @@ def test_every_request_and_answer_is_a_documented_method_and_schema():
             continue
         method = discovery.method_for(request.method, request.url.path, name)
         seen.add(method["id"])
+        errors += discovery.check_path(method, request.url.path, name)
         errors += discovery.check_query(method, parse_qs(request.url.query.decode(), keep_blank_values=True), name)
         if "request" in method:
             body = httpx.Response(200, content=request.content).json()
@@ -122,6 +123,9 @@ def test_the_discovery_check_catches_what_compute_would_refuse():
         {**good, "scheduling": {"provisioningModel": "PREEMPTIBLE"}}))
     assert list(jsonschema.Draft202012Validator(schema).iter_errors({**good, "scheduling": {"spot": True}}))
     assert discovery.check_query(insert, {"requestId": ["x"], "dryRun": ["true"]})
+    get = discovery.method_for("GET", "/compute/v1/projects/p/zones/us-central1-a/instances/Pod_X")
+    assert discovery.check_path(get, "/compute/v1/projects/p/zones/us-central1-a/instances/Pod_X")
+    assert not discovery.check_path(get, "/compute/v1/projects/p/zones/us-central1-a/instances/pod-x")
     assert not discovery.check_query(insert, {"requestId": ["6f7a8b9c-0d1e-4f2a-8b3c-5d6e7f8a9b0c"]})
 
 
