@@ -40,6 +40,7 @@ from providers.adapters.billing import CLIENTS, MATCH_TAG, DayCharges, billing_c
 from providers.models import ProviderAccount
 from providers.services import adapter_for
 from provisioner import clock
+from provisioner.logfilter import scrub_stored_error
 from tenants.models import Role
 from workloads.models import Pod
 
@@ -144,6 +145,8 @@ def _store(account: ProviderAccount, charges: DayCharges, match: str, now: datet
 
 
 def _record_fetch(account: ProviderAccount, now: datetime, *, error: str = "") -> None:
+    # the error is shown on the Spend page: never with a credential a provider echoed back
+    error = scrub_stored_error(error, account.credentials) if error else ""
     values = {"tenant_id": account.tenant_id, "attempted_at": now, "error": error[:300]}
     if not error:
         values["succeeded_at"] = now

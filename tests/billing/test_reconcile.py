@@ -282,3 +282,21 @@ def test_an_unreadable_billing_answer_is_recorded_and_does_not_stop_the_run(tena
         assert reconcile.reconcile_all() == 3
     assert ProviderBillingFetch.objects.get(provider_account=bad).error.startswith("unexpected billing answer")
     assert ProviderBillingDay.objects.filter(provider_account=good).count() == 3
+
+
+@pytest.mark.django_db
+def test_a_fetch_error_echoing_the_key_is_stored_without_it(tenant, served_runpod, monkeypatch):
+    from providers.adapters import runpod_billing
+    from providers.adapters.base import InvalidCredentials
+
+    acct = _account(tenant, "runpod", served_runpod)
+    key = STANDIN_CREDENTIALS["runpod"]["api_key"]
+
+    def refuse(adapter, first, last):
+        raise InvalidCredentials(f"API key {adapter.api_key} has no billing access")
+
+    monkeypatch.setattr(runpod_billing, "fetch_days", refuse)
+    with clock.frozen(RUN_AT):
+        assert reconcile.reconcile_all() == 0
+    error = ProviderBillingFetch.objects.get(provider_account=acct).error
+    assert error.startswith("InvalidCredentials: API key ") and "has no billing access" in error and key not in error
