@@ -144,6 +144,7 @@ class AzureAdapter(RestAdapter):
     )
 
     default_timeout = 30.0
+    default_poll_interval = 5.0  # between operation-status polls, unless ARM's Retry-After asks for less
     error_mapper = staticmethod(map_error)
 
     # --- plumbing -----------------------------------------------------------------------------
@@ -215,7 +216,7 @@ class AzureAdapter(RestAdapter):
         if not url or response.status_code not in (201, 202):
             return {"status": "Succeeded"}
         expired = self.deadline(timeout)
-        cap = float(self.settings.get("poll_interval_seconds", 5))
+        cap = self.poll_interval
         while True:
             r = self._arm("GET", url)
             if "Azure-AsyncOperation" in response.headers:

@@ -401,7 +401,7 @@ class GcpAdapter(RestAdapter):
     def _wait(self, zone: str, op: dict[str, Any]) -> dict[str, Any]:
         """Poll a zone operation until DONE or a short deadline (the refresh loop does the rest)."""
         expired = self.deadline(float(self.settings.get("operation_timeout_seconds", 20)))
-        interval = float(self.settings.get("operation_poll_seconds", 1.0))
+        interval = self.poll_interval
         while op.get("status") != "DONE" and op.get("name") and not expired():
             self.sleep(interval)
             op = self.api("compute").get_json(self._p(f"/zones/{zone}/operations/{op['name']}")) or {}

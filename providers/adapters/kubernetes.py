@@ -356,7 +356,7 @@ class KubernetesAdapter(RestAdapter):
     def _await_scheduling(self, pod: dict[str, Any]) -> dict[str, Any]:
         """Wait briefly (bounded) for the scheduler's verdict, so that 'no room' fails over now."""
         expired = self.deadline(float(self.settings.get("launch_wait_seconds", 10)))
-        interval = float(self.settings.get("poll_interval_seconds", 1))
+        interval = self.poll_interval
         while True:
             cond = _condition(pod, "PodScheduled")
             if cond is not None and (cond.get("status") == "True" or cond.get("reason") == "Unschedulable"):

@@ -131,6 +131,7 @@ class RestAdapter(ProviderAdapter):
 
     default_base_url: ClassVar[str] = ""
     default_timeout: ClassVar[float] = DEFAULT_TIMEOUT
+    default_poll_interval: ClassVar[float] = 1.0
     error_mapper: ClassVar[ErrorMapper | None] = None
 
     def __init__(self, credentials: dict[str, Any], settings: dict[str, Any] | None = None, *,
@@ -165,6 +166,14 @@ class RestAdapter(ProviderAdapter):
             return float(self.settings.get("timeout", self.default_timeout))
         except (TypeError, ValueError):
             return self.default_timeout
+
+    @property
+    def poll_interval(self) -> float:
+        """``settings["poll_interval_seconds"]``: the pause between polls of a long-running operation."""
+        try:
+            return float(self.settings.get("poll_interval_seconds", self.default_poll_interval))
+        except (TypeError, ValueError):
+            return self.default_poll_interval
 
     def rate_limits(self) -> dict[str, tuple[float, int]]:
         """Documented client-side limits: bucket -> (requests per second, burst)."""

@@ -14,6 +14,7 @@ from django.test import override_settings
 from providers.adapters.azure import AzureAdapter
 from providers.adapters.base import LaunchRequest, LaunchTimeout, NotFound, TransientError
 from providers.adapters.coreweave import CoreWeaveAdapter
+from providers.adapters.http import reset_limiters
 from providers.adapters.kubernetes import KubernetesAdapter
 from providers.adapters.registry import adapter_class
 from providers.adapters.rest import RestAdapter, TokenCache, base_url_override, tokens
@@ -257,6 +258,7 @@ def test_every_http_adapter_has_the_same_retry_policy(kind):
 
     clear_caches()
     tokens.clear()
+    reset_limiters()  # client-side rate limits are process-wide: earlier tests must not add waits here
     make, transport, path = _every_http_adapter()[kind]
     sleeps: list[float] = []
     flaky = Flaky(transport, [(503, {}), (429, {"Retry-After": "2"})], match=path, method="GET")

@@ -698,4 +698,4 @@ class FakeGcp:
 
 
 def account_settings(base_url: str, **extra: Any) -> dict[str, Any]:
-    return {"base_url": base_url, "operation_poll_seconds": 0.01, **extra}
+    return {"base_url": base_url, "poll_interval_seconds": 0.01, **extra}
