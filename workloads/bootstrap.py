@@ -122,7 +122,7 @@ def _run(pod_id: str) -> Pod:
         logger.exception("bootstrap of pod %s", pod_id)
         pod_event(pod, "bootstrap", f"Bootstrap interrupted ({type(exc).__name__}); trying again at the next sync")
         return pod
-    connection.update({k: v for k, v in facts.items() if k in ("host_key", "container", "driver")})
+    connection.update({k: v for k, v in facts.items() if k in ("host_key", "container", "driver", "urls")})
     # billed from delivery: the provider charges the server from then, bootstrap time included
     pod_transition(pod, PodState.RUNNING, "Running: the container was started over SSH", expect=(PodState.PROVISIONING,),
                    fields={"connection": connection, "started_at": delivered})

@@ -298,7 +298,11 @@ def bootstrap(target: SshTarget, request: LaunchRequest, progress: Progress, *,
         progress(f"Container {name} running ({request.image})")
         if agent_env:
             _start_agent(session, request, agent_env, f"{base}/{agent_unit(request)}.env", progress)
-        return {"host_key": session.host_key, "container": name, "driver": driver}
+        # one URL per published http port, as the other providers give them (plain http: the
+        # server is the workload's own; TLS is the workload's business)
+        urls = {str(int(p["port"])): f"http://{target.host}:{int(p['port'])}" for p in request.ports
+                if p.get("port") and p.get("protocol", "http") == "http" and request.public_ingress}
+        return {"host_key": session.host_key, "container": name, "driver": driver, "urls": urls}
     finally:
         session.close()
 

@@ -109,7 +109,7 @@ def test_verifies_driver_and_runtime_then_starts_the_container(sshd, tmp_path):
     env = tmp_path / "remote" / f"{name}.env"
     assert env.read_text() == "HF_TOKEN=hf_secret\nMODE=a b\n" and oct(env.stat().st_mode & 0o777) == "0o600"
     assert facts == {"host_key": sshd.host_key_fingerprint, "container": name,
-                     "driver": "NVIDIA RTX 4000 SFF Ada Generation, 550.127.05"}
+                     "driver": "NVIDIA RTX 4000 SFF Ada Generation, 550.127.05", "urls": {"8000": "http://127.0.0.1:8000"}}
     assert events[0].startswith("Connected over SSH to 127.0.0.1") and events[-2].startswith(f"Container {name} running")
     assert events[-1] == f"GPU agent running on the host (unit {unit})"
     assert any("NVIDIA driver present" in e for e in events) and any("Pulling" in e for e in events)
@@ -239,3 +239,16 @@ def test_registry_login_goes_to_the_image_registry_host(sshd, tmp_path):
     auth = {"registry": "", "username": "$oauthtoken", "password": "ngc-secret"}
     _run(sshd, tmp_path, _req(registry_auth=auth))
     assert "docker login --username $oauthtoken --password-stdin nvcr.io" in sshd.calls()
+
+
+def test_the_bootstrap_runs_in_its_own_worker_queue():
+    """A driver install takes minutes: the task has its own queue and its own worker process, so
+    it never holds up other pods' provisioning, syncs or terminations (default queue)."""
+    from pathlib import Path
+
+    from workloads.tasks import bootstrap_pod, provision_pod, sync_pods
+
+    queue = {t.name: t._get_exec_options()["queue"] for t in (bootstrap_pod, provision_pod, sync_pods)}  # what apply_async sends
+    assert queue == {"workloads.bootstrap_pod": "bootstrap", "workloads.provision_pod": None, "workloads.sync_pods": None}
+    procfile = (Path(__file__).resolve().parents[2] / "Procfile").read_text()
+    assert "-Q bootstrap" in procfile.split("bootstrap:", 1)[1].splitlines()[0]
