@@ -315,8 +315,11 @@ class KubernetesAdapter(RestAdapter):
 
     def _create(self, kind: str, manifest: dict[str, Any]) -> dict[str, Any]:
         """Create, or return the existing object of that name (409 AlreadyExists): idempotent."""
+        # fieldValidation=Strict (Kubernetes docs, API Concepts, "Field validation"): a field the API
+        # server does not know fails the create with a BadRequest instead of being dropped with a warning
         try:  # named from the pod's tag: a repeated create answers AlreadyExists, so retrying is safe
-            return self._call("POST", self._ns_path(kind), body=manifest, idempotent=True)
+            return self._call("POST", self._ns_path(kind), body=manifest, params={"fieldValidation": "Strict"},
+                              idempotent=True)
         except PermanentError as exc:
             if exc.code != "AlreadyExists":
                 raise

@@ -91,3 +91,11 @@ def test_the_standin_refuses_what_an_api_server_refuses():
     assert strict.status_code == 400 and "unknown field" in strict.json()["message"]
     warned = fk._namespaced("POST", "pods", "default", None, {**fresh, "spec": {**pod["spec"], "gpus": 1}}, {})
     assert warned.status_code == 201 and 'unknown field "spec.gpus"' in warned.headers["Warning"]
+
+
+def test_creates_ask_for_strict_field_validation(scenario):  # noqa: F811
+    """An API server's default (Warn) drops a field it does not know and only warns; the adapters
+    ask for Strict, so a misspelt manifest field fails the launch instead of vanishing."""
+    posts = [r for r in scenario.requests if r["method"] == "POST" and isinstance(r["body"], dict)
+             and _core(str(r["body"].get("kind", "")))]
+    assert posts and all(r["query"].get("fieldValidation") == "Strict" for r in posts), [r["query"] for r in posts]

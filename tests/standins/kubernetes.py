@@ -300,7 +300,8 @@ class FakeKubernetes:
             path = request.url.path
             body = json.loads(request.content) if request.content else None
             self.requests.append({"method": request.method, "path": path, "body": body,
-                                  "content_type": request.headers.get("content-type", "")})
+                                  "content_type": request.headers.get("content-type", ""),
+                                  "query": {k: v[-1] for k, v in parse_qs(request.url.query.decode()).items()}})
             if path.startswith("/prom/"):
                 return self._prometheus(request)
             if self._throttle:
