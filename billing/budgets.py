@@ -16,9 +16,6 @@ so concurrent launches are serialized exactly where they compete for the same he
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -206,29 +203,6 @@ def _recipients(tenant_id, roles) -> list[str]:
                    .values_list("user__email", flat=True) if e})
 
 
-def webhook_signature(secret: str, body: bytes) -> str:
-    """``sha256=<hex HMAC-SHA256 of the raw body>``, sent as X-Provisioner-Signature."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def _send_webhook(budget: Budget, alert: BudgetAlert) -> str:
-    import httpx
-
-    body = json.dumps({
-        "event": "budget.forecast" if alert.kind == BudgetAlert.Kind.FORECAST else "budget.threshold",
-        "budget": budget.name, "budget_id": str(budget.pk), "threshold_pct": alert.threshold,
-        "spent_usd": str(alert.spent_usd), "limit_usd": str(alert.limit_usd),
-        "period_start": alert.period_start.isoformat(), "message": alert.message,
-    }, sort_keys=True).encode()
-    headers = {"Content-Type": "application/json",
-               "X-Provisioner-Signature": webhook_signature(budget.webhook_secret or "", body)}
-    try:
-        resp = httpx.post(budget.webhook_url, content=body, headers=headers, timeout=5.0)
-        return f"HTTP {resp.status_code}"
-    except httpx.HTTPError as exc:
-        return f"error: {type(exc).__name__}"[:60]
-
-
 def alert_once(*, tenant_id, period_start_at: datetime, threshold: int, spent: Decimal, limit: Decimal,
                message: str, budget: Budget | None = None, provider_account: ProviderAccount | None = None,
                kind: str = BudgetAlert.Kind.SPENT) -> BudgetAlert | None:
@@ -250,7 +224,12 @@ def alert_once(*, tenant_id, period_start_at: datetime, threshold: int, spent: D
                       settings.DEFAULT_FROM_EMAIL, to, fail_silently=True)
             alert.emailed_to = to
     if budget is not None and budget.webhook_url:
-        alert.webhook_status = _send_webhook(budget, alert)
+        # sent by its own task after commit: public https only, retried with backoff (billing/webhooks.py)
+        from .tasks import send_budget_webhook
+
+        alert.webhook_status = "queued"
+        alert_id = alert.pk
+        transaction.on_commit(lambda: send_budget_webhook.delay(str(alert_id)))
     BudgetAlert.objects.filter(pk=alert.pk).update(emailed_to=alert.emailed_to, webhook_status=alert.webhook_status)
     return alert
 

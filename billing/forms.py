@@ -8,6 +8,7 @@ from django import forms
 
 from providers.services import InvoiceRateInvalid, invoice_rate_validate
 from provisioner.inputs import MAX_URL_CHARS
+from provisioner.outbound import OutboundRefused, check_outbound_url
 from tenants.models import Project
 from tenants.selectors import projects_for_tenant
 
@@ -41,6 +42,15 @@ class BudgetForm(forms.Form):
     def __init__(self, *args, tenant=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["project"].queryset = projects_for_tenant(tenant)  # restricted dropdown
+
+    def clean_webhook_url(self) -> str:
+        url = self.cleaned_data.get("webhook_url") or ""
+        if url:
+            try:  # refused here with the reason, and checked again at each send (DNS may change)
+                check_outbound_url(url)
+            except OutboundRefused as exc:
+                raise forms.ValidationError(str(exc)) from None
+        return url
 
     def clean_soft_thresholds(self) -> list[int]:
         raw = self.cleaned_data.get("soft_thresholds") or ""

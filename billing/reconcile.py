@@ -41,12 +41,14 @@ from providers.models import ProviderAccount
 from providers.services import adapter_for
 from provisioner import clock
 from provisioner.logfilter import scrub_stored_error
+from provisioner.outbound import OutboundRefused, check_outbound_url, post_checked
 from tenants.models import Role
 from workloads.models import Pod
 
-from .budgets import _recipients, webhook_signature
+from .budgets import _recipients
 from .models import Budget, BudgetAlert, LedgerEntry, ProviderBillingDay, ProviderBillingFetch
 from .selectors import day_start
+from .webhooks import webhook_signature
 
 logger = logging.getLogger(__name__)
 CENT = Decimal("0.01")
@@ -248,8 +250,10 @@ def _send_webhooks(account: ProviderAccount, row: ProviderBillingDay, message: s
             continue
         seen.add(url)
         headers = {"Content-Type": "application/json", "X-Provisioner-Signature": webhook_signature(secret or "", body)}
-        try:
-            statuses.append(f"HTTP {httpx.post(url, content=body, headers=headers, timeout=5.0).status_code}")
+        try:  # public addresses only, no redirects (provisioner.outbound, issue 16 §4)
+            statuses.append(f"HTTP {post_checked(check_outbound_url(url), body=body, headers=headers).status_code}")
+        except OutboundRefused:
+            statuses.append("refused: not a public address")
         except httpx.HTTPError as exc:
             statuses.append(f"error: {type(exc).__name__}")
     return ", ".join(statuses)[:60]

@@ -13,8 +13,10 @@ from decimal import Decimal
 from typing import Any
 
 from django import forms
+from django.conf import settings as django_settings
 
 from provisioner.inputs import MAX_REGION_LIST_CHARS, MAX_REGIONS
+from provisioner.outbound import OutboundRefused, check_outbound_url
 
 from .adapters.base import CredentialField, InvalidCredentials, ProviderError, ProviderInfo
 from .adapters.registry import provider_info
@@ -54,6 +56,17 @@ def _scrub(message: str, secrets: list[str]) -> str:
 
 def _parse_codes(raw: str) -> list[str]:
     return [c for c in raw.replace(";", ",").replace(" ", ",").split(",") if c.strip()]
+
+
+def clean_base_url(url: str) -> str:
+    """An admin's stand-in API URL: in production it is an outbound URL like any other (public
+    https only, ``provisioner.outbound``); in development stand-ins run on 127.0.0.1."""
+    if url and getattr(django_settings, "PRODUCTION", False):
+        try:
+            check_outbound_url(url)
+        except OutboundRefused as exc:
+            raise forms.ValidationError(str(exc)) from None
+    return url
 
 
 def parse_countries(raw: str) -> list[str]:
@@ -185,6 +198,9 @@ class CredentialsForm(CredentialsMixin, forms.Form):
                 help_text="Admins only: point this account at a stand-in of the provider's API "
                           "(demos, tests). Leave empty for the real API.")
 
+    def clean_base_url(self) -> str:
+        return clean_base_url(self.cleaned_data.get("base_url") or "")
+
     def clean_name(self) -> str:
         name = self.cleaned_data["name"].strip()
         if ProviderAccount.objects.for_tenant(self.tenant).filter(name=name).exists():
@@ -309,6 +325,9 @@ class AccountEditForm(forms.Form):
         if allow_base_url and account.kind != "sandbox":
             self.fields["base_url"] = forms.URLField(label="API base URL (advanced)", required=False, assume_scheme="https",
                                                      help_text="Admins only: a stand-in of the provider's API.")
+
+    def clean_base_url(self) -> str:
+        return clean_base_url(self.cleaned_data.get("base_url") or "")
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"].strip()

@@ -75,18 +75,20 @@ def test_crossing_80_percent_alerts_once_per_period(tenant, project, owner, fina
 
 
 @pytest.mark.django_db
-def test_webhook_is_signed_with_hmac_sha256(tenant, project, owner, monkeypatch):
+def test_webhook_is_signed_with_hmac_sha256(tenant, project, owner, monkeypatch, settings,
+                                           django_capture_on_commit_callbacks):
     seen = {}
 
-    def fake_post(url, content, headers, timeout):
+    def fake_post(url, content, headers, **kw):
         seen.update(url=url, body=content, headers=headers)
         return httpx.Response(204)
 
     monkeypatch.setattr(httpx, "post", fake_post)
+    settings.OUTBOUND_RESOLVER = lambda host: ["93.184.216.34"]  # a public address (resolver stub)
     budget = budget_create(tenant=tenant, name="Hooked", amount_usd=Decimal("10"), soft_thresholds=[50],
-                           webhook_url="http://127.0.0.1:9/hook", webhook_secret="s3cret", forecast_alert=False)
+                           webhook_url="https://hooks.example.com/hook", webhook_secret="s3cret", forecast_alert=False)
     _spend(tenant, project, owner, account(tenant), "6.00", NOON)
-    with clock.frozen(NOON):
+    with clock.frozen(NOON), django_capture_on_commit_callbacks(execute=True):  # sent by its task after commit
         (alert,) = budget_check(budget)
     expected = "sha256=" + hmac.new(b"s3cret", seen["body"], hashlib.sha256).hexdigest()
     assert seen["headers"]["X-Provisioner-Signature"] == expected
@@ -96,22 +98,24 @@ def test_webhook_is_signed_with_hmac_sha256(tenant, project, owner, monkeypatch)
 
 
 @pytest.mark.django_db
-def test_forecast_alert_warns_before_the_budget_is_spent(tenant, project, owner, finance, settings, monkeypatch):
+def test_forecast_alert_warns_before_the_budget_is_spent(tenant, project, owner, finance, settings, monkeypatch,
+                                                         django_capture_on_commit_callbacks):
     """$40 spent by March 10 noon (30 % of the month) runs at $133 by March 31: one forecast
     alert, while nothing has crossed a spent threshold; not in the first fifth of a period."""
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     posted = []
-    monkeypatch.setattr(httpx, "post", lambda url, content, headers, timeout: posted.append(json.loads(content))
+    monkeypatch.setattr(httpx, "post", lambda url, content, headers, **kw: posted.append(json.loads(content))
                         or httpx.Response(204))
+    settings.OUTBOUND_RESOLVER = lambda host: ["93.184.216.34"]  # a public address (resolver stub)
     budget = budget_create(tenant=tenant, name="March GPUs", amount_usd=Decimal("100"), period="month",
-                           soft_thresholds=[80], hard_limit=False, webhook_url="http://127.0.0.1:9/hook")
+                           soft_thresholds=[80], hard_limit=False, webhook_url="https://hooks.example.com/hook")
     acct = account(tenant, "sandbox")
     early = datetime(2026, 3, 4, 12, tzinfo=UTC)  # 11 % of March: too early to extrapolate
     _spend(tenant, project, owner, acct, "40.00", early)
     with clock.frozen(early):
         assert budget_check(budget) == []
     rollup_dirty()  # March 4 is history on March 10: read from its rollup
-    with clock.frozen(NOON):
+    with clock.frozen(NOON), django_capture_on_commit_callbacks(execute=True):
         (alert,) = budget_check(budget)
         assert budget_check(budget) == []  # once per period
     assert alert.kind == BudgetAlert.Kind.FORECAST and alert.spent_usd == Decimal("40.00")

@@ -107,9 +107,10 @@ def test_runpod_figures_match_ours_per_pod_and_foreign_pods_are_other_spend(tena
 
 @pytest.mark.django_db
 def test_drift_alerts_once_per_account_and_day_by_app_email_and_webhook(tenant, project, owner, finance,
-                                                                        served_runpod, monkeypatch):
+                                                                        served_runpod, monkeypatch, settings):
     posted = []
-    monkeypatch.setattr(httpx, "post", lambda url, content, headers, timeout: posted.append((url, content)) or
+    settings.OUTBOUND_RESOLVER = lambda host: ["93.184.216.34"]  # hooks.example is public (resolver stub)
+    monkeypatch.setattr(httpx, "post", lambda url, content, headers, **kw: posted.append((url, content)) or
                         httpx.Response(204))
     budget_create(tenant=tenant, name="Org", amount_usd=Decimal("1000"), webhook_url="https://hooks.example/fin")
     acct = _account(tenant, "runpod", served_runpod)

@@ -107,7 +107,7 @@ def test_long_webhook_url_is_an_inline_error(client, finance):
 
 @pytest.mark.django_db
 def test_webhook_url_of_300_characters_is_saved(client, finance, settings):
-    settings.WEBHOOK_RESOLVE = lambda host: ["93.184.216.34"]  # a public address (resolver stub)
+    settings.OUTBOUND_RESOLVER = lambda host: ["93.184.216.34"]  # a public address (resolver stub)
     client.force_login(finance)
     url = "https://hooks.example.com/" + "a" * 274
     r = client.post(reverse("billing:budgets"), _budget_data(webhook_url=url))
