@@ -248,9 +248,10 @@ def test_aws_cost_without_our_tag_says_to_activate_the_cost_allocation_tag(tenan
 
 @pytest.mark.django_db
 def test_a_backfill_with_several_drifting_days_sends_one_email_and_one_webhook_event_per_day(
-        tenant, project, owner, finance, served_runpod, monkeypatch):
+        tenant, project, owner, finance, served_runpod, monkeypatch, settings):
     posted = []
-    monkeypatch.setattr(httpx, "post", lambda url, content, headers, timeout: posted.append(json.loads(content)) or
+    settings.OUTBOUND_RESOLVER = lambda host: ["93.184.216.34"]  # hooks.example is public (resolver stub)
+    monkeypatch.setattr(httpx, "post", lambda url, content, headers, **kw: posted.append(json.loads(content)) or
                         httpx.Response(200))
     budget_create(tenant=tenant, name="Org", amount_usd=Decimal("1000"), webhook_url="https://hooks.example/fin")
     acct = _account(tenant, "runpod", served_runpod)
