@@ -29,11 +29,14 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db import connections
 from django.db.models import Count, Min, Q
 
 from providers.adapters.image_registry import image_registry_host
 from providers.catalog import expand_countries, expand_gpu_classes
+
+from .bids import spot_bid
 
 SHORT_JOB_MINUTES = 7 * 24 * 60  # below about a week a monthly-billed server is a poor fit
 SUCCESS_WINDOW_DAYS = 7
@@ -64,6 +67,7 @@ class PlacementSpec:
     pin_label: str = ""  # the pins as the user wrote them ("EU"), for messages
     instance_type: str = ""  # a custom, provider-specific type: matched exactly instead of class/count
     registry_host: str = ""  # a private image's registry (a login is needed there), e.g. nvcr.io
+    bid_margin_pct: int | None = None  # spot bids above the floor (workloads.bids); None: account's/platform's
 
     @property
     def allows_spot(self) -> bool:
@@ -97,6 +101,7 @@ class ProviderTraits:
     monthly_billed: bool = False
     slow_delivery: bool = False
     private_registry: bool = True  # can log in to a private registry (ProviderInfo.private_registry)
+    spot_bids: bool = False  # spot is rented by bid and the bid is charged (ProviderInfo.spot_bids)
 
 
 SpendCheck = Callable[[str, Decimal], tuple[bool, str]]
@@ -112,6 +117,18 @@ class PlacementPolicy:
     spend_check: SpendCheck | None = None  # (account id, usd/h) -> (allowed, reason)
     traits: dict[str, ProviderTraits] = field(default_factory=dict)  # kind -> traits
     names: dict[str, str] = field(default_factory=dict)  # account id -> display name
+    bid_margins: dict[str, int] = field(default_factory=dict)  # account id -> its spot bid margin %
+    default_bid_margin_pct: int = 10  # settings.SPOT_BID_MARGIN_PCT
+
+    def spot_cost(self, o, spec: PlacementSpec) -> Decimal:
+        """USD/h a spot offer really costs: its bid where the provider charges the bid (floor +
+        margin, capped by the ceiling: workloads.bids), else its price."""
+        if not self.traits.get(getattr(o, "kind", ""), ProviderTraits()).spot_bids:
+            return o.price_usd_per_hour
+        margin = spec.bid_margin_pct
+        if margin is None:
+            margin = self.bid_margins.get(str(o.provider_account_id), self.default_bid_margin_pct)
+        return spot_bid(floor=o.price_usd_per_hour, margin_pct=margin, ceiling_usd=spec.max_price_per_hour).price
 
     def success_rate(self, account_id: str, region: str) -> float:
         ok, tried = self.success.get((account_id, region), (0, 0))
@@ -227,10 +244,14 @@ def rank_offers(offers: Iterable, spec: PlacementSpec, policy: PlacementPolicy |
         if (account, o.region) in spec.avoid:
             exclude(where, "the workload is moving away from here")
             continue
+        cost = policy.spot_cost(o, spec) if o.spot else o.price_usd_per_hour
         if o.spot:
             od = on_demand.get((account, o.region, o.gpu_class, o.gpu_count))
             if od is not None and o.price_usd_per_hour >= od:
                 exclude(where, f"spot dearer than on-demand ({_money(o.price_usd_per_hour)} ≥ {_money(od)}): on-demand preferred")
+                continue
+            if od is not None and cost >= od:
+                exclude(where, f"spot bid dearer than on-demand (bid {_money(cost)} ≥ {_money(od)}): on-demand preferred")
                 continue
         blocked = policy.block_reason(account, o.region)
         if blocked:
@@ -253,7 +274,8 @@ def rank_offers(offers: Iterable, spec: PlacementSpec, policy: PlacementPolicy |
             continue
         rate = policy.success_rate(account, o.region)
         rank = policy.preference.get(account, 100)
-        key = (o.price_usd_per_hour.quantize(CENT, ROUND_HALF_UP), rank, -rate, o.price_usd_per_hour, o.spot)
+        # ranked by what the pod will cost: a bidding provider's spot offer at its bid, not its floor
+        key = (cost.quantize(CENT, ROUND_HALF_UP), rank, -rate, cost, o.spot)
         survivors.append((key, o, rate))
 
     # the spend gate last, in rank order, and only until ``limit`` candidates are found: it is
@@ -334,7 +356,7 @@ def _reason(i: int, key: tuple, o, rate: float, survivors: list, spec: Placement
         if spec.countries:
             why.append(f"inside the {spec.pin_label or ', '.join(spec.countries)} pin")
         return f"{what}: " + "; ".join(why)
-    delta = o.price_usd_per_hour - survivors[0][1].price_usd_per_hour
+    delta = key[3] - survivors[0][0][3]  # what each will cost (a bidding provider's spot: its bid)
     if delta > 0:
         return f"alternative #{i}: {what} (+{_money(delta)} over the chosen offer)"
     if chosen_key is not None and key[1] != chosen_key[1]:
@@ -363,6 +385,7 @@ def spec_for_workload(workload, *, force_on_demand: bool = False, override: dict
         pin_label=", ".join(c.upper() for c in raw_countries),
         instance_type=(workload.custom_instance_type or "") if workload.gpu_class == "custom" else "",
         registry_host=image_registry_host(workload.image) if workload.registry_credential_id else "",
+        bid_margin_pct=workload.spot_bid_margin_pct,
     )
 
 
@@ -512,16 +535,21 @@ def policy_for(*, tenant_id, project_id=None, now: datetime, gate_factory: Calla
     names: dict[str, str] = {}
     traits: dict[str, ProviderTraits] = {}
     capped: list[str] = []
-    for pk, kind, rank, name, cap in (ProviderAccount.objects.filter(tenant_id=tenant_id, enabled=True)
-                                      .values_list("pk", "kind", "preference_rank", "name", "spending_cap_usd")):
+    bid_margins: dict[str, int] = {}
+    for pk, kind, rank, name, cap, margin in (ProviderAccount.objects.filter(tenant_id=tenant_id, enabled=True)
+                                              .values_list("pk", "kind", "preference_rank", "name", "spending_cap_usd",
+                                                           "spot_bid_margin_pct")):
         preference[str(pk)] = rank
         names[str(pk)] = name
+        if margin is not None:
+            bid_margins[str(pk)] = margin
         if cap is not None:
             capped.append(str(pk))
         if kind not in traits:
             try:
                 info = provider_info(kind)
-                traits[kind] = ProviderTraits(info.label, info.monthly_billed, info.slow_delivery, info.private_registry)
+                traits[kind] = ProviderTraits(info.label, info.monthly_billed, info.slow_delivery, info.private_registry,
+                                              info.spot_bids)
             except (KeyError, ImportError, AttributeError):
                 traits[kind] = ProviderTraits(kind)
     blocked: dict[tuple[str, str], str] = {}
@@ -546,7 +574,8 @@ def policy_for(*, tenant_id, project_id=None, now: datetime, gate_factory: Calla
 
     return PlacementPolicy(preference=preference, blocked=blocked,
                            success={k: (v[0], v[1]) for k, v in success.items()},
-                           spend_check=spend_check, traits=traits, names=names)
+                           spend_check=spend_check, traits=traits, names=names, bid_margins=bid_margins,
+                           default_bid_margin_pct=int(settings.SPOT_BID_MARGIN_PCT))
 
 
 def placement_for(*, tenant_id, spec: PlacementSpec, now: datetime, project_id=None, limit: int = 10,

@@ -118,6 +118,7 @@ def launch_estimate(tenant: Tenant, *, project_id=None, gpu_class: str, gpu_coun
         regions=tuple(regions), max_price_per_hour=max_price_per_hour, volume_kinds=tuple(sorted(set(volume_kinds))),
         lifecycle=lifecycle, max_duration_minutes=max_duration_minutes,
         pin_label=", ".join(c.upper() for c in countries), registry_host=registry_host,
+        bid_margin_pct=spot_bid_margin_pct,
     )
     result = placement_for(tenant_id=tenant.pk, spec=spec, now=clock.now(), project_id=project_id, limit=4)
     bid = (bid_for_offer(result.chosen.offer, margin_pct=spot_bid_margin_pct, ceiling_usd=max_price_per_hour)

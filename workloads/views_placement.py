@@ -57,7 +57,13 @@ def spec_from_params(params) -> PlacementSpec:
         max_duration_minutes=_int(params.get("max_duration_minutes"), None),
         pin_label=", ".join(c.upper() for c in raw_countries),
         registry_host=normalize_host(params.get("registry_host") or "")[:253],
+        bid_margin_pct=_margin(params.get("spot_bid_margin_pct")),
     )
+
+
+def _margin(value: str | None) -> int | None:
+    margin = _int(value, None)
+    return None if margin is None else max(0, min(margin, 300))  # the form's bounds
 
 
 @login_required
@@ -74,9 +80,8 @@ def placement_preview(request: HttpRequest) -> HttpResponse:
     spec = spec_from_params(request.GET)
     result = placement_for(tenant_id=tenant.pk, project_id=project.pk if project else None, spec=spec,
                            now=clock.now(), limit=4)
-    margin = _int(request.GET.get("spot_bid_margin_pct"), None)
-    bid = (bid_for_offer(result.chosen.offer, margin_pct=max(0, min(margin, 300)) if margin is not None else None,
-                         ceiling_usd=spec.max_price_per_hour) if result.chosen else None)
+    bid = (bid_for_offer(result.chosen.offer, margin_pct=spec.bid_margin_pct, ceiling_usd=spec.max_price_per_hour)
+           if result.chosen else None)
     ctx = {"result": result, "spec": spec, "chosen": result.chosen, "alternatives": result.candidates[1:4],
            "exclusions": result.exclusions[:8], "bid": bid}
     template = "workloads/partials/placement_preview.html" if request.htmx else "workloads/placement_preview.html"

@@ -144,3 +144,24 @@ def test_private_image_leaves_out_providers_that_cannot_log_in_and_says_so():
     assert rank_offers([server, cloud], SPEC, PlacementPolicy(traits=traits)).chosen.offer is server
     # the facts the policy reads: today every provider logs in (a new one must say so to get private images)
     assert [kind for kind in ADAPTERS if not provider_info(kind).private_registry] == []
+
+
+def test_a_bidding_providers_spot_offer_is_ranked_and_compared_at_its_bid():
+    """Issue 13 §2.7: Vast.ai/RunPod charge the bid, so spot is worth it only while floor +
+    margin stays under the on-demand price, and it ranks at the bid, not at the floor."""
+    traits = {"vast": ProviderTraits("Vast.ai", spot_bids=True), "lambda": ProviderTraits("Lambda")}
+    od = offer(account="v1", name="Vast", kind="vast", price="0.35")
+    spot = offer(account="v1", name="Vast", kind="vast", price="0.18", spot=True)
+    policy = PlacementPolicy(traits=traits, default_bid_margin_pct=10)
+    assert rank_offers([od, spot], TOLERANT, policy).chosen.offer is spot  # bid 0.198 < 0.35
+    greedy = PlacementSpec(gpu_classes=("H100",), gpu_count=1, interruption_tolerant=True, bid_margin_pct=100)
+    r = rank_offers([od, spot], greedy, policy)  # bid 0.36 ≥ 0.35: on-demand is cheaper
+    assert r.chosen.offer is od
+    assert any("spot bid dearer than on-demand (bid $0.36/h ≥ $0.35/h)" in str(e) for e in r.exclusions)
+    # the account's margin applies when the workload sets none
+    by_account = PlacementPolicy(traits=traits, bid_margins={"v1": 100})
+    assert rank_offers([od, spot], TOLERANT, by_account).chosen.offer is od
+    # ranked at the bid: a $0.19 on-demand elsewhere beats a $0.18 floor bid at +20 % ($0.216)
+    other = offer(account="l1", name="Lambda", kind="lambda", price="0.19")
+    margin20 = PlacementSpec(gpu_classes=("H100",), gpu_count=1, interruption_tolerant=True, bid_margin_pct=20)
+    assert rank_offers([od, spot, other], margin20, policy).chosen.offer is other
