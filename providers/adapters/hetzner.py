@@ -23,7 +23,8 @@ spec for Robot** in ../shared/specs: everything here follows ../shared/reference
   looks through the recent transactions (Robot lists the last 30 days) for that comment.
 * Status: transaction, then ``GET /server/{server_number}`` (``status`` ready / in process,
   ``cancelled``). "Terminate" = ``POST /server/{n}/cancellation`` with
-  ``cancellation_date=now``; billing still runs to the end of the paid month.
+  ``cancellation_date=now``; billing stops at the cancellation (Robot bills by the hour, capped
+  at the monthly price: see billing.rules).
 * Errors: ``{"error": {"status", "code", "message"}}``; ``RATE_LIMIT_EXCEEDED`` adds
   ``max_request``/``interval`` (seconds) which we use as Retry-After. providers.md names no
   out-of-stock code; codes containing NOT_AVAILABLE / OUT_OF_STOCK are read as no capacity.
