@@ -14,7 +14,7 @@ from providers.adapters import registry
 from providers.adapters.base import CredentialField, InvalidCredentials, ProviderInfo
 from providers.adapters.sandbox import SandboxAdapter
 from providers.models import ProviderAccount
-from tests.standins.fixtures import STANDIN_CREDENTIALS, served_runpod  # noqa: F401
+from tests.standins.fixtures import STANDIN_CREDENTIALS, robot_ssh_key, served_hetzner, served_runpod  # noqa: F401
 
 CONNECT = "/providers/connect/"
 RUNPOD_KEY = STANDIN_CREDENTIALS["runpod"]["api_key"]
@@ -301,6 +301,24 @@ def test_credential_file_upload_or_paste_never_echoed(owner_client, file_kind):
     assert "A value is stored" in body and "kube-token-SECRET" not in body
     # Next without re-uploading keeps the verified file
     assert _step_url(owner_client.post(creds, {"name": "Cluster", "namespace": "ml"})) == cap
+
+
+@pytest.mark.django_db
+def test_hetzner_ssh_key_must_match_the_fingerprint_and_is_never_echoed(owner_client, served_hetzner):  # noqa: F811
+    """The worker logs in to delivered servers with the account's private key: a key that is not
+    the one whose fingerprint orders install is refused inline, before any login to Robot."""
+    creds = start(owner_client, "hetzner")
+    other = robot_ssh_key(b"another-key-another-key-32bytes!")
+    form = {"name": "Hetzner", "base_url": served_hetzner.url, **STANDIN_CREDENTIALS["hetzner"],
+            "ssh_private_key": other["ssh_private_key"]}
+    response = owner_client.post(creds, form)
+    body = response.content.decode()
+    assert response.status_code == 200 and f"fingerprint is {other['ssh_key_fingerprint']}" in body
+    assert "PRIVATE KEY" not in body and not ProviderAccount.objects.exists()
+    assert served_hetzner.standin.exchanges == []  # no login attempt spent on it
+    response = owner_client.post(creds, {**form, "ssh_private_key": STANDIN_CREDENTIALS["hetzner"]["ssh_private_key"]})
+    assert response.status_code == 302 and response["Location"].endswith("/cap/")
+    assert "PRIVATE KEY" not in wizard_sessions_text()  # sealed in the session
 
 
 @pytest.mark.django_db
