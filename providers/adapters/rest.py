@@ -159,21 +159,22 @@ class RestAdapter(ProviderAdapter):
     def api_key(self) -> str:
         return str(self.credentials.get("api_key", "")).strip()
 
+    def _number(self, key: str, default: float) -> float:
+        """A numeric account setting; a malformed value falls back to the default."""
+        try:
+            return float(self.settings.get(key, default))
+        except (TypeError, ValueError):
+            return default
+
     @property
     def timeout(self) -> float:
         """``settings["timeout"]``: seconds per request, the one timeout name of every adapter."""
-        try:
-            return float(self.settings.get("timeout", self.default_timeout))
-        except (TypeError, ValueError):
-            return self.default_timeout
+        return self._number("timeout", self.default_timeout)
 
     @property
     def poll_interval(self) -> float:
         """``settings["poll_interval_seconds"]``: the pause between polls of a long-running operation."""
-        try:
-            return float(self.settings.get("poll_interval_seconds", self.default_poll_interval))
-        except (TypeError, ValueError):
-            return self.default_poll_interval
+        return self._number("poll_interval_seconds", self.default_poll_interval)
 
     def rate_limits(self) -> dict[str, tuple[float, int]]:
         """Documented client-side limits: bucket -> (requests per second, burst)."""
@@ -185,10 +186,7 @@ class RestAdapter(ProviderAdapter):
                    limits: dict[str, tuple[float, int]] | None = None,
                    error_mapper: ErrorMapper | None = None) -> ApiClient:
         """An :class:`ApiClient` for one host, with the adapter's policy filled in."""
-        try:
-            retries = int(self.settings.get("retries", DEFAULT_RETRIES))
-        except (TypeError, ValueError):
-            retries = DEFAULT_RETRIES
+        retries = int(self._number("retries", DEFAULT_RETRIES))
         return ApiClient(
             provider=self.info.kind, base_url=base_url, account_key=account_key(self.settings, secret or base_url),
             headers={"Accept": "application/json", "User-Agent": "ai-cloud-provisioner", **(headers or {})},
