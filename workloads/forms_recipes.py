@@ -100,8 +100,8 @@ class WorkloadForm(forms.Form):
     max_price_per_hour = forms.DecimalField(max_digits=10, decimal_places=2, min_value=0, required=False, label="Price ceiling ($/h)")
     spot_bid_margin_pct = forms.IntegerField(
         min_value=0, max_value=300, required=False, label="Spot bid above the floor (%)",
-        help_text="Vast.ai and RunPod rent spot by bid: bid this much over the minimum so the next bid a cent "
-                  "higher does not take the GPU; never above the price ceiling. Empty: the platform default")
+        help_text="Vast.ai and RunPod rent spot to the highest bid: bid this much over the minimum so a bid a cent "
+                  "higher does not take the GPU; never above the price ceiling. Empty: the account's or the platform's")
     idle_enabled = forms.BooleanField(required=False, label="Stop when the GPUs are idle")
     idle_threshold_pct = forms.IntegerField(min_value=1, max_value=100, required=False, label="Idle below (% GPU)")
     idle_window_minutes = forms.IntegerField(min_value=5, max_value=60 * 24 * 7, required=False, label="for (minutes)")
