@@ -49,7 +49,7 @@ from .base import (
 from .bootscript import container_script
 from .gcp_auth import signed_jwt
 from .gcp_pricing import index_skus
-from .http import ApiClient, json_or_none
+from .http import ApiClient, error_envelope, json_or_none
 from .rest import BearerAuth, RestAdapter, tokens
 
 COMPUTE_URL = "https://compute.googleapis.com/compute/v1"
@@ -109,10 +109,10 @@ def oauth_error(response: httpx.Response, body: Any) -> ProviderError | None:
 
 
 def map_error(response: httpx.Response, body: Any) -> ProviderError | None:
-    err = body.get("error") if isinstance(body, dict) else None
-    if not isinstance(err, dict):
+    envelope = error_envelope(body)
+    if envelope is None:
         return None
-    message = str(err.get("message", ""))
+    err, _, message = envelope
     reasons = {str(e.get("reason", "")) for e in err.get("errors") or [] if isinstance(e, dict)}
     status = response.status_code
     if status == 429 or reasons & {"rateLimitExceeded", "userRateLimitExceeded"}:

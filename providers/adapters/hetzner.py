@@ -70,7 +70,7 @@ from .base import (
 )
 from .hetzner_bootstrap import BootstrapFailed, BootstrapRetry, SshTarget, load_private_key, md5_fingerprint
 from .hetzner_bootstrap import bootstrap as run_bootstrap
-from .http import TAG_KEY, ApiClient
+from .http import TAG_KEY, ApiClient, error_envelope
 from .rest import RestAdapter
 
 HOURS_PER_MONTH = Decimal("730")
@@ -82,11 +82,10 @@ _UBUNTU_LTS = re.compile(r"^Ubuntu (\d+\.\d+)(?:\.\d+)? LTS", re.I)
 
 
 def map_error(response: httpx.Response, body: Any) -> ProviderError | None:
-    err = body.get("error") if isinstance(body, dict) else None
-    if not isinstance(err, dict):
+    envelope = error_envelope(body)
+    if envelope is None:
         return None
-    code = str(err.get("code", ""))
-    message = str(err.get("message", "")) or code
+    err, code, message = envelope
     status = response.status_code
     if code == "RATE_LIMIT_EXCEEDED":
         interval = err.get("interval")

@@ -170,6 +170,16 @@ def json_or_none(response: httpx.Response) -> Any:
         return None
 
 
+def error_envelope(body: Any) -> tuple[dict[str, Any], str, str] | None:
+    """``{"error": {"code", "message", ...}}``, the envelope Lambda, Hetzner Robot and Google APIs
+    answer with: (the error object, its code, its message or else the code), or None."""
+    err = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(err, dict):
+        return None
+    code = str(err.get("code", ""))
+    return err, code, str(err.get("message", "")) or code
+
+
 def default_error(response: httpx.Response, body: Any = None) -> ProviderError:
     """Generic status-code mapping, used when the adapter's own mapper has no opinion."""
     status = response.status_code

@@ -47,7 +47,7 @@ from .base import (
     RemotePod,
     TransientError,
 )
-from .http import TAG_KEY
+from .http import TAG_KEY, error_envelope
 from .image_registry import docker_login_line, registry_login
 from .rest import RestAdapter
 
@@ -80,11 +80,10 @@ _CODES: dict[str, type[ProviderError]] = {
 
 
 def map_error(response: httpx.Response, body: Any) -> ProviderError | None:
-    err = body.get("error") if isinstance(body, dict) else None
-    if not isinstance(err, dict):
+    envelope = error_envelope(body)
+    if envelope is None:
         return None
-    code = str(err.get("code", ""))
-    message = str(err.get("message", "")) or code
+    _, code, message = envelope
     if code.startswith("provider/"):  # upstream outages: temporary by nature
         return TransientError(message, status=response.status_code, code=code)
     cls = _CODES.get(code)
