@@ -77,10 +77,14 @@ SRC = {
            "the volume exists (a stopped instance keeps its EBS volumes).",
     "gcp": "Google Cloud, 'VM instance pricing' > 'Billing model': vCPUs/GPUs/memory charged a minimum of 1 minute, "
            "then in 1-second increments; 'Spot VMs' > Pricing: same per-second model, no free preemption found; "
-           "'Disk pricing': balanced persistent disk $0.10/GB-month, billed while the disk exists.",
+           "'Disk pricing': balanced persistent disk $0.10/GB-month, billed while the disk exists. The Google "
+           "page itself was not in the stored documents: the billing model is quoted from course material that "
+           "cites it (Google Cloud's 'Essential Google Cloud Infrastructure: Foundation', Compute pricing).",
     "azure": "Azure FAQ (Virtual Machines), 'If my virtual machine ran for 6 minutes and 45 seconds, how much will "
              "I be billed?': billed for the full minutes the VM runs, no extra seconds, so 6 minutes. "
-             "Stopped (deallocated): no compute, managed disks still billed (same FAQ, VM states table).",
+             "Stopped (deallocated): no compute, managed disks still billed (same FAQ, VM states table). "
+             "Read in the Norwegian copy of the FAQ (azure.microsoft.com/nb-no/resources/knowledge-center/"
+             "if-my-virtual-machine-ran-for-6-minutes-and-45/); the English page was not in the stored documents.",
     "lambda": "Lambda Docs, 'Billing' > 'On-Demand Cloud (ODC) instances': priced hourly, billed in one-minute "
               "increments from launch (health checks passed) to terminate.",
     "runpod": "Runpod Docs, 'Pricing' > 'How billing works': Pods billed by the second for compute and storage; "
