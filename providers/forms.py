@@ -61,7 +61,7 @@ def _parse_codes(raw: str) -> list[str]:
 def clean_base_url(url: str) -> str:
     """An admin's stand-in API URL: in production it is an outbound URL like any other (public
     https only, ``provisioner.outbound``); in development stand-ins run on 127.0.0.1."""
-    if url and getattr(django_settings, "PRODUCTION", False):
+    if url and django_settings.PRODUCTION:
         try:
             check_outbound_url(url)
         except OutboundRefused as exc:

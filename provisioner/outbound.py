@@ -45,7 +45,7 @@ class CheckedUrl:
 
 
 def _resolver() -> Callable[[str], list[str]]:
-    stub = getattr(settings, "OUTBOUND_RESOLVER", None)
+    stub = settings.OUTBOUND_RESOLVER
     if stub is not None:
         return stub
 
@@ -81,7 +81,7 @@ def check_outbound_url(url: str, *, require_https: bool | None = None) -> Checke
     """Validate ``url`` under the rules above and return it with the address to connect to.
     Raises OutboundRefused."""
     if require_https is None:
-        require_https = bool(getattr(settings, "PRODUCTION", False))
+        require_https = bool(settings.PRODUCTION)
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -97,7 +97,7 @@ def check_outbound_url(url: str, *, require_https: bool | None = None) -> Checke
         raise OutboundRefused("Credentials in the URL are not allowed; use the signing secret.")
     if port is not None and not 1 <= port <= 65535:
         raise OutboundRefused("Not a valid port.")
-    if host in {h.lower() for h in getattr(settings, "OUTBOUND_ALLOWED_HOSTS", [])}:
+    if host in {h.lower() for h in settings.OUTBOUND_ALLOWED_HOSTS}:
         return CheckedUrl(url=url, host=host, address=host)
     try:
         addresses = [str(ipaddress.ip_address(host))]  # an address literal needs no resolving

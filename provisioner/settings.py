@@ -232,6 +232,11 @@ SANDBOX_BOOT_SECONDS = env_int("SANDBOX_BOOT_SECONDS", 8)
 # Spot on a bidding provider (Vast.ai, RunPod): bid this % above the floor unless the workload
 # sets its own margin; the workload's price ceiling caps the bid (workloads/bids.py).
 SPOT_BID_MARGIN_PCT = env_int("SPOT_BID_MARGIN_PCT", 10)
+# Outbound URLs (webhooks, provider base URLs in production) go only to public addresses
+# (provisioner/outbound.py); these host names are trusted as they are. OUTBOUND_RESOLVER: a test seam
+# (a callable host -> addresses), None resolves through DNS.
+OUTBOUND_ALLOWED_HOSTS = env_list("OUTBOUND_ALLOWED_HOSTS", "")
+OUTBOUND_RESOLVER = None
 # Public URL pods use to reach the heartbeat endpoint (production: required, never loopback).
 PUBLIC_BASE_URL = public_base_url("PUBLIC_BASE_URL", production=PRODUCTION)
 # Provider calls: one call's wall-clock limit inside a launch, a launch's attempts and total time
