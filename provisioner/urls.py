@@ -13,3 +13,7 @@ urlpatterns = [
     path("", include("workloads.urls")),
     path("", include("tenants.urls")),
 ]
+
+handler403 = "provisioner.errors.permission_denied"
+handler404 = "provisioner.errors.page_not_found"
+handler500 = "provisioner.errors.server_error"
