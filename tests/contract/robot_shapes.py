@@ -5,7 +5,10 @@ https://robot.hetzner.com/doc/webservice/en.html ("the doc" below; found through
 tool, read 2026-12-02); every schema names the doc section its fields come from (the "Output" /
 "Input" tables of that section). Where the doc's example JSON and its field table differ, the
 schema allows both and says so. ``additionalProperties: false`` everywhere: a field the doc does
-not name fails, in our requests and in the stand-in's answers alike.
+not name fails, in our requests and in the stand-in's answers alike. Cross-checked against an
+independent client, MathiasPius/hrobot-rs (src/api/ordering/models.rs: Product, ProductTransaction,
+MarketTransaction, Addon): it agrees on the ordering fields (its one difference, a nullable addon
+location, is taken below).
 
 Request bodies are form-encoded (doc "Preface / General": POST parameters are
 application/x-www-form-urlencoded); ``OPERATIONS`` lists the form fields each operation may send.
@@ -42,8 +45,9 @@ PRICE = obj({"net": NUM_STR, "gross": NUM_STR, "hourly_net": NULLABLE_NUM_STR, "
 SETUP = obj({"net": NUM_STR, "gross": NUM_STR})
 LOCATION_PRICE = obj({"location": STR, "price": PRICE, "price_setup": SETUP})
 # same section: orderable_addons (Array)(Object) id, name, location, min, max, prices (the examples
-# carry no "location" at this level: optional)
-ADDON = obj({"id": STR, "name": STR, "location": STR, "min": INT, "max": INT,
+# carry no "location" at this level: optional; hrobot-rs, src/api/ordering/models.rs ``Addon``,
+# reads it as Option<Location>, "None is everywhere": nullable)
+ADDON = obj({"id": STR, "name": STR, "location": NULLABLE_STR, "min": INT, "max": INT,
              "prices": {"type": "array", "items": LOCATION_PRICE}}, ["id", "name", "min", "max", "prices"])
 
 # doc "GET /order/server/product" and "GET /order/server/product/{product-id}", Output
