@@ -226,6 +226,8 @@ CELERY_TASK_IGNORE_RESULT = True
 # --- product settings ---------------------------------------------------------------------
 # Admins may point an account at a stand-in base URL (demos, browser tests). Off in production
 # unless explicitly enabled.
+# a claimed launch's lease: a pod whose worker died is re-queued this long after (workloads/claims.py)
+LAUNCH_CLAIM_LEASE_SECONDS = env_int("LAUNCH_CLAIM_LEASE_SECONDS", 30)
 PROVIDER_BASE_URL_OVERRIDE_ALLOWED = env_bool("PROVIDER_BASE_URL_OVERRIDE_ALLOWED", not PRODUCTION)
 # Sandbox pods boot after this many seconds (tests set 0).
 SANDBOX_BOOT_SECONDS = env_int("SANDBOX_BOOT_SECONDS", 8)

@@ -21,18 +21,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 
 from provisioner import clock
-from provisioner.env import env_int
 
 from .models import Pod, PodEvent, PodState
 from .transitions import pod_event, pod_transition
 
 logger = logging.getLogger(__name__)
 
-CLAIM_LEASE_SECONDS = env_int("LAUNCH_CLAIM_LEASE_SECONDS", 30)
+CLAIM_LEASE_SECONDS = settings.LAUNCH_CLAIM_LEASE_SECONDS
 MAX_REQUEUES = 3
 
 
