@@ -9,8 +9,10 @@ from django import forms
 from providers.services import InvoiceRateInvalid, invoice_rate_validate
 from provisioner.inputs import MAX_URL_CHARS
 from provisioner.outbound import OutboundRefused, check_outbound_url
+from tenants.access import project_scope
 from tenants.models import Project
-from tenants.selectors import projects_for_tenant
+from tenants.permissions import MANAGE_BUDGETS
+from tenants.selectors import projects_for
 
 from .models import Budget
 
@@ -39,9 +41,15 @@ class BudgetForm(forms.Form):
                                      help_text="Requests carry X-Provisioner-Signature: sha256=HMAC(secret, body). "
                                                "Leave empty to keep the current secret.")
 
-    def __init__(self, *args, tenant=None, **kwargs):
+    def __init__(self, *args, membership=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["project"].queryset = projects_for_tenant(tenant)  # restricted dropdown
+        # restricted dropdown: the projects whose budgets the member manages; "Whole organization"
+        # only for who manages budgets on every project (``tenants.access.project_scope``)
+        self.fields["project"].queryset = projects_for(membership, MANAGE_BUDGETS)
+        self.org_wide_allowed = project_scope(membership, MANAGE_BUDGETS)[1]
+        self.fields["project"].required = not self.org_wide_allowed
+        if not self.org_wide_allowed:
+            self.fields["project"].empty_label = None
 
     def clean_webhook_url(self) -> str:
         url = self.cleaned_data.get("webhook_url") or ""

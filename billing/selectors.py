@@ -14,6 +14,8 @@ from django.db.models.functions import Coalesce, Greatest
 
 from providers.models import ProviderAccount
 from provisioner import clock
+from tenants.access import project_scope
+from tenants.permissions import VIEW_SPEND
 
 from .models import Budget, BudgetAlert, BudgetReservation, LedgerEntry, SavedSpendView, SpendRollup
 
@@ -81,15 +83,23 @@ def hard_budgets_for(*, tenant_id, project_id):
             .filter(Q(project__isnull=True) | Q(project_id=project_id)).order_by("pk"))
 
 
-def alerts_for_tenant(tenant, *, unread_only: bool = False):
-    qs = BudgetAlert.objects.for_tenant(tenant).select_related("budget", "provider_account")
+def _alerts_visible(membership):
+    """The member's alerts: a budget's only where they may see its spend (``Budget.restrict``),
+    provider-cap alerts (no budget) to whoever sees spend."""
+    qs = BudgetAlert.objects.restrict(membership, VIEW_SPEND)
+    if not project_scope(membership, VIEW_SPEND)[1]:
+        qs = qs.filter(Q(budget__isnull=True) | Q(budget__in=Budget.objects.restrict(membership, VIEW_SPEND)))
+    return qs
+
+
+def alerts_for(membership, *, unread_only: bool = False):
+    qs = _alerts_visible(membership).select_related("budget", "provider_account")
     return qs.filter(read_at__isnull=True) if unread_only else qs
 
 
-def alert_banners(tenant, *, limit: int = 5) -> list[dict]:
+def alert_banners(membership, *, limit: int = 5) -> list[dict]:
     """The newest unread alerts' text for the dashboard banner (no joins: only the message)."""
-    return list(BudgetAlert.objects.for_tenant(tenant).filter(read_at__isnull=True)
-                .values("message", "created_at")[:limit])
+    return list(_alerts_visible(membership).filter(read_at__isnull=True).values("message", "created_at")[:limit])
 
 
 def saved_views_for_tenant(tenant) -> list[dict]:
@@ -98,6 +108,7 @@ def saved_views_for_tenant(tenant) -> list[dict]:
 
 
 def budgets_for_tenant(tenant):
+    """Every budget of the organization (benchmarks, tasks); pages use ``budgets_for``."""
     return Budget.objects.for_tenant(tenant).select_related("project")
 
 
@@ -157,3 +168,9 @@ def _fetch_failure(account: ProviderAccount):
     """The account's last reconciliation attempt when it failed, else None."""
     fetch = getattr(account, "billing_fetch", None)  # no row: Django's DoesNotExist is an AttributeError
     return fetch if fetch is not None and fetch.error else None
+
+
+def budgets_for(membership, action: str = VIEW_SPEND):
+    """The budgets the member may ``action`` (role × per-project grant; a whole-organization
+    budget needs ``action`` on every project)."""
+    return Budget.objects.restrict(membership, action).select_related("project")

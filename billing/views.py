@@ -4,6 +4,8 @@ template."""
 from __future__ import annotations
 
 import csv
+import dataclasses
+import uuid
 
 from django.conf import settings
 from django.contrib import messages
@@ -19,7 +21,7 @@ from providers import services as provider_services
 from providers.models import InvoiceRate
 from providers.selectors import effective_invoice_rates
 from provisioner import clock
-from tenants.access import get_for_tenant_or_404, require_member
+from tenants.access import get_for_tenant_or_404, project_scope, require_member
 from tenants.permissions import MANAGE_BUDGETS, VIEW_SPEND, role_has
 
 from . import charts, dashboard, money, reports
@@ -28,8 +30,8 @@ from .forms import BudgetForm, InvoiceRateForm
 from .models import Budget, SavedSpendView
 from .selectors import (
     alert_banners,
-    alerts_for_tenant,
-    budgets_for_tenant,
+    alerts_for,
+    budgets_for,
     reconciliation_accounts,
     reconciliation_rows,
     saved_views_for_tenant,
@@ -47,7 +49,14 @@ def _view_model(request: HttpRequest):
     membership = require_member(request, VIEW_SPEND)
     tenant = membership.tenant
     projects, providers = dashboard.name_maps(tenant)
+    granted, every = project_scope(membership, VIEW_SPEND)
+    if not every:  # per-project grants: only the spend of the projects the member may see
+        if not granted:
+            raise PermissionDenied("You may not see the spend of any project of this organization.")
+        projects = {k: name for k, name in projects.items() if uuid.UUID(k) in granted}
     f = dashboard.parse_filters(request.GET, projects=projects, providers=providers, today=clock.now().date())
+    if not every and not f.project_ids:  # "all projects" = all the member's projects
+        f = dataclasses.replace(f, project_ids=tuple(sorted(projects)))
     v = dashboard.build(tenant, f, projects=projects, providers=providers)
     return membership, tenant, projects, providers, f, v
 
@@ -67,7 +76,7 @@ def spend(request: HttpRequest) -> HttpResponse:
     ctx = {"v": v, "f": f, "now": clock.now()}
     if request.htmx:
         return render(request, "billing/partials/spend_live.html", ctx)
-    budgets = list(budgets_for_tenant(tenant).select_related(None).defer("webhook_secret"))  # gauges: name, period, amount
+    budgets = list(budgets_for(membership).select_related(None).defer("webhook_secret"))  # gauges: name, period, amount
     gauges = dashboard.budget_gauges(tenant, budgets, view=v)
     rows = v.table()
     ctx.update({
@@ -78,7 +87,7 @@ def spend(request: HttpRequest) -> HttpResponse:
         "rows": rows, "rows_html": _table_rows_html(rows), "gauges": gauges,
         "chart_spend": charts.spend_over_time(v), "chart_forecast": charts.burn_and_forecast(v),
         "chart_budgets": charts.budget_gauges(gauges),
-        "alerts": alert_banners(tenant),
+        "alerts": alert_banners(membership),
     })
     return render(request, "billing/spend.html", ctx)
 
@@ -174,15 +183,15 @@ def budgets(request: HttpRequest) -> HttpResponse:
     """Budgets with their gauges; finance/owners/admins create them here."""
     membership = require_member(request, VIEW_SPEND)
     tenant = membership.tenant
-    form = BudgetForm(tenant=tenant)
+    form = BudgetForm(membership=membership)
     if request.method == "POST":
         require_member(request, MANAGE_BUDGETS)
-        form = BudgetForm(request.POST, tenant=tenant)
+        form = BudgetForm(request.POST, membership=membership)
         if form.is_valid():
             b = budget_create(tenant=tenant, **_budget_fields(form))
             messages.success(request, f'Budget "{b.name}" created.')
             return redirect("billing:budgets")
-    items = list(budgets_for_tenant(tenant))
+    items = list(budgets_for(membership))
     return render(request, "billing/budgets.html", {
         "form": form, "gauges": dashboard.budget_gauges(tenant, items), "back_to_spend": _back_to_spend(request),
         "rates": effective_invoice_rates(tenant),
@@ -191,21 +200,21 @@ def budgets(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def budget_edit(request: HttpRequest, pk) -> HttpResponse:
-    budget = get_for_tenant_or_404(request, Budget, MANAGE_BUDGETS, pk=pk)
-    tenant = budget.tenant
+    budget = get_for_tenant_or_404(request, Budget, MANAGE_BUDGETS, pk=pk)  # and on its project (or all)
+    membership = request.membership
     if request.method == "POST":
         if "delete" in request.POST:
             name = budget.name
             budget_delete(budget=budget)
             messages.success(request, f'Budget "{name}" deleted.')
             return redirect("billing:budgets")
-        form = BudgetForm(request.POST, tenant=tenant)
+        form = BudgetForm(request.POST, membership=membership)
         if form.is_valid():
             budget_update(budget=budget, **_budget_fields(form, keep_secret=budget.webhook_secret))
             messages.success(request, f'Budget "{budget.name}" saved.')
             return redirect("billing:budgets")
     else:
-        form = BudgetForm(initial=BudgetForm.initial_for(budget), tenant=tenant)
+        form = BudgetForm(initial=BudgetForm.initial_for(budget), membership=membership)
     return render(request, "billing/budget_edit.html", {"form": form, "budget": budget})
 
 
@@ -248,9 +257,11 @@ def alerts(request: HttpRequest) -> HttpResponse:
     """In-app notifications: every budget and provider-cap alert, newest first."""
     membership = require_member(request, VIEW_SPEND)
     if request.method == "POST":
-        alerts_mark_read(tenant=membership.tenant)
+        visible = list(alerts_for(membership, unread_only=True).values_list("pk", flat=True))
+        if visible:  # only what this member can see (an empty list would mean "all")
+            alerts_mark_read(tenant=membership.tenant, ids=visible)
         return redirect("billing:alerts")
-    items = list(alerts_for_tenant(membership.tenant)[:200])
+    items = list(alerts_for(membership)[:200])
     return render(request, "billing/alerts.html", {"alerts": items, "back_to_spend": _back_to_spend(request)})
 
 
@@ -258,5 +269,5 @@ def alerts(request: HttpRequest) -> HttpResponse:
 def alerts_badge(request: HttpRequest) -> HttpResponse:
     """Tiny fragment for the nav bar (loaded lazily, so other pages pay no query for it)."""
     membership = require_member(request, VIEW_SPEND)
-    n = alerts_for_tenant(membership.tenant, unread_only=True).count()
+    n = alerts_for(membership, unread_only=True).count()
     return render(request, "billing/partials/alerts_badge.html", {"unread": n})

@@ -15,7 +15,8 @@ from django.views.decorators.http import require_POST
 from .access import get_for_tenant_or_404, require_member
 from .forms import AuditFilterForm, InviteForm, RoleForm
 from .models import AuditEvent, Membership, Project
-from .permissions import MANAGE_MEMBERS, PROJECT_PERMISSIONS, VIEW_AUDIT
+from .permissions import MANAGE_MEMBERS, PROJECT_PERMISSIONS, VIEW_AUDIT, role_has
+from .selectors import grant_matrix
 from .services import LastOwnerError, member_invite, membership_change_role, membership_remove, project_grant_set
 
 
@@ -32,15 +33,14 @@ def members(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, f"Added {m.user.username} as {m.get_role_display()}.")
         return redirect("members")
-    rows = []
     projects = list(tenant.projects.all())
-    from guardian.shortcuts import get_perms
-
-    for m in tenant.memberships.select_related("user").order_by("user__username"):
-        grants = {p.pk: set(get_perms(m.user, p)) for p in projects}
-        rows.append({"m": m, "grants": grants})
+    memberships = list(tenant.memberships.select_related("user").order_by("user__username"))
+    matrix = grant_matrix(tenant, memberships, projects)
+    rows = [{"m": m, "cells": [{"project": p, "caps": [
+        {"cap": cap, "on": cap in matrix.get((m.user_id, p.pk), ()), "allowed": role_has(m.role, cap)}
+        for cap in PROJECT_PERMISSIONS]} for p in projects]} for m in memberships]
     return render(request, "tenants/members.html", {"rows": rows, "form": form, "projects": projects,
-                                                    "role_form": RoleForm(), "capabilities": list(PROJECT_PERMISSIONS)})
+                                                    "role_form": RoleForm()})
 
 
 @login_required

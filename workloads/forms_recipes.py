@@ -108,11 +108,12 @@ class WorkloadForm(forms.Form):
 
     RAW_ONLY = ("image", "command", "env")
 
-    def __init__(self, *args, tenant=None, version: RecipeVersion | None = None, **kwargs):
+    def __init__(self, *args, tenant=None, version: RecipeVersion | None = None, projects=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.tenant = tenant
         self.version = version
-        self.fields["project"].queryset = projects_for_tenant(tenant)  # restricted dropdown
+        # restricted dropdown: the projects the member may launch in (``projects_for``), else the tenant's
+        self.fields["project"].queryset = projects if projects is not None else projects_for_tenant(tenant)
         self.declaration: Declaration | None = None
         self.spec: dict[str, Any] | None = None
         first = self.fields["project"].queryset.first()

@@ -17,6 +17,9 @@ from django.db import transaction
 from django.db.models import Q
 
 from provisioner import clock
+from tenants.access import may_on_project
+from tenants.models import Membership
+from tenants.permissions import PROVISION
 
 from . import services
 from .models import FINAL_POD_STATES, LIVE_POD_STATES, Lifecycle, OverlapPolicy, Pod, PodState, ScheduledRun, Workload
@@ -101,10 +104,24 @@ def scheduled_workload_fire(workload_id: str, *, due_at: datetime | None = None)
                                                state=ScheduledRun.State.SKIPPED, note="Skipped: a run is already queued")
         return ScheduledRun.objects.create(tenant_id=workload.tenant_id, workload=workload, due_at=due,
                                            state=ScheduledRun.State.QUEUED, note="Queued until the previous run ends")
+    if refusal := _owner_refusal(workload):
+        return ScheduledRun.objects.create(tenant_id=workload.tenant_id, workload=workload, due_at=due,
+                                           state=ScheduledRun.State.SKIPPED, note=refusal)
     run = ScheduledRun.objects.create(tenant_id=workload.tenant_id, workload=workload, due_at=due,
                                       state=ScheduledRun.State.QUEUED)
     _start_run(run, workload)
     return run
+
+
+def _owner_refusal(workload: Workload) -> str:
+    """Why the workload's owner may no longer launch it ('' when they may): a scheduled run
+    launches on its owner's behalf, so it obeys the owner's role and per-project grant at fire
+    time (``tenants.access``) - a revoked grant or a removed member stops the next run."""
+    membership = (Membership.objects.filter(tenant_id=workload.tenant_id, user_id=workload.owner_id).first()
+                  if workload.owner_id else None)
+    if may_on_project(membership, PROVISION, workload.project_id):
+        return ""
+    return "Skipped: its owner may no longer launch in this project"
 
 
 def _start_run(run: ScheduledRun, workload: Workload) -> list[Pod]:
@@ -160,6 +177,10 @@ def scheduled_runs_tick() -> dict[str, int]:
                 run.save(update_fields=["state", "note", "ended_at"])
                 continue
             if _live_pods(workload).exists():
+                continue
+            if refusal := _owner_refusal(workload):
+                run.state, run.note, run.ended_at = ScheduledRun.State.SKIPPED, refusal, now
+                run.save(update_fields=["state", "note", "ended_at"])
                 continue
             _start_run(run, workload)
             started += 1

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
@@ -17,7 +17,7 @@ from providers.catalog import expand_countries, expand_gpu_classes
 from providers.selectors import provider_accounts_for_tenant
 from provisioner import clock
 from provisioner.inputs import finite_decimal
-from tenants.access import get_for_tenant_or_404, require_member
+from tenants.access import get_for_tenant_or_404, project_ids_for, require_member, require_project
 from tenants.permissions import PROVISION
 from tenants.selectors import projects_for_tenant
 
@@ -71,12 +71,16 @@ def placement_preview(request: HttpRequest) -> HttpResponse:
     """The chosen offer, its price, why it won, the next alternatives and the exclusions."""
     membership = require_member(request, PROVISION)
     tenant = membership.tenant
+    if not project_ids_for(membership, PROVISION):
+        raise PermissionDenied("You may not launch in any project of this organization.")
     project = None
     if request.GET.get("project"):
         try:  # restricted to the tenant: another organization's project id matches nothing
             project = projects_for_tenant(tenant).filter(pk=request.GET["project"]).first()
         except (ValueError, ValidationError):
             project = None
+        if project is not None:  # one of ours: the member must hold the launch grant on it
+            require_project(membership, PROVISION, project.pk)
     spec = spec_from_params(request.GET)
     result = placement_for(tenant_id=tenant.pk, project_id=project.pk if project else None, spec=spec,
                            now=clock.now(), limit=4)

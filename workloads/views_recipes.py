@@ -20,6 +20,7 @@ from django.views.decorators.http import require_POST
 from providers.selectors import provider_accounts_for_tenant
 from tenants.access import get_for_tenant_or_404, require_member
 from tenants.permissions import PROVISION, USE_CREDENTIALS, role_has
+from tenants.selectors import projects_for
 
 from . import recipes
 from .forms_recipes import RecipeAuthorForm, SecretForm, WorkloadForm
@@ -81,10 +82,11 @@ def _launch(request: HttpRequest, version, recipe=None, initial=None) -> HttpRes
     membership = require_member(request)
     tenant = membership.tenant
     can_launch = role_has(membership.role, PROVISION)
+    projects = projects_for(membership, PROVISION) if can_launch else None  # only projects granted for launching
     if request.method == "POST":
         if not can_launch:
             raise PermissionDenied("Your role cannot launch workloads.")
-        form = WorkloadForm(request.POST, tenant=tenant, version=version)
+        form = WorkloadForm(request.POST, tenant=tenant, version=version, projects=projects)
         if form.is_valid():
             workload, pods = workload_declare_and_start(tenant=tenant, owner=request.user, declaration=form.declaration)
             if workload.lifecycle == Lifecycle.SCHEDULED:
@@ -95,7 +97,7 @@ def _launch(request: HttpRequest, version, recipe=None, initial=None) -> HttpRes
                 return redirect("workloads:pod_detail", pk=pods[0].pk)
             return redirect("workloads:workload_detail", pk=workload.pk)
     else:
-        form = WorkloadForm(tenant=tenant, version=version, initial=initial)
+        form = WorkloadForm(tenant=tenant, version=version, initial=initial, projects=projects)
     has_providers = provider_accounts_for_tenant(tenant).filter(enabled=True).exists()
     preview_url = (reverse("workloads:recipe_preview", kwargs={"slug": recipe.slug}) if recipe
                    else reverse("workloads:launch_preview"))
@@ -140,7 +142,8 @@ def _preview(request: HttpRequest, version) -> HttpResponse:
     """HTMX fragment: the rendered container spec (read-only), errors, and the cost estimate."""
     membership = require_member(request)
     tenant = membership.tenant
-    form = WorkloadForm(request.GET, tenant=tenant, version=version)
+    form = WorkloadForm(request.GET, tenant=tenant, version=version,
+                        projects=projects_for(membership, PROVISION) if role_has(membership.role, PROVISION) else None)
     ctx: dict = {"form": form, "spec_text": None, "estimate": None, "placement_preview_url": _placement_preview_url()}
     if form.is_valid():
         ctx["spec_text"] = recipes.spec_as_text(recipes.spec_preview(form.spec, secret_labels(tenant)))

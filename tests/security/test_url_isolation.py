@@ -9,7 +9,10 @@ fails ``test_every_url_is_covered``.
 
 from __future__ import annotations
 
+import csv
+import io
 import uuid
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -17,6 +20,8 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from providers.services import capacity_poll, invoice_rate_set
 from tenants.models import Membership, Role
+from tenants.permissions import MANAGE_BUDGETS, PROVISION, VIEW_SPEND
+from tenants.services import project_create
 from tests.factories import SandboxAccountFactory, make_member, make_tenant
 from workloads import services as wl
 from workloads.models import Recipe, RecipeVersion
@@ -123,12 +128,7 @@ def test_every_url_is_covered():
 def _world(tenant, owner, prefix=""):
     account = SandboxAccountFactory(tenant=tenant, name=f"{prefix}Cloud")
     capacity_poll(accounts=[account])
-    project = tenant.projects.create(name=f"{prefix}Project")
-    from guardian.shortcuts import assign_perm
-
-    for m in tenant.memberships.all():
-        if m.role in (Role.OWNER, Role.ADMIN, Role.DEVELOPER):
-            assign_perm("tenants.provision_compute", m.user, project)
+    project = project_create(tenant=tenant, name=f"{prefix}Project")  # grants each member their role's capabilities
     workload = wl.workload_create(tenant=tenant, project=project, owner=owner, name=f"{prefix.lower().replace(' ', '-')}zz-workload"
                                   if not prefix else "zz-foreign-workload", image="busybox", gpu_class="T4")
     (pod,) = wl.workload_launch(workload=workload, enqueue=False)
@@ -205,3 +205,163 @@ def test_viewer_lacking_the_permission_gets_403(client, worlds, name):
     if name in VIEWER_READ_ONLY:
         assert client.get(url).status_code == 200  # readable, but the launch itself was refused above
     assert worlds["own"]["pod"].__class__.objects.get(pk=worlds["own"]["pod"].pk).state == "running"
+
+
+# --- per-project grants (issue 16 §1) ----------------------------------------------------------------
+# Role × per-project grant is one decision (tenants.access.project_scope). For each project-scoped URL:
+# the capability whose grant on the world's project is revoked, through the Members page's own toggle,
+# and how the URL is reached. After the revocation the same member is refused; after re-granting, served
+# again - access is lost and restored by the grant itself, not by a row being removed.
+PROJECT_SCOPED_OBJECTS = {
+    "workloads:pod_terminate": (PROVISION, lambda w: {"pk": w["pod"].pk}),
+    "workloads:workload_clone": (PROVISION, lambda w: {"pk": w["workload"].pk}),
+    "workloads:workload_relaunch": (PROVISION, lambda w: {"pk": w["workload"].pk}),
+    "workloads:workload_stop": (PROVISION, lambda w: {"pk": w["workload"].pk}),
+    "workloads:workload_move": (PROVISION, lambda w: {"pk": w["workload"].pk}),
+    "billing:budget_edit": (MANAGE_BUDGETS, lambda w: {"pk": w["project_budget"].pk}),
+}
+# lists and forms: the project (its option, its spend, its budgets) must vanish or the request be refused
+PROJECT_SCOPED_LISTS = {
+    "workloads:launch": PROVISION, "workloads:recipe_launch": PROVISION, "workloads:placement_preview": PROVISION,
+    "billing:spend": VIEW_SPEND, "billing:export": VIEW_SPEND, "billing:budgets": VIEW_SPEND,
+    "billing:alerts": VIEW_SPEND, "billing:alerts_badge": VIEW_SPEND,
+}
+# the rest, each with why a per-project grant does not apply
+NOT_PROJECT_SCOPED = {
+    "workloads:pod_detail": "reading a pod is VIEW, which no grant narrows: every member sees every pod",
+    "workloads:pod_utilization": "reading (VIEW, tenant-wide)", "workloads:workload_detail": "reading (VIEW, tenant-wide)",
+    "workloads:pod_list": "reading (VIEW, tenant-wide)", "workloads:workload_list": "reading (VIEW, tenant-wide)",
+    "workloads:launch_preview": "renders the launch form's spec; launching is refused by workloads:launch",
+    "workloads:recipe_preview": "renders the launch form's spec; launching is refused by workloads:recipe_launch",
+    "billing:saved_views": "a saved view is a query string; what it shows is billing:spend's, restricted",
+    "billing:saved_view_save": "stores a query string; see billing:saved_views",
+    "billing:saved_view_delete": "see billing:saved_views",
+}
+
+
+def _grant(client, world, capability: str, granted: bool) -> None:
+    url = reverse("member_grant", kwargs={"pk": world["member"].pk, "project_pk": world["project"].pk})
+    assert client.post(url, {"capability": capability, "granted": "1" if granted else "0"}).status_code == 302
+
+
+def test_every_project_scoped_url_is_covered():
+    """Every URL acting on a pod, workload or budget, and every launch or spend page, is in one table."""
+    touching = {n for n in OBJECT_URLS if n.startswith(("workloads:pod", "workloads:workload", "billing:budget",
+                                                         "billing:saved"))}
+    touching |= {n for n in LIST_URLS if n.startswith(("workloads:launch", "workloads:placement", "workloads:pod",
+                                                        "workloads:workload", "billing:spend", "billing:export",
+                                                        "billing:budget", "billing:saved", "billing:alert"))}
+    touching |= {"workloads:recipe_launch", "workloads:recipe_preview"}
+    covered = set(PROJECT_SCOPED_OBJECTS) | set(PROJECT_SCOPED_LISTS) | set(NOT_PROJECT_SCOPED)
+    assert not sorted(touching - covered), f"project-scoped URLs without a grant test: {sorted(touching - covered)}"
+
+
+@pytest.fixture
+def granted_world(worlds):
+    """The own world, with a budget and an alert of its project and a finished pod's spend there."""
+    from billing.budgets import budget_create
+    from billing.models import BudgetAlert
+    from billing.rollups import rollup_dirty
+    from provisioner import clock
+    from tests.billing.helpers import account, make_pod, run_timeline
+    from workloads.models import PodState
+
+    w = worlds["own"]
+    tenant = w["project"].tenant
+    w["project_budget"] = budget_create(tenant=tenant, name="zz-project-budget", amount_usd=Decimal("500"), project=w["project"])
+    BudgetAlert.objects.create(tenant=tenant, budget=w["project_budget"], period_start=clock.now(), threshold=50,
+                               spent_usd=Decimal("250"), limit_usd=Decimal("500"), message="zz-project-alert",
+                               created_at=clock.now())
+    pod = make_pod(tenant, w["project"], worlds["owner"], account(tenant, name="Billing"), price="5.00", name="zz-spend")
+    start = (clock.now() - timedelta(days=2)).replace(hour=6, minute=0, second=0, microsecond=0)
+    run_timeline(pod, start, [(timedelta(0), PodState.RUNNING), (timedelta(hours=2), PodState.TERMINATED)],
+                 meter_every=timedelta(hours=1))
+    rollup_dirty()
+    w["member"] = Membership.objects.get(tenant=tenant, user=worlds["owner"])
+    return w
+
+
+def _project_objects_shown(client, w, name: str):
+    """(status, whether the world's project shows up) for one list/form URL."""
+    pk = str(w["project"].pk)
+    if name == "workloads:launch":
+        r = client.get(reverse(name))
+        return r.status_code, f'value="{pk}"' in r.content.decode()
+    if name == "workloads:recipe_launch":
+        r = client.get(reverse(name, kwargs={"slug": w["recipe"].slug}))
+        return r.status_code, f'value="{pk}"' in r.content.decode()
+    if name == "workloads:placement_preview":
+        r = client.get(reverse(name), {"project": pk, "gpu_class": "T4", "gpu_count": "1"})
+        return r.status_code, r.status_code == 200
+    if name == "billing:spend":
+        r = client.get(reverse(name), {"range": "7d", "group": "project"})
+        return r.status_code, f'value="{pk}"' in r.content.decode()
+    if name == "billing:export":
+        r = client.get(reverse(name), {"range": "7d", "group": "project"})
+        if r.status_code != 200:
+            return r.status_code, False
+        rows = list(csv.DictReader(io.StringIO(r.content.decode())))
+        return r.status_code, any(row["project"] == w["project"].name and Decimal(row["amount_usd"]) > 0 for row in rows)
+    if name == "billing:budgets":
+        r = client.get(reverse(name))
+        return r.status_code, "zz-project-budget" in r.content.decode()
+    if name == "billing:alerts":
+        r = client.get(reverse(name))
+        return r.status_code, "zz-project-alert" in r.content.decode()
+    if name == "billing:alerts_badge":
+        r = client.get(reverse(name))
+        return r.status_code, ">1 alert<" in r.content.decode()
+    raise AssertionError(name)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("name", sorted(PROJECT_SCOPED_LISTS))
+def test_revoked_grant_hides_the_project_from_lists_and_forms(client, granted_world, worlds, name):
+    client.force_login(worlds["owner"])
+    status, shown = _project_objects_shown(client, granted_world, name)
+    assert status == 200 and shown, f"{name}: the granted project is not shown ({status})"
+    _grant(client, granted_world, PROJECT_SCOPED_LISTS[name], False)
+    status, shown = _project_objects_shown(client, granted_world, name)
+    assert status in (200, 403) and not shown, f"{name}: still shows the project after its grant was revoked"
+    _grant(client, granted_world, PROJECT_SCOPED_LISTS[name], True)
+    assert _project_objects_shown(client, granted_world, name) == (200, True)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("name", sorted(PROJECT_SCOPED_OBJECTS))
+def test_revoked_grant_refuses_every_action_on_the_project(client, granted_world, worlds, name):
+    client.force_login(worlds["owner"])
+    capability, kwargs = PROJECT_SCOPED_OBJECTS[name]
+    url = reverse(name, kwargs=kwargs(granted_world))
+    _grant(client, granted_world, capability, False)
+    for method in ("get", "post"):
+        resp = getattr(client, method)(url)
+        assert resp.status_code in (403, 405), f"{method.upper()} {url} after revoking {capability}: {resp.status_code}"
+    pod = granted_world["pod"]
+    pod.refresh_from_db()
+    assert pod.state == "running"
+    assert granted_world["workload"].__class__.objects.filter(tenant=pod.tenant).count() == 2  # nothing cloned
+    _grant(client, granted_world, capability, True)
+    resp = client.post(url)
+    assert resp.status_code not in (403, 404), f"POST {url} after re-granting {capability}: {resp.status_code}"
+
+
+@pytest.mark.django_db
+def test_revoked_launch_grant_refuses_the_launch_itself(client, granted_world, worlds):
+    client.force_login(worlds["owner"])
+    _grant(client, granted_world, PROVISION, False)
+    data = {"name": "zz-sneaky", "project": str(granted_world["project"].pk), "image": "busybox", "gpu_class": "T4",
+            "gpu_count": "1", "lifecycle": "job", "replicas": "1", "overlap_policy": "skip", "networking": "internal"}
+    resp = client.post(reverse("workloads:launch"), data)
+    assert resp.status_code == 200 and "valid choice" in resp.content.decode()
+    assert not granted_world["workload"].__class__.objects.filter(name="zz-sneaky").exists()
+
+
+@pytest.mark.django_db
+def test_whole_organization_budget_needs_the_grant_on_every_project(client, granted_world, worlds):
+    client.force_login(worlds["owner"])
+    url = reverse("billing:budget_edit", kwargs={"pk": granted_world["budget"].pk})  # project=None
+    assert client.get(url).status_code == 200
+    _grant(client, granted_world, MANAGE_BUDGETS, False)  # on one project only
+    assert client.get(url).status_code == 403
+    assert "Whole organization" not in client.get(reverse("billing:budgets")).content.decode()

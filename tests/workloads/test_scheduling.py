@@ -177,3 +177,24 @@ def test_max_duration_is_a_hard_stop(tenant, project, owner, sandbox, django_cap
     assert "Maximum duration of 30 min" in pod.state_reason
     w.refresh_from_db()
     assert w.state == Workload.State.STOPPED
+
+
+@pytest.mark.django_db
+def test_revoked_launch_grant_stops_the_owners_scheduled_runs(tenant, project, owner, sandbox):
+    """A scheduled run launches on its owner's behalf: revoking the owner's provision grant on the
+    project (or removing the member) makes the next firing a skip, not a launch (issue 16 §1)."""
+    from tenants.models import Membership
+    from tenants.services import project_grant_set
+
+    w = _scheduled(tenant, project, owner, overlap="allow")
+    project_grant_set(membership=Membership.objects.get(tenant=tenant, user=owner), project=project,
+                      capability="provision_compute", granted=False)
+    with clock.frozen(T0.replace(minute=0, second=2, hour=9)):
+        run = scheduled_workload_fire(str(w.pk))
+    assert run.state == "skipped" and "no longer launch" in run.note
+    assert w.pods.count() == 0
+    project_grant_set(membership=Membership.objects.get(tenant=tenant, user=owner), project=project,
+                      capability="provision_compute", granted=True)
+    with clock.frozen(T0.replace(minute=0, second=2, hour=10)):
+        assert scheduled_workload_fire(str(w.pk)).state == "started"
+    assert w.pods.count() == 1
