@@ -73,22 +73,22 @@ def burn_and_forecast(v: SpendView) -> str:
 
 
 def budget_gauges(gauges: list[dict]) -> str:
+    """Each budget as a horizontal bar (spent this period) with a tick at its amount: plotly's
+    basic bundle (bar, scatter, pie: static/vendor/plotly.min.js) has no ``indicator`` trace,
+    and bars keep long budget names readable on the axis instead of clipped dial titles."""
     if not gauges:
         return ""
-    n = len(gauges)
-    traces = []
-    for i, g in enumerate(gauges):
-        b = g["budget"]
-        amount = float(b.amount_usd)
-        traces.append({
-            "type": "indicator", "mode": "gauge+number", "value": float(money.cents(g["spent"])),
-            "number": {"prefix": "$", "valueformat": ",.2f"},
-            "title": {"text": f"{b.name}<br><span style='font-size:0.8em'>{b.get_period_display()}</span>"},
-            "domain": {"x": [i / n + 0.02, (i + 1) / n - 0.02], "y": [0, 1]},
-            "gauge": {"axis": {"range": [0, max(amount, float(g["spent"]))]},
-                      "bar": {"color": {"ok": PALETTE[1], "warn": PALETTE[2], "bad": PALETTE[3]}[g["state"]]},
-                      "threshold": {"line": {"color": "#101828", "width": 3}, "value": amount}},
-        })
-    # room above the dials for the two-line titles (name, period): 60 px clipped the name
-    layout = {**LAYOUT, "height": 240, "margin": {"l": 20, "r": 20, "t": 84, "b": 10}}
-    return _html({"data": traces, "layout": layout}, "chart-budgets")
+    names = [f"{g['budget'].name} ({g['budget'].get_period_display()})" for g in gauges]
+    spent = {"type": "bar", "orientation": "h", "name": "Spent", "y": names,
+             "x": [float(money.cents(g["spent"])) for g in gauges],
+             "marker": {"color": [{"ok": PALETTE[1], "warn": PALETTE[2], "bad": PALETTE[3]}[g["state"]] for g in gauges]},
+             "text": [f"{g['pct']:.0f}%" for g in gauges], "textposition": "auto",
+             "hovertemplate": "%{y}: $%{x:,.2f} spent<extra></extra>"}
+    amount = {"type": "scatter", "mode": "markers", "name": "Budget", "y": names,
+              "x": [float(g["budget"].amount_usd) for g in gauges],
+              "marker": {"symbol": "line-ns-open", "size": 28, "color": "#101828", "line": {"width": 3}},
+              "hovertemplate": "%{y}: budget $%{x:,.2f}<extra></extra>"}
+    layout = {**LAYOUT, "height": 90 + 44 * len(gauges), "margin": {"l": 10, "r": 20, "t": 10, "b": 40},
+              "showlegend": False, "xaxis": {"tickprefix": "$", "rangemode": "tozero"},
+              "yaxis": {"automargin": True, "autorange": "reversed"}}
+    return _html({"data": [spent, amount], "layout": layout}, "chart-budgets")

@@ -63,7 +63,7 @@ def _take_slot(key: str) -> int:
 class SecurityHeadersMiddleware:
     """Content-Security-Policy and friends. Everything (htmx, plotly, static/js/app.js) is served
     from our origin, and scripts only from there: no inline script or handler, no eval (charts
-    are JSON drawn by app.js; plotly.js 4's scatter/bar/indicator traces need no eval, the
+    are JSON drawn by app.js; plotly.js 4 basic bundle (bar, scatter, pie) needs no eval, the
     WebGL traces that would are not used). Styles keep 'unsafe-inline' (plotly and htmx set
     inline styles); an injected style cannot run code."""
 
