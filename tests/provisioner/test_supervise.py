@@ -1,5 +1,7 @@
 """runstack's supervisor: a crashed child is restarted with backoff, the others keep running."""
 
+from pathlib import Path
+
 from provisioner.supervise import Child, Supervisor
 
 
@@ -80,3 +82,15 @@ def test_stop_all_terminates_every_live_child():
     sup, _, _, spawned = _supervisor()
     sup.stop_all(grace=0.1)
     assert all(p.terminated for p in spawned)
+
+
+def test_the_embedded_worker_consumes_every_queue_a_task_is_routed_to():
+    """A task declared on a queue no embedded worker reads would wait for ever under `make run`."""
+    from provisioner.celery import app
+    from provisioner.management.commands.runstack import WORKER_QUEUES
+
+    app.loader.import_default_modules()
+    routed = {task.queue for task in app.tasks.values() if getattr(task, "queue", None)}
+    assert routed <= set(WORKER_QUEUES), routed - set(WORKER_QUEUES)
+    procfile = (Path(__file__).resolve().parents[2] / "Procfile").read_text()
+    assert all(f"-Q {q}" in procfile for q in routed)

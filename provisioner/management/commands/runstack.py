@@ -13,6 +13,9 @@ from django.core.management.base import BaseCommand
 from provisioner.broker import prepare_embedded_broker
 from provisioner.supervise import Child, Supervisor
 
+# the default queue and the Hetzner bootstrap queue (the Procfile runs a worker for each)
+WORKER_QUEUES = ("celery", "bootstrap")
+
 
 class Command(BaseCommand):
     help = "Start the web server, a Celery worker and beat, restart any that dies; stop them all on Ctrl-C."
@@ -27,8 +30,9 @@ class Command(BaseCommand):
         supervisor = Supervisor(
             children=[
                 Child("web", [py, "manage.py", "runserver", addr, "--noreload"]),
-                Child("worker", [*celery, "worker", "-l", "INFO", "--concurrency", "2",
-                                 "--without-gossip", "--without-mingle"]),
+                # one embedded worker consumes every queue production splits across workers
+                Child("worker", [*celery, "worker", "-Q", ",".join(WORKER_QUEUES), "-l", "INFO",
+                                 "--concurrency", "2", "--without-gossip", "--without-mingle"]),
                 Child("beat", [*celery, "beat", "-l", "INFO"]),
             ],
             log=lambda line: self.stderr.write(f"[runstack] {line}"),
