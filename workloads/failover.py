@@ -40,6 +40,7 @@ from provisioner.logfilter import redact
 from . import calls
 from .bids import SpotBid, bid_for
 from .models import LaunchAttempt, LaunchBlock, Pod, PodState
+from .notices import notice_watch_env
 from .placement import Candidate
 from .recipes import launch_env, registry_auth
 from .telemetry import agent_launch_env, agent_wrapped_command
@@ -85,7 +86,7 @@ def launch_request(pod: Pod, offer) -> LaunchRequest:
         command=command, args=args,
         # recipe secret references are resolved here, and only here; plus the in-pod GPU agent's
         # heartbeat URL and a fresh per-pod token (each attempt's token replaces the previous one)
-        env={**launch_env(w), **agent_launch_env(pod=pod)},
+        env={**launch_env(w), **agent_launch_env(pod=pod), **notice_watch_env(offer.kind, spot=offer.spot)},
         env_refs={k: v["secret_ref"] for k, v in (spec.get("env") or {}).items()
                   if isinstance(v, dict) and v.get("secret_ref")},
         ports=list(w.ports or spec.get("ports", [])), volumes=list(w.volumes or []),

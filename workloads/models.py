@@ -159,6 +159,9 @@ class Workload(models.Model):
     window_minutes = models.PositiveIntegerField(null=True, blank=True)  # scheduled burst window
     interruption_tolerant = models.BooleanField(default=False)
     restart_on_interruption = models.BooleanField(default=True)
+    # run in the container when an interruption notice arrives (e.g. save a checkpoint); the
+    # agent gets it in its heartbeat answer, with the seconds left
+    on_notice_command = models.CharField(max_length=500, blank=True)
     max_interruptions_before_on_demand = models.PositiveSmallIntegerField(default=2)
     regions = models.JSONField(default=list, blank=True)
     countries = models.JSONField(default=list, blank=True)  # ISO codes or presets (EU, US)
@@ -229,6 +232,10 @@ class Pod(models.Model):
     # the cron run this pod belongs to (scheduled workloads); its window ends the pod
     scheduled_run = models.ForeignKey("ScheduledRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="pods")
     interruption_count = models.PositiveSmallIntegerField(default=0)
+    # the provider's interruption notice as the agent (or the Sandbox) reported it:
+    # {"provider", "kind", "deadline", "detail", "received_at"}; the deadline is the provider's
+    interruption_notice = models.JSONField(default=dict, blank=True)
+    interruption_deadline = models.DateTimeField(null=True, blank=True)
     # re-placement chain: the pod this one replaces (after an interruption, a vanished
     # resource or a move); placement_override narrows placement for this pod only
     replaces = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replacements")

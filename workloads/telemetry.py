@@ -40,6 +40,7 @@ from provisioner.inputs import bad_text_reason
 from provisioner.logfilter import redact
 
 from .models import Pod, PodState, UtilizationSample
+from .notices import Notice, NoticeInvalid, notice_parse, notice_record
 
 logger = logging.getLogger(__name__)
 
@@ -175,9 +176,10 @@ class Heartbeat:
     interval: int | None = None
     error: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    notice: Notice | None = None
 
 
-_TOP_KEYS = {"gpus", "source", "agent_version", "interval", "error"}
+_TOP_KEYS = {"gpus", "source", "agent_version", "interval", "error", "notice"}
 _GPU_KEYS = {"index", "util", "mem_used_mb", "mem_total_mb"}
 
 
@@ -201,7 +203,8 @@ def heartbeat_parse(body: bytes, content_type: str = "application/json") -> Hear
 
     Body: ``{"gpus": [{"index": 0, "util": 37.5, "mem_used_mb": 1200, "mem_total_mb": 81920}],
     "source": "nvml", "agent_version": "1", "interval": 30, "error": ""}`` — only ``gpus`` is
-    required; unknown keys are refused so that typos do not pass silently.
+    required; unknown keys are refused so that typos do not pass silently. ``notice`` (optional)
+    is the cloud's interruption notice as the agent read it (``notices.notice_parse``).
     """
     if not body:
         raise HeartbeatInvalid("empty body")
@@ -256,6 +259,11 @@ def heartbeat_parse(body: bytes, content_type: str = "application/json") -> Hear
         if isinstance(interval, bool) or not isinstance(interval, int) or not 1 <= interval <= 3600:
             raise HeartbeatInvalid("interval must be an integer 1..3600")
         beat.interval = interval
+    if data.get("notice") is not None:
+        try:
+            beat.notice = notice_parse(data["notice"])
+        except NoticeInvalid as exc:
+            raise HeartbeatInvalid(str(exc)) from None
     return beat
 
 
@@ -320,8 +328,11 @@ def _cancel_warning_on_activity(pod: Pod, rows: Sequence[UtilizationSample]) -> 
 def heartbeat_record(*, pod: Pod, beat: Heartbeat) -> int:
     """Store an authenticated agent heartbeat. Returns the number of samples stored."""
     now = clock.now()
-    return samples_ingest(pod=pod, samples=beat.gpus, source=SOURCE_AGENT, at=now,
-                          pod_updates={"last_heartbeat_at": now, "agent_error": redact(beat.error)[:300]})
+    stored = samples_ingest(pod=pod, samples=beat.gpus, source=SOURCE_AGENT, at=now,
+                            pod_updates={"last_heartbeat_at": now, "agent_error": redact(beat.error)[:300]})
+    if beat.notice is not None:
+        notice_record(pod=pod, notice=beat.notice)
+    return stored
 
 
 # --- provider metrics -----------------------------------------------------------------------

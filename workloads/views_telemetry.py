@@ -19,6 +19,7 @@ from tenants.access import get_for_tenant_or_404
 from . import telemetry
 from .idle import pod_idle_status
 from .models import LIVE_POD_STATES
+from .notices import on_notice_order
 from .selectors import pods_for_tenant
 
 AGENT_SCRIPT = Path(__file__).resolve().parent / "agent" / "provisioner_agent.py"
@@ -45,7 +46,11 @@ def agent_heartbeat(request: HttpRequest, pk) -> JsonResponse:
     except telemetry.HeartbeatInvalid as exc:
         return JsonResponse({"error": exc.message}, status=exc.status)
     stored = telemetry.heartbeat_record(pod=pod, beat=beat)
-    return JsonResponse({"ok": True, "stored": stored, "interval": telemetry.agent_interval_seconds()})
+    answer = {"ok": True, "stored": stored, "interval": telemetry.agent_interval_seconds()}
+    order = on_notice_order(pod)
+    if order is not None:  # a job under notice: the agent runs the workload's on-notice command
+        answer["on_notice"] = order
+    return JsonResponse(answer)
 
 
 @require_GET

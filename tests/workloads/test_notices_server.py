@@ -1,0 +1,120 @@
+"""The heartbeat's ``notice`` field: validated like the rest (bad input → 400, never a 500),
+recorded once as an "interruption notice" event with the provider's deadline, and acted on:
+a replacement placed at once, the on-notice command sent to a job's agent."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.core.cache import cache
+
+from provisioner import clock
+from workloads import telemetry
+from workloads.models import Lifecycle, Pod, PodEvent, PodState
+
+from .telemetry_helpers import running_pod
+from .test_heartbeat import beat
+
+T0 = datetime(2026, 12, 2, 18, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache_and_clock():
+    cache.clear()
+    with clock.frozen(T0):
+        yield
+    cache.clear()
+
+
+def body(**notice):
+    n = {"provider": "aws", "kind": "terminate", "deadline": "2026-12-02T18:02:00Z", "detail": "spot/instance-action"}
+    n.update(notice)
+    return {"gpus": [], "notice": {k: v for k, v in n.items() if v is not ...}}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("notice", [
+    {"provider": "runpod"}, {"provider": "sandbox"}, {"provider": 7}, {"kind": "explode"}, {"kind": None},
+    {"deadline": "tomorrow"}, {"deadline": "2026-12-02T18:02:00"}, {"deadline": 1733162520},
+    {"deadline": "2026-12-09T18:02:00Z"}, {"deadline": "2026-12-01T18:02:00Z"}, {"detail": "x" * 201},
+    {"detail": "nul\u0000"}, {"extra": 1}, {"deadline": "9" * 41},
+])
+def test_bad_notices_are_400_and_nothing_is_stored(client, tenant, project, owner, sandbox, notice):
+    pod = running_pod(tenant, project, owner, lifecycle=Lifecycle.SERVICE)
+    token = telemetry.agent_token_issue(pod=pod)
+    r = beat(client, pod.pk, token, body(**notice))
+    assert r.status_code == 400 and "notice" in r.json()["error"]
+    fresh = Pod.objects.get(pk=pod.pk)
+    assert fresh.interruption_notice == {} and fresh.last_heartbeat_at is None
+    assert not PodEvent.objects.filter(pod=pod, kind="notice").exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("notice", ["a string", [], 3])
+def test_notice_that_is_not_an_object_is_400(client, tenant, project, owner, sandbox, notice):
+    pod = running_pod(tenant, project, owner)
+    token = telemetry.agent_token_issue(pod=pod)
+    assert beat(client, pod.pk, token, {"gpus": [], "notice": notice}).status_code == 400
+
+
+@pytest.mark.django_db
+def test_a_notice_is_recorded_once_and_a_replacement_placed_at_once(client, tenant, project, owner, sandbox,
+                                                                     django_capture_on_commit_callbacks):
+    pod = running_pod(tenant, project, owner, lifecycle=Lifecycle.SERVICE)
+    token = telemetry.agent_token_issue(pod=pod)
+    with django_capture_on_commit_callbacks(execute=True):
+        r = beat(client, pod.pk, token, body())
+    assert r.status_code == 200 and "on_notice" not in r.json()
+    fresh = Pod.objects.get(pk=pod.pk)
+    assert fresh.state == PodState.RUNNING  # the old pod keeps serving
+    assert fresh.interruption_deadline == T0 + timedelta(minutes=2)
+    event = PodEvent.objects.get(pod=pod, kind="notice")
+    assert "Interruption notice from AWS (terminate)" in event.message and "120 s from now" in event.message
+    assert event.data["deadline"] == "2026-12-02T18:02:00+00:00"
+    new = Pod.objects.get(replaces=pod)
+    assert new.placement_override["purpose"] == "notice" and new.interruption_count == 1
+    assert new.state in (PodState.PROVISIONING, PodState.RUNNING)  # placed through the normal machinery
+    # the agent repeats the notice with every report: nothing more happens
+    with django_capture_on_commit_callbacks(execute=True):
+        assert beat(client, pod.pk, token, body()).status_code == 200
+    assert PodEvent.objects.filter(pod=pod, kind="notice").count() == 1
+    assert Pod.objects.filter(replaces=pod).count() == 1
+
+
+@pytest.mark.django_db
+def test_rebalance_is_recorded_but_replaces_nothing_and_never_downgrades_a_notice(
+        client, tenant, project, owner, sandbox, django_capture_on_commit_callbacks):
+    pod = running_pod(tenant, project, owner, lifecycle=Lifecycle.SERVICE)
+    token = telemetry.agent_token_issue(pod=pod)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert beat(client, pod.pk, token, body(kind="rebalance", deadline=None)).status_code == 200
+    assert "Rebalance recommendation" in PodEvent.objects.get(pod=pod, kind="notice").message
+    assert not Pod.objects.filter(replaces=pod).exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert beat(client, pod.pk, token, body()).status_code == 200
+        assert beat(client, pod.pk, token, body(kind="rebalance", deadline=None)).status_code == 200
+    assert Pod.objects.get(pk=pod.pk).interruption_notice["kind"] == "terminate"
+    assert Pod.objects.filter(replaces=pod).count() == 1
+
+
+@pytest.mark.django_db
+def test_a_job_under_notice_gets_its_on_notice_command_with_the_time_left(client, tenant, project, owner, sandbox,
+                                                                          django_capture_on_commit_callbacks):
+    pod = running_pod(tenant, project, owner, lifecycle=Lifecycle.JOB, on_notice_command="python save.py",
+                      restart_on_interruption=False)
+    token = telemetry.agent_token_issue(pod=pod)
+    assert "on_notice" not in beat(client, pod.pk, token, {"gpus": []}).json()
+    with django_capture_on_commit_callbacks(execute=True):
+        r = beat(client, pod.pk, token, body(provider="gcp", kind="preempt", deadline="2026-12-02T18:00:30Z"))
+    assert r.json()["on_notice"] == {"command": "python save.py", "seconds_left": 30,
+                                     "deadline": "2026-12-02T18:00:30+00:00"}
+    assert not Pod.objects.filter(replaces=pod).exists()  # restart on interruption is off
+
+
+def test_notice_watch_env_only_for_spot_pods_on_clouds_that_publish_notices():
+    from workloads.notices import notice_watch_env
+
+    assert notice_watch_env("aws", spot=True) == {"AGENT_NOTICE_CLOUD": "aws"}
+    assert notice_watch_env("azure", spot=False) == {}
+    assert notice_watch_env("runpod", spot=True) == {}

@@ -1,0 +1,157 @@
+"""Spot interruption notices: what a provider says before it takes a pod back.
+
+Sources: the in-pod agent's heartbeat (``notice`` field: AWS IMDSv2 ``spot/instance-action`` and
+rebalance recommendations, GCP ``instance/preempted``, Azure Scheduled Events ``Preempt``; see
+``workloads/agent/provisioner_agent.py`` for the documents each follows) and the Sandbox, which
+emits notices with a configurable lead time.
+
+A notice is recorded once per pod (a repeat with the same kind and deadline changes nothing) as
+an "interruption notice" event carrying the provider's deadline; ``workloads.notice_actions``
+then acts on it. A rebalance recommendation (AWS) only says the risk is elevated: it is recorded
+but nothing is replaced for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+
+from provisioner import clock
+from provisioner.inputs import bad_text_reason
+
+from .models import LIVE_POD_STATES, Lifecycle, Pod
+from .transitions import pod_event
+
+PROVIDERS = {"aws": "AWS", "gcp": "GCP", "azure": "Azure", "sandbox": "Sandbox"}
+# aws instance-action values (terminate/stop/hibernate), gcp/azure/sandbox preemption, aws rebalance
+INTERRUPTING_KINDS = ("terminate", "stop", "hibernate", "preempt")
+KINDS = (*INTERRUPTING_KINDS, "rebalance")
+_KEYS = {"provider", "kind", "deadline", "detail"}
+# a deadline further out than this is not a spot notice (AWS: 2 min, GCP/Azure: ~30 s); one far
+# in the past is a clock gone wrong. Both are refused rather than guessed at.
+MAX_AHEAD = timedelta(hours=1)
+MAX_BEHIND = timedelta(hours=1)
+
+
+# clouds whose instance metadata the agent reads for notices (AGENT_NOTICE_CLOUD)
+AGENT_WATCHED_KINDS = ("aws", "gcp", "azure")
+
+
+def notice_watch_env(kind: str, *, spot: bool) -> dict[str, str]:
+    """Tell the in-pod agent which metadata service publishes this pod's notices (spot pods on
+    AWS, GCP or Azure; every other provider publishes nothing a container can read)."""
+    return {"AGENT_NOTICE_CLOUD": kind} if spot and kind in AGENT_WATCHED_KINDS else {}
+
+
+class NoticeInvalid(ValueError):
+    """The heartbeat's ``notice`` field is not the documented object."""
+
+
+@dataclass(frozen=True)
+class Notice:
+    provider: str
+    kind: str
+    deadline: datetime | None = None
+    detail: str = ""
+
+    @property
+    def interrupting(self) -> bool:
+        return self.kind in INTERRUPTING_KINDS
+
+    def as_json(self, *, received_at: datetime) -> dict[str, Any]:
+        return {"provider": self.provider, "kind": self.kind, "detail": self.detail,
+                "deadline": self.deadline.isoformat() if self.deadline else None,
+                "received_at": received_at.isoformat()}
+
+
+def notice_parse(value: Any, *, now: datetime | None = None) -> Notice:
+    """Validate the heartbeat's ``notice``: ``{"provider": "aws"|"gcp"|"azure", "kind":
+    "terminate"|"stop"|"hibernate"|"preempt"|"rebalance", "deadline": ISO 8601 with offset or null,
+    "detail": "..."}``. Raises NoticeInvalid with a message for the 400."""
+    if not isinstance(value, dict):
+        raise NoticeInvalid("notice must be an object")
+    unknown = set(value) - _KEYS
+    if unknown:
+        raise NoticeInvalid(f"notice has unknown field(s): {', '.join(sorted(map(str, unknown)))[:100]}")
+    provider, kind = value.get("provider"), value.get("kind")
+    if not isinstance(provider, str) or provider not in PROVIDERS or provider == "sandbox":
+        raise NoticeInvalid("notice.provider must be one of aws, gcp, azure")
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise NoticeInvalid(f"notice.kind must be one of {', '.join(KINDS)}")
+    detail = value.get("detail", "")
+    if not isinstance(detail, str) or len(detail) > 200:
+        raise NoticeInvalid("notice.detail must be a string of at most 200 characters")
+    why = bad_text_reason(detail)
+    if why:
+        raise NoticeInvalid(f"notice.detail: {why}")
+    deadline = value.get("deadline")
+    if deadline is not None:
+        if not isinstance(deadline, str) or len(deadline) > 40:
+            raise NoticeInvalid("notice.deadline must be an ISO 8601 time or null")
+        try:
+            deadline = datetime.fromisoformat(deadline.replace("Z", "+00:00"))
+        except ValueError:
+            raise NoticeInvalid("notice.deadline must be an ISO 8601 time or null") from None
+        if deadline.tzinfo is None:
+            raise NoticeInvalid("notice.deadline must carry a UTC offset")
+        now = now or clock.now()
+        if not now - MAX_BEHIND <= deadline <= now + MAX_AHEAD:
+            raise NoticeInvalid("notice.deadline is more than an hour away from now")
+    return Notice(provider=provider, kind=kind, deadline=deadline, detail=detail)
+
+
+def describe(notice: Notice, *, now: datetime) -> str:
+    who = PROVIDERS.get(notice.provider, notice.provider)
+    if not notice.interrupting:
+        return f"Rebalance recommendation from {who}: this spot pod is at elevated risk of interruption"
+    if notice.deadline is None:
+        return f"Interruption notice from {who} ({notice.kind}): the provider gave no deadline"
+    left = max(0, int((notice.deadline - now).total_seconds()))
+    return (f"Interruption notice from {who} ({notice.kind}): the provider takes this pod at "
+            f"{notice.deadline:%H:%M:%S} UTC, {left} s from now")
+
+
+def notice_record(*, pod: Pod, notice: Notice) -> bool:
+    """Record ``notice`` on ``pod`` (once) and act on it. Returns True when it was new.
+
+    A rebalance recommendation never replaces an interruption notice already held.
+    """
+    now = clock.now()
+    with transaction.atomic():
+        locked = Pod.objects.select_for_update().filter(pk=pod.pk, state__in=LIVE_POD_STATES).first()
+        if locked is None:
+            return False
+        held = locked.interruption_notice or {}
+        if held.get("kind") in INTERRUPTING_KINDS and not notice.interrupting:
+            return False
+        same_deadline = held.get("deadline") == (notice.deadline.isoformat() if notice.deadline else None)
+        if held.get("kind") == notice.kind and same_deadline:
+            return False
+        fields = {"interruption_notice": notice.as_json(received_at=now),
+                  "interruption_deadline": notice.deadline if notice.interrupting else None}
+        Pod.objects.filter(pk=pod.pk).update(**fields)
+        for k, v in fields.items():
+            setattr(pod, k, v)
+        pod_event(pod, "notice", describe(notice, now=now), provider=notice.provider, notice_kind=notice.kind,
+                  deadline=notice.deadline.isoformat() if notice.deadline else None, detail=notice.detail)
+    if notice.interrupting:
+        from .notice_actions import notice_act  # acting builds on recording, not the reverse
+
+        transaction.on_commit(lambda: notice_act(pod_id=str(pod.pk)))
+    return True
+
+
+def on_notice_order(pod: Pod, *, now: datetime | None = None) -> dict[str, Any] | None:
+    """What the agent must run for a job under notice: the workload's on-notice command and the
+    seconds left, or None. Sent in every heartbeat answer until the pod ends (the agent runs it once)."""
+    notice = pod.interruption_notice or {}
+    command = pod.workload.on_notice_command
+    if not command or pod.workload.lifecycle != Lifecycle.JOB or notice.get("kind") not in INTERRUPTING_KINDS:
+        return None
+    now = now or clock.now()
+    left = max(0, int((pod.interruption_deadline - now).total_seconds())) if pod.interruption_deadline else None
+    return {"command": command, "seconds_left": left,
+            "deadline": pod.interruption_deadline.isoformat() if pod.interruption_deadline else None}
