@@ -294,9 +294,11 @@ class AccountEditForm(forms.Form):
     spending_cap_usd = forms.DecimalField(label="Spending cap (USD)", min_value=Decimal("0"), max_digits=12,
                                           decimal_places=2, required=False, help_text="Empty for no cap.")
     spending_cap_period = forms.ChoiceField(label="Per", choices=CapPeriod.choices)
-    countries = forms.CharField(required=False, help_text="ISO codes or presets (" + ", ".join(COUNTRY_PRESETS)
+    countries = forms.CharField(required=False, max_length=MAX_REGION_LIST_CHARS,
+                                help_text="ISO codes or presets (" + ", ".join(COUNTRY_PRESETS)
                                 + "), comma-separated; empty for anywhere.")
-    regions = forms.CharField(label="Provider regions", required=False, help_text="Region ids, comma-separated; empty for all.")
+    regions = forms.CharField(label="Provider regions", required=False, max_length=MAX_REGION_LIST_CHARS,
+                              help_text="Region ids, comma-separated; empty for all.")
     default_gpu_class = forms.ChoiceField(label="Default GPU class", required=False)
     preference_rank = forms.IntegerField(min_value=0, max_value=100000, help_text="Lower is tried first by placement.")
     enabled = forms.BooleanField(required=False, help_text="Disabled accounts are neither polled nor used for placement.")

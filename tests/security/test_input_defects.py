@@ -236,3 +236,17 @@ def test_wizard_region_list_is_bounded(client, owner):
     r = client.post(url, {"preset": "any", "countries": "", "regions": many})
     assert r.status_code == 200 and f"at most {inputs.MAX_REGIONS}" in r.content.decode()
     assert client.post(url, {"preset": "any", "countries": "", "regions": "us-east-1, eu-west-1"}).status_code == 302
+
+
+@pytest.mark.django_db
+def test_account_edit_region_list_is_bounded(client, owner, sandbox):
+    client.force_login(owner)
+    url = reverse("providers:edit", args=[sandbox.pk])
+    data = {"name": sandbox.name, "spending_cap_usd": "", "spending_cap_period": "month", "countries": "",
+            "default_gpu_class": "", "preference_rank": "0"}
+    r = client.post(url, dict(data, regions="r" * 10000))
+    assert r.status_code == 200 and "at most" in r.content.decode().lower()
+    many = ",".join(f"r{i}" for i in range(inputs.MAX_REGIONS + 1))
+    r = client.post(url, dict(data, regions=many))
+    assert r.status_code == 200 and f"at most {inputs.MAX_REGIONS}" in r.content.decode().lower()
+    assert client.post(url, dict(data, regions="eu-west-1")).status_code == 302
