@@ -65,9 +65,10 @@ def _figure_json(series, *, threshold: int | None, minutes: int, now) -> str:
     import plotly.graph_objects as go
 
     fig = go.Figure()
+    # lines AND markers: with one sample a minute a lone first sample is a point, not nothing (§2.1)
     for gpu, points in series.items():
         fig.add_trace(go.Scatter(x=[at.isoformat() for at, _ in points], y=[round(u, 1) for _, u in points],
-                                 mode="lines", name=f"GPU {gpu}", line={"width": 2}))
+                                 mode="lines+markers", name=f"GPU {gpu}", line={"width": 2}, marker={"size": 5}))
     if threshold is not None:
         fig.add_hline(y=threshold, line={"dash": "dash", "color": "#d92d20", "width": 1},
                       annotation_text=f"idle below {threshold} %", annotation_position="top left")

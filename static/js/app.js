@@ -47,7 +47,9 @@
   function drawCharts(root) {
     (root || document).querySelectorAll("script[data-plotly-for]").forEach(function (tag) {
       var el = document.getElementById(tag.getAttribute("data-plotly-for"));
-      if (!el) { return; }
+      // a chart preserved across a parent's swap (hx-preserve) is already drawn: leave its layers alone
+      if (!el || tag.hasAttribute("data-plotly-drawn")) { return; }
+      tag.setAttribute("data-plotly-drawn", "");
       var fig = JSON.parse(tag.textContent);
       var config = fig.config || {displayModeBar: false, responsive: true};
       withPlotly(tag.getAttribute("data-plotly-src"), function () {

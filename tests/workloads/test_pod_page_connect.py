@@ -29,6 +29,7 @@ def test_running_pod_shows_ssh_urls_and_a_vscode_remote_link(owner_client, tenan
     assert 'id="conn-ssh"' in html and "https://pod.example/8000" in html
     assert 'href="vscode://vscode-remote/ssh-remote+root@203.0.113.7:2222/root"' in html
     assert "Cost so far" in html
+    assert "{#" not in html and "#}" not in html  # a two-line {# #} comment used to print on the page
 
 
 @pytest.mark.django_db
