@@ -20,7 +20,7 @@ migrate: install
 	$(PY) manage.py deploy
 
 seed: migrate
-	$(PY) manage.py seed_demo
+	$(PY) manage.py seed_demo --with-history
 
 run: seed
 	$(PY) manage.py runstack

@@ -16,7 +16,12 @@ DEMO_USERS = [
 
 
 class Command(BaseCommand):
-    help = "Seed the demo organization (Acme AI) with an admin, a finance user and a developer."
+    help = ("Seed the demo organization (Acme AI) with an admin, a finance user and a developer; "
+            "--with-history adds its past (make run): provisioner/demo_history.py")
+
+    def add_arguments(self, parser):
+        parser.add_argument("--with-history", action="store_true",
+                            help="also seed a connected Sandbox and three months of workloads, spend and budgets")
 
     @transaction.atomic
     def handle(self, *args, **options):
@@ -37,6 +42,19 @@ class Command(BaseCommand):
         from workloads.recipe_services import builtin_catalog_install
 
         builtin_catalog_install()  # the recipe catalog (idempotent)
+        if options.get("with_history"):
+            self._history(tenant)
         self.stdout.write("Demo organization: Acme AI")
         for username, password, _, desc in DEMO_USERS:
             self.stdout.write(f"  {username:8} / {password:18} {desc}")
+
+    def _history(self, tenant) -> None:
+        from provisioner.demo_history import seed_history
+
+        users = {u.username: u for u in get_user_model().objects.filter(username__in=("admin", "dev"))}
+        summary = seed_history(tenant=tenant, owner=users["admin"], developer=users["dev"])
+        if summary is None:
+            self.stdout.write("Demo history: already seeded (nothing changed)")
+        else:
+            self.stdout.write(f"Demo history: {summary.pods} pods, ${summary.ledger_usd:,.2f} booked, "
+                              f'budget "{summary.budget}" with its first alert')
