@@ -68,7 +68,7 @@ def _offer_of(pod: Pod) -> Any:
     """What ``launch_request`` reads of an offer, from the pod's launch snapshot (the offer row
     itself is replaced by every capacity poll)."""
     snap = pod.offer_snapshot or {}
-    return SimpleNamespace(gpu_class=pod.gpu_class, gpu_count=pod.gpu_count, region=pod.region,
+    return SimpleNamespace(kind=snap.get("kind", ""), gpu_class=pod.gpu_class, gpu_count=pod.gpu_count, region=pod.region,
                            instance_type=snap.get("instance_type", ""), zone=snap.get("zone", ""), spot=pod.spot,
                            price_per_hour=pod.price_per_hour)
 

@@ -155,3 +155,13 @@ def on_notice_order(pod: Pod, *, now: datetime | None = None) -> dict[str, Any] 
     left = max(0, int((pod.interruption_deadline - now).total_seconds())) if pod.interruption_deadline else None
     return {"command": command, "seconds_left": left,
             "deadline": pod.interruption_deadline.isoformat() if pod.interruption_deadline else None}
+
+
+def notice_from_provider(*, pod: Pod, deadline: datetime) -> bool:
+    """A provider-side notice seen by the sync (the Sandbox; provider APIs that publish one)."""
+    held = pod.interruption_notice or {}
+    if held.get("kind") in INTERRUPTING_KINDS and held.get("deadline") == deadline.isoformat():
+        return False  # every sync sees it again: nothing to do, not even a lock
+    kind = pod.provider_account.kind if pod.provider_account_id else "provider"
+    return notice_record(pod=pod, notice=Notice(provider=kind, kind="preempt", deadline=deadline,
+                                                 detail="reported by the provider's API"))

@@ -194,7 +194,7 @@ def pod_apply_remote(pod: Pod, remote) -> None:
         # charged only up to now: billing meters a pod up to its ended_at
         if pod_transition(pod, PodState.INTERRUPTED, "Interrupted by the provider (spot capacity reclaimed)",
                           expect=live, fields={"interruption_count": pod.interruption_count + 1,
-                                               "state_reason": "spot interruption"}):
+                                               "state_reason": "spot interruption", **_notice_end(pod)}):
             pod_after_end(pod)
     elif remote.state == REMOTE_EXITED and pod.state in live:
         code = remote.exit_code
@@ -216,7 +216,20 @@ def pod_apply_remote(pod: Pod, remote) -> None:
             pod_after_end(pod)
     elif remote.state == REMOTE_PROVISIONING:
         pass
+    if remote.interruption_deadline is not None and remote.state == REMOTE_RUNNING and pod.state in live:
+        from .notices import notice_from_provider  # notices act through services, not the reverse
+
+        notice_from_provider(pod=pod, deadline=remote.interruption_deadline)
     Pod.objects.filter(pk=pod.pk).update(last_synced_at=clock.now())
+
+
+def _notice_end(pod: Pod) -> dict[str, Any]:
+    """The provider announced when it would take the pod: that is when it ended (and billing
+    with it), not when our sync noticed."""
+    deadline = pod.interruption_deadline
+    if deadline is not None and deadline <= clock.now() and (pod.started_at is None or deadline >= pod.started_at):
+        return {"ended_at": deadline}
+    return {}
 
 
 def _on_running(pod: Pod) -> None:

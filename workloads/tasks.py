@@ -45,6 +45,14 @@ def sync_pods() -> int:
     return n
 
 
+@shared_task(name="workloads.sync_spot_pods")
+def sync_spot_pods() -> int:
+    """Live spot pods, every few seconds: interruptions and provider notices seen at once."""
+    from .spot_sync import spot_pods_sync
+
+    return spot_pods_sync()
+
+
 @shared_task(name="workloads.reconcile")
 def reconcile() -> int:
     """Provider inventories vs the database, every account (periodic, every 5 min)."""

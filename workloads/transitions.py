@@ -75,7 +75,8 @@ def pod_transition(pod: Pod, new_state: str, message: str, *, expect: tuple[str,
             if locked is None:
                 return False
             # a caller that backdates the start (billed from delivery) backdates the session
-            at = updates.get("started_at", now) if new_state == PodState.RUNNING else now
+            # ... and a caller that knows the provider's actual end (a notice's deadline) ends it there
+            at = updates.get("started_at", now) if new_state == PodState.RUNNING else updates.get(ts or "", now)
             updates["run_sessions"] = _sessions_after(locked or [], new_state, at)
         if not qs.update(**updates):
             return False

@@ -159,6 +159,8 @@ class RemotePod:
     exit_code: int | None = None
     message: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
+    # a provider-side interruption notice: when the provider will take this (still running) pod
+    interruption_deadline: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,10 @@ Deterministic under ``settings["seed"]``: the same seed and hour give the same o
 pod's interruption time and utilization depend only on the seed and its tag. Knobs (all in
 the account's ``settings``): ``seed``, ``boot_seconds``, ``interrupt_rate_per_hour`` (spot),
 ``no_capacity_regions`` (list), ``fail_launch`` ("capacity"/"quota"/"transient"/"timeout"),
-``job_seconds`` (a job's container exits after this long), ``idle_after_seconds``.
+``job_seconds`` (a job's container exits after this long), ``idle_after_seconds``,
+``interrupt_after_seconds`` (spot: interrupted this long after boot, deterministic) and
+``notice_seconds`` (spot: an interruption notice this long before the interruption, like AWS's
+two minutes or GCP's and Azure's 30 s; 0 = none, the interruption comes unannounced).
 """
 
 from __future__ import annotations
@@ -168,6 +171,9 @@ class SandboxAdapter(ProviderAdapter):
             # exponential time-to-interruption, deterministic per tag
             u = max(_unit(self.seed, "int", request.tag), 1e-9)
             interrupt_at = now + timedelta(hours=-math.log(u) / rate)
+        after = self.settings.get("interrupt_after_seconds")
+        if request.spot and after is not None:
+            interrupt_at = now + timedelta(seconds=float(boot) + float(after))
         exit_at = None
         job_seconds = request.env.get("SANDBOX_JOB_SECONDS") or self.settings.get("job_seconds")
         if job_seconds:
@@ -210,8 +216,13 @@ class SandboxAdapter(ProviderAdapter):
                 "urls": {str(p.get("port")): f"https://{inst.external_id}-{p.get('port')}.sandbox.local"
                          for p in inst.spec.get("ports", []) if p.get("protocol", "http") == "http"},
             }
+        deadline = None
+        lead = float(self.settings.get("notice_seconds") or 0)
+        if state == REMOTE_RUNNING and inst.interrupt_at and lead > 0 and now >= inst.interrupt_at - timedelta(seconds=lead):
+            deadline = inst.interrupt_at  # the notice: running still, taken at interrupt_at
         return RemotePod(external_id=inst.external_id, state=state, tag=inst.tag, region=inst.spec.get("region", ""),
-                         connection=connection, exit_code=exit_code, raw={"spec": inst.spec})
+                         connection=connection, exit_code=exit_code, raw={"spec": inst.spec},
+                         interruption_deadline=deadline)
 
     def get(self, external_id: str) -> RemotePod:
         inst = self._instances().filter(external_id=external_id).first()
