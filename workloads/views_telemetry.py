@@ -8,6 +8,7 @@ from pathlib import Path
 
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
+from django.http.request import RawPostDataException
 from django.shortcuts import render
 from django.utils.safestring import mark_safe
 from django.views.decorators.csrf import csrf_exempt
@@ -40,7 +41,11 @@ def agent_heartbeat(request: HttpRequest, pk) -> JsonResponse:
         return response
     try:
         pod = telemetry.agent_authenticate(pod_id=str(pk), token=token)
-        beat = telemetry.heartbeat_parse(request.body, request.content_type or "")
+        try:
+            body = request.body
+        except RawPostDataException:  # a multipart body was already parsed (request.POST, by the middleware)
+            raise telemetry.HeartbeatInvalid("Content-Type must be application/json", status=415) from None
+        beat = telemetry.heartbeat_parse(body, request.content_type or "")
     except telemetry.TokenRefused as exc:
         return JsonResponse({"error": exc.message}, status=exc.status)
     except telemetry.HeartbeatInvalid as exc:

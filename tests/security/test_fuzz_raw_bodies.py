@@ -124,6 +124,8 @@ def test_raw_bodies_to_login_and_heartbeat(world):  # noqa: F811
     @RAW_SETTINGS
     @given(req=raw_requests(["username", "password", "gpus", "error", "source", "interval"]), target=st.sampled_from(targets))
     @example(req=KNOWN[1], target=targets[0])
+    @example(req=(b'--B\r\nContent-Disposition: form-data; name="gpus"\r\n\r\n1\r\n--B--\r\n',
+                  "multipart/form-data; boundary=B", {}), target=targets[1])
     @example(req=(b'{"gpus": [{"index": 0, "util": 1}], "error": "gpu\\u0000fault"}', "application/json", {}),
              target=targets[1])
     @example(req=(b'{"gpus": [{"index": 0, "util": 1}], "error": "\\ud800"}', "application/json", {}), target=targets[1])
