@@ -153,9 +153,9 @@ def build_dataset(days: int) -> dict:
                     copy.write(chunk)
             # rollups for every finished day (today is read from the ledger), grouped as rollup_day does
             cur.execute(
-                "INSERT INTO billing_spendrollup (day, tenant_id, project_id, provider_account_id, workload_id, amount_usd, gpu_seconds) "
+                "INSERT INTO billing_spendrollup (day, tenant_id, project_id, provider_account_id, workload_id, amount_usd, gpu_seconds, idle_usd) "
                 "SELECT (bucket_start AT TIME ZONE 'UTC')::date, tenant_id, project_id, provider_account_id, workload_id, "
-                "SUM(amount_usd), SUM(CASE WHEN kind = 'gpu' THEN seconds ELSE 0 END) FROM billing_ledgerentry "
+                "SUM(amount_usd), SUM(CASE WHEN kind = 'gpu' THEN seconds ELSE 0 END), 0 FROM billing_ledgerentry "
                 "WHERE tenant_id = %s AND bucket_start < %s GROUP BY 1, 2, 3, 4, 5",
                 [tenant.pk, NOW.replace(hour=0, minute=0, second=0, microsecond=0)])
     with connection.cursor() as cur:
@@ -175,8 +175,8 @@ def ensure_monthly_rollups(tenant) -> int:
         with connection.cursor() as cur:
             cur.execute(
                 "INSERT INTO billing_spendrollupmonth (month, tenant_id, project_id, provider_account_id, workload_id, "
-                "amount_usd, gpu_seconds) SELECT date_trunc('month', day)::date, tenant_id, project_id, "
-                "provider_account_id, workload_id, SUM(amount_usd), SUM(gpu_seconds) FROM billing_spendrollup "
+                "amount_usd, gpu_seconds, idle_usd) SELECT date_trunc('month', day)::date, tenant_id, project_id, "
+                "provider_account_id, workload_id, SUM(amount_usd), SUM(gpu_seconds), SUM(idle_usd) FROM billing_spendrollup "
                 "WHERE tenant_id = %s GROUP BY 1, 2, 3, 4, 5", [tenant.pk])
             cur.execute("ANALYZE billing_spendrollupmonth")
     return SpendRollupMonth.objects.filter(tenant=tenant).count()

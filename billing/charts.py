@@ -15,7 +15,7 @@ from django.templatetags.static import static
 from plotly.utils import PlotlyJSONEncoder
 
 from . import money
-from .dashboard import GRAINS, SpendView
+from .dashboard import GRAINS, GROUPS, ZERO, SpendView
 
 PALETTE = ["#3b5bdb", "#12805c", "#b54708", "#c01048", "#7048e8", "#0b7285", "#5c940d", "#862e9c"]
 LAYOUT = {"margin": {"l": 50, "r": 10, "t": 30, "b": 40}, "height": 320, "paper_bgcolor": "rgba(0,0,0,0)",
@@ -48,15 +48,37 @@ def spend_over_time(v: SpendView) -> str:
         trace = {"type": "scatter" if cumulative else "bar", "name": label, "x": x, "y": ys,
                  "marker": {"color": PALETTE[i % len(PALETTE)]},
                  "hovertemplate": "%{x}: $%{y:,.2f}<extra>" + label + "</extra>"}
+        if label in v.drill:  # app.js: a click on the bar opens the view filtered to it
+            trace["meta"] = {"drill": "?" + v.drill[label]}
         if cumulative:
             trace["stackgroup"] = "one"
         traces.append(trace)
     unit = {"day": "$ / day", "week": "$ / week", "month": "$ / month"}[v.filters.grain]
-    title = (f"Cumulative spend by {v.filters.group} ($)" if cumulative
-             else f"{GRAINS[v.filters.grain]} spend by {v.filters.group} ({unit})")
+    group = GROUPS[v.filters.group].lower()
+    title = (f"Cumulative spend by {group} ($)" if cumulative
+             else f"{GRAINS[v.filters.grain]} spend by {group} ({unit})")
     layout = {**LAYOUT, "barmode": "stack", "title": {"text": title, "x": 0},
               "yaxis": {"tickprefix": "$", "rangemode": "tozero"}}
     return _html({"data": traces, "layout": layout}, "chart-spend")
+
+
+def idle_spend(v: SpendView) -> str:
+    """Spend per period split into idle GPU time and the rest, stacked (the idle series per
+    group is in the table; a stack of both would count idle dollars twice)."""
+    x = [p.isoformat() for p in v.periods]
+    total = {p: sum((s.get(p, ZERO) for s in v.series.values()), ZERO) for p in v.periods}
+    idle = {p: sum((s.get(p, ZERO) for s in v.idle_series.values()), ZERO) for p in v.periods}
+    unit = {"day": "$ / day", "week": "$ / week", "month": "$ / month"}[v.filters.grain]
+    traces = [
+        {"type": "bar", "name": "Idle GPU", "x": x, "y": [float(money.cents(idle[p])) for p in v.periods],
+         "marker": {"color": PALETTE[3]}, "hovertemplate": "%{x}: $%{y:,.2f} idle<extra></extra>"},
+        {"type": "bar", "name": "Busy GPU and other", "x": x,
+         "y": [float(money.cents(max(ZERO, total[p] - idle[p]))) for p in v.periods],
+         "marker": {"color": PALETTE[0]}, "hovertemplate": "%{x}: $%{y:,.2f} busy or other<extra></extra>"},
+    ]
+    layout = {**LAYOUT, "barmode": "stack", "title": {"text": f"Idle GPU spend ({unit})", "x": 0},
+              "yaxis": {"tickprefix": "$", "rangemode": "tozero"}}
+    return _html({"data": traces, "layout": layout}, "chart-idle")
 
 
 def burn_and_forecast(v: SpendView) -> str:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import calendar
 import hashlib
 import logging
+import re
+import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,14 +34,23 @@ from workloads.models import BILLABLE_POD_STATES, Pod, PodState, Workload
 
 from . import money
 from .budgets import forecast_spend
+from .idle import idle_usd_by_key
 from .metering import unbooked_usd
 from .models import LedgerEntry, SpendRollup, SpendRollupMonth
 from .rollups import generation
-from .selectors import ZERO, day_start, period_end, period_start
+from .selectors import MONEY, ZERO, day_start, period_end, period_start
 
 PRESETS = {"7d": "Last 7 days", "30d": "Last 30 days", "90d": "Last 90 days", "mtd": "Month to date",
            "ytd": "Year to date", "365d": "Last 365 days", "custom": "Custom"}
-GROUPS = {"provider": "Provider", "project": "Project"}
+# "provider" stacks by provider account (its name): the key predates "kind" (the provider itself)
+GROUPS = {"provider": "Provider account", "kind": "Provider", "project": "Project", "workload": "Workload",
+          "gpu": "GPU class", "user": "User"}
+# where a drill-down from a bar or row of each grouping lands: filtered to it, stacked one level finer
+DRILL_NEXT = {"kind": "provider", "provider": "project", "project": "workload", "gpu": "workload",
+              "user": "workload", "workload": "workload"}
+# the drill-down filters beyond project and provider account (query name -> Filters field)
+EXTRA_FILTERS = {"workload": "workload_ids", "gpu": "gpu_classes", "user": "user_ids", "kind": "kinds"}
+_TOKEN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 GRAINS = {"day": "Daily", "week": "Weekly", "month": "Monthly"}
 MODES = {"period": "Spend per period", "cumulative": "Cumulative"}
 MAX_DAYS = 3 * 366
@@ -54,6 +65,10 @@ class Filters:
     end: date  # inclusive
     project_ids: tuple[str, ...] = ()  # several values allowed; empty = all
     provider_ids: tuple[str, ...] = ()
+    workload_ids: tuple[str, ...] = ()  # drill-down filters: workloads, GPU classes, owners, provider kinds
+    gpu_classes: tuple[str, ...] = ()
+    user_ids: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = ()
     group: str = "provider"
     grain: str = "day"
     mode: str = "period"  # "period": spend per bar ($ / day|week|month); "cumulative": running total ($)
@@ -66,6 +81,9 @@ class Filters:
             q["project"] = list(self.project_ids)
         if self.provider_ids:
             q["provider"] = list(self.provider_ids)
+        for name, attr in EXTRA_FILTERS.items():
+            if getattr(self, attr):
+                q[name] = list(getattr(self, attr))
         q.update(override)
         return urlencode(q, doseq=True)
 
@@ -105,11 +123,17 @@ def parse_filters(params, *, projects: dict, providers: dict, today: date) -> Fi
         values = [values] if isinstance(values, str) else values
         return tuple(sorted({v for v in values if v in known}))
 
+    def tokens(name: str) -> tuple[str, ...]:  # scoped to the tenant by every query: only the shape is checked
+        values = params.getlist(name) if hasattr(params, "getlist") else params.get(name, [])
+        values = [values] if isinstance(values, str) else values
+        return tuple(sorted({v for v in values if isinstance(v, str) and _TOKEN.match(v)}))[:50]
+
     group = params.get("group", "provider")
     grain = params.get("grain", "day")
     mode = params.get("mode", "period")
     return Filters(preset=preset, start=start, end=end, project_ids=many("project", projects),
                    provider_ids=many("provider", providers),
+                   **{attr: tokens(name) for name, attr in EXTRA_FILTERS.items()},
                    group=group if group in GROUPS else "provider", grain=grain if grain in GRAINS else "day",
                    mode=mode if mode in MODES else "period")
 
@@ -139,11 +163,19 @@ class SpendView:
     running_count: int = 0
     generation: int | None = None  # the rollup generation the history was read at (None: raw ledger)
     today_booked: list[tuple] = field(default_factory=list)  # today's ledger, every project and provider
+    idle_series: dict[str, dict[date, Decimal]] = field(default_factory=dict)  # idle GPU share of ``series``
+    idle_total: Decimal = ZERO  # idle GPU spend in the range
+    idle_month: Decimal = ZERO  # idle GPU spend this month (the KPI)
+    idle_today: Decimal = ZERO
+    drill: dict[str, str] = field(default_factory=dict)  # group label -> query string of its drill-down
 
     def table(self) -> list[tuple[str, str, str]]:
         """``rows()`` formatted once (ISO date, label, amount to the cent): the page and the
         CSV print these same strings."""
         return [(p.isoformat(), label, money.usd(amount)) for p, label, amount in self.rows()]
+
+    def idle_of(self, period: date, label: str) -> Decimal:
+        return self.idle_series.get(label, {}).get(period, ZERO)
 
     def rows(self) -> list[tuple[date, str, Decimal]]:
         """The period x group table the page shows and the CSV exports."""
@@ -161,7 +193,28 @@ def _scoped(qs, f: Filters):
         qs = qs.filter(project_id__in=f.project_ids)
     if f.provider_ids:
         qs = qs.filter(provider_account_id__in=f.provider_ids)
+    if f.workload_ids:
+        qs = qs.filter(workload_id__in=[w for w in f.workload_ids if _is_uuid(w)])
+    if f.gpu_classes:
+        qs = qs.filter(workload__gpu_class__in=f.gpu_classes)
+    if f.user_ids:
+        qs = qs.filter(workload__owner_id__in=[int(u) for u in f.user_ids if u.isdigit()])
+    if f.kinds:
+        qs = qs.filter(provider_account__kind__in=f.kinds)
     return qs
+
+
+def _is_uuid(s: str) -> bool:
+    try:
+        uuid.UUID(s)
+    except ValueError:
+        return False
+    return True
+
+
+def narrowed(f: Filters) -> bool:
+    """Any drill-down filter beyond project and provider account."""
+    return any(getattr(f, attr) for attr in EXTRA_FILTERS.values())
 
 
 class _Source:
@@ -228,10 +281,13 @@ def _key(x) -> str | None:
     return None if x is None else str(x)
 
 
-def today_rows(tenant, today: date) -> list[tuple[str | None, str | None, str | None, Decimal]]:
+def today_rows(tenant, today: date, f: Filters | None = None) -> list[tuple[str | None, str | None, str | None, Decimal]]:
     """Today's booked spend from the ledger (only today's buckets), for every project and
-    provider: the filtered figures and the budget gauges both take their share of it."""
+    provider: the filtered figures and the budget gauges both take their share of it.
+    ``f``: only the lines under the dashboard's filters (the drill-down ones need joins)."""
     qs = LedgerEntry.objects.filter(tenant=tenant, bucket_start__gte=day_start(today))
+    if f is not None:
+        qs = _scoped(qs, f)
     return [(_key(project), _key(provider), _key(workload), usd or ZERO) for project, provider, workload, usd in
             qs.values_list("project_id", "provider_account_id", "workload_id").annotate(s=Sum("amount_usd")).order_by()]
 
@@ -294,29 +350,44 @@ def _rank(item: tuple) -> tuple:
 
 @dataclass
 class _History:
-    series: list[tuple[date, str | None, Decimal]]  # (chart bucket, group key, usd)
+    series: list[tuple[date, str | None, Decimal, Decimal]]  # (chart bucket, group key, usd, idle usd)
     by_workload: dict[tuple[str | None, str | None], Decimal]  # (workload, project) -> usd over the range
     ranked: list[tuple[str | None, str | None]]  # the TOP_N (workload, project) keys by history alone
     daily: dict[date, Decimal]  # per day over the burn/forecast window
     workload_names: dict[str, str]  # names of the ranked workloads (a workload is never renamed)
+    idle_by_workload: dict[tuple[str | None, str | None], Decimal] = field(default_factory=dict)
+    daily_idle: dict[date, Decimal] = field(default_factory=dict)
+
+
+def _idle_sum(src: _Source):
+    """Idle GPU spend is stored in the rollups (``billing.idle``); the raw-ledger baseline has
+    no such column and reads it as zero (the benchmark compares spend, not idle)."""
+    return Sum("idle_usd") if src.kind != "ledger" else Sum(Value(ZERO), output_field=MONEY)
 
 
 def _history(src: _Source, f: Filters, *, group_field: str, until: date, recent_since: date, today: date) -> _History:
-    series = [(bucket_of(_as_date(b), f.grain), _key(key), usd or ZERO)
-              for b, key, usd in _union([qs.annotate(b=src.bucket_expr(fld, monthly, f.grain))
-                                         .values_list("b", group_field).annotate(s=Sum("amount_usd")).order_by()
-                                         for qs, fld, monthly in src.parts(f.start, until, months=f.grain == "month")])]
+    series = [(bucket_of(_as_date(b), f.grain), _key(key), usd or ZERO, idle or ZERO)
+              for b, key, usd, idle in _union([qs.annotate(b=src.bucket_expr(fld, monthly, f.grain))
+                                               .values_list("b", group_field)
+                                               .annotate(s=Sum("amount_usd"), i=_idle_sum(src)).order_by()
+                                               for qs, fld, monthly in src.parts(f.start, until, months=f.grain == "month")])]
     by_workload: dict = defaultdict(Decimal)
-    for w, p, usd in _union([qs.values_list("workload_id", "project_id").annotate(s=Sum("amount_usd")).order_by()
-                             for qs, _fld, _monthly in src.parts(f.start, until)]):
+    idle_by_workload: dict = defaultdict(Decimal)
+    for w, p, usd, idle in _union([qs.values_list("workload_id", "project_id")
+                                   .annotate(s=Sum("amount_usd"), i=_idle_sum(src)).order_by()
+                                   for qs, _fld, _monthly in src.parts(f.start, until)]):
         by_workload[(_key(w), _key(p))] += usd or ZERO
+        idle_by_workload[(_key(w), _key(p))] += idle or ZERO
     ranked = [k for k, _ in sorted(by_workload.items(), key=_rank)[:TOP_N]]
     daily: dict[date, Decimal] = defaultdict(Decimal)
-    for d, usd in _union([qs.annotate(b=src.bucket_expr(fld, monthly, "day")).values_list("b")
-                          .annotate(s=Sum("amount_usd")).order_by()
-                          for qs, fld, monthly in src.parts(recent_since, today, months=False)]):
+    daily_idle: dict[date, Decimal] = defaultdict(Decimal)
+    for d, usd, idle in _union([qs.annotate(b=src.bucket_expr(fld, monthly, "day")).values_list("b")
+                                .annotate(s=Sum("amount_usd"), i=_idle_sum(src)).order_by()
+                                for qs, fld, monthly in src.parts(recent_since, today, months=False)]):
         daily[_as_date(d)] += usd or ZERO
-    return _History(series, dict(by_workload), ranked, dict(daily), _workload_names(w for w, _p in ranked))
+        daily_idle[_as_date(d)] += idle or ZERO
+    return _History(series, dict(by_workload), ranked, dict(daily), _workload_names(w for w, _p in ranked),
+                    dict(idle_by_workload), dict(daily_idle))
 
 
 def _workload_names(ids) -> dict[str, str]:
@@ -326,40 +397,98 @@ def _workload_names(ids) -> dict[str, str]:
     return {str(pk): name for pk, name in Workload.objects.filter(pk__in=ids).values_list("pk", "name")}
 
 
-def build(tenant, f: Filters, *, projects: dict, providers: dict, source: str = "rollup") -> SpendView:
+GROUP_FIELDS = {"project": "project_id", "provider": "provider_account_id", "kind": "provider_account_id",
+                "workload": "workload_id", "gpu": "workload_id", "user": "workload_id"}
+_PART = {"project_id": 0, "provider_account_id": 1, "workload_id": 2}  # in (project, provider, workload) keys
+TODAY_IDLE_TTL_SECONDS = 60  # today's idle share is read from samples: once a minute is enough
+
+
+def _labels(f: Filters, keys: set, *, projects: dict, providers: dict, kinds: dict) -> dict:
+    """Group key -> (label, drill-down filter value). Workload-based groupings read their
+    workloads' name, GPU class and owner in one query."""
+    if f.group == "project":
+        return {k: (projects.get(k, "(removed)"), k) for k in keys}
+    if f.group == "provider":
+        return {k: (providers.get(k, "(removed)"), k) for k in keys}
+    if f.group == "kind":
+        from providers.models import ProviderKind
+
+        kinds = kinds or {str(pk): kind for pk, kind in
+                          ProviderAccount.objects.filter(pk__in=[k for k in keys if k]).values_list("pk", "kind")}
+        out = {}
+        for k in keys:
+            kind = kinds.get(k)
+            out[k] = (ProviderKind(kind).label if kind in ProviderKind.values else "(removed)", kind or "")
+        return out
+    rows = {str(pk): (name, gpu, _key(owner), username) for pk, name, gpu, owner, username in
+            Workload.objects.filter(pk__in=[k for k in keys if k]).values_list(
+                "pk", "name", "gpu_class", "owner_id", "owner__username")}
+    out = {}
+    for k in keys:
+        name, gpu, owner, username = rows.get(k, ("(removed)", "", None, None))
+        if f.group == "workload":
+            out[k] = (name, k or "")
+        elif f.group == "gpu":
+            out[k] = (gpu or "(none)", gpu or "")
+        else:
+            out[k] = (username or "(no owner)", owner or "")
+    # two workloads may share a name: tell them apart rather than add them up
+    seen: dict = defaultdict(set)
+    for label, value in out.values():
+        seen[label].add(value)
+    return {k: (f"{label} ({value[:8]})" if len(seen[label]) > 1 and value else label, value)
+            for k, (label, value) in out.items()}
+
+
+def today_idle(tenant, f: Filters, today: date) -> dict:
+    """Today's idle GPU spend per (project, provider account, workload), from today's ledger and
+    samples (past days are in the rollups); kept a minute so the 5-second poll stays cheap."""
+    key = "spend-idle-today:" + hashlib.sha1(f"{tenant.pk}|{today}|{f.query()}".encode()).hexdigest()
+    try:
+        hit = cache.get(key)
+    except Exception:  # noqa: BLE001 - any cache backend error: compute instead
+        hit = None
+    if hit is None:
+        start = day_start(today)
+        hit = idle_usd_by_key(tenant_id=tenant.pk, start=start, end=start + timedelta(days=1),
+                              scope=lambda qs: _scoped(qs, f))
+        try:
+            cache.set(key, hit, TODAY_IDLE_TTL_SECONDS)
+        except Exception:  # noqa: BLE001
+            logger.warning("spend cache unreachable", exc_info=True)
+    return hit
+
+
+def build(tenant, f: Filters, *, projects: dict, providers: dict, kinds: dict | None = None,
+          source: str = "rollup") -> SpendView:
     """Everything the dashboard shows, in a fixed number of queries.
 
     History (whole past days) is aggregated in SQL from the rollups — per chart bucket and
-    group, per workload, and the recent daily totals — and cached under the tenant's rollup
-    generation; today's ledger and the live accrual of running pods are read every time and
-    added in Python. ``source="ledger"``: history from the raw ledger, uncached (the
-    benchmark's baseline, and the tests' reference).
+    group, per workload, and the recent daily totals, each with its idle GPU share — and cached
+    under the tenant's rollup generation; today's ledger, today's idle share and the live
+    accrual of running pods are read every time and added in Python. ``source="ledger"``:
+    history from the raw ledger, uncached (the benchmark's baseline, and the tests' reference).
     """
     now = clock.now()
     today = now.date()
     v = SpendView(filters=f, today=today)
     src = _Source(tenant, f, source)
-    group_field = "project_id" if f.group == "project" else "provider_account_id"
-    names = projects if f.group == "project" else providers
+    group_field = GROUP_FIELDS[f.group]
     hist_end = min(f.end + timedelta(days=1), today)
     month_start = today.replace(day=1)
     recent_since = min(month_start, today - timedelta(days=7))
     v.generation = generation(tenant.pk) if source == "rollup" else None
     history: _History = _cached(
-        tenant, v.generation, ("build", today, f.start, hist_end, f.grain, group_field, f.project_ids, f.provider_ids),
+        tenant, v.generation, ("build", today, f.start, hist_end, f.grain, group_field, f.query()),
         lambda: _history(src, f, group_field=group_field, until=hist_end, recent_since=recent_since, today=today))
-    series: dict[str, dict[date, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
-
-    def add(label_key, period: date, usd: Decimal) -> None:
-        series[names.get(label_key, "(removed)")][period] += usd
-        v.total += usd
-
-    for period, key, usd in history.series:
-        add(key, period, usd)
+    raw: list[tuple[date, str | None, Decimal, Decimal]] = list(history.series)
     # today: booked ledger lines plus the live, not-yet-metered accrual
     v.today_booked = today_rows(tenant, today)
-    todays = [r for r in v.today_booked if (not f.project_ids or r[0] in f.project_ids)
-              and (not f.provider_ids or r[1] in f.provider_ids)]
+    if narrowed(f):
+        todays = today_rows(tenant, today, f)
+    else:
+        todays = [r for r in v.today_booked if (not f.project_ids or r[0] in f.project_ids)
+                  and (not f.provider_ids or r[1] in f.provider_ids)]
     pods = live_pods(tenant, f)
     # invoice rates are only needed (one query) when a live pod bills in another currency
     rates = usd_rates_needed(tenant.pk, (p.currency for p in pods))
@@ -370,18 +499,42 @@ def build(tenant, f: Filters, *, projects: dict, providers: dict, source: str = 
         tail = unbooked_usd(pod, rates, now)
         if tail:
             todays.append((_key(pod.project_id), _key(pod.provider_account_id), _key(pod.workload_id), tail))
+    idle_today = today_idle(tenant, f, today) if source == "rollup" else {}
+    v.idle_today = sum(idle_today.values(), ZERO)
     in_range_today = f.start <= today <= f.end
     today_by_workload: dict = defaultdict(Decimal)
-    for project_id, provider_id, workload_id, usd in todays:
+    part = _PART[group_field]
+    for row in todays:
+        project_id, _provider_id, workload_id, usd = row
         v.spent_today += usd
         if in_range_today:
-            add(project_id if f.group == "project" else provider_id, bucket_of(today, f.grain), usd)
+            raw.append((bucket_of(today, f.grain), row[part], usd, ZERO))
             today_by_workload[(workload_id, project_id)] += usd
+    idle_today_by_workload: dict = defaultdict(Decimal)
+    if in_range_today:
+        for k, usd in idle_today.items():
+            raw.append((bucket_of(today, f.grain), k[part], ZERO, usd))
+            idle_today_by_workload[(k[2], k[0])] += usd
+    labels = _labels(f, {k for _p, k, _u, _i in raw}, projects=projects, providers=providers, kinds=kinds or {})
+    series: dict[str, dict[date, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    idle_series: dict[str, dict[date, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    param = "provider" if f.group == "provider" else f.group
+    for period, key, usd, idle in raw:
+        label, value = labels[key]
+        if usd:
+            series[label][period] += usd
+        if idle:
+            idle_series[label][period] += idle
+        v.total += usd
+        v.idle_total += idle
+        if value and label not in v.drill:
+            v.drill[label] = f.query(**{param: [value], "group": DRILL_NEXT[f.group]})
     periods, d = [], bucket_of(f.start, f.grain)
     while d <= f.end:
         periods.append(d)
         d = bucket_of(d + timedelta(days={"day": 1, "week": 7}.get(f.grain, 32)), f.grain)
     v.periods, v.series = periods, {k: dict(x) for k, x in series.items()}
+    v.idle_series = {k: dict(x) for k, x in idle_series.items()}
     # top workloads: a workload without spend today ranks as in history alone, so only the
     # history's top N and today's workloads can make the top N once today is added
     contenders = {k: history.by_workload.get(k, ZERO) for k in history.ranked}
@@ -392,7 +545,8 @@ def build(tenant, f: Filters, *, projects: dict, providers: dict, source: str = 
     if missing := [w for (w, _p), _ in top if w and w not in wnames]:  # only today made them top
         wnames = {**wnames, **_workload_names(missing)}
     v.top = [{"workload_id": w, "name": wnames.get(w, "(removed)"), "project": projects.get(p, "(removed)"),
-              "usd": usd} for (w, p), usd in top]
+              "usd": usd, "idle": history.idle_by_workload.get((w, p), ZERO) + idle_today_by_workload.get((w, p), ZERO),
+              "drill": f.query(workload=[w], group="workload") if w else ""} for (w, p), usd in top]
     # burn rate (average of the last 7 complete days) and forecast to month end
     daily = dict(history.daily)
     daily[today] = v.spent_today
@@ -403,6 +557,7 @@ def build(tenant, f: Filters, *, projects: dict, providers: dict, source: str = 
         running += daily.get(day, ZERO)
         v.mtd_daily.append((day, running))
     v.month_to_date = running
+    v.idle_month = sum((x for day, x in history.daily_idle.items() if day >= month_start), ZERO) + v.idle_today
     days_in_month = calendar.monthrange(today.year, today.month)[1]
     v.forecast_month = running + v.burn_per_day * (days_in_month - today.day)
     return v
@@ -448,6 +603,20 @@ def budget_gauges(tenant, budgets, *, source: str = "rollup", view: SpendView | 
         forecast = forecast_spend(spent, start=start, end=period_end(b.period, now), at=now)
         out.append({"budget": b, "spent": spent, "pct": pct, "left": max(ZERO, b.amount_usd - spent),
                     "forecast": forecast, "state": "bad" if pct >= 100 else "warn" if pct >= 80 else "ok"})
+    return out
+
+
+def filter_names(tenant, f: Filters) -> dict[str, dict[str, str]]:
+    """Names of the workloads and users a drill-down filters on (none: no query)."""
+    from django.contrib.auth import get_user_model
+
+    out: dict[str, dict[str, str]] = {}
+    if wids := [w for w in f.workload_ids if _is_uuid(w)]:
+        out["workload"] = {str(pk): n for pk, n in Workload.objects.filter(tenant=tenant, pk__in=wids).values_list("pk", "name")}
+    if uids := [int(u) for u in f.user_ids if u.isdigit()]:
+        # only users owning a workload of this organization: no name leaks across tenants
+        owners = Workload.objects.filter(tenant=tenant, owner_id__in=uids).values("owner_id")
+        out["user"] = {str(pk): n for pk, n in get_user_model().objects.filter(pk__in=owners).values_list("pk", "username")}
     return out
 
 

@@ -72,6 +72,8 @@ class SpendRollup(models.Model):
     workload = models.ForeignKey(Workload, null=True, on_delete=models.SET_NULL, related_name="+")
     amount_usd = models.DecimalField(max_digits=16, decimal_places=6)
     gpu_seconds = models.FloatField(default=0)
+    # the part of amount_usd booked while every GPU of the pod was idle (billing.idle)
+    idle_usd = models.DecimalField(max_digits=16, decimal_places=6, default=0)
 
     objects = TenantQuerySet.as_manager()
 
@@ -93,6 +95,8 @@ class SpendRollupMonth(models.Model):
     workload = models.ForeignKey(Workload, null=True, on_delete=models.SET_NULL, related_name="+")
     amount_usd = models.DecimalField(max_digits=16, decimal_places=6)
     gpu_seconds = models.FloatField(default=0)
+    # the part of amount_usd booked while every GPU of the pod was idle (billing.idle)
+    idle_usd = models.DecimalField(max_digits=16, decimal_places=6, default=0)
 
     objects = TenantQuerySet.as_manager()
 

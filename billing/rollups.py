@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from django.db import transaction
 from django.db.models import F, Q, Sum
 
+from .idle import idle_usd_by_key
 from .models import LedgerEntry, RollupDirty, RollupGeneration, SpendRollup, SpendRollupMonth
 
 
@@ -41,13 +42,18 @@ def rollup_day(*, tenant_id, day: date) -> int:
     rows = (LedgerEntry.objects.filter(tenant_id=tenant_id, bucket_start__gte=start, bucket_start__lt=end)
             .values("project_id", "provider_account_id", "workload_id")
             .annotate(usd=Sum("amount_usd"), secs=Sum("seconds", filter=Q(kind=LedgerEntry.Kind.GPU))))
+    # idle GPU spend from the day's samples, kept here so past days outlive sample retention
+    idle = idle_usd_by_key(tenant_id=tenant_id, start=start, end=end)
+
+    def key(r) -> tuple:
+        return tuple(None if r[f] is None else str(r[f]) for f in ("project_id", "provider_account_id", "workload_id"))
     with transaction.atomic():
         SpendRollup.objects.filter(tenant_id=tenant_id, day=day).delete()
         generation_bump(tenant_id)
         SpendRollup.objects.bulk_create([
             SpendRollup(day=day, tenant_id=tenant_id, project_id=r["project_id"],
                         provider_account_id=r["provider_account_id"], workload_id=r["workload_id"],
-                        amount_usd=r["usd"] or 0, gpu_seconds=r["secs"] or 0)
+                        amount_usd=r["usd"] or 0, gpu_seconds=r["secs"] or 0, idle_usd=idle.get(key(r), 0))
             for r in rows
         ])
     return len(rows)
@@ -59,14 +65,14 @@ def rollup_month(*, tenant_id, month: date) -> int:
     nxt = (month + timedelta(days=32)).replace(day=1)
     rows = (SpendRollup.objects.filter(tenant_id=tenant_id, day__gte=month, day__lt=nxt)
             .values("project_id", "provider_account_id", "workload_id")
-            .annotate(usd=Sum("amount_usd"), secs=Sum("gpu_seconds")))
+            .annotate(usd=Sum("amount_usd"), secs=Sum("gpu_seconds"), idle=Sum("idle_usd")))
     with transaction.atomic():
         SpendRollupMonth.objects.filter(tenant_id=tenant_id, month=month).delete()
         generation_bump(tenant_id)
         SpendRollupMonth.objects.bulk_create([
             SpendRollupMonth(month=month, tenant_id=tenant_id, project_id=r["project_id"],
                              provider_account_id=r["provider_account_id"], workload_id=r["workload_id"],
-                             amount_usd=r["usd"] or 0, gpu_seconds=r["secs"] or 0)
+                             amount_usd=r["usd"] or 0, gpu_seconds=r["secs"] or 0, idle_usd=r["idle"] or 0)
             for r in rows
         ])
     return len(rows)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import uuid
+from datetime import date
 
 from django.conf import settings
 from django.contrib import messages
@@ -61,10 +62,33 @@ def _view_model(request: HttpRequest):
     return membership, tenant, projects, providers, f, v
 
 
-def _table_rows_html(rows: list[tuple[str, str, str]]) -> str:
+def _table_rows_html(v) -> str:
     """The period x group table's rows (a daily year is 1,825 of them): escaped like the
-    template would, at a fraction of a template loop's cost."""
-    return format_html_join("\n", '<tr><td>{}</td><td>{}</td><td class="num">${}</td></tr>', rows)
+    template would, at a fraction of a template loop's cost. Each group links to its drill-down."""
+    spend_url = reverse("billing:spend")
+    return format_html_join("\n", '<tr><td>{}</td><td><a href="{}">{}</a></td><td class="num">${}</td>'
+                            '<td class="num">${}</td></tr>',
+                            ((period, f"{spend_url}?{v.drill.get(label, v.filters.query())}", label, amount,
+                              money.usd(v.idle_of(date.fromisoformat(period), label)))
+                             for period, label, amount in v.table()))
+
+
+def _filter_chips(tenant, f, projects: dict, providers: dict) -> list[dict]:
+    """The active filters, each with the link that drops it and keeps the others."""
+    from providers.models import ProviderKind
+
+    names = {"project": projects, "provider": providers, "kind": dict(ProviderKind.choices),
+             **dashboard.filter_names(tenant, f)}
+    labels = {"project": "Project", "provider": "Account", "workload": "Workload", "gpu": "GPU", "user": "User",
+              "kind": "Provider"}
+    fields = {"project": "project_ids", "provider": "provider_ids", **dashboard.EXTRA_FILTERS}
+    chips = []
+    for param, attr in fields.items():
+        values = getattr(f, attr)
+        for value in values:
+            chips.append({"label": f"{labels[param]}: {names.get(param, {}).get(value, value)}",
+                          "drop": f.query(**{param: [x for x in values if x != value]})})
+    return chips
 
 
 @login_required
@@ -73,19 +97,23 @@ def spend(request: HttpRequest) -> HttpResponse:
     membership, tenant, projects, providers, f, v = _view_model(request)
     if request.session.get(SPEND_FILTERS_KEY) != (query := f.query()):  # polls repeat it: no write
         request.session[SPEND_FILTERS_KEY] = query
-    ctx = {"v": v, "f": f, "now": clock.now()}
-    if request.htmx:
-        return render(request, "billing/partials/spend_live.html", ctx)
     budgets = list(budgets_for(membership).select_related(None).defer("webhook_secret"))  # gauges: name, period, amount
     gauges = dashboard.budget_gauges(tenant, budgets, view=v)
+    # "budget left": the budget closest to its limit (the one a team runs out of first)
+    tightest = max(gauges, key=lambda g: g["pct"], default=None)
+    ctx = {"v": v, "f": f, "now": clock.now(), "tightest": tightest}
+    if request.htmx:
+        return render(request, "billing/partials/spend_live.html", ctx)
     rows = v.table()
     ctx.update({
         "projects": sorted(projects.items(), key=lambda kv: kv[1]),
         "providers": sorted(providers.items(), key=lambda kv: kv[1]),
         "presets": dashboard.PRESETS, "groups": dashboard.GROUPS, "grains": dashboard.GRAINS,
         "modes": dashboard.MODES,
-        "rows": rows, "rows_html": _table_rows_html(rows), "gauges": gauges,
+        "rows": rows, "rows_html": _table_rows_html(v), "gauges": gauges,
+        "group_label": dashboard.GROUPS[f.group], "chips": _filter_chips(tenant, f, projects, providers),
         "chart_spend": charts.spend_over_time(v), "chart_forecast": charts.burn_and_forecast(v),
+        "chart_idle": charts.idle_spend(v),
         "chart_budgets": charts.budget_gauges(gauges),
         "alerts": alert_banners(membership),
     })
@@ -161,12 +189,13 @@ def spend_export(request: HttpRequest) -> HttpResponse:
     w = csv.writer(resp)
     # the third column is what the view is stacked by (provider or project); the fifth is the
     # top workload's own project, named apart so that both survive a read by column name
-    w.writerow(["section", "period", dashboard.GROUPS[f.group].lower(), "workload", "workload_project", "amount_usd"])
+    # idle_usd: the part of amount_usd booked while every GPU of the pod was idle (billing.idle)
+    w.writerow(["section", "period", f.group, "workload", "workload_project", "amount_usd", "idle_usd"])
     for period, label, usd in v.table():
-        w.writerow(["spend", period, label, "", "", usd])
-    w.writerow(["total", f"{f.start.isoformat()}..{f.end.isoformat()}", "", "", "", money.usd(v.total)])
+        w.writerow(["spend", period, label, "", "", usd, money.usd(v.idle_of(date.fromisoformat(period), label))])
+    w.writerow(["total", f"{f.start.isoformat()}..{f.end.isoformat()}", "", "", "", money.usd(v.total), money.usd(v.idle_total)])
     for t in v.top:
-        w.writerow(["top_workload", "", "", t["name"], t["project"], money.usd(t["usd"])])
+        w.writerow(["top_workload", "", "", t["name"], t["project"], money.usd(t["usd"]), money.usd(t["idle"])])
     return resp
 
 

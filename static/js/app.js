@@ -54,6 +54,14 @@
       var config = fig.config || {displayModeBar: false, responsive: true};
       withPlotly(tag.getAttribute("data-plotly-src"), function () {
         window.Plotly.react(el, fig.data, fig.layout, config);
+        if (!el.__drillBound) {  // a trace's meta.drill: the query string of its drill-down view
+          el.__drillBound = true;
+          el.on("plotly_click", function (ev) {
+            var pt = ev && ev.points && ev.points[0];
+            var q = pt && pt.data && pt.data.meta && pt.data.meta.drill;
+            if (typeof q === "string" && q) { window.location.search = q; }
+          });
+        }
       });
     });
   }

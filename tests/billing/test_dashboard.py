@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import timedelta
 from decimal import Decimal
 
@@ -79,7 +80,8 @@ def test_viewer_forbidden_outsider_sees_only_own_org(client, viewer, outsider, t
 @pytest.mark.django_db
 def test_htmx_poll_returns_live_fragment(client, finance, history, django_assert_max_num_queries):
     client.force_login(finance)
-    with django_assert_max_num_queries(16):
+    # 16 + the budgets for "budget left" + today's idle GPU share (ledger lines, their samples)
+    with django_assert_max_num_queries(19):
         r = client.get(reverse("billing:spend"), HTTP_HX_REQUEST="true")
     html = r.content.decode()
     assert r.status_code == 200 and "<html" not in html and "Spend today" in html and "chart-spend" not in html
@@ -100,7 +102,9 @@ def test_filters_in_url_and_csv_matches_what_is_shown(client, finance, history, 
     spend_rows = [(r[1], r[2], r[5]) for r in rows if r[0] == "spend"]
     assert spend_rows == page.context["rows"] == v.table()
     for period, label, usd in spend_rows:
-        assert f"<td>{period}</td><td>{label}</td><td class=\"num\">${usd}</td>" in page.content.decode()
+        # the group cell links to its drill-down (this project, the other filters kept)
+        assert re.search(rf'<td>{period}</td><td><a href="/spend/\?[^"]*">{re.escape(label)}</a></td><td class="num">\${usd}</td>',
+                         page.content.decode()), (period, label)
     total = next(r for r in rows if r[0] == "total")
     assert total[5] == f"{v.total:.2f}"
     top = [(r[3], r[5]) for r in rows if r[0] == "top_workload"]

@@ -23,7 +23,7 @@ from billing.metering import meter_all
 from billing.rollups import rollup_dirty
 from provisioner import clock
 from tests.billing.helpers import account, make_pod, run_timeline, to
-from workloads.models import PodState
+from workloads.models import PodState, UtilizationSample
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("browser")]
 
@@ -39,7 +39,7 @@ def spend(demo):
     History: pod i (i = 0..7) ran 2 h at $(i + 1)/h on day NOW - 8 + i, from 06:00; odd i in
     "Default", even i in "Research"; i % 3 == 0 on "Sandbox US", the others on "Sandbox EU".
     Live: "serve" ($3.60/h, Default, Sandbox EU) running since 10:00, metered until 11:30:
-    today $5.40 booked + $1.80 accruing = $7.20.
+    today $5.40 booked + $1.80 accruing = $7.20. Idle: job5 (03-15, Default, Sandbox EU) idle its first hour.
     """
     from django.contrib.auth import get_user_model
 
@@ -56,6 +56,10 @@ def spend(demo):
             with clock.frozen(start):
                 pod = make_pod(tenant, research if i % 2 == 0 else default, admin, us if i % 3 == 0 else eu,
                                price=f"{i + 1}.00", name=f"job{i}")
+            if i == 5:  # job5's GPU sat at 1 % for its first hour (a sample a minute), then worked: $6.00 idle
+                UtilizationSample.objects.bulk_create([UtilizationSample(pod=pod, at=start + timedelta(minutes=m),
+                                                                         util_pct=1.0 if m < 60 else 95.0)
+                                                       for m in range(61)])
             run_timeline(pod, start, [(timedelta(0), PodState.RUNNING), (2 * H, PodState.TERMINATED)], meter_every=H)
         with clock.frozen(NOW - 2 * H):
             serve = make_pod(tenant, default, admin, eu, price="3.60", name="serve")
@@ -76,7 +80,7 @@ def _spend_table(page) -> list[tuple[str, str, str]]:
     rows = []
     for tr in card.locator("tbody tr").all():
         cells = [c.strip() for c in tr.locator("td").all_inner_texts()]
-        if len(cells) == 3:
+        if len(cells) == 4:  # period, group, spend, idle GPU
             rows.append((cells[0], cells[1], _money(cells[2])))
     return rows
 
@@ -107,6 +111,9 @@ def test_finance_watches_live_spend_filters_exports_and_sets_a_budget(live_serve
     expect(today).to_have_text("$7.20")  # $5.40 booked + $1.80 accruing since the last meter
     expect(live).to_contain_text("$79.20")  # month to date: $72 of history + today
     expect(live).to_contain_text("Live figures updated 12:00:00 UTC")
+    expect(page.get_by_test_id("idle-month")).to_have_text("$6.00")  # job5's idle hour, from its samples
+    expect(page.get_by_test_id("idle-explained")).to_contain_text("below its workload's idle threshold")
+    expect(page.get_by_test_id("budget-left")).to_have_text("—")  # no budget yet
     assert sorted(_chart_traces(page)) == ["Sandbox EU", "Sandbox US"]  # stacked by provider by default
     before = _spend_table(page)
     assert ("2026-03-18", "Sandbox EU", "7.20") in before and ("2026-03-16", "Sandbox US", "14.00") in before
@@ -161,11 +168,37 @@ def test_finance_watches_live_spend_filters_exports_and_sets_a_budget(live_serve
     download.save_as(target)
     with open(target, newline="") as fh:
         rows = list(csv.reader(fh))
-    assert rows[0][:3] == ["section", "period", "project"] and rows[0][-1] == "amount_usd"
+    assert rows[0][:3] == ["section", "period", "project"] and rows[0][5:] == ["amount_usd", "idle_usd"]
     assert [(r[1], r[2], r[5]) for r in rows if r[0] == "spend"] == shown
     assert [r[5] for r in rows if r[0] == "total"] == ["57.00"]
     assert {r[3] for r in rows if r[0] == "top_workload"} == {"job1", "job2", "job4", "job5", "job7", "serve"}
     page.screenshot(path=str(tmp_path / "spend-filtered.png"), full_page=True)
+
+    # 3b. drill-down: a click on the first "Default" bar filters to that project, stacks by workload,
+    # and keeps the other filters (custom dates, Sandbox EU)
+    bar = page.locator("#chart-spend g.trace.bars").first.locator("path").first
+    page.locator("#chart-spend").scroll_into_view_if_needed()
+    box = bar.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    expect(page.locator("#chart-spend .hoverlayer .hovertext")).to_have_count(1)  # plotly picked the bar
+    page.mouse.down()
+    page.mouse.up()
+    expect(page.locator("h2", has_text="Spend by workload")).to_be_visible()
+    url = page.url
+    for part in ("range=custom", "from=2026-03-11", "to=2026-03-18", "group=workload",
+                 f"provider={spend['eu'].pk}", f"project={spend['default'].pk}"):
+        assert part in url, (part, url)
+    assert sorted(_chart_traces(page)) == ["job1", "job5", "job7", "serve"]  # Default's EU workloads only
+    expect(page.locator(".filter-chips")).to_contain_text("Project: Default")
+    idle_row = page.locator("div.card", has=page.locator("h2", has_text="Spend by")).locator("tr", has_text="job5")
+    expect(idle_row).to_contain_text("$12.00")
+    expect(idle_row).to_contain_text("$6.00")  # its idle GPU column
+    # ...and from a table row: job5 alone, the filters still kept
+    idle_row.get_by_role("link", name="job5").click()
+    expect(page.locator(".filter-chips")).to_contain_text("Workload: job5")
+    assert f"provider={spend['eu'].pk}" in page.url and "range=custom" in page.url
+    assert _chart_traces(page) == ["job5"]
+    page.screenshot(path=str(tmp_path / "spend-drilled.png"), full_page=True)
 
     # 4. a monthly budget for the whole organization, created on Budgets, shows on Spend
     page.click("a.btn:text('Budgets')")
