@@ -79,12 +79,19 @@ def expand_gpu_classes(classes: list[str] | tuple[str, ...]) -> list[str]:
 
 # --- countries ----------------------------------------------------------------------------
 
-EU_EEA = (
-    "AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT RO SK SI ES SE IS LI NO"
+# Residency presets are legal areas, so "EU" is exactly the 27 member states and "EEA" adds the three
+# EEA/EFTA states. Source: the EEA Agreement summary ("The European Economic Area (EEA) joins together
+# the 27 Member States of the European Union (EU) and the three EEA/EFTA States (Liechtenstein, Iceland,
+# and Norway)"); GDPR summary, "European Economic Area": "the 27 member states of the EU and 3 of the four
+# EFTA states ... Iceland, Liechtenstein and Norway" (Switzerland is not in the EEA).
+EU_MEMBER_STATES = (
+    "AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT RO SK SI ES SE"
 ).split()
+EEA_EFTA_STATES = ("IS", "LI", "NO")
+EU_EEA = EU_MEMBER_STATES + list(EEA_EFTA_STATES)
 
 COUNTRY_PRESETS: dict[str, tuple[str, ...]] = {
-    "EU": tuple(EU_EEA),
+    "EU": tuple(EU_MEMBER_STATES),
     "EEA": tuple(EU_EEA),
     "US": ("US",),
     "NA": ("US", "CA"),

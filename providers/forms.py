@@ -31,7 +31,8 @@ PASTE_SUFFIX = "__paste"  # the text alternative of an uploaded credential file
 # wizard step 4 presets (keys of catalog.COUNTRY_PRESETS plus "anywhere"/"custom")
 REGION_PRESET_CHOICES = [
     ("any", "Anywhere"),
-    ("EU", "EU/EEA only"),
+    ("EU", "EU only (the 27 member states)"),
+    ("EEA", "EEA only (EU + Iceland, Liechtenstein, Norway)"),
     ("US", "US only"),
     ("NA", "US + Canada"),
     ("UK", "UK only"),
@@ -247,6 +248,26 @@ class RegionsForm(forms.Form):
                               max_length=MAX_REGION_LIST_CHARS,
                               help_text="The provider's own region ids, comma-separated; empty for all.")
 
+    confirm_widen = forms.BooleanField(label="Yes, widen where pods may run", required=False)
+
+    def __init__(self, *args: Any, saved: dict[str, Any] | None = None, **kwargs: Any):
+        """``saved``: the step's values as last saved. A choice narrower than "anywhere" is never
+        widened silently (a stale page, browser Back): widening needs ``confirm_widen`` ticked."""
+        super().__init__(*args, **kwargs)
+        self.saved = saved or {}
+        if not (self.saved.get("allowed_countries") or self.saved.get("allowed_regions")):
+            del self.fields["confirm_widen"]
+
+    def _widens(self, countries: list[str], regions: list[str]) -> str:
+        """How the new choice widens the saved one, in words ("" when it does not)."""
+        old_c, old_r = self.saved.get("allowed_countries") or [], self.saved.get("allowed_regions") or []
+        if old_c and (not countries or set(countries) - set(old_c)):
+            added = sorted(set(countries) - set(old_c))
+            return "anywhere" if not countries else "also " + ", ".join(added)
+        if old_r and (not regions or set(regions) - set(old_r)):
+            return "every region" if not regions else "also regions " + ", ".join(sorted(set(regions) - set(old_r)))
+        return ""
+
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
         preset = cleaned.get("preset")
@@ -267,6 +288,12 @@ class RegionsForm(forms.Form):
             cleaned["allowed_regions"] = parse_regions(cleaned.get("regions", ""))
         except forms.ValidationError as exc:
             self.add_error("regions", exc)
+            return cleaned
+        widened = self._widens(cleaned["allowed_countries"], cleaned["allowed_regions"])
+        if widened and not cleaned.get("confirm_widen"):
+            was = ", ".join(self.saved.get("allowed_countries") or []) or "regions " + ", ".join(self.saved["allowed_regions"])
+            self.add_error("confirm_widen", f"This widens where pods may run (saved: {was}; now: {widened}). "
+                                            "Tick to confirm, or pick the saved choice again.")
         return cleaned
 
 

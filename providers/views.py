@@ -89,7 +89,9 @@ def _render_step(request: HttpRequest, tenant: Tenant, state: wizard.WizardState
         ctx["summary_rows"] = _review_summary(state)
     if state is not None:
         wizard.WizardStore(request).save(state)  # the summary/offers cache may have changed
-    template = "providers/wizard/panel.html" if request.htmx else "providers/wizard/wizard.html"
+    # a history restore (browser Back, no htmx snapshot: see panel.html) swaps in a whole page
+    fragment = request.htmx and not request.htmx.history_restore_request
+    template = "providers/wizard/panel.html" if fragment else "providers/wizard/wizard.html"
     response = render(request, template, ctx, status=status)
     if push and request.htmx:
         push_url(response, push)

@@ -307,7 +307,7 @@ def build_form(step: str, state: WizardState | None, request: HttpRequest, tenan
     if step == "cap":
         return SpendingCapForm(data, initial=initial)
     if step == "regions":
-        return RegionsForm(data, initial=initial)
+        return RegionsForm(data, initial=initial, saved=state.clean("regions"))
     if step == "gpu":
         ensure_offer_summary(state)  # the class list comes from live offers (cached after once)
         classes, _ = offered_classes(state)
@@ -317,8 +317,9 @@ def build_form(step: str, state: WizardState | None, request: HttpRequest, tenan
 
 def _draft_from(form: forms.Form, data: Any, secret_names: set[str]) -> dict[str, Any]:
     """The non-secret values as typed, to refill the form after Back or a failed check."""
+    # a widening confirmation is asked afresh each time, never refilled
     return {name: data.get(name, "") for name in form.fields
-            if name not in secret_names and not isinstance(form.fields[name], forms.FileField)}
+            if name not in secret_names and name != "confirm_widen" and not isinstance(form.fields[name], forms.FileField)}
 
 
 def secret_field_names(state: WizardState | None) -> set[str]:

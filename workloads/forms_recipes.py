@@ -95,7 +95,7 @@ class WorkloadForm(forms.Form):
     window_minutes = forms.IntegerField(min_value=1, max_value=60 * 24 * 7, required=False, label="Burst window (minutes)",
                                         help_text="Scheduled services: bring the replicas up at each cron time and tear them all down after this long")
     interruption_tolerant = forms.BooleanField(required=False, label="Can tolerate interruption (allow spot)")
-    countries = forms.CharField(max_length=200, required=False, help_text="ISO codes or presets (EU, US), comma-separated")
+    countries = forms.CharField(max_length=200, required=False, help_text="ISO codes or presets (EU = the 27 member states, EEA = EU + IS, LI, NO, US), comma-separated")
     regions = forms.CharField(max_length=300, required=False, help_text="Provider regions, comma-separated")
     max_price_per_hour = forms.DecimalField(max_digits=10, decimal_places=2, min_value=0, required=False, label="Price ceiling ($/h)")
     spot_bid_margin_pct = forms.IntegerField(

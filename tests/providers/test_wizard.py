@@ -326,3 +326,54 @@ def test_hetzner_credentials_step_says_a_refused_login_is_not_retried(owner_clie
     page = owner_client.get(start(owner_client, "hetzner")).content.decode()
     assert "10 minutes after 3 failed logins" in page and "never retried automatically" in page
     assert 'name="ssh_private_key"' in page
+
+
+# --- issue 15 §2.3/§2.4: residency presets and no silent widening ---------------------------------
+
+
+def _to_regions(client) -> str:
+    url = start(client, "sandbox")
+    url = _step_url(client.post(url, {"name": "My sandbox"}))
+    return _step_url(client.post(url, {"spending_cap_usd": "100", "spending_cap_period": "month"}))
+
+
+def _saved_regions(client, url) -> list[str]:
+    wizard_id = url.strip("/").split("/")[-2]
+    entry = client.session["provider_wizards"][wizard_id]
+    return entry["steps"]["regions"]["clean"]["allowed_countries"]
+
+
+@pytest.mark.django_db
+def test_eu_and_eea_are_distinct_presets(owner_client):
+    from providers.catalog import expand_countries
+
+    eu, eea = expand_countries(["EU"]), expand_countries(["EEA"])
+    assert len(eu) == 27 and not {"IS", "LI", "NO", "CH", "GB"} & set(eu)
+    assert len(eea) == 30 and set(eea) - set(eu) == {"IS", "LI", "NO"}
+    regions = _to_regions(owner_client)
+    page = owner_client.get(regions).content.decode()
+    assert "EU only (the 27 member states)" in page and "EEA only (EU + Iceland, Liechtenstein, Norway)" in page
+    _step_url(owner_client.post(regions, {"preset": "EU", "countries": "", "regions": ""}))
+    assert sorted(_saved_regions(owner_client, regions)) == sorted(eu)
+
+
+@pytest.mark.django_db
+def test_widening_a_saved_residency_choice_needs_an_explicit_confirmation(owner_client):
+    regions = _to_regions(owner_client)
+    _step_url(owner_client.post(regions, {"preset": "EU", "countries": "", "regions": ""}))
+    # the form shows the saved choice
+    assert re.search(r'value="EU"[^>]*checked|checked[^>]*value="EU"', owner_client.get(regions).content.decode())
+    # a stale form posting "Anywhere" (or EEA, wider than EU) is refused inline; EU stays saved
+    for preset in ("any", "EEA"):
+        response = owner_client.post(regions, {"preset": preset, "countries": "", "regions": ""})
+        assert response.status_code == 200
+        body = response.content.decode()
+        assert "This widens where pods may run" in body and 'name="confirm_widen"' in body
+        assert "NO" not in _saved_regions(owner_client, regions) and len(_saved_regions(owner_client, regions)) == 27
+    # narrowing needs no confirmation
+    _step_url(owner_client.post(regions, {"preset": "custom", "countries": "DE", "regions": ""}))
+    assert _saved_regions(owner_client, regions) == ["DE"]
+    # widening with the box ticked is a deliberate choice; the box is never refilled afterwards
+    _step_url(owner_client.post(regions, {"preset": "any", "countries": "", "regions": "", "confirm_widen": "on"}))
+    assert _saved_regions(owner_client, regions) == []
+    assert 'name="confirm_widen"' not in owner_client.get(regions).content.decode()  # nothing narrower to protect
