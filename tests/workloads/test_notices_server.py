@@ -118,3 +118,20 @@ def test_notice_watch_env_only_for_spot_pods_on_clouds_that_publish_notices():
     assert notice_watch_env("aws", spot=True) == {"AGENT_NOTICE_CLOUD": "aws"}
     assert notice_watch_env("azure", spot=False) == {}
     assert notice_watch_env("runpod", spot=True) == {}
+
+
+@pytest.mark.django_db
+def test_the_pod_page_shows_the_notice_deadline_and_replacement(client, tenant, project, owner, sandbox,
+                                                                 django_capture_on_commit_callbacks):
+    pod = running_pod(tenant, project, owner, lifecycle=Lifecycle.SERVICE, interruption_tolerant=True)
+    token = telemetry.agent_token_issue(pod=pod)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert beat(client, pod.pk, token, body()).status_code == 200
+    new = Pod.objects.get(replaces=pod)
+    client.force_login(owner)
+    html = client.get(f"/pods/{pod.pk}/").content.decode()
+    assert 'id="interruption-notice"' in html and "Interruption notice</strong> from AWS (terminate)" in html
+    assert "18:02:00 UTC" in html and "120 s left" in html and f"/pods/{new.pk}/" in html
+    assert "(interruption notice)" in client.get(f"/pods/{new.pk}/").content.decode()
+    page = client.get(f"/workloads/{pod.workload_id}/").content.decode()
+    assert "0 interruptions survived with 0 s downtime" in page
