@@ -24,7 +24,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Q, Sum
 
 from providers.models import ProviderAccount
 from provisioner import clock
@@ -33,8 +33,8 @@ from tenants.models import Membership, Project, Role
 from workloads.models import LIVE_POD_STATES, Pod, PodState
 
 from . import money
-from .models import Budget, BudgetAlert, BudgetReservation
-from .selectors import period_end, period_start, reserved_outstanding, spend_since
+from .models import Budget, BudgetAlert, BudgetReservation, LedgerEntry, SpendRollup
+from .selectors import ZERO, day_start, period_end, period_start, reserved_outstanding, spend_since
 
 logger = logging.getLogger(__name__)
 CENT = Decimal("0.01")
@@ -152,16 +152,24 @@ def _clean_thresholds(values) -> list[int]:
     return out
 
 
+MAX_USD_THRESHOLD = 100_000_000
+
+
+def _clean_usd_thresholds(values) -> list[int]:
+    return sorted({int(v) for v in values or [] if 0 < int(v) <= MAX_USD_THRESHOLD})
+
+
 @transaction.atomic
 def budget_create(*, tenant, name: str, amount_usd: Decimal, period: str = Budget.Period.MONTH,
                   project: Project | None = None, soft_thresholds=(50, 80, 100), hard_limit: bool = True,
                   stop_running_pods: bool = False, webhook_url: str = "", webhook_secret: str = "",
-                  email_alerts: bool = True, forecast_alert: bool = True) -> Budget:
+                  email_alerts: bool = True, forecast_alert: bool = True, soft_thresholds_usd=()) -> Budget:
     """Create a budget for the whole tenant (``project=None``) or one of its projects."""
     if project is not None and project.tenant_id != tenant.pk:
         raise ValueError("project belongs to another organization")
     budget = Budget.objects.create(tenant=tenant, project=project, name=name, amount_usd=amount_usd, period=period,
                                    soft_thresholds=_clean_thresholds(soft_thresholds), hard_limit=hard_limit,
+                                   soft_thresholds_usd=_clean_usd_thresholds(soft_thresholds_usd),
                                    stop_running_pods=stop_running_pods, webhook_url=webhook_url,
                                    webhook_secret=webhook_secret, email_alerts=email_alerts,
                                    forecast_alert=forecast_alert)
@@ -175,6 +183,8 @@ def budget_update(*, budget: Budget, **fields) -> Budget:
     """Change a budget's fields (same names as ``budget_create``)."""
     if "soft_thresholds" in fields:
         fields["soft_thresholds"] = _clean_thresholds(fields["soft_thresholds"])
+    if "soft_thresholds_usd" in fields:
+        fields["soft_thresholds_usd"] = _clean_usd_thresholds(fields["soft_thresholds_usd"])
     project = fields.get("project")
     if project is not None and project.tenant_id != budget.tenant_id:
         raise ValueError("project belongs to another organization")
@@ -216,7 +226,8 @@ def alert_once(*, tenant_id, period_start_at: datetime, threshold: int, spent: D
                 message=message[:300], created_at=clock.now())
     except IntegrityError:
         return None
-    roles = [Role.OWNER, Role.ADMIN, Role.FINANCE] if budget else [Role.OWNER, Role.ADMIN]
+    roles = ([Role.OWNER, Role.ADMIN, Role.FINANCE] if budget or kind == BudgetAlert.Kind.ANOMALY
+             else [Role.OWNER, Role.ADMIN])
     if budget is None or budget.email_alerts:
         to = _recipients(tenant_id, roles)
         if to:
@@ -263,6 +274,14 @@ def budget_check(budget: Budget, *, at: datetime | None = None) -> list[BudgetAl
                    f'{budget.get_period_display().lower()})')
             a = alert_once(tenant_id=budget.tenant_id, budget=budget, period_start_at=start, threshold=int(t),
                            spent=spent, limit=budget.amount_usd, message=msg)
+            if a:
+                sent.append(a)
+    for usd in budget.soft_thresholds_usd or []:  # thresholds in dollars spent, beside the percentages
+        if spent >= usd:
+            msg = (f'Budget "{budget.name}" reached {_money(Decimal(usd))} spent ({_money(spent)} of '
+                   f'{_money(budget.amount_usd)} {budget.get_period_display().lower()})')
+            a = alert_once(tenant_id=budget.tenant_id, budget=budget, period_start_at=start, threshold=int(usd),
+                           kind=BudgetAlert.Kind.AMOUNT, spent=spent, limit=budget.amount_usd, message=msg)
             if a:
                 sent.append(a)
     forecast = forecast_spend(spent, start=start, end=period_end(budget.period, at), at=at)
@@ -313,7 +332,40 @@ def budgets_enforce(*, at: datetime | None = None) -> int:
         n += len(budget_check(budget, at=at))
     for account in ProviderAccount.objects.filter(spending_cap_usd__isnull=False):
         n += len(provider_cap_check(account, at=at))
+    n += len(spend_anomalies_check(at=at))
     return n
+
+
+ANOMALY_TRAILING_DAYS = 7
+
+
+def spend_anomalies_check(*, at: datetime | None = None) -> list[BudgetAlert]:
+    """Alert an organization whose booked spend today exceeds ``SPEND_ANOMALY_FACTOR`` x its daily
+    mean over the 7 complete days before (AWS Cost Anomaly Detection's idea, with a fixed rule
+    anyone can check by hand): once per organization and UTC day, in-app and by email to owners,
+    admins and finance. Two queries for every organization together."""
+    factor = Decimal(str(settings.SPEND_ANOMALY_FACTOR))
+    if factor <= 0:
+        return []
+    at = at or clock.now()
+    today = at.date()
+    start = day_start(today)
+    trailing = dict(SpendRollup.objects.filter(day__gte=today - timedelta(days=ANOMALY_TRAILING_DAYS), day__lt=today)
+                    .values_list("tenant_id").annotate(s=Sum("amount_usd")).order_by())
+    todays = (LedgerEntry.objects.filter(bucket_start__gte=start).values_list("tenant_id")
+              .annotate(s=Sum("amount_usd")).order_by())
+    sent = []
+    for tenant_id, spent in todays:
+        mean = (trailing.get(tenant_id) or ZERO) / ANOMALY_TRAILING_DAYS
+        if mean <= 0 or spent is None or spent <= factor * mean:
+            continue
+        msg = (f"Spend anomaly: {_money(spent)} booked today, {spent / mean:.1f}x the daily mean of the last "
+               f"{ANOMALY_TRAILING_DAYS} days ({_money(mean)}; alert above {factor}x)")
+        a = alert_once(tenant_id=tenant_id, period_start_at=start, threshold=int(factor * 100), spent=spent,
+                       limit=factor * mean, message=msg, kind=BudgetAlert.Kind.ANOMALY)
+        if a:
+            sent.append(a)
+    return sent
 
 
 def alerts_mark_read(*, tenant, ids=None) -> int:

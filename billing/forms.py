@@ -14,6 +14,7 @@ from tenants.models import Project
 from tenants.permissions import MANAGE_BUDGETS
 from tenants.selectors import projects_for
 
+from .budgets import MAX_USD_THRESHOLD
 from .models import Budget
 
 
@@ -26,6 +27,9 @@ class BudgetForm(forms.Form):
     amount_usd = forms.DecimalField(min_value=Decimal("0.01"), max_digits=12, decimal_places=2, label="Amount (USD)")
     soft_thresholds = forms.CharField(initial="50, 80, 100", required=False, label="Alert at (% of amount)",
                                       help_text="Comma-separated percentages; each alerts once per period")
+    soft_thresholds_usd = forms.CharField(required=False, label="Alert at ($ spent)",
+                                          help_text="Comma-separated whole dollars, e.g. 500, 1000; each alerts once "
+                                                    "per period")
     forecast_alert = forms.BooleanField(required=False, initial=True,
                                         label="Also alert when the forecast to the period's end exceeds the amount",
                                         help_text="Spend so far extrapolated at its average rate, from a fifth of "
@@ -70,10 +74,21 @@ class BudgetForm(forms.Form):
             raise forms.ValidationError("Percentages must be between 1 and 1000")
         return values
 
+    def clean_soft_thresholds_usd(self) -> list[int]:
+        raw = self.cleaned_data.get("soft_thresholds_usd") or ""
+        try:
+            values = sorted({int(x.strip().lstrip("$")) for x in raw.split(",") if x.strip()})
+        except ValueError:
+            raise forms.ValidationError("Use whole dollars separated by commas, e.g. 500, 1000") from None
+        if any(v <= 0 or v > MAX_USD_THRESHOLD for v in values):
+            raise forms.ValidationError(f"Dollar thresholds must be between 1 and {MAX_USD_THRESHOLD:,}")
+        return values
+
     @classmethod
     def initial_for(cls, budget: Budget) -> dict:
         return {"name": budget.name, "project": budget.project_id, "period": budget.period,
                 "amount_usd": budget.amount_usd, "soft_thresholds": ", ".join(str(t) for t in budget.soft_thresholds),
+                "soft_thresholds_usd": ", ".join(str(t) for t in budget.soft_thresholds_usd),
                 "forecast_alert": budget.forecast_alert,
                 "hard_limit": budget.hard_limit, "stop_running_pods": budget.stop_running_pods,
                 "email_alerts": budget.email_alerts, "webhook_url": budget.webhook_url}

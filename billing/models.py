@@ -146,6 +146,7 @@ class Budget(models.Model):
     period = models.CharField(max_length=8, choices=Period.choices, default=Period.MONTH)
     amount_usd = models.DecimalField(max_digits=12, decimal_places=2)
     soft_thresholds = models.JSONField(default=list, blank=True)  # e.g. [50, 80, 100]
+    soft_thresholds_usd = models.JSONField(default=list, blank=True)  # whole dollars spent, e.g. [500, 1000]
     hard_limit = models.BooleanField(default=True)
     stop_running_pods = models.BooleanField(default=False)
     webhook_url = models.URLField(blank=True, max_length=2000)  # provisioner.inputs.MAX_URL_CHARS
@@ -210,9 +211,11 @@ class BudgetAlert(models.Model):
         SPENT = "spent", "Spent"
         FORECAST = "forecast", "Forecast"
         DRIFT = "drift", "Provider drift"  # our figure vs the provider's, once per account and UTC day
+        AMOUNT = "amount", "Spent (USD threshold)"  # threshold = whole dollars instead of a percent
+        ANOMALY = "anomaly", "Spend anomaly"  # today > N x the trailing 7-day mean, once per organization and day
 
     period_start = models.DateTimeField()
-    threshold = models.PositiveSmallIntegerField()  # percent
+    threshold = models.PositiveIntegerField()  # percent; whole dollars for kind "amount"
     kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.SPENT)
     spent_usd = models.DecimalField(max_digits=14, decimal_places=2)
     limit_usd = models.DecimalField(max_digits=14, decimal_places=2)
@@ -237,6 +240,9 @@ class BudgetAlert(models.Model):
             models.UniqueConstraint(fields=["provider_account", "period_start"],
                                     condition=Q(provider_account__isnull=False, kind="drift"),
                                     name="uniq_drift_alert"),
+            models.UniqueConstraint(fields=["tenant", "period_start"],
+                                    condition=Q(budget__isnull=True, provider_account__isnull=True, kind="anomaly"),
+                                    name="uniq_anomaly_alert"),
         ]
 
     def __str__(self) -> str:

@@ -23,7 +23,10 @@ def webhook_signature(secret: str, body: bytes) -> str:
 def webhook_payload(budget: Budget, alert: BudgetAlert) -> tuple[bytes, dict[str, str]]:
     body = json.dumps({
         "event": "budget.forecast" if alert.kind == BudgetAlert.Kind.FORECAST else "budget.threshold",
-        "budget": budget.name, "budget_id": str(budget.pk), "threshold_pct": alert.threshold,
+        "budget": budget.name, "budget_id": str(budget.pk),
+        # a dollar threshold says so; percentage thresholds keep their key
+        **({"threshold_usd": alert.threshold} if alert.kind == BudgetAlert.Kind.AMOUNT
+           else {"threshold_pct": alert.threshold}),
         "spent_usd": str(alert.spent_usd), "limit_usd": str(alert.limit_usd),
         "period_start": alert.period_start.isoformat(), "message": alert.message,
     }, sort_keys=True).encode()

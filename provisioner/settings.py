@@ -261,6 +261,8 @@ IDLE_DELETE_AFTER_STOPPED_DEFAULT_MINUTES = env_int("IDLE_DELETE_AFTER_STOPPED_D
 # than this percentage of the provider's figure raises an alert (once per account and day);
 # each daily run re-fetches this many past UTC days, since providers revise recent figures.
 BILLING_DRIFT_THRESHOLD_PCT = env_decimal("BILLING_DRIFT_THRESHOLD_PCT", "2", minimum="0")
+# spend anomaly alert: today's booked spend above this many times the trailing 7-day daily mean (0: off)
+SPEND_ANOMALY_FACTOR = env_decimal("SPEND_ANOMALY_FACTOR", "3", minimum="0")
 BILLING_RECONCILE_DAYS = env_int("BILLING_RECONCILE_DAYS", 3)
 # an account's first reconciliation reaches this far back (the month being closed)
 BILLING_RECONCILE_BACKFILL_DAYS = env_int("BILLING_RECONCILE_BACKFILL_DAYS", 35)

@@ -219,6 +219,7 @@ def test_finance_watches_live_spend_filters_exports_and_sets_a_budget(live_serve
     expect(page.locator("h1")).to_have_text("Spend")
     expect(page.locator("div.card", has=page.locator("h2", has_text="Budgets"))).to_contain_text(
         "GPU monthly: $81.00 of $300.00 (27%), $219.00 left")
+    expect(page.get_by_test_id("budget-left")).to_have_text("$219.00")  # the KPI card, beside idle spend
     # one horizontal bar per budget (spent) with a tick at its amount: the basic plotly bundle
     gauge = page.evaluate("() => { const d = document.getElementById('chart-budgets').data;"
                           " return [d[0].x[0], d[1].x[0], d[0].y[0]]; }")
