@@ -71,7 +71,9 @@ def _render_step(request: HttpRequest, tenant: Tenant, state: wizard.WizardState
     }
     if step == "provider":
         ctx["cards"], ctx["recommendation"] = wizard.provider_cards(tenant)
-        ctx["selected_kind"] = form["kind"].value() if form is not None else ""
+        ctx["start_with_sandbox"] = wizard.starts_with_sandbox(tenant)
+        ctx["selected_kind"] = (form["kind"].value() if form is not None else "") or (
+            "sandbox" if ctx["start_with_sandbox"] else "")
     elif step == "credentials":
         ctx["stored"] = sorted(state.credentials()) if state else []
     elif step in ("regions", "gpu"):

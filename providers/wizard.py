@@ -209,6 +209,12 @@ class ProviderCard:
     needs: tuple[str, ...]  # labels of the required credential fields
 
 
+def starts_with_sandbox(tenant: Tenant) -> bool:
+    """An organization with no real provider connected yet starts with the Sandbox (the README's
+    first step): it needs no credentials, so that tile is chosen for it and says why."""
+    return not ProviderAccount.objects.for_tenant(tenant).exclude(kind="sandbox").exists()
+
+
 def provider_cards(tenant: Tenant) -> tuple[list[ProviderCard], Recommendation | None]:
     infos = registered_infos()
     rec = recommend_provider(tenant=tenant, infos=infos)

@@ -4,6 +4,7 @@ provider table with its refresh command."""
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 
 import pytest
@@ -88,7 +89,7 @@ def test_wizard_page_shows_the_recommendation_with_its_reason(owner_client, tena
     tenant.save()
     offers_for(tenant, "runpod", "DE", 42)
     body = owner_client.get("/providers/connect/").content.decode()
-    assert 'id="recommendation"' in body and "Recommended for DE: RunPod" in body
+    assert 'id="recommendation"' in body and "RunPod has the best spot availability for your country (DE)" in body
     assert "about 42 spot GPUs in DE" in body
     assert 'class="tile provider-tile recommended" data-kind="runpod"' in body
 
@@ -107,3 +108,23 @@ def test_refresh_command_recomputes_connected_kinds_and_keeps_the_rest(tenant, o
     assert runpod["source"] == "computed from 2 connected account(s)" and runpod["label"] == "RunPod"
     assert table["providers"]["vast"] == TABLE["providers"]["vast"]  # nobody connected: kept
     assert table_from_offers(Offer.objects.filter(stale=False))["runpod"]["DE"]["spot_units"] == 7
+
+
+@pytest.mark.django_db
+def test_the_recommendation_explains_itself_and_sandbox_stays_the_first_step(owner_client, tenant):
+    """Issue 15 §2.9: no bare "Recommended" badge; an organization without credentials is pointed
+    at the Sandbox first (selected, badged), the spot recommendation says what it is for."""
+    tenant.home_country = "DE"
+    tenant.save()
+    body = owner_client.get("/providers/connect/").content.decode()
+    assert ">Recommended<" not in body
+    assert 'id="start-here"' in body and "Start with the Sandbox" in body and 'id="badge-start-here"' in body
+    assert re.search(r'value="sandbox"\s+checked', body)
+    assert 'id="badge-spot"' in body and "Best spot availability for DE" in body  # from the bundled table
+    assert "When you connect a real provider:" in body and "has the best spot availability for your country (DE)" in body
+    assert body.index('data-kind="sandbox"') < body.index('id="badge-spot"')
+    # once a real provider is connected, the Sandbox is no longer pushed first
+    offers_for(tenant, "runpod", "DE", 42)
+    body = owner_client.get("/providers/connect/").content.decode()
+    assert 'id="start-here"' not in body and not re.search(r'value="sandbox"\s+checked', body)
+    assert "RunPod has the best spot availability for your country (DE)" in body
