@@ -150,6 +150,8 @@ if TESTING:
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
+# how long an invitation link (tenants.services.invitation_token) stays valid, in seconds
+INVITATION_MAX_AGE = env_int("INVITATION_MAX_AGE_DAYS", 7) * 86400
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"

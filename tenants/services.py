@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core import signing
+from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
 from django.db import transaction
 from guardian.shortcuts import assign_perm, remove_perm
 
-from .models import Membership, Project, Role, Tenant
+from provisioner import clock
+
+from .models import Invitation, Membership, Project, Role, Tenant
 from .permissions import PROJECT_PERMISSIONS, role_has
 
 User = get_user_model()
@@ -81,22 +89,77 @@ def membership_remove(*, membership: Membership) -> None:
     membership.delete()
 
 
-@transaction.atomic
-def member_invite(*, tenant: Tenant, username: str, email: str, role: str) -> tuple[Membership, str | None]:
-    """Add a user to the organization. A new user gets a one-time password, returned once
-    (shown to the inviting owner, never stored in clear). Existing users are just added."""
-    from django.utils.crypto import get_random_string
+# --- invitations (issue 16 §2) ----------------------------------------------------------------------
+# An owner never adds an existing account by name: they invite an e-mail address; the invitee
+# accepts through a signed link that expires (django.core.signing: HMAC with SECRET_KEY, salted
+# per use, timestamped). The owner's answer is the same whoever the address belongs to.
+INVITATION_SALT = "tenants.invitation"
 
+
+class InvitationInvalid(ValueError):
+    """The link is forged, expired, already used or revoked."""
+
+
+def invitation_token(invitation: Invitation) -> str:
+    return signing.dumps(str(invitation.pk), salt=INVITATION_SALT)
+
+
+def invitation_from_token(token: str) -> Invitation:
+    """The pending invitation a link stands for, or ``InvitationInvalid``."""
+    try:
+        pk = signing.loads(token, salt=INVITATION_SALT, max_age=settings.INVITATION_MAX_AGE)
+        invitation = Invitation.objects.select_related("tenant").get(pk=pk)
+    except (signing.BadSignature, Invitation.DoesNotExist, ValueError, ValidationError):
+        raise InvitationInvalid("This invitation link is invalid or has expired.") from None
+    if invitation.accepted_at is not None:
+        raise InvitationInvalid("This invitation has already been used.")
+    return invitation
+
+
+@transaction.atomic
+def invitation_create(*, tenant: Tenant, email: str, role: str, invited_by, accept_url: Callable[[str], str]) -> Invitation:
+    """Record an invitation and e-mail its link (through the configured backend, once the
+    transaction commits). Looks up no account: nothing here depends on who owns the address."""
     from .audit import audit_record
 
-    user = User.objects.filter(username=username).first()
-    password = None
-    if user is None:
-        password = get_random_string(16)
-        user = User.objects.create_user(username=username, email=email, password=password)
-    membership = membership_set(tenant=tenant, user=user, role=role)
-    audit_record(tenant=tenant, action="member.invited", target=membership, details={"user": username, "role": role})
-    return membership, password
+    invitation = Invitation.objects.create(tenant=tenant, email=email, role=role, invited_by=invited_by,
+                                           created_at=clock.now())
+    link = accept_url(invitation_token(invitation))
+    days = settings.INVITATION_MAX_AGE // 86400
+    inviter = getattr(invited_by, "username", "") or "An owner"
+    body = (f"{inviter} invites you to join {tenant.name} on AI Cloud Provisioner as {invitation.get_role_display()}.\n\n"
+            f"Accept (with your account, or create one): {link}\n\n"
+            f"The link works once and expires in {days} days. If you did not expect it, ignore this e-mail.")
+    transaction.on_commit(lambda: send_mail(f"Invitation to {tenant.name}", body, None, [email]))
+    audit_record(tenant=tenant, action="member.invited", target=invitation, details={"email": email, "role": role})
+    return invitation
+
+
+@transaction.atomic
+def invitation_accept(*, invitation: Invitation, user) -> Membership:
+    """The invitee joins. Already a member: their role is kept (an invitation never demotes)."""
+    from .audit import audit_record
+
+    locked = Invitation.objects.select_for_update().get(pk=invitation.pk)
+    if locked.accepted_at is not None:
+        raise InvitationInvalid("This invitation has already been used.")
+    membership = Membership.objects.filter(tenant=locked.tenant, user=user).first()
+    if membership is None:
+        membership = membership_set(tenant=locked.tenant, user=user, role=locked.role)
+    locked.accepted_at, locked.accepted_by = clock.now(), user
+    locked.save(update_fields=["accepted_at", "accepted_by"])
+    audit_record(tenant=locked.tenant, action="member.joined", target=membership, actor=user,
+                 details={"user": user.username, "role": membership.role, "invitation": str(locked.pk)})
+    return membership
+
+
+@transaction.atomic
+def invitation_revoke(*, invitation: Invitation) -> None:
+    from .audit import audit_record
+
+    audit_record(tenant=invitation.tenant, action="member.invitation_revoked", target=invitation,
+                 details={"email": invitation.email})
+    invitation.delete()
 
 
 @transaction.atomic

@@ -9,5 +9,7 @@ urlpatterns = [
     path("org/members/<int:pk>/role/", views_admin.member_role, name="member_role"),
     path("org/members/<int:pk>/remove/", views_admin.member_remove, name="member_remove"),
     path("org/members/<int:pk>/projects/<uuid:project_pk>/grant/", views_admin.member_grant, name="member_grant"),
+    path("org/invitations/<uuid:pk>/revoke/", views_admin.invitation_revoke_view, name="invitation_revoke"),
+    path("invite/<str:token>/", views.invitation, name="invitation_accept"),
     path("org/audit/", views_admin.audit_log, name="audit_log"),
 ]

@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from .access import get_for_tenant_or_404, require_member
 from .forms import AuditFilterForm, InviteForm, RoleForm
-from .models import AuditEvent, Membership, Project
+from .models import AuditEvent, Invitation, Membership, Project
 from .permissions import MANAGE_MEMBERS, PROJECT_PERMISSIONS, VIEW_AUDIT, role_has
 from .selectors import grant_matrix
-from .services import LastOwnerError, member_invite, membership_change_role, membership_remove, project_grant_set
+from .services import (
+    LastOwnerError,
+    invitation_create,
+    invitation_revoke,
+    membership_change_role,
+    membership_remove,
+    project_grant_set,
+)
 
 
 @login_required
@@ -27,11 +36,11 @@ def members(request: HttpRequest) -> HttpResponse:
     form = InviteForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         d = form.cleaned_data
-        m, password = member_invite(tenant=tenant, username=d["username"], email=d["email"], role=d["role"])
-        if password:
-            messages.success(request, f"Created {m.user.username} with one-time password {password} — share it securely; it is not shown again.")
-        else:
-            messages.success(request, f"Added {m.user.username} as {m.get_role_display()}.")
+        invitation_create(tenant=tenant, email=d["email"], role=d["role"], invited_by=request.user,
+                          accept_url=lambda token: request.build_absolute_uri(reverse("invitation_accept", args=[token])))
+        # the same answer whoever owns the address: it reveals no account
+        messages.success(request, f"Invitation sent to {d['email']}. They join when they accept it "
+                                  f"(the link expires in {settings.INVITATION_MAX_AGE // 86400} days).")
         return redirect("members")
     projects = list(tenant.projects.all())
     memberships = list(tenant.memberships.select_related("user").order_by("user__username"))
@@ -39,8 +48,19 @@ def members(request: HttpRequest) -> HttpResponse:
     rows = [{"m": m, "cells": [{"project": p, "caps": [
         {"cap": cap, "on": cap in matrix.get((m.user_id, p.pk), ()), "allowed": role_has(m.role, cap)}
         for cap in PROJECT_PERMISSIONS]} for p in projects]} for m in memberships]
+    pending = tenant.invitations.filter(accepted_at__isnull=True, created_at__gte=timezone.now() - timedelta(
+        seconds=settings.INVITATION_MAX_AGE))
     return render(request, "tenants/members.html", {"rows": rows, "form": form, "projects": projects,
-                                                    "role_form": RoleForm()})
+                                                    "role_form": RoleForm(), "pending": pending})
+
+
+@login_required
+@require_POST
+def invitation_revoke_view(request: HttpRequest, pk) -> HttpResponse:
+    invitation = get_for_tenant_or_404(request, Invitation, MANAGE_MEMBERS, pk=pk, accepted_at__isnull=True)
+    invitation_revoke(invitation=invitation)
+    messages.success(request, f"Invitation to {invitation.email} revoked.")
+    return redirect("members")
 
 
 @login_required

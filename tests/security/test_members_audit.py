@@ -4,13 +4,17 @@ import pytest
 from django.urls import reverse
 from guardian.shortcuts import get_perms
 
-from tenants.models import AuditEvent, Membership, Role
+from tenants.models import AuditEvent, Invitation, Membership, Role
+from tenants.services import invitation_accept
+from tests.factories import UserFactory
 
 
 @pytest.mark.django_db
 def test_owner_invites_and_changes_roles_with_audit(owner_client, tenant, owner):
-    resp = owner_client.post(reverse("members"), {"username": "newbie", "email": "n@example.com", "role": "developer"}, follow=True)
-    assert b"one-time password" in resp.content
+    resp = owner_client.post(reverse("members"), {"email": "n@example.com", "role": "developer"}, follow=True)
+    assert b"Invitation sent to n@example.com" in resp.content and b"one-time password" not in resp.content
+    newbie = UserFactory(username="newbie")
+    invitation_accept(invitation=Invitation.objects.get(tenant=tenant, email="n@example.com"), user=newbie)
     m = Membership.objects.get(tenant=tenant, user__username="newbie")
     assert m.role == Role.DEVELOPER
     owner_client.post(reverse("member_role", args=[m.pk]), {"role": "viewer"})

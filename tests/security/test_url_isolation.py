@@ -19,6 +19,7 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from providers.services import capacity_poll, invoice_rate_set
+from provisioner import clock
 from tenants.models import Membership, Role
 from tenants.permissions import MANAGE_BUDGETS, PROVISION, VIEW_SPEND
 from tenants.services import project_create
@@ -28,7 +29,7 @@ from workloads.models import Recipe, RecipeVersion
 
 # XTS: ISO 4217's code for testing, the foreign organization's own invoice rate
 FOREIGN_MARKERS = ("zz-foreign-workload", "Foreign Cloud", "ForeignProject", "Foreign Budget", "zz-foreign-recipe", "XTS",
-                   "Foreign saved view")
+                   "Foreign saved view", "foreign@invited.example")
 
 # URL name -> how to fill its parameters from a world (dict of objects of one organization)
 OBJECT_URLS = {
@@ -54,6 +55,7 @@ OBJECT_URLS = {
     "member_role": lambda w: {"pk": w["membership"].pk},
     "member_remove": lambda w: {"pk": w["membership"].pk},
     "member_grant": lambda w: {"pk": w["membership"].pk, "project_pk": w["project"].pk},
+    "invitation_revoke": lambda w: {"pk": w["invitation"].pk},
     # wizard state lives in the user's session: another user's (or an unknown) wizard id is a 404
     "providers:wizard_step": lambda w: {"wizard_id": w["wizard_id"], "step": "credentials"},
     "providers:wizard_cancel": lambda w: {"wizard_id": w["wizard_id"]},
@@ -73,6 +75,7 @@ EXEMPT = {
     "login": "public login page",
     "logout": "ends the caller's own session",
     "workloads:agent_script": "the public agent script download; no tenant data",
+    "invitation_accept": "authenticated by its signed, expiring token, not the session: tests/tenants/test_invitations.py",
     "workloads:agent_heartbeat": "pod-token authenticated, not session; foreign/forged tokens: tests/workloads/test_heartbeat*.py",
 }
 
@@ -85,7 +88,7 @@ VIEWER_FORBIDDEN = {
     "workloads:recipe_launch", "workloads:secrets",
     "billing:spend", "billing:export", "billing:budgets", "billing:budget_edit", "billing:rates", "billing:rate_clear",
     "billing:saved_views", "billing:saved_view_save", "billing:saved_view_delete", "billing:reconciliation",
-    "members", "member_role", "member_remove", "member_grant", "audit_log",
+    "members", "member_role", "member_remove", "member_grant", "invitation_revoke", "audit_log",
 }
 
 
@@ -146,7 +149,11 @@ def _world(tenant, owner, prefix=""):
     saved_view = saved_view_save(tenant=tenant, user=owner, name=f"{prefix}saved view" if prefix else "Own view",
                                  query="range=30d&group=project")
     membership = Membership.objects.filter(tenant=tenant).exclude(user=owner).first() or Membership.objects.get(tenant=tenant, user=owner)
-    return {"account": account, "project": project, "workload": workload, "pod": pod, "recipe": recipe,
+    from tenants.models import Invitation
+
+    invitation = Invitation.objects.create(tenant=tenant, email=f"{prefix.strip().lower() or 'own'}@invited.example",
+                                           role=Role.DEVELOPER, created_at=clock.now())
+    return {"invitation": invitation, "account": account, "project": project, "workload": workload, "pod": pod, "recipe": recipe,
             "budget": budget, "rate": rate, "saved_view": saved_view, "membership": membership, "wizard_id": uuid.uuid4().hex}
 
 
@@ -262,7 +269,6 @@ def granted_world(worlds):
     from billing.budgets import budget_create
     from billing.models import BudgetAlert
     from billing.rollups import rollup_dirty
-    from provisioner import clock
     from tests.billing.helpers import account, make_pod, run_timeline
     from workloads.models import PodState
 
