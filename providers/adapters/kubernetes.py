@@ -398,7 +398,18 @@ class KubernetesAdapter(RestAdapter):
         disruption = _condition(pod, "DisruptionTarget")
         terminated = next(((cs.get("state") or {}).get("terminated") for cs in status.get("containerStatuses") or []
                            if (cs.get("state") or {}).get("terminated")), None)
-        if (disruption is not None and disruption.get("status") == "True") or status.get("reason") == "Evicted":
+        deleting_at = _parse_time(meta.get("deletionTimestamp"))
+        deadline = None
+        if (disruption is not None and disruption.get("status") == "True" and phase == "Running"
+                and deleting_at is not None and deleting_at > clock.now()):
+            # Kubernetes docs, "Pod Conditions" / "Disruptions" ("Pod disruption conditions"):
+            # DisruptionTarget=True says the pod is about to be terminated (preemption, eviction,
+            # taint manager, node shutdown); while its containers get their termination grace
+            # period it still runs, and metadata.deletionTimestamp ("API Conventions": the time
+            # after which the object is gone) is that deadline: a notice, not yet an interruption
+            state, deadline = REMOTE_RUNNING, deleting_at
+            message = f"{disruption.get('reason')}: {disruption.get('message', '')}"
+        elif (disruption is not None and disruption.get("status") == "True") or status.get("reason") == "Evicted":
             state = REMOTE_INTERRUPTED
             message = f"{(disruption or {}).get('reason') or status.get('reason')}: {(disruption or {}).get('message') or status.get('message', '')}"
         elif meta.get("deletionTimestamp"):
@@ -437,7 +448,8 @@ class KubernetesAdapter(RestAdapter):
         connection = self._connection(pod) if state == REMOTE_RUNNING else {}
         return RemotePod(external_id=meta.get("name", ""), state=state, tag=(meta.get("labels") or {}).get(POD_LABEL, ""),
                          region=str(self.opt("region") or ""), connection=connection, exit_code=exit_code,
-                         message=message, raw={"phase": phase, "node": (pod.get("spec") or {}).get("nodeName", "")})
+                         message=message, raw={"phase": phase, "node": (pod.get("spec") or {}).get("nodeName", "")},
+                         interruption_deadline=deadline)
 
     def _disrupted_after_deletion(self, name: str) -> str:
         """A pod deleted by an eviction/preemption is gone from the API; its events remain (~1 h)."""

@@ -258,6 +258,22 @@ def test_disruption_target_is_an_interruption(kube):
     assert got.state == REMOTE_INTERRUPTED and "PreemptionByScheduler" in got.message
 
 
+def test_graceful_disruption_is_a_notice_until_the_grace_period_ends(kube):
+    a = adapter(kube)
+    with clock.frozen() as advance:
+        remote = a.launch(request())
+        assert a.get(remote.external_id).state == REMOTE_RUNNING
+        kube.disrupt(remote.external_id, "ml", reason="DeletionByTaintManager", message="spot node reclaimed",
+                     grace_seconds=30)
+        got = a.get(remote.external_id)
+        assert got.state == REMOTE_RUNNING and "DeletionByTaintManager" in got.message
+        assert got.interruption_deadline == clock.now().replace(microsecond=0) + dt.timedelta(seconds=30)
+        assert [p for p in a.list_pods() if p.external_id == remote.external_id][0].interruption_deadline is not None
+        advance(seconds=31)
+        got = a.get(remote.external_id)
+        assert got.state == REMOTE_INTERRUPTED and got.interruption_deadline is None
+
+
 def test_eviction_that_deleted_the_pod_is_found_in_events(kube):
     a = adapter(kube)
     remote = a.launch(request())

@@ -23,6 +23,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -167,12 +168,20 @@ class FakeKubernetes:
         return [o for (k, _, _), o in self.objects.items() if k == "pods"]
 
     def disrupt(self, name: str, namespace: str = "default", *, reason: str = "PreemptionByScheduler",
-                message: str = "Preempted by a higher-priority pod", delete: bool = False) -> None:
-        """Evict/preempt a pod: DisruptionTarget condition; ``delete`` removes it (with an event)."""
+                message: str = "Preempted by a higher-priority pod", delete: bool = False,
+                grace_seconds: float | None = None) -> None:
+        """Evict/preempt a pod: DisruptionTarget condition; ``delete`` removes it (with an event).
+        ``grace_seconds``: a graceful disruption, as the kubelet does it — the pod keeps running
+        with ``deletionTimestamp`` = now + grace until the grace period ends."""
         with self.lock:
             pod = self.objects[("pods", namespace, name)]
             pod["status"]["conditions"].append({"type": "DisruptionTarget", "status": "True", "lastProbeTime": None,
                                                 "lastTransitionTime": _ts(), "reason": reason, "message": message})
+            if grace_seconds is not None:
+                at = clock.now() + timedelta(seconds=grace_seconds)
+                pod["metadata"]["deletionTimestamp"] = at.strftime("%Y-%m-%dT%H:%M:%SZ")
+                pod["metadata"]["deletionGracePeriodSeconds"] = int(grace_seconds)
+                return
             self._terminate_containers(pod, 137, "Error")
             pod["status"]["phase"] = "Failed"
             if delete:
