@@ -371,3 +371,21 @@ def test_whole_organization_budget_needs_the_grant_on_every_project(client, gran
     _grant(client, granted_world, MANAGE_BUDGETS, False)  # on one project only
     assert client.get(url).status_code == 403
     assert "Whole organization" not in client.get(reverse("billing:budgets")).content.decode()
+
+
+@pytest.mark.django_db
+def test_pages_offer_no_action_the_grant_no_longer_allows(client, granted_world, worlds):
+    """No UI claims a control that does nothing: once the grant is revoked the pod page shows no
+    Terminate / Move, the workload page no Clone, the budgets page no Edit for that project."""
+    client.force_login(worlds["owner"])
+    pod_url = reverse("workloads:pod_detail", kwargs={"pk": granted_world["pod"].pk})
+    wl_url = reverse("workloads:workload_detail", kwargs={"pk": granted_world["workload"].pk})
+    edit = reverse("billing:budget_edit", kwargs={"pk": granted_world["project_budget"].pk})
+    assert 'id="terminate"' in client.get(pod_url).content.decode() and 'id="clone"' in client.get(wl_url).content.decode()
+    assert edit in client.get(reverse("billing:budgets")).content.decode()
+    _grant(client, granted_world, PROVISION, False)
+    _grant(client, granted_world, MANAGE_BUDGETS, False)
+    pod_page = client.get(pod_url).content.decode()
+    assert 'id="terminate"' not in pod_page and 'id="move-link"' not in pod_page
+    assert 'id="clone"' not in client.get(wl_url).content.decode()
+    assert edit not in client.get(reverse("billing:budgets")).content.decode()
