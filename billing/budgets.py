@@ -215,7 +215,7 @@ def _recipients(tenant_id, roles) -> list[str]:
 
 def alert_once(*, tenant_id, period_start_at: datetime, threshold: int, spent: Decimal, limit: Decimal,
                message: str, budget: Budget | None = None, provider_account: ProviderAccount | None = None,
-               kind: str = BudgetAlert.Kind.SPENT) -> BudgetAlert | None:
+               kind: str = BudgetAlert.Kind.SPENT, webhook_budget: Budget | None = None) -> BudgetAlert | None:
     """Record the alert unless this threshold (of this kind) already alerted this period; then
     notify (in-app = the row itself; email; webhook for budgets that have one)."""
     try:
@@ -234,13 +234,14 @@ def alert_once(*, tenant_id, period_start_at: datetime, threshold: int, spent: D
             send_mail(f"[Provisioner] {message}"[:200], message + "\n\nOpen the spend dashboard for details.",
                       settings.DEFAULT_FROM_EMAIL, to, fail_silently=True)
             alert.emailed_to = to
-    if budget is not None and budget.webhook_url:
+    hook = budget or webhook_budget  # an alert of no budget may borrow one's webhook (the spend anomaly)
+    if hook is not None and hook.webhook_url:
         # sent by its own task after commit: public https only, retried with backoff (billing/webhooks.py)
         from .tasks import send_budget_webhook
 
         alert.webhook_status = "queued"
-        alert_id = alert.pk
-        transaction.on_commit(lambda: send_budget_webhook.delay(str(alert_id)))
+        alert_id, hook_id = str(alert.pk), None if budget is not None else str(hook.pk)
+        transaction.on_commit(lambda: send_budget_webhook.delay(alert_id, 1, hook_id))
     BudgetAlert.objects.filter(pk=alert.pk).update(emailed_to=alert.emailed_to, webhook_status=alert.webhook_status)
     return alert
 
@@ -342,8 +343,9 @@ ANOMALY_TRAILING_DAYS = 7
 def spend_anomalies_check(*, at: datetime | None = None) -> list[BudgetAlert]:
     """Alert an organization whose booked spend today exceeds ``SPEND_ANOMALY_FACTOR`` x its daily
     mean over the 7 complete days before (AWS Cost Anomaly Detection's idea, with a fixed rule
-    anyone can check by hand): once per organization and UTC day, in-app and by email to owners,
-    admins and finance. Two queries for every organization together."""
+    anyone can check by hand): once per organization and UTC day, in-app, by email to owners,
+    admins and finance, and to the organization-wide budget's webhook. Two queries for every
+    organization together, plus one per organization alerted."""
     factor = Decimal(str(settings.SPEND_ANOMALY_FACTOR))
     if factor <= 0:
         return []
@@ -361,8 +363,11 @@ def spend_anomalies_check(*, at: datetime | None = None) -> list[BudgetAlert]:
             continue
         msg = (f"Spend anomaly: {_money(spent)} booked today, {spent / mean:.1f}x the daily mean of the last "
                f"{ANOMALY_TRAILING_DAYS} days ({_money(mean)}; alert above {factor}x)")
+        # the organization-wide budget's webhook (the first with one), as for its own alerts
+        hook = (Budget.objects.filter(tenant_id=tenant_id, project__isnull=True).exclude(webhook_url="")
+                .order_by("created_at", "pk").first())
         a = alert_once(tenant_id=tenant_id, period_start_at=start, threshold=int(factor * 100), spent=spent,
-                       limit=factor * mean, message=msg, kind=BudgetAlert.Kind.ANOMALY)
+                       limit=factor * mean, message=msg, kind=BudgetAlert.Kind.ANOMALY, webhook_budget=hook)
         if a:
             sent.append(a)
     return sent

@@ -23,12 +23,12 @@ def rollup() -> int:
 
 
 @shared_task(name="billing.send_budget_webhook")
-def send_budget_webhook(alert_id: str, attempt: int = 1) -> None:
+def send_budget_webhook(alert_id: str, attempt: int = 1, budget_id: str | None = None) -> None:
     """Deliver one alert's webhook; on a retryable failure, try again later with backoff."""
     from .webhooks import BACKOFF_SECONDS, webhook_deliver
 
-    if webhook_deliver(alert_id=alert_id, attempt=attempt):
-        send_budget_webhook.apply_async((alert_id, attempt + 1), countdown=BACKOFF_SECONDS[attempt - 1])
+    if webhook_deliver(alert_id=alert_id, attempt=attempt, budget_id=budget_id):
+        send_budget_webhook.apply_async((alert_id, attempt + 1, budget_id), countdown=BACKOFF_SECONDS[attempt - 1])
 
 
 @shared_task(name="billing.enforce_budgets")

@@ -22,7 +22,8 @@ def webhook_signature(secret: str, body: bytes) -> str:
 
 def webhook_payload(budget: Budget, alert: BudgetAlert) -> tuple[bytes, dict[str, str]]:
     body = json.dumps({
-        "event": "budget.forecast" if alert.kind == BudgetAlert.Kind.FORECAST else "budget.threshold",
+        "event": {BudgetAlert.Kind.FORECAST: "budget.forecast", BudgetAlert.Kind.ANOMALY: "spend.anomaly"}.get(
+            alert.kind, "budget.threshold"),
         "budget": budget.name, "budget_id": str(budget.pk),
         # a dollar threshold says so; percentage thresholds keep their key
         **({"threshold_usd": alert.threshold} if alert.kind == BudgetAlert.Kind.AMOUNT
@@ -35,13 +36,17 @@ def webhook_payload(budget: Budget, alert: BudgetAlert) -> tuple[bytes, dict[str
     return body, headers
 
 
-def webhook_deliver(*, alert_id, attempt: int = 1) -> bool:
+def webhook_deliver(*, alert_id, attempt: int = 1, budget_id=None) -> bool:
     """Try to deliver one alert's webhook and record the outcome on the alert. True when the
-    failure is worth another attempt (network error, 429, 5xx) and attempts remain."""
+    failure is worth another attempt (network error, 429, 5xx) and attempts remain.
+    ``budget_id``: whose webhook, for an alert of no budget (the organization's spend anomaly
+    goes to its organization-wide budget's webhook)."""
     import httpx
 
     alert = BudgetAlert.objects.select_related("budget").filter(pk=alert_id).first()
     budget = alert.budget if alert is not None else None
+    if alert is not None and budget is None and budget_id is not None:
+        budget = Budget.objects.filter(pk=budget_id, tenant_id=alert.tenant_id).first()
     if budget is None or not budget.webhook_url:
         return False
     retry = False

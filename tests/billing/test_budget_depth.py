@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import httpx
 import pytest
 from django.core import mail
 from django.urls import reverse
@@ -96,3 +97,26 @@ def test_anomaly_alert_when_today_exceeds_factor_times_trailing_mean_once_a_day(
     with clock.frozen(tomorrow):
         assert len(spend_anomalies_check()) == 1
     assert BudgetAlert.objects.filter(tenant=tenant, kind=BudgetAlert.Kind.ANOMALY).count() == 2
+
+
+@pytest.mark.django_db
+def test_anomaly_alert_goes_to_the_organization_budget_webhook(tenant, project, monkeypatch, settings,
+                                                               django_capture_on_commit_callbacks):
+    seen = []
+    monkeypatch.setattr(httpx, "post", lambda url, content, headers, **kw: seen.append((url, content)) or httpx.Response(204))
+    settings.OUTBOUND_RESOLVER = lambda host: ["93.184.216.34"]  # a public address (resolver stub)
+    settings.SPEND_ANOMALY_FACTOR = Decimal("2")
+    budget_create(tenant=tenant, name="Team", project=project, amount_usd=Decimal("999"),
+                  webhook_url="https://hooks.example.com/team")  # a project budget: not the organization's
+    budget_create(tenant=tenant, name="Org", amount_usd=Decimal("999"), webhook_url="https://hooks.example.com/org")
+    acct = account(tenant)
+    for d in range(1, 8):
+        _spend(tenant, project, acct, "10.00", NOON - timedelta(days=d))
+    rollup_dirty()
+    _spend(tenant, project, acct, "25.00", NOON)
+    with clock.frozen(NOON), django_capture_on_commit_callbacks(execute=True):
+        (alert,) = spend_anomalies_check()
+    assert [url.rsplit("/", 1)[1] for url, _ in seen] == ["org"]  # pinned to the resolved address, path kept
+    assert b'"event": "spend.anomaly"' in seen[0][1]
+    alert.refresh_from_db()
+    assert alert.webhook_status == "HTTP 204"
