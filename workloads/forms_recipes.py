@@ -95,6 +95,10 @@ class WorkloadForm(forms.Form):
     window_minutes = forms.IntegerField(min_value=1, max_value=60 * 24 * 7, required=False, label="Burst window (minutes)",
                                         help_text="Scheduled services: bring the replicas up at each cron time and tear them all down after this long")
     interruption_tolerant = forms.BooleanField(required=False, label="Can tolerate interruption (allow spot)")
+    on_notice_command = forms.CharField(
+        max_length=500, required=False, label="On an interruption notice, run (jobs)",
+        help_text="A shell command the in-pod agent runs when the provider announces it will take a spot pod "
+                  "(e.g. save a checkpoint); NOTICE_SECONDS_LEFT says how long it has")
     countries = forms.CharField(max_length=200, required=False, help_text="ISO codes or presets (EU = the 27 member states, EEA = EU + IS, LI, NO, US), comma-separated")
     regions = forms.CharField(max_length=300, required=False, help_text="Provider regions, comma-separated")
     max_price_per_hour = forms.DecimalField(max_digits=10, decimal_places=2, min_value=0, required=False, label="Price ceiling ($/h)")
@@ -222,6 +226,7 @@ class WorkloadForm(forms.Form):
             public_ingress=data.get("networking") != "internal", lifecycle=lifecycle, replicas=data.get("replicas") or 1,
             schedule_cron=data.get("schedule_cron", ""), overlap_policy=data.get("overlap_policy", OverlapPolicy.SKIP),
             window_minutes=data.get("window_minutes"), interruption_tolerant=data.get("interruption_tolerant", False),
+            on_notice_command=data.get("on_notice_command", ""),
             countries=data.get("countries") or [], regions=data.get("regions") or [],
             max_price_per_hour=data.get("max_price_per_hour"), spot_bid_margin_pct=data.get("spot_bid_margin_pct"),
             idle_enabled=data.get("idle_enabled", False),

@@ -206,6 +206,7 @@ class Declaration:
     overlap_policy: str = OverlapPolicy.SKIP
     window_minutes: int | None = None
     interruption_tolerant: bool = False
+    on_notice_command: str = ""  # jobs: run by the agent on an interruption notice
     countries: list[str] = field(default_factory=list)
     regions: list[str] = field(default_factory=list)
     max_price_per_hour: Decimal | None = None
@@ -258,7 +259,7 @@ def workload_declare(*, tenant: Tenant, owner, declaration: Declaration) -> Work
         "replicas": max(1, d.replicas), "schedule_cron": d.schedule_cron if d.lifecycle == Lifecycle.SCHEDULED else "",
         "overlap_policy": d.overlap_policy, "window_minutes": d.window_minutes if d.lifecycle == Lifecycle.SCHEDULED else None,
         "countries": d.countries, "regions": d.regions, "max_price_per_hour": d.max_price_per_hour,
-        "spot_bid_margin_pct": d.spot_bid_margin_pct,
+        "spot_bid_margin_pct": d.spot_bid_margin_pct, "on_notice_command": d.on_notice_command.strip(),
     }
     if d.idle_enabled is not None:
         fields["idle_enabled"] = d.idle_enabled
@@ -306,7 +307,7 @@ def declaration_from_workload(workload: Workload) -> dict[str, Any]:
         "overlap_policy": workload.overlap_policy, "window_minutes": workload.window_minutes,
         "interruption_tolerant": workload.interruption_tolerant, "countries": ", ".join(workload.countries or []),
         "regions": ", ".join(workload.regions or []), "max_price_per_hour": workload.max_price_per_hour,
-        "spot_bid_margin_pct": workload.spot_bid_margin_pct,
+        "spot_bid_margin_pct": workload.spot_bid_margin_pct, "on_notice_command": workload.on_notice_command,
         "idle_enabled": workload.idle_enabled, "idle_threshold_pct": workload.idle_threshold_pct,
         "idle_window_minutes": workload.idle_window_minutes, "image": workload.image,
         "command": shlex.join((workload.container_spec or {}).get("command", [])),

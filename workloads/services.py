@@ -139,7 +139,8 @@ def pod_provision(*, pod_id: str) -> Pod:
 def _provision_claimed(pod_id: str) -> Pod:
     pod = Pod.objects.select_related("workload").get(pk=pod_id)
     workload = pod.workload
-    interruptions = workload_interruptions(workload)
+    # a replacement placed on an interruption notice carries the interruption still to come
+    interruptions = max(workload_interruptions(workload), pod.interruption_count)
     force_on_demand = workload.interruption_tolerant and interruptions >= workload.max_interruptions_before_on_demand
     spec = spec_for_workload(workload, force_on_demand=force_on_demand, override=pod.placement_override)
     result = placement_for(tenant_id=pod.tenant_id, project_id=pod.project_id, spec=spec, now=clock.now(),

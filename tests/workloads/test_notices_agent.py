@@ -141,3 +141,50 @@ def test_on_notice_command_runs_once_with_the_time_left(agent, tmp_path):
         time.sleep(0.05)
     time.sleep(0.3)
     assert out.read_text() == "97\n"
+
+
+# --- end to end: the real agent script, the AWS stand-in, the live heartbeat endpoint --------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_agent_subprocess_reports_an_aws_notice_and_a_replacement_is_placed(live_server, tmp_path, tenant, project,
+                                                                            owner, sandbox):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from django.urls import reverse
+
+    from workloads.models import Lifecycle, Pod, PodEvent
+
+    from .telemetry_helpers import running_pod
+    from .test_agent import AGENT, _agent_env
+
+    pod = running_pod(tenant, project, owner, lifecycle=Lifecycle.SERVICE, interruption_tolerant=True)
+    token = telemetry.agent_token_issue(pod=pod)
+    url = live_server.url + reverse("workloads:agent_heartbeat", args=[pod.pk])
+    imds = AwsImds()
+    with serve(imds) as base:
+        env = _agent_env(tmp_path, url, token, interval="600")  # only a notice can cause a 2nd report
+        env.update(AGENT_NOTICE_CLOUD="aws", AGENT_AWS_IMDS_URL=base, AGENT_NOTICE_POLL="0.5")
+        proc = subprocess.Popen([sys.executable, str(AGENT)], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 30
+            while Pod.objects.get(pk=pod.pk).last_heartbeat_at is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            soon = (datetime.now(UTC) + timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            imds.instance_action = {"action": "terminate", "time": soon}
+            while not PodEvent.objects.filter(pod=pod, kind="notice").exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "interruption notice: aws terminate" in err
+    event = PodEvent.objects.get(pod=pod, kind="notice")
+    assert "Interruption notice from AWS (terminate)" in event.message
+    assert event.data["deadline"] == soon.replace("Z", "+00:00")
+    assert Pod.objects.filter(replaces=pod).exists()
+    assert os.environ.get("AGENT_NOTICE_CLOUD") is None  # the test leaked nothing into our own env

@@ -96,3 +96,18 @@ def test_spot_sync_is_scheduled_every_few_seconds():
 
     assert {e.task: e.every_seconds for e in SCHEDULE}["workloads.sync_spot_pods"] <= 5
     assert calls  # the adapter cache is the one the sync uses
+
+
+@pytest.mark.django_db
+def test_the_escalation_rule_counts_the_interruption_a_notice_announces(tenant, project, owner,
+                                                                         django_capture_on_commit_callbacks):
+    sandbox_account(tenant, "Spot", notice_seconds=30, interrupt_after_seconds=60)
+    with clock.frozen() as advance:
+        w, old = _spot_service(tenant, project, owner, max_interruptions_before_on_demand=1)
+        advance(seconds=31)
+        with django_capture_on_commit_callbacks(execute=True):
+            spot_pods_sync()
+    new = Pod.objects.get(replaces=old)
+    assert new.interruption_count == 1
+    assert new.spot is False, "one interruption (the announced one) reaches the limit of 1: on-demand"
+    assert PodEvent.objects.filter(pod=new, kind="placement", message__startswith="On-demand only").exists()

@@ -135,3 +135,25 @@ def test_the_pod_page_shows_the_notice_deadline_and_replacement(client, tenant, 
     assert "(interruption notice)" in client.get(f"/pods/{new.pk}/").content.decode()
     page = client.get(f"/workloads/{pod.workload_id}/").content.decode()
     assert "0 interruptions survived with 0 s downtime" in page
+
+
+@pytest.mark.django_db
+def test_the_launch_form_stores_the_on_notice_command_and_a_clone_keeps_it(client, tenant, developer, project, sandbox):
+    from django.urls import reverse
+
+    from workloads.models import Workload
+    from workloads.recipe_services import builtin_catalog_install, declaration_from_workload
+
+    from .test_workload_form import _llm_post
+
+    builtin_catalog_install()
+    client.force_login(developer)
+    url = reverse("workloads:recipe_launch", kwargs={"slug": "llm-inference"})
+    assert 'name="on_notice_command"' in client.get(url).content.decode()
+    r = client.post(url, _llm_post(project, lifecycle="job", on_notice_command="  python save.py --now  "))
+    assert r.status_code == 302, r.content.decode()[:2000]
+    w = Workload.objects.get(name="chat")
+    assert w.on_notice_command == "python save.py --now"
+    assert declaration_from_workload(w)["on_notice_command"] == "python save.py --now"
+    r = client.post(url, _llm_post(project, name="chat2", on_notice_command="x" * 501))
+    assert r.status_code == 200 and not Workload.objects.filter(name="chat2").exists()
