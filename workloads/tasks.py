@@ -47,10 +47,18 @@ def sync_pods() -> int:
 
 @shared_task(name="workloads.sync_spot_pods")
 def sync_spot_pods() -> int:
-    """Live spot pods, every few seconds: interruptions and provider notices seen at once."""
+    """Live spot pods, every few seconds: interruptions and provider notices seen at once. A tick
+    still running (slow provider) makes the next one skip rather than pile up behind it."""
+    from django.core.cache import cache
+
     from .spot_sync import spot_pods_sync
 
-    return spot_pods_sync()
+    if not cache.add("spot-sync-running", "1", timeout=60):
+        return 0
+    try:
+        return spot_pods_sync()
+    finally:
+        cache.delete("spot-sync-running")
 
 
 @shared_task(name="workloads.reconcile")

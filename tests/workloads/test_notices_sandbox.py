@@ -111,3 +111,20 @@ def test_the_escalation_rule_counts_the_interruption_a_notice_announces(tenant, 
     assert new.interruption_count == 1
     assert new.spot is False, "one interruption (the announced one) reaches the limit of 1: on-demand"
     assert PodEvent.objects.filter(pod=new, kind="placement", message__startswith="On-demand only").exists()
+
+
+@pytest.mark.django_db
+def test_an_overlapping_spot_sync_tick_skips(tenant, project, owner):
+    from django.core.cache import cache
+
+    from workloads.tasks import sync_spot_pods
+
+    sandbox_account(tenant, "Spot", interrupt_after_seconds=3600)
+    _spot_service(tenant, project, owner)
+    cache.delete("spot-sync-running")
+    assert sync_spot_pods() == 1
+    cache.add("spot-sync-running", "1", timeout=60)  # a tick still running
+    try:
+        assert sync_spot_pods() == 0
+    finally:
+        cache.delete("spot-sync-running")
