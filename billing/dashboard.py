@@ -620,6 +620,29 @@ def filter_names(tenant, f: Filters) -> dict[str, dict[str, str]]:
     return out
 
 
+def filter_options(tenant) -> dict[str, list[tuple[str, str]]]:
+    """The values the filter form offers for GPU class, user (workload owners) and provider
+    kind: (value, label) pairs of this organization, in one round trip."""
+    from django.db.models import CharField
+    from django.db.models.functions import Cast
+
+    from providers.models import ProviderKind
+
+    workloads = Workload.objects.filter(tenant=tenant)
+    rows = (workloads.exclude(gpu_class="").annotate(t=Value("g"), v=F("gpu_class"), n=F("gpu_class"))
+            .values_list("t", "v", "n").order_by()
+            .union(workloads.filter(owner__isnull=False)
+                   .annotate(t=Value("u"), v=Cast("owner_id", CharField()), n=F("owner__username"))
+                   .values_list("t", "v", "n").order_by(),
+                   ProviderAccount.objects.filter(tenant=tenant).annotate(t=Value("k"), v=F("kind"), n=F("kind"))
+                   .values_list("t", "v", "n").order_by()))
+    out: dict[str, set] = {"gpu": set(), "user": set(), "kind": set()}
+    for t, value, name in rows:
+        key = {"g": "gpu", "u": "user", "k": "kind"}[t]
+        out[key].add((str(value), ProviderKind(name).label if key == "kind" and name in ProviderKind.values else name))
+    return {k: sorted(v, key=lambda x: x[1].lower()) for k, v in out.items()}
+
+
 def name_maps(tenant) -> tuple[dict, dict]:
     """Project and provider-account names of the tenant (one round trip)."""
     rows = (Project.objects.filter(tenant=tenant).annotate(t=Value("p")).values_list("t", "pk", "name").order_by()

@@ -112,8 +112,9 @@ def spend(request: HttpRequest) -> HttpResponse:
         "modes": dashboard.MODES,
         "rows": rows, "rows_html": _table_rows_html(v), "gauges": gauges,
         "group_label": dashboard.GROUPS[f.group], "chips": _filter_chips(tenant, f, projects, providers),
-        # drill-down filters the form has no field for: Apply keeps them (their chips drop them)
-        "drill_hidden": [(name, value) for name, attr in dashboard.EXTRA_FILTERS.items() for value in getattr(f, attr)],
+        # the workload filter (drill-down only: too many for a list) rides along as hidden inputs,
+        # so Apply keeps it; its chip drops it
+        "drill_hidden": [("workload", w) for w in f.workload_ids], "options": dashboard.filter_options(tenant),
         "chart_spend": charts.spend_over_time(v), "chart_forecast": charts.burn_and_forecast(v),
         "chart_idle": charts.idle_spend(v),
         "chart_budgets": charts.budget_gauges(gauges),

@@ -149,8 +149,10 @@ def test_group_by_workload_gpu_user_provider_and_drill_down_keeps_other_filters(
         assert v.total == Decimal("9.00") and sorted(v.series) == ["beta"]
         assert v.idle_total == Decimal("3.00")
         assert f"User: {developer.username}" in r.content.decode()  # the active filter, removable
-        # the filter form carries it, so Apply (another range, grain...) keeps the drill-down
-        assert f'<input type="hidden" name="user" value="{developer.pk}">' in r.content.decode()
+        # the filter form carries it (selected in the User list), so Apply keeps the drill-down
+        assert f'<option value="{developer.pk}" selected>{developer.username}</option>' in r.content.decode()
+        r = client.get(reverse("billing:spend") + "?" + v.drill["beta"])  # a workload: hidden, not a list
+        assert f'<input type="hidden" name="workload" value="{b.workload_id}">' in r.content.decode()
         # workload filter: the other filters stay (a provider filter that excludes it gives nothing)
         only_a = client.get(reverse("billing:spend"), {**base, "workload": str(a.workload_id)}).context["v"]
         assert only_a.total == Decimal("6.00")
