@@ -13,22 +13,22 @@ from billing.models import LedgerEntry
 from providers.models import ProviderAccount
 from provisioner import clock
 from workloads import services as wl
-from workloads.models import Pod, PodState
+from workloads.models import Pod
+
+from ..factories import PodFactory, ProviderAccountFactory, WorkloadFactory
 
 
 def account(tenant, kind: str = "sandbox", name: str | None = None, **billing) -> ProviderAccount:
-    return ProviderAccount.objects.create(tenant=tenant, kind=kind, name=name or f"{kind} {ProviderAccount.objects.count()}",
-                                          settings={"billing": billing} if billing else {})
+    return ProviderAccountFactory(tenant=tenant, kind=kind, name=name or f"{kind} {ProviderAccount.objects.count()}",
+                                  settings={"billing": billing} if billing else {})
 
 
 def make_pod(tenant, project, owner, acct, *, price: str, currency: str = "USD", usd_rate: str = "1",
              spot: bool = False, volumes=None, snapshot=None, name: str = "job") -> Pod:
-    w = wl.workload_create(tenant=tenant, project=project, owner=owner, name=name, image="img", gpu_class="A100-80",
-                           volumes=volumes or [])
+    w = WorkloadFactory(tenant=tenant, project=project, owner=owner, name=name, image="img", volumes=volumes or [])
     p = Decimal(price)
-    return Pod.objects.create(tenant=tenant, workload=w, project=project, provider_account=acct, state=PodState.PROVISIONING,
-                              price_per_hour=p, currency=currency, price_usd_per_hour=p * Decimal(usd_rate), spot=spot,
-                              offer_snapshot=snapshot or {}, requested_at=clock.now(), external_id="x")
+    return PodFactory(workload=w, provider_account=acct, price_per_hour=p, currency=currency,
+                      price_usd_per_hour=p * Decimal(usd_rate), spot=spot, offer_snapshot=snapshot or {}, external_id="x")
 
 
 def to(pod: Pod, state: str) -> None:

@@ -47,6 +47,8 @@ from tests.standins import moto_server as _moto
 from workloads import services
 from workloads.models import LaunchBlock, PodState
 
+from ..factories import WorkloadFactory
+
 moto_server = _moto.moto_server  # the session's moto process (fixture)
 moto_url = _moto.moto_url  # reset per test (fixture)
 
@@ -163,10 +165,10 @@ def adapter(url, regions=("us-east-1",), **settings) -> AwsAdapter:
     return AwsAdapter(dict(CREDS), {"base_url": url, "allowed_regions": list(regions), **settings})
 
 
-def _workload(tenant, project, owner, **kw):
-    defaults = dict(name="train", image="nvcr.io/nvidia/pytorch:24.08-py3", gpu_class="A10", gpu_count=1)
-    defaults.update(kw)
-    return services.workload_create(tenant=tenant, project=project, owner=owner, **defaults)
+class A10Workload(WorkloadFactory):
+    """The workload these tests launch: the factory's, with this file's GPU."""
+
+    gpu_class = "A10"
 
 
 # --- offers -----------------------------------------------------------------------------------
@@ -298,7 +300,7 @@ def test_bundled_table_covers_the_default_regions():
 def test_on_demand_launch_runs_and_terminates(tenant, project, owner, moto_url, hooks, spot_market):
     account = aws_account(tenant, moto_url)
     capacity_poll(accounts=[account])
-    w = _workload(tenant, project, owner, ports=[{"port": 8888, "protocol": "http"}])
+    w = A10Workload(tenant=tenant, project=project, owner=owner, ports=[{"port": 8888, "protocol": "http"}])
     (pod,) = services.workload_launch(workload=w, enqueue=False)
     pod = services.pod_provision(pod_id=str(pod.pk))
     assert pod.provider_account == account and not pod.spot
@@ -335,7 +337,7 @@ def test_on_demand_launch_runs_and_terminates(tenant, project, owner, moto_url, 
 def test_spot_launch_and_interruption(tenant, project, owner, moto_url, hooks, spot_market):
     account = aws_account(tenant, moto_url)
     capacity_poll(accounts=[account])
-    w = _workload(tenant, project, owner, interruption_tolerant=True)
+    w = A10Workload(tenant=tenant, project=project, owner=owner, interruption_tolerant=True)
     (pod,) = services.workload_launch(workload=w, enqueue=False)
     pod = services.pod_provision(pod_id=str(pod.pk))
     assert pod.spot and pod.price_usd_per_hour == Decimal("0.3921")  # the cheapest AZ's spot price
@@ -379,7 +381,7 @@ def test_capacity_error_fails_over_to_the_next_region(tenant, project, owner, mo
         return None
 
     hooks.on("before-call.ec2.RunInstances", no_capacity)
-    w = _workload(tenant, project, owner)
+    w = A10Workload(tenant=tenant, project=project, owner=owner)
     (pod,) = services.workload_launch(workload=w, enqueue=False)
     pod = services.pod_provision(pod_id=str(pod.pk))
     (first,) = failed_regions
@@ -602,7 +604,7 @@ def test_idle_stop_of_a_one_time_spot_instance_terminates_it_once(tenant, projec
     hooks.on("before-call.ec2.StopInstances", lambda **kw: client_error("UnsupportedOperation", ONE_TIME_SPOT_STOP))
     account = aws_account(tenant, moto_url)
     capacity_poll(accounts=[account])
-    w = _workload(tenant, project, owner, interruption_tolerant=True, idle_window_minutes=30, idle_grace_minutes=5,
+    w = A10Workload(tenant=tenant, project=project, owner=owner, interruption_tolerant=True, idle_window_minutes=30, idle_grace_minutes=5,
                   idle_delete_after_stopped_minutes=60)
     (pod,) = services.workload_launch(workload=w, enqueue=False)
     pod = services.pod_provision(pod_id=str(pod.pk))

@@ -27,6 +27,8 @@ from tests.standins.azure import FakeAzure, account_settings, credentials
 from workloads import services
 from workloads.models import PodState
 
+from ..factories import WorkloadFactory
+
 TAG = "5a5a5a5a-0000-4000-8000-000000000001"
 
 
@@ -286,17 +288,11 @@ def azure_account(tenant, az):
         yield acct
 
 
-def _workload(tenant, project, owner, **kw):
-    defaults = dict(name="train", image="nvcr.io/nvidia/pytorch:24.08-py3", gpu_class="A100-80", gpu_count=1)
-    defaults.update(kw)
-    return services.workload_create(tenant=tenant, project=project, owner=owner, **defaults)
-
-
 @pytest.mark.django_db(transaction=True)
 def test_lifecycle_spot_launch_running_terminate(tenant, project, owner, az, azure_account):
     assert azure_account.health == "ok"
     assert azure_account.offers.filter(gpu_class="A100-80", spot=True, country="US").exists()
-    (pod,) = services.workload_launch(workload=_workload(tenant, project, owner, interruption_tolerant=True), enqueue=False)
+    (pod,) = services.workload_launch(workload=WorkloadFactory(tenant=tenant, project=project, owner=owner, interruption_tolerant=True), enqueue=False)
     pod = services.pod_provision(pod_id=str(pod.pk))
     assert pod.state == PodState.RUNNING and pod.spot and pod.region == "eastus"
     assert pod.price_usd_per_hour == Decimal("0.8437")
@@ -309,7 +305,7 @@ def test_lifecycle_spot_launch_running_terminate(tenant, project, owner, az, azu
 @pytest.mark.django_db(transaction=True)
 def test_lifecycle_capacity_error_fails_over_to_next_region(tenant, project, owner, az, azure_account):
     az.capacity[("Standard_NC24ads_A100_v4", "eastus")] = "AllocationFailed"
-    (pod,) = services.workload_launch(workload=_workload(tenant, project, owner), enqueue=False)
+    (pod,) = services.workload_launch(workload=WorkloadFactory(tenant=tenant, project=project, owner=owner), enqueue=False)
     pod = services.pod_provision(pod_id=str(pod.pk))
     assert pod.state == PodState.RUNNING and pod.region == "swedencentral" and not pod.spot  # next cheapest
     attempts = " ".join(pod.events.filter(kind="attempt").values_list("message", flat=True)).lower()
@@ -318,7 +314,7 @@ def test_lifecycle_capacity_error_fails_over_to_next_region(tenant, project, own
 
 @pytest.mark.django_db(transaction=True)
 def test_lifecycle_spot_eviction_detected(tenant, project, owner, az, azure_account):
-    w = _workload(tenant, project, owner, interruption_tolerant=True)
+    w = WorkloadFactory(tenant=tenant, project=project, owner=owner, interruption_tolerant=True)
     (pod,) = services.workload_launch(workload=w, enqueue=False)
     pod = services.pod_provision(pod_id=str(pod.pk))
     az.evict(pod.external_id)

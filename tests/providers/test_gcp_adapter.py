@@ -28,6 +28,8 @@ from tests.standins import gcp as standin
 from workloads import services
 from workloads.models import LaunchBlock, PodState
 
+from ..factories import WorkloadFactory
+
 BASE = "http://gcp.standin"
 REGIONS = ["us-central1", "europe-west4"]
 
@@ -60,10 +62,12 @@ def gcp_account(tenant, url, **settings):
                                           settings=standin.account_settings(url, **settings), allowed_regions=REGIONS)
 
 
-def _workload(tenant, project, owner, **kw):
-    defaults = dict(name="infer", image="vllm/vllm-openai:v0.6.3", gpu_class="T4", gpu_count=1)
-    defaults.update(kw)
-    return services.workload_create(tenant=tenant, project=project, owner=owner, **defaults)
+class T4Inference(WorkloadFactory):
+    """The workload these tests launch: the factory's, with this file's GPU."""
+
+    name = "infer"
+    image = "vllm/vllm-openai:v0.6.3"
+    gpu_class = "T4"
 
 
 def inserts(fake) -> list[tuple[dict, dict]]:
@@ -184,7 +188,7 @@ def test_capacity_poll_stores_gcp_offers(tenant, fake, served):
 def test_standard_launch_runs_and_terminates(tenant, project, owner, fake, served):
     account = gcp_account(tenant, served)
     capacity_poll(accounts=[account])
-    w = _workload(tenant, project, owner, ports=[{"port": 8000, "protocol": "http"}])
+    w = T4Inference(tenant=tenant, project=project, owner=owner, ports=[{"port": 8000, "protocol": "http"}])
     (pod,) = services.workload_launch(workload=w, enqueue=False)
     pod = services.pod_provision(pod_id=str(pod.pk))
     assert pod.provider_account == account and not pod.spot
@@ -210,7 +214,7 @@ def test_standard_launch_runs_and_terminates(tenant, project, owner, fake, serve
 def test_spot_launch_and_preemption(tenant, project, owner, fake, served):
     account = gcp_account(tenant, served)
     capacity_poll(accounts=[account])
-    w = _workload(tenant, project, owner, interruption_tolerant=True)
+    w = T4Inference(tenant=tenant, project=project, owner=owner, interruption_tolerant=True)
     (pod,) = services.workload_launch(workload=w, enqueue=False)
     pod = services.pod_provision(pod_id=str(pod.pk))
     assert pod.spot and pod.price_usd_per_hour == Decimal("0.180000")
@@ -233,7 +237,7 @@ def test_zone_exhaustion_fails_over(tenant, project, owner, fake, served):
     capacity_poll(accounts=[account])
     fake.exhaust["us-central1-a"] = "ZONE_RESOURCE_POOL_EXHAUSTED"
     fake.exhaust["us-central1-b"] = "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS"
-    w = _workload(tenant, project, owner)
+    w = T4Inference(tenant=tenant, project=project, owner=owner)
     (pod,) = services.workload_launch(workload=w, enqueue=False)
     pod = services.pod_provision(pod_id=str(pod.pk))
     assert pod.state == PodState.RUNNING

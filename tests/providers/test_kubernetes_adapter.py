@@ -44,6 +44,8 @@ from tests.standins.kubernetes import FakeKubernetes, kubeconfig
 from workloads import services
 from workloads.models import PodState
 
+from ..factories import WorkloadFactory
+
 SETTINGS = {"region": "fra-dc1", "country": "DE", "namespace": "ml", "rate_card": {"A100-80": "1.60", "H100": "2.40"},
             "launch_wait_seconds": 0, "poll_interval_seconds": 0}
 TAG = "0f0e0d0c-0000-4000-8000-000000000001"
@@ -359,16 +361,17 @@ def k8s_account(tenant, served):
     return acct
 
 
-def _workload(tenant, project, owner, **kw):
-    defaults = dict(name="train", image="nvcr.io/nvidia/pytorch:24.08-py3", gpu_class="H100", gpu_count=2)
-    defaults.update(kw)
-    return services.workload_create(tenant=tenant, project=project, owner=owner, **defaults)
+class H100x2(WorkloadFactory):
+    """The workload these tests launch: the factory's, with this file's GPU."""
+
+    gpu_class = "H100"
+    gpu_count = 2
 
 
 @pytest.mark.django_db(transaction=True)
 def test_lifecycle_launch_running_terminate(tenant, project, owner, kube, k8s_account):
     assert k8s_account.health == "ok" and k8s_account.offers.filter(gpu_class="H100", country="DE").exists()
-    (pod,) = services.workload_launch(workload=_workload(tenant, project, owner), enqueue=False)
+    (pod,) = services.workload_launch(workload=H100x2(tenant=tenant, project=project, owner=owner), enqueue=False)
     pod = services.pod_provision(pod_id=str(pod.pk))
     assert pod.state == PodState.RUNNING and pod.provider_account == k8s_account
     assert pod.price_usd_per_hour == Decimal("4.80") and pod.country == "DE"
@@ -386,7 +389,7 @@ def test_lifecycle_capacity_error_is_recognized(tenant, project, owner, kube, k8
     kube.add_node("other", "NVIDIA-T4", 1, memory_mib=15360)
     other = KubernetesAdapter({"kubeconfig": kubeconfig("https://x")}, SETTINGS, transport=kube.transport())
     other.launch(request(tag="dddddddd-0000-4000-8000-000000000001", gpu_count=4, ports=[], volumes=[]))
-    (pod,) = services.workload_launch(workload=_workload(tenant, project, owner, gpu_count=4), enqueue=False)
+    (pod,) = services.workload_launch(workload=H100x2(tenant=tenant, project=project, owner=owner, gpu_count=4), enqueue=False)
     pod = services.pod_provision(pod_id=str(pod.pk))
     assert pod.state == PodState.FAILED
     attempt = pod.events.filter(kind="attempt").first()
@@ -395,7 +398,7 @@ def test_lifecycle_capacity_error_is_recognized(tenant, project, owner, kube, k8
 
 @pytest.mark.django_db(transaction=True)
 def test_lifecycle_interruption_detected(tenant, project, owner, kube, k8s_account):
-    (pod,) = services.workload_launch(workload=_workload(tenant, project, owner), enqueue=False)
+    (pod,) = services.workload_launch(workload=H100x2(tenant=tenant, project=project, owner=owner), enqueue=False)
     pod = services.pod_provision(pod_id=str(pod.pk))
     kube.disrupt(pod.external_id, "ml", reason="DeletionByTaintManager", message="node drained", delete=True)
     pod = services.pod_refresh(pod_id=str(pod.pk))

@@ -14,18 +14,19 @@ from provisioner import clock
 from workloads import services, telemetry
 from workloads.models import Lifecycle, Pod, PodState, UtilizationSample
 
+from ..factories import PodFactory, WorkloadFactory
+
 
 def running_pod(tenant, project, owner, *, gpu_count: int = 2, lifecycle: str = Lifecycle.JOB, **workload_fields) -> Pod:
     """A workload and its pod running on the Sandbox (``sandbox`` fixture), launched through the
     adapter directly so that these tests do not depend on placement/failover details."""
     fields = dict(idle_window_minutes=30, idle_threshold_pct=5, idle_grace_minutes=5)
     fields.update(workload_fields)
-    w = services.workload_create(tenant=tenant, project=project, owner=owner, name="nb", image="jupyter/base",
-                                 gpu_class="A10", gpu_count=gpu_count, lifecycle=lifecycle, **fields)
+    w = WorkloadFactory(tenant=tenant, project=project, owner=owner, name="nb", image="jupyter/base",
+                        gpu_class="A10", gpu_count=gpu_count, lifecycle=lifecycle, **fields)
     account = ProviderAccount.objects.get(tenant=tenant, kind="sandbox")
     now = clock.now()
-    pod = Pod.objects.create(tenant=tenant, workload=w, project=project, gpu_class="A10", gpu_count=gpu_count,
-                             requested_at=now, state=PodState.PROVISIONING, provisioning_at=now)
+    pod = PodFactory(workload=w, requested_at=now, provisioning_at=now)
     remote = adapter_for(account).launch(LaunchRequest(
         tag=str(pod.pk), name=f"nb-{str(pod.pk)[:8]}", image=w.image, gpu_class="A10", gpu_count=gpu_count,
         region="sbx-us-east", env={**telemetry.agent_launch_env(pod=pod), "SANDBOX_IDLE_AFTER_SECONDS": "0"}))

@@ -12,16 +12,12 @@ from workloads import services
 from workloads.models import Pod, PodState
 from workloads.selectors import pod_cost_so_far
 
-
-def _workload(tenant, project, owner, **kw):
-    defaults = dict(name="train", image="nvcr.io/nvidia/pytorch:24.08-py3", gpu_class="A100-80", gpu_count=1)
-    defaults.update(kw)
-    return services.workload_create(tenant=tenant, project=project, owner=owner, **defaults)
+from ..factories import WorkloadFactory
 
 
 @pytest.mark.django_db
 def test_launch_runs_and_terminates_with_cost(tenant, project, owner, sandbox):
-    w = _workload(tenant, project, owner)
+    w = WorkloadFactory(tenant=tenant, project=project, owner=owner)
     with clock.frozen() as advance:
         (pod,) = services.workload_launch(workload=w, enqueue=False)
         pod = services.pod_provision(pod_id=str(pod.pk))
@@ -52,7 +48,7 @@ def test_launch_runs_and_terminates_with_cost(tenant, project, owner, sandbox):
 
 @pytest.mark.django_db
 def test_cheapest_feasible_offer_wins(tenant, project, owner, sandbox):
-    w = _workload(tenant, project, owner, gpu_class="H100", gpu_count=2)
+    w = WorkloadFactory(tenant=tenant, project=project, owner=owner, gpu_class="H100", gpu_count=2)
     (pod,) = services.workload_launch(workload=w, enqueue=False)
     pod = services.pod_provision(pod_id=str(pod.pk))
     cheapest = (sandbox.offers.filter(gpu_class="H100", gpu_count=2, spot=False).exclude(available=0)
@@ -62,7 +58,7 @@ def test_cheapest_feasible_offer_wins(tenant, project, owner, sandbox):
 
 @pytest.mark.django_db
 def test_spot_only_when_tolerated(tenant, project, owner, sandbox):
-    w = _workload(tenant, project, owner, interruption_tolerant=True, gpu_class="A10")
+    w = WorkloadFactory(tenant=tenant, project=project, owner=owner, interruption_tolerant=True, gpu_class="A10")
     (pod,) = services.workload_launch(workload=w, enqueue=False)
     pod = services.pod_provision(pod_id=str(pod.pk))
     cheapest = sandbox.offers.filter(gpu_class="A10", gpu_count=1).exclude(available=0).order_by("price_usd_per_hour").first()
@@ -71,7 +67,7 @@ def test_spot_only_when_tolerated(tenant, project, owner, sandbox):
 
 @pytest.mark.django_db
 def test_provision_twice_launches_once(tenant, project, owner, sandbox):
-    w = _workload(tenant, project, owner)
+    w = WorkloadFactory(tenant=tenant, project=project, owner=owner)
     (pod,) = services.workload_launch(workload=w, enqueue=False)
     services.pod_provision(pod_id=str(pod.pk))
     services.pod_provision(pod_id=str(pod.pk))
@@ -85,7 +81,7 @@ def test_no_capacity_fails_with_reason(tenant, project, owner, sandbox):
     from providers.services import capacity_poll
 
     capacity_poll(accounts=[sandbox])
-    w = _workload(tenant, project, owner)
+    w = WorkloadFactory(tenant=tenant, project=project, owner=owner)
     (pod,) = services.workload_launch(workload=w, enqueue=False)
     pod = services.pod_provision(pod_id=str(pod.pk))
     assert pod.state == PodState.FAILED
@@ -98,7 +94,7 @@ def test_a_sync_that_sees_our_termination_first_records_it_as_verified(tenant, p
     "terminated" for a pod we are stopping, that is the verification, said as such."""
     from workloads import calls
 
-    w = _workload(tenant, project, owner)
+    w = WorkloadFactory(tenant=tenant, project=project, owner=owner)
     with clock.frozen():
         (pod,) = services.workload_launch(workload=w, enqueue=False)
         pod = services.pod_provision(pod_id=str(pod.pk))
@@ -114,7 +110,7 @@ def test_a_sync_that_sees_our_termination_first_records_it_as_verified(tenant, p
 def test_pod_boots_after_delay_and_sync_moves_it(tenant, project, owner, sandbox):
     sandbox.settings["boot_seconds"] = 20
     sandbox.save()
-    w = _workload(tenant, project, owner)
+    w = WorkloadFactory(tenant=tenant, project=project, owner=owner)
     with clock.frozen() as advance:
         (pod,) = services.workload_launch(workload=w, enqueue=False)
         pod = services.pod_provision(pod_id=str(pod.pk))
@@ -132,7 +128,7 @@ def test_pod_boots_after_delay_and_sync_moves_it(tenant, project, owner, sandbox
 def test_spot_interruption_detected(tenant, project, owner, sandbox):
     sandbox.settings["interrupt_rate_per_hour"] = 50  # interrupted within minutes
     sandbox.save()
-    w = _workload(tenant, project, owner, interruption_tolerant=True)
+    w = WorkloadFactory(tenant=tenant, project=project, owner=owner, interruption_tolerant=True)
     with clock.frozen() as advance:
         (pod,) = services.workload_launch(workload=w, enqueue=False)
         pod = services.pod_provision(pod_id=str(pod.pk))
