@@ -22,7 +22,7 @@ from django.db import transaction
 from provisioner import clock
 from provisioner.inputs import bad_text_reason
 
-from .models import LIVE_POD_STATES, Lifecycle, Pod
+from .models import LIVE_POD_STATES, Lifecycle, Pod, PodEvent
 from .transitions import pod_event
 
 PROVIDERS = {"aws": "AWS", "gcp": "GCP", "azure": "Azure", "sandbox": "Sandbox"}
@@ -165,3 +165,14 @@ def notice_from_provider(*, pod: Pod, deadline: datetime) -> bool:
     kind = pod.provider_account.kind if pod.provider_account_id else "provider"
     return notice_record(pod=pod, notice=Notice(provider=kind, kind="preempt", deadline=deadline,
                                                  detail="reported by the provider's API"))
+
+
+def on_notice_deliver(pod: Pod) -> dict[str, Any] | None:
+    """The on-notice order for the heartbeat answer; the first delivery is recorded as an event
+    (the pod page shows that the command went to the container, and with how long left)."""
+    order = on_notice_order(pod)
+    if order is not None and not PodEvent.objects.filter(pod=pod, kind="on_notice").exists():
+        left = f"{order['seconds_left']} s left" if order["seconds_left"] is not None else "no deadline given"
+        pod_event(pod, "on_notice", f"On-notice command sent to the agent ({left}): {order['command'][:200]}",
+                  seconds_left=order["seconds_left"])
+    return order

@@ -20,7 +20,7 @@ from tenants.access import get_for_tenant_or_404
 from . import telemetry
 from .idle import pod_idle_status
 from .models import LIVE_POD_STATES
-from .notices import on_notice_order
+from .notices import on_notice_deliver
 from .selectors import pods_for_tenant
 
 AGENT_SCRIPT = Path(__file__).resolve().parent / "agent" / "provisioner_agent.py"
@@ -52,7 +52,7 @@ def agent_heartbeat(request: HttpRequest, pk) -> JsonResponse:
         return JsonResponse({"error": exc.message}, status=exc.status)
     stored = telemetry.heartbeat_record(pod=pod, beat=beat)
     answer = {"ok": True, "stored": stored, "interval": telemetry.agent_interval_seconds()}
-    order = on_notice_order(pod)
+    order = on_notice_deliver(pod)
     if order is not None:  # a job under notice: the agent runs the workload's on-notice command
         answer["on_notice"] = order
     return JsonResponse(answer)

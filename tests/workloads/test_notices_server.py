@@ -110,6 +110,9 @@ def test_a_job_under_notice_gets_its_on_notice_command_with_the_time_left(client
     assert r.json()["on_notice"] == {"command": "python save.py", "seconds_left": 30,
                                      "deadline": "2026-12-02T18:00:30+00:00"}
     assert not Pod.objects.filter(replaces=pod).exists()  # restart on interruption is off
+    assert beat(client, pod.pk, token, {"gpus": []}).json()["on_notice"]["seconds_left"] == 30  # every answer
+    (sent,) = PodEvent.objects.filter(pod=pod, kind="on_notice")  # recorded once
+    assert sent.message == "On-notice command sent to the agent (30 s left): python save.py"
 
 
 def test_notice_watch_env_only_for_spot_pods_on_clouds_that_publish_notices():
