@@ -69,10 +69,12 @@ def idle_spend(v: SpendView) -> str:
     total = {p: sum((s.get(p, ZERO) for s in v.series.values()), ZERO) for p in v.periods}
     idle = {p: sum((s.get(p, ZERO) for s in v.idle_series.values()), ZERO) for p in v.periods}
     unit = {"day": "$ / day", "week": "$ / week", "month": "$ / month"}[v.filters.grain]
+    # a click on a period's bar drills down to that period (daily bars), the other filters kept
+    drill = ["?" + v.period_query(p) for p in v.periods]
     traces = [
         {"type": "bar", "name": "Idle GPU", "x": x, "y": [float(money.cents(idle[p])) for p in v.periods],
-         "marker": {"color": PALETTE[3]}, "hovertemplate": "%{x}: $%{y:,.2f} idle<extra></extra>"},
-        {"type": "bar", "name": "Busy GPU and other", "x": x,
+         "customdata": drill, "marker": {"color": PALETTE[3]}, "hovertemplate": "%{x}: $%{y:,.2f} idle<extra></extra>"},
+        {"type": "bar", "name": "Busy GPU and other", "x": x, "customdata": drill,
          "y": [float(money.cents(max(ZERO, total[p] - idle[p]))) for p in v.periods],
          "marker": {"color": PALETTE[0]}, "hovertemplate": "%{x}: $%{y:,.2f} busy or other<extra></extra>"},
     ]

@@ -174,6 +174,14 @@ class SpendView:
         CSV print these same strings."""
         return [(p.isoformat(), label, money.usd(amount)) for p, label, amount in self.rows()]
 
+    def period_query(self, period: date) -> str:
+        """The query string of the drill-down into one chart period: its days (within the
+        range), daily bars, every other filter kept."""
+        last = {"day": period, "week": period + timedelta(days=6),
+                "month": period.replace(day=calendar.monthrange(period.year, period.month)[1])}[self.filters.grain]
+        start, end = max(period, self.filters.start), min(last, self.filters.end)
+        return self.filters.query(**{"range": "custom", "from": start.isoformat(), "to": end.isoformat(), "grain": "day"})
+
     def idle_of(self, period: date, label: str) -> Decimal:
         return self.idle_series.get(label, {}).get(period, ZERO)
 

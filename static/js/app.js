@@ -58,7 +58,8 @@
           el.__drillBound = true;
           el.on("plotly_click", function (ev) {
             var pt = ev && ev.points && ev.points[0];
-            var q = pt && pt.data && pt.data.meta && pt.data.meta.drill;
+            // a point's own drill-down (customdata: its period) before its trace's (meta.drill: its group)
+            var q = pt && (typeof pt.customdata === "string" ? pt.customdata : pt.data && pt.data.meta && pt.data.meta.drill);
             if (typeof q === "string" && q) { window.location.search = q; }
           });
         }

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -111,6 +113,12 @@ def test_dashboard_shows_idle_kpi_column_series_and_csv(client, finance, tenant,
         top = {t["name"]: t["idle"] for t in v.top}
         assert top == {"trainer": Decimal("2.00"), "idle-now": Decimal("1.50")}
         assert 'data-plotly-for="chart-idle"' in html
+        # the idle chart's bars drill into their period: a week's bar opens its days, filters kept
+        weekly = client.get(reverse("billing:spend"), {"range": "30d", "grain": "week", "group": "workload"})
+        fig = json.loads(re.search(r'data-plotly-for="chart-idle"[^>]*>(.*?)</script>', weekly.content.decode(), re.S)[1])
+        week = fig["data"][0]["x"].index("2026-03-16")
+        assert fig["data"][0]["customdata"][week] == ("?range=custom&group=workload&grain=day&mode=period"
+                                                      "&from=2026-03-16&to=2026-03-18")
         export = client.get(reverse("billing:export"), {"range": "7d", "group": "workload"})
     rows = list(csv.reader(io.StringIO(export.content.decode())))
     assert rows[0][-1] == "idle_usd"

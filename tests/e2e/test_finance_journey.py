@@ -199,6 +199,18 @@ def test_finance_watches_live_spend_filters_exports_and_sets_a_budget(live_serve
     assert f"provider={spend['eu'].pk}" in page.url and "range=custom" in page.url
     assert _chart_traces(page) == ["job5"]
     page.screenshot(path=str(tmp_path / "spend-drilled.png"), full_page=True)
+    # ...and from the idle chart: a period's bar opens its days, job5 and Sandbox EU kept
+    page.locator("#chart-idle").scroll_into_view_if_needed()
+    boxes = [b for b in (p.bounding_box() for p in page.locator("#chart-idle g.trace.bars path").all()) if b and b["height"] > 2]
+    box = boxes[0]  # the only period with spend: 03-15 (idle part)
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    expect(page.locator("#chart-idle .hoverlayer .hovertext")).to_have_count(1)
+    page.mouse.down()
+    page.mouse.up()
+    expect(page.locator("#f-from")).to_have_value("2026-03-15")
+    expect(page.locator("#f-to")).to_have_value("2026-03-15")
+    assert f"provider={spend['eu'].pk}" in page.url and "group=workload" in page.url
+    expect(page.locator(".filter-chips")).to_contain_text("Workload: job5")
 
     # 4. a monthly budget for the whole organization, created on Budgets, shows on Spend
     page.click("a.btn:text('Budgets')")
