@@ -209,8 +209,11 @@ def seed_history(*, tenant: Tenant, owner, developer, now: datetime | None = Non
     _idle_evidence(pod, running_from, 80, 35, rnd)
     with clock.frozen(running_from + timedelta(minutes=115)):
         idle_reap()  # warns: idle for the whole window, stopping after the grace period
-    with clock.frozen(running_from + timedelta(minutes=115 + idle_wl.idle_grace_minutes)):
-        _idle_evidence(pod, running_from + timedelta(minutes=115), 0, idle_wl.idle_grace_minutes, rnd)
+    # the first tick after the grace period (a tick exactly at its end may read the warning's
+    # time a hair later on SQLite, whose epoch arithmetic is floating point, and wait one more)
+    after_grace = idle_wl.idle_grace_minutes + 1
+    with clock.frozen(running_from + timedelta(minutes=115 + after_grace)):
+        _idle_evidence(pod, running_from + timedelta(minutes=115), 0, after_grace, rnd)
         for pod_id in idle_reap().to_stop:
             idle_stop(pod_id=pod_id)
     pods += 1

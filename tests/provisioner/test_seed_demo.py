@@ -13,7 +13,7 @@ from billing.models import BudgetAlert, LedgerEntry, RollupDirty, SpendRollup, S
 from providers.models import ProviderAccount
 from provisioner import clock
 from tenants.models import Tenant
-from workloads.idle import IDLE_REASON
+from workloads.idle import IDLE_REASON, idle_reap
 from workloads.models import Lifecycle, Pod, PodEvent, PodState, ScheduledRun, UtilizationSample, Workload
 from workloads.scheduling import beat_entry_name
 
@@ -118,3 +118,25 @@ def test_the_first_login_pages_show_the_demo(seeded, client):
     with clock.frozen(NOW):
         page = client.get(reverse("workloads:pod_detail", args=[pod.pk]))
     assert page.status_code == 200 and b"Stopped (idle)" in page.content
+
+
+def test_the_periodic_tasks_keep_the_demo_as_seeded(seeded):
+    """What runstack's beat does next leaves the story intact: the service keeps running, the
+    reaped pod stays stopped, every Sandbox resource belongs to its pod, no new alert."""
+    from datetime import timedelta
+
+    from billing.services import budgets_enforce, meter_all
+    from workloads.reconcile import reconcile_all
+    from workloads.services import pods_sync
+    from workloads.telemetry import telemetry_poll
+
+    with clock.frozen(NOW + timedelta(minutes=1)):
+        pods_sync()
+        telemetry_poll()
+        assert idle_reap().to_stop == []
+        meter_all()
+        assert budgets_enforce() == 0
+        (report,) = reconcile_all()
+    assert not (report.terminated or report.adopted or report.vanished or report.error)
+    states = dict(Pod.objects.exclude(state=PodState.TERMINATED).values_list("workload__name", "state"))
+    assert states == {"chat-api": PodState.RUNNING, "notebook-forgotten": PodState.STOPPED}
