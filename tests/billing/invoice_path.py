@@ -87,5 +87,6 @@ def page_and_csv_totals(client, first: datetime, last: datetime) -> tuple[str, s
     assert page.status_code == 200 and export.status_code == 200
     m = _PAGE_TOTAL.search(page.content.decode())
     assert m, "no total on the Spend page"
-    rows = [r for r in csv.reader(io.StringIO(export.content.decode())) if r and r[0] == "total"]
-    return m.group(1).replace(",", ""), rows[0][-1]
+    header, *rows = list(csv.reader(io.StringIO(export.content.decode())))
+    total = next(r for r in rows if r and r[0] == "total")
+    return m.group(1).replace(",", ""), total[header.index("amount_usd")]  # by name: idle_usd follows it
