@@ -199,21 +199,22 @@ def seed_history(*, tenant: Tenant, owner, developer, now: datetime | None = Non
         pod_refresh(pod_id=str(bench.pods.get().pk))  # the provider reports the exit: terminated, completed
     pods += 1
 
-    # the idle pod the reaper stopped: 80 min at work, then 35 min at rest; warned, then stopped
+    # the idle pod the reaper stopped minutes ago: 60 min at work, then 35 min at rest; warned,
+    # then stopped (recent enough that the pod page's default 1 h chart shows both)
     idle_wl = workload_create(tenant=tenant, project=research, owner=developer, name="notebook-forgotten",
                               image="jupyter/pytorch-notebook:latest", gpu_class="L4", lifecycle=Lifecycle.SERVICE,
                               ports=[{"port": 8888, "protocol": "http"}], idle_enabled=True)
-    idle_at = now - timedelta(hours=3)
+    idle_at = now - timedelta(minutes=110)
     pod = _launch_live(idle_wl, idle_at)
     running_from = idle_at + timedelta(minutes=3)
-    _idle_evidence(pod, running_from, 80, 35, rnd)
-    with clock.frozen(running_from + timedelta(minutes=115)):
+    _idle_evidence(pod, running_from, 60, 35, rnd)
+    with clock.frozen(running_from + timedelta(minutes=95)):
         idle_reap()  # warns: idle for the whole window, stopping after the grace period
     # the first tick after the grace period (a tick exactly at its end may read the warning's
     # time a hair later on SQLite, whose epoch arithmetic is floating point, and wait one more)
     after_grace = idle_wl.idle_grace_minutes + 1
-    with clock.frozen(running_from + timedelta(minutes=115 + after_grace)):
-        _idle_evidence(pod, running_from + timedelta(minutes=115), 0, after_grace, rnd)
+    with clock.frozen(running_from + timedelta(minutes=95 + after_grace)):
+        _idle_evidence(pod, running_from + timedelta(minutes=95), 0, after_grace, rnd)
         for pod_id in idle_reap().to_stop:
             idle_stop(pod_id=pod_id)
     pods += 1
