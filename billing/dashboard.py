@@ -628,15 +628,16 @@ def filter_names(tenant, f: Filters) -> dict[str, dict[str, str]]:
     return out
 
 
-def filter_options(tenant) -> dict[str, list[tuple[str, str]]]:
+def filter_options(tenant, project_ids) -> dict[str, list[tuple[str, str]]]:
     """The values the filter form offers for GPU class, user (workload owners) and provider
-    kind: (value, label) pairs of this organization, in one round trip."""
+    kind: (value, label) pairs of this organization, from the workloads of ``project_ids`` (the
+    projects the member may see), in one round trip."""
     from django.db.models import CharField
     from django.db.models.functions import Cast
 
     from providers.models import ProviderKind
 
-    workloads = Workload.objects.filter(tenant=tenant)
+    workloads = Workload.objects.filter(tenant=tenant, project_id__in=list(project_ids))
     rows = (workloads.exclude(gpu_class="").annotate(t=Value("g"), v=F("gpu_class"), n=F("gpu_class"))
             .values_list("t", "v", "n").order_by()
             .union(workloads.filter(owner__isnull=False)

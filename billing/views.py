@@ -114,7 +114,7 @@ def spend(request: HttpRequest) -> HttpResponse:
         "group_label": dashboard.GROUPS[f.group], "chips": _filter_chips(tenant, f, projects, providers),
         # the workload filter (drill-down only: too many for a list) rides along as hidden inputs,
         # so Apply keeps it; its chip drops it
-        "drill_hidden": [("workload", w) for w in f.workload_ids], "options": dashboard.filter_options(tenant),
+        "drill_hidden": [("workload", w) for w in f.workload_ids], "options": dashboard.filter_options(tenant, projects),
         "chart_spend": charts.spend_over_time(v), "chart_forecast": charts.burn_and_forecast(v),
         "chart_idle": charts.idle_spend(v),
         "chart_budgets": charts.budget_gauges(gauges),
