@@ -173,3 +173,30 @@ def test_group_by_workload_gpu_user_provider_and_drill_down_keeps_other_filters(
         r = client.get(reverse("billing:spend"), {**base, "workload": "not-a-uuid", "user": "<x>", "group": "nope"})
         assert r.status_code == 200
     assert b.workload.owner_id == developer.pk
+
+
+@pytest.mark.django_db
+def test_filter_lists_and_drill_downs_stay_inside_the_members_projects(client, finance, tenant, project, owner,
+                                                                      developer):
+    from tenants.models import Membership
+    from tenants.permissions import VIEW_SPEND
+    from tenants.services import project_grant_set
+    from workloads.services import workload_create
+
+    secret = project_create(tenant=tenant, name="Secret")
+    acct = account(tenant)
+    with clock.frozen(NOW):
+        _idle_pod(tenant, project, owner, acct, name="visible")
+        _idle_pod(tenant, secret, developer, acct, name="hidden")
+        workload_create(tenant=tenant, project=secret, owner=developer, name="h100-job", image="img", gpu_class="H100-80")
+        rollup_dirty()
+        project_grant_set(membership=Membership.objects.get(tenant=tenant, user=finance), project=secret,
+                          capability=VIEW_SPEND, granted=False)
+        client.force_login(finance)
+        r = client.get(reverse("billing:spend"), {"range": "7d", "group": "user"})
+        html = r.content.decode()
+        assert r.context["v"].total == Decimal("6.00") and sorted(r.context["v"].series) == [owner.username]
+        assert developer.username not in html and "H100-80" not in html  # not even in the filter lists
+        # a drill-down URL naming the hidden user finds nothing
+        r = client.get(reverse("billing:spend"), {"range": "7d", "user": str(developer.pk)})
+        assert r.status_code == 200 and r.context["v"].total == 0
