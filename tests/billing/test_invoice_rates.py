@@ -28,6 +28,7 @@ from provisioner import clock
 from tenants.models import AuditEvent
 from workloads.models import PodState
 
+from ..factories import OfferFactory
 from .helpers import account, make_pod, to
 
 H = timedelta(hours=1)
@@ -272,9 +273,9 @@ def test_a_rate_still_in_use_without_a_fallback_cannot_be_removed(tenant, client
 
     invoice_rate_set(tenant=tenant, currency="CHF", usd_per_unit=Decimal("1.13"))
     acct = account(tenant, "hetzner", name="Hetzner CH")
-    Offer.objects.create(provider_account=acct, tenant=tenant, kind="hetzner", gpu_class="L4", gpu_count=1,
-                         region="zrh", country="CH", price_per_hour=Decimal("1.00"), currency="CHF",
-                         price_usd_per_hour=Decimal("1.13"), fetched_at=clock.now())
+    OfferFactory(provider_account=acct, tenant=tenant, kind="hetzner", gpu_class="L4", gpu_count=1,
+                 region="zrh", country="CH", price_per_hour=Decimal("1.00"), currency="CHF",
+                 price_usd_per_hour=Decimal("1.13"), fetched_at=clock.now())
     with pytest.raises(InvoiceRateInvalid, match="still bill in CHF"):
         invoice_rate_clear(tenant=tenant, currency="CHF")
     row = InvoiceRate.objects.for_tenant(tenant).get(currency="CHF")

@@ -9,8 +9,9 @@ from decimal import Decimal
 import pytest
 
 from billing.models import ProviderBillingDay
-from providers.models import ProviderAccount
 from provisioner import clock
+
+from ..factories import ProviderAccountFactory
 
 NOW = datetime(2026, 3, 18, 12, 0, tzinfo=UTC)
 
@@ -23,15 +24,15 @@ def _day(acct, day: date, ours: str, theirs: str, *, flagged=False, other="0", e
 
 @pytest.fixture
 def figures(tenant, other_tenant):
-    runpod = ProviderAccount.objects.create(tenant=tenant, kind="runpod", name="RunPod prod")
-    aws = ProviderAccount.objects.create(tenant=tenant, kind="aws", name="AWS research")
-    ProviderAccount.objects.create(tenant=tenant, kind="lambda", name="Lambda main")
+    runpod = ProviderAccountFactory(tenant=tenant, kind="runpod", name="RunPod prod")
+    aws = ProviderAccountFactory(tenant=tenant, kind="aws", name="AWS research")
+    ProviderAccountFactory(tenant=tenant, kind="lambda", name="Lambda main")
     _day(runpod, date(2026, 3, 13), "0", "0")
     _day(runpod, date(2026, 3, 16), "10.00", "11.00", flagged=True)
     _day(runpod, date(2026, 3, 17), "5.004", "5.00", other="7.25")
     _day(runpod, date(2026, 3, 1), "99.00", "1.00", flagged=True)  # outside the last 7 days
     _day(aws, date(2026, 3, 17), "12.00", "12.00", estimated=True)
-    foreign = ProviderAccount.objects.create(tenant=other_tenant, kind="runpod", name="Foreign RunPod")
+    foreign = ProviderAccountFactory(tenant=other_tenant, kind="runpod", name="Foreign RunPod")
     _day(foreign, date(2026, 3, 17), "1.00", "50.00", flagged=True)
     return runpod, aws
 
@@ -83,7 +84,7 @@ def test_spend_page_loads_the_card_after_the_page(client, finance, figures):
 
 @pytest.mark.django_db
 def test_yesterdays_drift_shows_as_provisional_until_it_settles(client, finance, tenant):
-    vast = ProviderAccount.objects.create(tenant=tenant, kind="vast", name="Vast spot")
+    vast = ProviderAccountFactory(tenant=tenant, kind="vast", name="Vast spot")
     _day(vast, date(2026, 3, 16), "4.00", "5.00", flagged=True)
     _day(vast, date(2026, 3, 17), "4.00", "2.00", flagged=True)
     client.force_login(finance)
@@ -97,7 +98,7 @@ def test_yesterdays_drift_shows_as_provisional_until_it_settles(client, finance,
 def test_a_failed_fetch_is_said_on_the_page(client, finance, tenant):
     from billing.models import ProviderBillingFetch
 
-    aws = ProviderAccount.objects.create(tenant=tenant, kind="aws", name="AWS prod")
+    aws = ProviderAccountFactory(tenant=tenant, kind="aws", name="AWS prod")
     ProviderBillingFetch.objects.create(provider_account=aws, tenant=tenant, attempted_at=NOW,
                                         error="InvalidCredentials: not authorized to perform ce:GetCostAndUsage")
     client.force_login(finance)
@@ -109,7 +110,7 @@ def test_a_failed_fetch_is_said_on_the_page(client, finance, tenant):
 
 @pytest.mark.django_db
 def test_aws_cost_all_untagged_points_at_the_cost_allocation_tag(client, finance, tenant):
-    aws = ProviderAccount.objects.create(tenant=tenant, kind="aws", name="AWS untagged")
+    aws = ProviderAccountFactory(tenant=tenant, kind="aws", name="AWS untagged")
     _day(aws, date(2026, 3, 16), "12.00", "0", other="52.50", flagged=True)
     client.force_login(finance)
     with clock.frozen(NOW):

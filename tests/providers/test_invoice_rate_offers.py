@@ -17,6 +17,8 @@ from providers.adapters.sandbox import SandboxAdapter
 from providers.models import InvoiceRate, Offer, ProviderAccount
 from providers.services import PollResult, capacity_poll, capacity_store_many, invoice_rate_clear, invoice_rate_set
 
+from ..factories import ProviderAccountFactory
+
 PLATFORM_EUR = Decimal("1.10")
 OWN_EUR = Decimal("1.25")
 
@@ -42,7 +44,7 @@ def platform_eur(db):
 
 
 def euro_account(tenant, name: str = "Euro cloud") -> ProviderAccount:
-    return ProviderAccount.objects.create(tenant=tenant, kind="test_euro", name=name)
+    return ProviderAccountFactory(tenant=tenant, kind="test_euro", name=name)
 
 
 def usd_prices(account: ProviderAccount) -> set[Decimal]:

@@ -11,9 +11,11 @@ import pytest
 from django.core.management import call_command
 
 from providers.adapters.base import ProviderInfo
-from providers.models import Offer, ProviderAccount
+from providers.models import Offer
 from providers.recommend import load_table, recommend_provider, table_from_offers
 from provisioner import clock
+
+from ..factories import OfferFactory, ProviderAccountFactory
 
 SPOTTY = [ProviderInfo(kind=k, label=k.title(), description="", supports_spot=True) for k in ("runpod", "vast", "aws")]
 NO_SPOT = ProviderInfo(kind="lambda", label="Lambda", description="", supports_spot=False)
@@ -29,10 +31,10 @@ TABLE = {"generated_at": "2026-11-01T00:00:00+00:00", "providers": {
 
 
 def offers_for(tenant, kind, country, spot_units, *, stale=False):
-    account = ProviderAccount.objects.create(tenant=tenant, kind=kind, name=f"{kind}-{country}-{spot_units}")
-    Offer.objects.create(provider_account=account, tenant=tenant, kind=kind, gpu_class="H100", gpu_count=1,
-                         region=f"{country.lower()}-1", country=country, spot=True, price_per_hour=Decimal("1"),
-                         price_usd_per_hour=Decimal("1"), available=spot_units, fetched_at=clock.now(), stale=stale)
+    account = ProviderAccountFactory(tenant=tenant, kind=kind, name=f"{kind}-{country}-{spot_units}")
+    OfferFactory(provider_account=account, tenant=tenant, kind=kind, gpu_class="H100", gpu_count=1,
+                 region=f"{country.lower()}-1", country=country, spot=True, price_per_hour=Decimal("1"),
+                 price_usd_per_hour=Decimal("1"), available=spot_units, fetched_at=clock.now(), stale=stale)
     return account
 
 

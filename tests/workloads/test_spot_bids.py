@@ -22,6 +22,8 @@ from workloads import services
 from workloads.bids import spot_bid
 from workloads.models import PodState
 
+from ..factories import ProviderAccountFactory
+
 
 def test_bid_is_floor_plus_margin_capped_by_the_ceiling_never_under_the_floor():
     assert spot_bid(floor=Decimal("0.18"), margin_pct=20).price == Decimal("0.2160")
@@ -41,8 +43,8 @@ def test_only_bidding_providers_take_bids():
 
 
 def _vast(tenant, served):
-    account = ProviderAccount.objects.create(tenant=tenant, kind="vast", name="Vast", credentials=STANDIN_CREDENTIALS["vast"],
-                                             settings=account_settings(served))
+    account = ProviderAccountFactory(tenant=tenant, kind="vast", name="Vast", credentials=STANDIN_CREDENTIALS["vast"],
+                                     settings=account_settings(served))
     capacity_poll(accounts=[account])
     return account
 
@@ -81,8 +83,8 @@ def test_vast_bid_never_exceeds_the_workload_price_ceiling_and_defaults_to_the_p
 
 @pytest.mark.django_db
 def test_runpod_bid_per_gpu_is_above_the_listed_spot_price(tenant, project, owner, served_runpod, no_sleep):  # noqa: F811
-    account = ProviderAccount.objects.create(tenant=tenant, kind="runpod", name="RunPod", credentials=STANDIN_CREDENTIALS["runpod"],
-                                             settings=account_settings(served_runpod))
+    account = ProviderAccountFactory(tenant=tenant, kind="runpod", name="RunPod", credentials=STANDIN_CREDENTIALS["runpod"],
+                                     settings=account_settings(served_runpod))
     capacity_poll(accounts=[account])
     served_runpod.standin.boot_seconds = 0
     pod = _launch(tenant, project, owner, spot_bid_margin_pct=25)
