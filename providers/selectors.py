@@ -24,8 +24,11 @@ def provider_accounts_for_tenant(tenant: Tenant | None) -> QuerySet[ProviderAcco
             .order_by("preference_rank", "name"))
 
 
-def offers_for_tenant(tenant: Tenant | None) -> QuerySet[Offer]:
-    return Offer.objects.for_tenant(tenant).filter(provider_account__enabled=True)
+def offers_for(membership, account: ProviderAccount | None = None) -> QuerySet[Offer]:
+    """The offers a member may see (the access helper's restricted queryset) of enabled accounts,
+    or of one account (its own page shows them even while it is disabled)."""
+    offers = Offer.objects.restrict(membership).select_related("provider_account")
+    return offers.filter(provider_account=account) if account is not None else offers.filter(provider_account__enabled=True)
 
 
 def offers_of_accounts(tenant: Tenant | None, account_ids: Iterable[str]) -> QuerySet[Offer]:

@@ -8,6 +8,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect, push_url
 
+from provisioner.tables import table_response
 from tenants.access import get_for_tenant_or_404, require_member
 from tenants.models import Tenant
 from tenants.permissions import MANAGE_PROVIDERS
@@ -16,7 +17,8 @@ from . import services, wizard
 from .adapters.registry import provider_info
 from .forms import AccountEditForm, CredentialsReplaceForm
 from .models import ProviderAccount
-from .selectors import offers_for_tenant, provider_accounts_for_tenant
+from .selectors import offers_for, provider_accounts_for_tenant
+from .tables import OfferFilter, OfferTable
 
 
 @login_required
@@ -33,19 +35,20 @@ def provider_detail(request: HttpRequest, pk) -> HttpResponse:
     account = get_for_tenant_or_404(request, ProviderAccount, pk=pk)
     if request.htmx and request.GET.get("part") == "health":
         return render(request, "providers/partials/account_health.html", {"account": account})
-    offers = account.offers.order_by("gpu_class", "gpu_count", "price_usd_per_hour")[:500]
-    return render(request, "providers/detail.html", {
-        "account": account, "offers": offers, "removed": "removed_at" in (account.settings or {}),
-        "has_live_pods": services.account_has_live_pods(account),
-    })
+    offers = OfferFilter(request.GET, queryset=offers_for(request.membership, account), request=request,
+                         with_provider=False)
+    return table_response(request, "providers/detail.html", OfferTable(offers.qs, exclude=("provider_account",)),
+                          offers, {"account": account, "removed": "removed_at" in (account.settings or {}),
+                                   "has_live_pods": services.account_has_live_pods(account)})
 
 
 @login_required
 def capacity(request: HttpRequest) -> HttpResponse:
+    """Every offer of the enabled accounts: filters (``?gpu_class=A100&market=spot``), sorting and
+    pages in the URL."""
     membership = require_member(request)
-    offers = (offers_for_tenant(membership.tenant).select_related("provider_account")
-              .order_by("gpu_class", "gpu_count", "price_usd_per_hour")[:1000])
-    return render(request, "providers/capacity.html", {"offers": offers})
+    offers = OfferFilter(request.GET, queryset=offers_for(membership), request=request)
+    return table_response(request, "providers/capacity.html", OfferTable(offers.qs), offers)
 
 
 # --- the connection wizard ----------------------------------------------------------------------

@@ -71,6 +71,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "django_htmx",
+    "django_tables2",  # every list page's table (provisioner/tables.py)
+    "django_filters",  # and its filters
     "django_celery_beat",
     "guardian",
     "provisioner",

@@ -1,0 +1,92 @@
+"""The one way a list page is built: a django-tables2 table over a restricted queryset, filtered by a
+django-filter FilterSet, everything in the URL (``?sort=``, ``?page=``, the filters), one view
+serving the full page and, for htmx requests (sort and page links, refreshes), the table alone.
+
+    rows = Offer.objects.restrict(membership).filter(...)            # the access helper, always
+    filters = OfferFilter(request.GET, queryset=rows, request=request)
+    table = OfferTable(filters.qs)
+    return table_response(request, "providers/capacity.html", table, filters, {...})
+
+Bad input in the URL never errors: an unknown sort column is ignored (django-tables2 keeps only
+orderable columns), an invalid filter value is dropped (django-filter filters with the valid fields
+only), a page number out of range shows the last page, a non-number the first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import django_filters
+import django_tables2 as tables
+from django.core.paginator import EmptyPage, PageNotAnInteger
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+PER_PAGE = 25
+FRAGMENT_TEMPLATE = "tables/fragment.html"
+
+
+class Table(tables.Table):
+    """Base of every table: our template (sort links drop the page number, htmx-boosted links
+    swap only the table), our pager and an empty text that knows about filters."""
+
+    class Meta:
+        template_name = "tables/table.html"
+        attrs = {"class": "data-table"}
+        order_by_field = "sort"
+        page_field = "page"
+
+    #: the element id of the table's container (the htmx target); pages with two tables differ
+    dom_id = "table"
+    #: seconds between htmx refreshes of the table (0: none); a refresh asks for the page's own URL
+    refresh_seconds = 0
+    #: what the table lists, for the pager ("3 pods")
+    noun = "rows"
+    #: text shown when nothing matches (``filtered``: some filter is set)
+    empty_all = "Nothing yet."
+    empty_filtered = "Nothing matches these filters."
+
+
+class FilterSet(django_filters.FilterSet):
+    """Base of every filter set: ``active`` says whether any filter is set (the Clear link, the
+    empty text); ``sort`` is carried as a hidden field by the form template."""
+
+    @property
+    def form(self):
+        form = super().form
+        for field in form.fields.values():
+            if getattr(field.widget, "input_type", "") == "select":
+                field.widget.attrs.setdefault("data-autosubmit", "")  # a choice applies at once
+        return form
+
+    @property
+    def active(self) -> bool:
+        if not self.is_bound or not self.form.is_valid():
+            return bool(self.data and any(self.data.get(name) for name in self.filters))
+        return any(value not in (None, "", [], ()) for value in self.form.cleaned_data.values())
+
+
+def configure(request: HttpRequest, table: Table, *, per_page: int = PER_PAGE) -> Table:
+    """Sort and page ``table`` from the URL. The page size is ours, not the URL's (no
+    ``?per_page=100000``)."""
+    table.request = request
+    order_by = request.GET.getlist(table.prefixed_order_by_field)[:3]
+    if order_by:
+        table.order_by = order_by  # django-tables2 keeps only the names of orderable columns
+    try:
+        table.paginate(page=request.GET.get(table.prefixed_page_field) or 1, per_page=per_page)
+    except PageNotAnInteger:
+        table.paginate(page=1, per_page=per_page)
+    except EmptyPage:
+        table.paginate(page=table.paginator.num_pages, per_page=per_page)
+    return table
+
+
+def table_response(request: HttpRequest, template: str, table: Table, filters: FilterSet | None,
+                   context: dict[str, Any] | None = None, *, per_page: int = PER_PAGE,
+                   fragment: str = FRAGMENT_TEMPLATE) -> HttpResponse:
+    """The full page, or (htmx: a sort or page link, a refresh) the table alone."""
+    configure(request, table, per_page=per_page)
+    table.empty_text = table.empty_filtered if filters is not None and filters.active else table.empty_all
+    ctx = {"table": table, "filters": filters, **(context or {})}
+    return render(request, fragment if request.htmx else template, ctx)
