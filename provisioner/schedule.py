@@ -33,6 +33,9 @@ SCHEDULE: list[Periodic] = [
     Periodic("Reap idle pods", "workloads.reap_idle", 60),
     Periodic("Poll provider GPU telemetry", "workloads.poll_telemetry", 60),
     Periodic("Purge old utilization samples", "workloads.purge_samples", 3600),
+    # the service gateway: readiness probes and drains that are due, and every route rewritten, so
+    # a restarted gateway (Caddy keeps no state we rely on) serves again within 10 s (gateway/)
+    Periodic("Reconcile the service gateway", "gateway.reconcile", 10),
     Periodic("Prune delivered messages of the embedded broker", "provisioner.prune_broker", 3600),
 ]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cryptography.hazmat.backends import default_backend
 from cryptography.hazmat.primitives import hashes
@@ -80,6 +81,7 @@ INSTALLED_APPS = [
     "providers",
     "workloads",
     "billing",
+    "gateway",
 ]
 
 MIDDLEWARE = [
@@ -235,6 +237,17 @@ LAUNCH_CLAIM_LEASE_SECONDS = env_int("LAUNCH_CLAIM_LEASE_SECONDS", 30)
 PROVIDER_BASE_URL_OVERRIDE_ALLOWED = env_bool("PROVIDER_BASE_URL_OVERRIDE_ALLOWED", not PRODUCTION)
 # Sandbox pods boot after this many seconds (tests set 0).
 SANDBOX_BOOT_SECONDS = env_int("SANDBOX_BOOT_SECONDS", 8)
+# Sandbox pods serve real HTTP on a loopback port each (providers/adapters/sandbox_http.py); off in
+# tests unless a test turns it on (each pod is a process).
+SANDBOX_HTTP = env_bool("SANDBOX_HTTP", not TESTING)
+# The service gateway (Caddy, gateway/): its admin API, where it listens, the URL clients use.
+# An empty admin URL turns the gateway off (tests; production until it is configured): old pods
+# are then retired as soon as their replacement runs, with no readiness check or drain.
+GATEWAY_ADMIN_URL = env_str("GATEWAY_ADMIN_URL", "" if TESTING or PRODUCTION else "http://127.0.0.1:2019")
+GATEWAY_ADMIN_LISTEN = env_str("GATEWAY_ADMIN_LISTEN", urlsplit(GATEWAY_ADMIN_URL).netloc or "127.0.0.1:2019")
+GATEWAY_LISTEN = env_str("GATEWAY_LISTEN", "127.0.0.1:8080")
+GATEWAY_PUBLIC_URL = env_str("GATEWAY_PUBLIC_URL", f"http://{GATEWAY_LISTEN}")
+GATEWAY_TIMEOUT_SECONDS = env_float("GATEWAY_TIMEOUT_SECONDS", "5", minimum="0.1")
 # Spot on a bidding provider (Vast.ai, RunPod): bid this % above the floor unless the workload
 # sets its own margin; the workload's price ceiling caps the bid (workloads/bids.py).
 SPOT_BID_MARGIN_PCT = env_int("SPOT_BID_MARGIN_PCT", 10)

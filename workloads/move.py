@@ -20,6 +20,7 @@ from provisioner import clock
 from .models import LIVE_POD_STATES, Lifecycle, Pod, PodState, Workload
 from .placement import PlacementResult, placement_for, spec_for_workload
 from .services import pod_request, pod_terminate
+from .signals import may_retire
 from .transitions import pod_event
 
 MOVE = "move"
@@ -135,13 +136,17 @@ def workload_move(*, workload: Workload, target: MoveTarget, user=None, confirm_
 
 
 def move_finish(*, new_pod_id: str) -> Pod | None:
-    """The new pod of a service move runs: terminate the old one, verified. Idempotent."""
+    """The new pod of a service move runs: terminate the old one, verified. Idempotent. With the
+    service gateway on, this waits (returns None) until the new pod passed its readiness check and
+    the old one left the route and drained; the gateway calls it again then."""
     new = Pod.objects.select_related("replaces", "provider_account").get(pk=new_pod_id)
     old = new.replaces
     if old is None or new.state != PodState.RUNNING or (new.placement_override or {}).get("purpose") != MOVE:
         return None
     if old.state not in (*LIVE_POD_STATES, PodState.STOPPED):
         return old
+    if not may_retire(new=new, old=old):  # the gateway: not before the new pod is ready and the old drained
+        return None
     where = f"{new.provider_account.name} {new.region}" if new.provider_account else "the new place"
     _adopt_pins(new.workload_id, new.placement_override)
     pod_event(old, "move", f"Replacement {str(new.pk)[:8]} runs at {where}; retiring this pod")

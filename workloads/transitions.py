@@ -14,6 +14,7 @@ from provisioner import clock
 from provisioner.logfilter import redact
 
 from .models import FINAL_POD_STATES, LIVE_POD_STATES, Lifecycle, Pod, PodEvent, PodState, Workload
+from .signals import pod_changed
 
 _TIMESTAMP_FOR = {
     PodState.PROVISIONING: "provisioning_at",
@@ -83,6 +84,9 @@ def pod_transition(pod: Pod, new_state: str, message: str, *, expect: tuple[str,
         for k, v in updates.items():
             setattr(pod, k, v)
         pod_event(pod, "state", message, state=new_state, **data)
+        pod_id, workload_id = pod.pk, pod.workload_id
+        transaction.on_commit(lambda: pod_changed.send(sender=Pod, pod_id=pod_id, workload_id=workload_id,
+                                                       state=new_state))
     return True
 
 

@@ -24,6 +24,7 @@ from django.conf import settings as django_settings
 
 from provisioner import clock
 
+from . import sandbox_http
 from .base import (
     REMOTE_EXITED,
     REMOTE_INTERRUPTED,
@@ -188,9 +189,31 @@ class SandboxAdapter(ProviderAdapter):
             created_at=now, boot_at=now + timedelta(seconds=float(boot)),
             interrupt_at=interrupt_at, exit_at=exit_at,
         )
+        if django_settings.SANDBOX_HTTP:
+            self._serve(inst, now)
         if fail == "timeout":  # the resource exists, but the caller never hears back
             raise LaunchTimeout("timed out waiting for the launch response")
         return self._remote(inst)
+
+    def _serve(self, inst, now) -> None:
+        """Start the pod's HTTP server: listening from boot, gone at its interruption or exit."""
+        ends = [t for t in (inst.interrupt_at, inst.exit_at) if t is not None]
+        end_in = (min(ends) - now).total_seconds() if ends else None
+        inst.spec["http"] = sandbox_http.start(inst.tag, boot_in=(inst.boot_at - now).total_seconds(), end_in=end_in)
+        type(inst).objects.filter(pk=inst.pk).update(spec=inst.spec)
+
+    def _ensure_served(self, inst) -> None:
+        """A running pod whose server is gone (the machine running the stack restarted, or the
+        pod predates ``SANDBOX_HTTP``) gets it back, once even when several processes look."""
+        from django.db import transaction
+
+        if sandbox_http.alive((inst.spec.get("http") or {}).get("pid")):
+            return
+        with transaction.atomic():
+            locked = type(inst).objects.select_for_update().get(pk=inst.pk)
+            if not sandbox_http.alive((locked.spec.get("http") or {}).get("pid")):
+                self._serve(locked, clock.now())
+        inst.spec = locked.spec
 
     def _remote(self, inst) -> RemotePod:
         now = clock.now()
@@ -209,7 +232,15 @@ class SandboxAdapter(ProviderAdapter):
             state = REMOTE_RUNNING
         host = f"{inst.external_id}.sandbox.local"
         connection: dict[str, Any] = {}
-        if state == REMOTE_RUNNING:
+        if state == REMOTE_RUNNING and django_settings.SANDBOX_HTTP:
+            self._ensure_served(inst)
+            endpoint = f"http://127.0.0.1:{inst.spec['http']['port']}"
+            connection = {  # every HTTP port is answered by the pod's one server
+                "host": "127.0.0.1", "endpoint": endpoint, "ssh": f"ssh root@{host} -p 22",
+                "urls": {str(p.get("port")): endpoint
+                         for p in inst.spec.get("ports", []) if p.get("protocol", "http") == "http"},
+            }
+        elif state == REMOTE_RUNNING:
             connection = {
                 "host": host,
                 "ssh": f"ssh root@{host} -p 22",
@@ -232,9 +263,15 @@ class SandboxAdapter(ProviderAdapter):
 
     def terminate(self, external_id: str) -> None:
         self._instances().filter(external_id=external_id, ended_at__isnull=True).update(ended_at=clock.now())
+        self._stop_serving(external_id)
 
     def stop(self, external_id: str) -> None:
         self._instances().filter(external_id=external_id, stopped_at__isnull=True).update(stopped_at=clock.now())
+        self._stop_serving(external_id)
+
+    def _stop_serving(self, external_id: str) -> None:
+        for spec in self._instances().filter(external_id=external_id).values_list("spec", flat=True):
+            sandbox_http.stop((spec.get("http") or {}).get("pid"))
 
     def list_pods(self) -> list[RemotePod]:
         return [self._remote(i) for i in self._instances().filter(ended_at__isnull=True)]

@@ -1,0 +1,24 @@
+"""The gateway's answers to the workloads hooks (``workloads.signals``)."""
+
+from __future__ import annotations
+
+from django.dispatch import receiver
+
+from workloads.signals import pod_changed, retire_gate
+
+from . import services
+
+
+@receiver(pod_changed)
+def on_pod_changed(sender, *, pod_id, workload_id, state, **kwargs) -> None:
+    """Every pod change of a routed workload moves its cut-over along, in the worker."""
+    if not services.enabled():
+        return
+    from .tasks import advance_workload
+
+    advance_workload.delay(str(workload_id))
+
+
+@receiver(retire_gate)
+def hold_retirement(sender, *, new, old, **kwargs) -> bool:
+    return services.may_retire(new=new, old=old)

@@ -1,0 +1,18 @@
+"""Hooks other apps attach to without workloads importing them (apps above workloads, such as
+the service gateway, listen here; the dependency direction stays tenants ← providers ← workloads).
+
+* ``pod_changed`` is sent after the commit of every pod state change (``transitions``), with
+  ``pod_id``, ``workload_id`` and ``state``.
+* ``retire_gate`` is asked before the old pod of a move is terminated (``move.move_finish``),
+  with ``new`` and ``old``; a receiver answering False holds the retirement (the gateway holds it
+  until the new pod passed its readiness check and the old one drained).
+"""
+
+from django.dispatch import Signal
+
+pod_changed = Signal()
+retire_gate = Signal()
+
+
+def may_retire(*, new, old) -> bool:
+    return all(answer is not False for _, answer in retire_gate.send(sender=None, new=new, old=old))
