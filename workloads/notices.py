@@ -2,8 +2,9 @@
 
 Sources: the in-pod agent's heartbeat (``notice`` field: AWS IMDSv2 ``spot/instance-action`` and
 rebalance recommendations, GCP ``instance/preempted``, Azure Scheduled Events ``Preempt``; see
-``workloads/agent/provisioner_agent.py`` for the documents each follows) and the Sandbox, which
-emits notices with a configurable lead time.
+``workloads/agent/provisioner_agent.py`` for the documents each follows) and the provider's API as
+the sync reads it (``RemotePod.notice``: EC2 scheduled events, Kubernetes DisruptionTarget and node
+termination taints, the Sandbox's notices with a configurable lead time).
 
 A notice is recorded once per pod (a repeat with the same kind and deadline changes nothing) as
 an "interruption notice" event carrying the provider's deadline; ``workloads.notice_actions``
@@ -19,16 +20,27 @@ from typing import Any
 
 from django.db import transaction
 
+from providers.adapters.base import ProviderNotice
 from provisioner import clock
 from provisioner.inputs import bad_text_reason
 
 from .models import LIVE_POD_STATES, Lifecycle, Pod, PodEvent
 from .transitions import pod_event
 
-PROVIDERS = {"aws": "AWS", "gcp": "GCP", "azure": "Azure", "sandbox": "Sandbox"}
+PROVIDERS = {"aws": "AWS", "gcp": "GCP", "azure": "Azure", "sandbox": "Sandbox", "kubernetes": "Kubernetes",
+             "coreweave": "CoreWeave"}
 # aws instance-action values (terminate/stop/hibernate), gcp/azure/sandbox preemption, aws rebalance
 INTERRUPTING_KINDS = ("terminate", "stop", "hibernate", "preempt")
-KINDS = (*INTERRUPTING_KINDS, "rebalance")
+KINDS = (*INTERRUPTING_KINDS, "rebalance")  # what the agent may report
+# provider-side kinds that take nothing away: the pod comes back (reboot), may be affected
+# (maintenance) or is at elevated risk (rebalance). Recorded, never replaced for.
+ADVISORY_KINDS = ("rebalance", "reboot", "maintenance")
+ADVISORY_TITLES = {"rebalance": "Rebalance recommendation", "reboot": "Scheduled reboot",
+                   "maintenance": "Scheduled maintenance"}
+# a provider-side notice days ahead (an EC2 retirement) is recorded at once, but its replacement is
+# placed only this long before the deadline: long enough for a GPU pod to boot, short enough not to
+# pay for two pods for days
+ACT_AHEAD = timedelta(minutes=30)
 _KEYS = {"provider", "kind", "deadline", "detail"}
 # a deadline further out than this is not a spot notice (AWS: 2 min, GCP/Azure: ~30 s); one far
 # in the past is a clock gone wrong. Both are refused rather than guessed at.
@@ -56,13 +68,14 @@ class Notice:
     kind: str
     deadline: datetime | None = None
     detail: str = ""
+    source: str = ""  # provider-side notices: the signal (an EC2 event code, a node taint)
 
     @property
     def interrupting(self) -> bool:
         return self.kind in INTERRUPTING_KINDS
 
     def as_json(self, *, received_at: datetime) -> dict[str, Any]:
-        return {"provider": self.provider, "kind": self.kind, "detail": self.detail,
+        return {"provider": self.provider, "kind": self.kind, "detail": self.detail, "source": self.source,
                 "deadline": self.deadline.isoformat() if self.deadline else None,
                 "received_at": received_at.isoformat()}
 
@@ -77,7 +90,7 @@ def notice_parse(value: Any, *, now: datetime | None = None) -> Notice:
     if unknown:
         raise NoticeInvalid(f"notice has unknown field(s): {', '.join(sorted(map(str, unknown)))[:100]}")
     provider, kind = value.get("provider"), value.get("kind")
-    if not isinstance(provider, str) or provider not in PROVIDERS or provider == "sandbox":
+    if not isinstance(provider, str) or provider not in AGENT_WATCHED_KINDS:
         raise NoticeInvalid("notice.provider must be one of aws, gcp, azure")
     if not isinstance(kind, str) or kind not in KINDS:
         raise NoticeInvalid(f"notice.kind must be one of {', '.join(KINDS)}")
@@ -103,15 +116,39 @@ def notice_parse(value: Any, *, now: datetime | None = None) -> Notice:
     return Notice(provider=provider, kind=kind, deadline=deadline, detail=detail)
 
 
+def time_left(deadline: datetime, now: datetime) -> str:
+    """"29 s", "2 h 05 min", "13 d 4 h": how far off a deadline is, readable at any range."""
+    left = max(0, int((deadline - now).total_seconds()))
+    if left < 3600:
+        return f"{left} s"
+    if left < 86400:
+        return f"{left // 3600} h {left % 3600 // 60:02d} min"
+    return f"{left // 86400} d {left % 86400 // 3600} h"
+
+
+def _at(deadline: datetime, now: datetime) -> str:
+    same_day = deadline.date() == now.date()
+    return f"{deadline:%H:%M:%S} UTC" if same_day else f"{deadline:%Y-%m-%d %H:%M} UTC"
+
+
 def describe(notice: Notice, *, now: datetime) -> str:
     who = PROVIDERS.get(notice.provider, notice.provider)
+    via = f" [{notice.source}]" if notice.source else ""
     if not notice.interrupting:
-        return f"Rebalance recommendation from {who}: this spot pod is at elevated risk of interruption"
+        title = ADVISORY_TITLES.get(notice.kind, notice.kind)
+        if notice.kind == "rebalance":
+            return f"{title} from {who}{via}: this spot pod is at elevated risk of interruption"
+        when = f" from {_at(notice.deadline, now)}" if notice.deadline else ""
+        return f"{title} from {who}{via}{when}: the pod comes back after it, nothing is replaced"
     if notice.deadline is None:
-        return f"Interruption notice from {who} ({notice.kind}): the provider gave no deadline"
-    left = max(0, int((notice.deadline - now).total_seconds()))
-    return (f"Interruption notice from {who} ({notice.kind}): the provider takes this pod at "
-            f"{notice.deadline:%H:%M:%S} UTC, {left} s from now")
+        return f"Interruption notice from {who} ({notice.kind}){via}: the provider gave no deadline"
+    return (f"Interruption notice from {who} ({notice.kind}){via}: the provider takes this pod at "
+            f"{_at(notice.deadline, now)}, {time_left(notice.deadline, now)} from now")
+
+
+def acts_now(notice: Notice, *, now: datetime) -> bool:
+    """Whether an interrupting notice's replacement is placed now (see ACT_AHEAD)."""
+    return notice.interrupting and (notice.deadline is None or notice.deadline - now <= ACT_AHEAD)
 
 
 def notice_record(*, pod: Pod, notice: Notice) -> bool:
@@ -137,11 +174,15 @@ def notice_record(*, pod: Pod, notice: Notice) -> bool:
             setattr(pod, k, v)
         pod_event(pod, "notice", describe(notice, now=now), provider=notice.provider, notice_kind=notice.kind,
                   deadline=notice.deadline.isoformat() if notice.deadline else None, detail=notice.detail)
-    if notice.interrupting:
-        from .notice_actions import notice_act  # acting builds on recording, not the reverse
-
-        transaction.on_commit(lambda: notice_act(pod_id=str(pod.pk)))
+    if acts_now(notice, now=now):
+        _act_on_commit(pod)
     return True
+
+
+def _act_on_commit(pod: Pod) -> None:
+    from .notice_actions import notice_act  # acting builds on recording, not the reverse
+
+    transaction.on_commit(lambda: notice_act(pod_id=str(pod.pk)))
 
 
 def on_notice_order(pod: Pod, *, now: datetime | None = None) -> dict[str, Any] | None:
@@ -157,14 +198,22 @@ def on_notice_order(pod: Pod, *, now: datetime | None = None) -> dict[str, Any] 
             "deadline": pod.interruption_deadline.isoformat() if pod.interruption_deadline else None}
 
 
-def notice_from_provider(*, pod: Pod, deadline: datetime) -> bool:
-    """A provider-side notice seen by the sync (the Sandbox; provider APIs that publish one)."""
+def notice_from_provider(*, pod: Pod, notice: ProviderNotice) -> bool:
+    """A provider-side notice seen by the sync (``RemotePod.notice``). Returns True when it was new.
+
+    Every sync sees it again: the same notice costs no lock; it only places the replacement once
+    its deadline comes within ACT_AHEAD (an EC2 retirement is published days ahead)."""
     held = pod.interruption_notice or {}
-    if held.get("kind") in INTERRUPTING_KINDS and held.get("deadline") == deadline.isoformat():
-        return False  # every sync sees it again: nothing to do, not even a lock
+    deadline = notice.deadline.isoformat() if notice.deadline else None
+    if held.get("kind") == notice.kind and held.get("deadline") == deadline:
+        recorded = Notice(provider=held.get("provider", ""), kind=notice.kind, deadline=notice.deadline)
+        if acts_now(recorded, now=clock.now()) and not Pod.objects.filter(replaces=pod).exists():
+            _act_on_commit(pod)
+        return False
     kind = pod.provider_account.kind if pod.provider_account_id else "provider"
-    return notice_record(pod=pod, notice=Notice(provider=kind, kind="preempt", deadline=deadline,
-                                                 detail="reported by the provider's API"))
+    return notice_record(pod=pod, notice=Notice(provider=kind, kind=notice.kind, deadline=notice.deadline,
+                                                 detail=notice.detail or "reported by the provider's API",
+                                                 source=notice.source))
 
 
 def on_notice_deliver(pod: Pod) -> dict[str, Any] | None:

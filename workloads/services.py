@@ -217,10 +217,10 @@ def pod_apply_remote(pod: Pod, remote) -> None:
             pod_after_end(pod)
     elif remote.state == REMOTE_PROVISIONING:
         pass
-    if remote.interruption_deadline is not None and remote.state == REMOTE_RUNNING and pod.state in live:
+    if remote.notice is not None and remote.state == REMOTE_RUNNING and pod.state in live:
         from .notices import notice_from_provider  # notices act through services, not the reverse
 
-        notice_from_provider(pod=pod, deadline=remote.interruption_deadline)
+        notice_from_provider(pod=pod, notice=remote.notice)
     Pod.objects.filter(pk=pod.pk).update(last_synced_at=clock.now())
 
 

@@ -9,6 +9,8 @@
   pod UUID; spot through ``InstanceMarketOptions``. ``external_id`` is ``"<region>/<instance id>"``
   because instance ids are regional. The container runs from UserData (docker + NVIDIA runtime,
   present on the Deep Learning AMIs).
+* Notices: a running instance's scheduled events (``describe_instance_status``, see aws_events)
+  ride on its RemotePod; spot interruption notices come from the in-pod agent instead.
 * Errors: botocore ``ClientError`` codes become the typed errors of ``base``.
 """
 
@@ -38,7 +40,7 @@ from botocore.exceptions import (
 from provisioner import clock
 
 from ..catalog import canonical_gpu_class, region_country
-from . import aws_pricing
+from . import aws_events, aws_pricing
 from .aws_errors import map_error
 from .aws_metrics import CW_METRIC, CW_NAMESPACE, latest_samples, metric_data_request
 from .base import (
@@ -59,6 +61,7 @@ from .base import (
     ProviderAdapter,
     ProviderError,
     ProviderInfo,
+    ProviderNotice,
     RemotePod,
     TransientError,
 )
@@ -449,7 +452,7 @@ class AwsAdapter(ProviderAdapter):
         instances = [i for r in response.get("Reservations", []) for i in r.get("Instances", [])]
         if not instances:
             raise NotFound(f"instance {instance_id} not found in {region}")
-        return self._remote(region, instances[0])
+        return self._remote(region, instances[0], self._scheduled_notices(region, instances))
 
     def terminate(self, external_id: str) -> None:
         region, instance_id = self._split(external_id)
@@ -470,16 +473,33 @@ class AwsAdapter(ProviderAdapter):
         pods: list[RemotePod] = []
         live = ["pending", "running", "stopping", "stopped", "shutting-down"]
         for region in self.regions:
-            for inst in self._instances(region, [{"Name": "tag-key", "Values": [TAG_KEY]},
-                                                 {"Name": "instance-state-name", "Values": live}]):
-                # spot is filtered here, not with the ``instance-lifecycle`` filter: moto
-                # cannot serve that filter (HTTP 500), and the list is small anyway
-                if spot_only and inst.get("InstanceLifecycle") != "spot":
-                    continue
-                pods.append(self._remote(region, inst))
+            # spot is filtered here, not with the ``instance-lifecycle`` filter: moto
+            # cannot serve that filter (HTTP 500), and the list is small anyway
+            instances = [i for i in self._instances(region, [{"Name": "tag-key", "Values": [TAG_KEY]},
+                                                             {"Name": "instance-state-name", "Values": live}])
+                         if not spot_only or i.get("InstanceLifecycle") == "spot"]
+            notices = self._scheduled_notices(region, instances)
+            pods += [self._remote(region, inst, notices) for inst in instances]
         return pods
 
-    def _remote(self, region: str, inst: dict[str, Any]) -> RemotePod:
+    def _scheduled_notices(self, region: str, instances: list[dict[str, Any]]) -> dict[str, ProviderNotice]:
+        """Scheduled events (aws_events) of the running ones among ``instances``: one
+        DescribeInstanceStatus call per 100 of them, none when nothing runs. Without the
+        ec2:DescribeInstanceStatus permission there are no notices rather than no pods."""
+        running = [i["InstanceId"] for i in instances if (i.get("State") or {}).get("Name") == "running"]
+        notices: dict[str, ProviderNotice] = {}
+        for start in range(0, len(running), aws_events.MAX_IDS):
+            try:
+                page = self._call(self._ec2(region), "describe_instance_status",
+                                  InstanceIds=running[start:start + aws_events.MAX_IDS])
+            except InvalidCredentials as exc:
+                if exc.code != "UnauthorizedOperation":
+                    raise
+                return notices
+            notices.update(aws_events.notices_by_instance(page.get("InstanceStatuses") or []))
+        return notices
+
+    def _remote(self, region: str, inst: dict[str, Any], notices: dict[str, ProviderNotice] | None = None) -> RemotePod:
         state_name = inst.get("State", {}).get("Name", "")
         reason = (inst.get("StateReason") or {}).get("Code", "") or ""
         spot = inst.get("InstanceLifecycle") == "spot"
@@ -509,6 +529,7 @@ class AwsAdapter(ProviderAdapter):
             connection=connection, message=message,
             raw={"instance_type": inst.get("InstanceType"), "state": state_name, "state_reason": reason,
                  "spot": spot, "zone": (inst.get("Placement") or {}).get("AvailabilityZone", "")},
+            notice=(notices or {}).get(inst["InstanceId"]) if state == REMOTE_RUNNING else None,
         )
 
     # --- GPU utilization (CloudWatch agent) ---------------------------------------------------------

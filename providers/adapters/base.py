@@ -146,6 +146,30 @@ REMOTE_INTERRUPTED = "interrupted"
 REMOTE_EXITED = "exited"  # a job's container finished on its own
 
 
+# kinds of a provider-side notice. The first take the pod (or its machine) away; the others say
+# the pod comes back (a reboot), may be affected (maintenance) or is at elevated risk (rebalance)
+NOTICE_INTERRUPTING = ("terminate", "stop", "preempt")
+NOTICE_ADVISORY = ("reboot", "maintenance", "rebalance")
+
+
+@dataclass(frozen=True)
+class ProviderNotice:
+    """What a provider's API says it will do to a still running pod, and from when.
+
+    ``deadline`` is the earliest time the provider may act (None: it gave none, as node taints);
+    ``source`` names the signal (an EC2 event code, a taint key, a pod condition) for the pod page.
+    """
+
+    kind: str
+    deadline: datetime | None = None
+    source: str = ""
+    detail: str = ""
+
+    @property
+    def interrupting(self) -> bool:
+        return self.kind in NOTICE_INTERRUPTING
+
+
 @dataclass
 class RemotePod:
     """A provider resource as the provider reports it."""
@@ -159,8 +183,8 @@ class RemotePod:
     exit_code: int | None = None
     message: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
-    # a provider-side interruption notice: when the provider will take this (still running) pod
-    interruption_deadline: datetime | None = None
+    # a provider-side notice about this (still running) pod: what the provider will do, and when
+    notice: ProviderNotice | None = None
 
 
 @dataclass(frozen=True)

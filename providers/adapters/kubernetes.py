@@ -33,6 +33,7 @@ from provisioner import clock
 
 from ..catalog import canonical_gpu_class, region_country
 from . import kube_manifests as manifests
+from . import kube_notices
 from .base import (
     REMOTE_EXITED,
     REMOTE_FAILED,
@@ -50,6 +51,7 @@ from .base import (
     PermanentError,
     ProviderError,
     ProviderInfo,
+    ProviderNotice,
     QuotaExceeded,
     RemotePod,
     TransientError,
@@ -391,7 +393,24 @@ class KubernetesAdapter(RestAdapter):
             conn["urls"] = urls
         return conn
 
-    def _remote(self, pod: dict[str, Any]) -> RemotePod:
+    def _nodes_of(self, pods: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """The nodes running ``pods`` (their taints are notices: kube_notices): one list call for a
+        list, one get for a single pod, none when nothing runs. A service account that may not
+        read nodes gets no taint notices rather than no pods."""
+        names = {(p.get("spec") or {}).get("nodeName") for p in pods if (p.get("status") or {}).get("phase") == "Running"}
+        names.discard(None)
+        try:
+            if len(names) == 1:
+                node = self._get_or_none(f"/api/v1/nodes/{next(iter(names))}")
+                return {node["metadata"]["name"]: node} if node else {}
+            if names:
+                return {n["metadata"]["name"]: n for n in self._call("GET", "/api/v1/nodes").get("items") or []
+                        if n["metadata"]["name"] in names}
+        except InvalidCredentials:
+            pass
+        return {}
+
+    def _remote(self, pod: dict[str, Any], nodes: dict[str, dict[str, Any]] | None = None) -> RemotePod:
         meta, status = pod.get("metadata") or {}, pod.get("status") or {}
         phase = status.get("phase", "Pending")
         state, message, exit_code = REMOTE_PROVISIONING, "", None
@@ -446,10 +465,16 @@ class KubernetesAdapter(RestAdapter):
                     self._cleanup(meta["name"], (meta.get("labels") or {}).get(POD_LABEL, ""))
                     state = REMOTE_FAILED
         connection = self._connection(pod) if state == REMOTE_RUNNING else {}
+        node_name = (pod.get("spec") or {}).get("nodeName", "")
+        notice = None
+        if deadline is not None:
+            notice = ProviderNotice("preempt", deadline, source="pod condition DisruptionTarget", detail=message[:200])
+        elif state == REMOTE_RUNNING and node_name:
+            nodes = self._nodes_of([pod]) if nodes is None else nodes
+            notice = kube_notices.node_notice(nodes.get(node_name))
         return RemotePod(external_id=meta.get("name", ""), state=state, tag=(meta.get("labels") or {}).get(POD_LABEL, ""),
                          region=str(self.opt("region") or ""), connection=connection, exit_code=exit_code,
-                         message=message, raw={"phase": phase, "node": (pod.get("spec") or {}).get("nodeName", "")},
-                         interruption_deadline=deadline)
+                         message=message, raw={"phase": phase, "node": node_name}, notice=notice)
 
     def _disrupted_after_deletion(self, name: str) -> str:
         """A pod deleted by an eviction/preemption is gone from the API; its events remain (~1 h)."""
@@ -492,7 +517,8 @@ class KubernetesAdapter(RestAdapter):
 
     def list_pods(self) -> list[RemotePod]:
         items = self._call("GET", self._ns_path("pods"), params={"labelSelector": POD_LABEL}).get("items") or []
-        return [self._remote(p) for p in items]
+        nodes = self._nodes_of(items)
+        return [self._remote(p, nodes) for p in items]
 
     def gpu_utilization(self, external_id: str) -> list[GpuSample] | None:
         url = self.opt("prometheus_url")

@@ -40,6 +40,7 @@ from .base import (
     OfferData,
     ProviderAdapter,
     ProviderInfo,
+    ProviderNotice,
     QuotaExceeded,
     RemotePod,
     TransientError,
@@ -247,13 +248,13 @@ class SandboxAdapter(ProviderAdapter):
                 "urls": {str(p.get("port")): f"https://{inst.external_id}-{p.get('port')}.sandbox.local"
                          for p in inst.spec.get("ports", []) if p.get("protocol", "http") == "http"},
             }
-        deadline = None
+        notice = None
         lead = float(self.settings.get("notice_seconds") or 0)
         if state == REMOTE_RUNNING and inst.interrupt_at and lead > 0 and now >= inst.interrupt_at - timedelta(seconds=lead):
-            deadline = inst.interrupt_at  # the notice: running still, taken at interrupt_at
+            # the notice: running still, taken at interrupt_at
+            notice = ProviderNotice("preempt", inst.interrupt_at, source="spot notice")
         return RemotePod(external_id=inst.external_id, state=state, tag=inst.tag, region=inst.spec.get("region", ""),
-                         connection=connection, exit_code=exit_code, raw={"spec": inst.spec},
-                         interruption_deadline=deadline)
+                         connection=connection, exit_code=exit_code, raw={"spec": inst.spec}, notice=notice)
 
     def get(self, external_id: str) -> RemotePod:
         inst = self._instances().filter(external_id=external_id).first()

@@ -269,11 +269,12 @@ def test_graceful_disruption_is_a_notice_until_the_grace_period_ends(kube):
                      grace_seconds=30)
         got = a.get(remote.external_id)
         assert got.state == REMOTE_RUNNING and "DeletionByTaintManager" in got.message
-        assert got.interruption_deadline == clock.now().replace(microsecond=0) + dt.timedelta(seconds=30)
-        assert [p for p in a.list_pods() if p.external_id == remote.external_id][0].interruption_deadline is not None
+        assert got.notice.deadline == clock.now().replace(microsecond=0) + dt.timedelta(seconds=30)
+        assert got.notice.kind == "preempt" and got.notice.source == "pod condition DisruptionTarget"
+        assert [p for p in a.list_pods() if p.external_id == remote.external_id][0].notice is not None
         advance(seconds=31)
         got = a.get(remote.external_id)
-        assert got.state == REMOTE_INTERRUPTED and got.interruption_deadline is None
+        assert got.state == REMOTE_INTERRUPTED and got.notice is None
 
 
 def test_eviction_that_deleted_the_pod_is_found_in_events(kube):

@@ -11,7 +11,8 @@ A small scheduler places pods on Ready nodes whose labels match the nodeSelector
 are tolerated and which have enough free ``nvidia.com/gpu``; otherwise the pod stays Pending
 with ``PodScheduled=False, reason=Unschedulable``. Fault knobs: ``throttle`` (429 +
 Retry-After), ``disrupt`` (DisruptionTarget, optionally deleting the pod with an event),
-``finish`` (container exits), ``reclaim_node`` (spot node reclaimed), ``gpu_quota``.
+``finish`` (container exits), ``reclaim_node`` (spot node reclaimed), ``taint_node`` (a termination
+handler's taint before a drain), ``gpu_quota``.
 """
 
 from __future__ import annotations
@@ -206,6 +207,20 @@ class FakeKubernetes:
                     self.disrupt(pod["metadata"]["name"], pod["metadata"]["namespace"], reason="DeletionByTaintManager",
                                  message="Taint manager: deleting due to NoExecute taint", delete=True)
             self.nodes.pop(node_name, None)
+
+    def taint_node(self, node_name: str, key: str, effect: str = "NoSchedule", value: str = "") -> dict[str, Any]:
+        """Taint a node as a termination handler does before it drains it (GKE, Karpenter, AWS NTH:
+        providers/adapters/kube_notices.py); ``node.kubernetes.io/unschedulable`` is a cordon."""
+        with self.lock:
+            node = self.nodes[node_name]
+            taint = {"key": key, "effect": effect, **({"value": value} if value else {})}
+            if effect == "NoExecute":  # the API server writes timeAdded for NoExecute taints only
+                taint["timeAdded"] = _ts()
+            node["spec"].setdefault("taints", []).append(taint)
+            if key == "node.kubernetes.io/unschedulable":
+                node["spec"]["unschedulable"] = True
+            node["metadata"]["resourceVersion"] = str(next(self._rv))
+            return node
 
     def record_event(self, obj: dict[str, Any], reason: str, message: str, kind: str = "Normal") -> None:
         meta = obj["metadata"]

@@ -160,3 +160,30 @@ def test_the_launch_form_stores_the_on_notice_command_and_a_clone_keeps_it(clien
     assert declaration_from_workload(w)["on_notice_command"] == "python save.py --now"
     r = client.post(url, _llm_post(project, name="chat2", on_notice_command="x" * 501))
     assert r.status_code == 200 and not Workload.objects.filter(name="chat2").exists()
+
+
+@pytest.mark.django_db
+def test_provider_notices_far_ahead_and_advisory_ones_on_the_pod_page(client, tenant, project, owner, sandbox,
+                                                                      django_capture_on_commit_callbacks):
+    from providers.adapters.base import ProviderNotice
+    from workloads.notices import notice_from_provider
+
+    pod = running_pod(tenant, project, owner, lifecycle=Lifecycle.SERVICE, interruption_tolerant=True)
+    client.force_login(owner)
+    maintenance = ProviderNotice("maintenance", T0 + timedelta(days=3), source="EC2 scheduled event system-maintenance")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert notice_from_provider(pod=pod, notice=maintenance)
+    html = client.get(f"/pods/{pod.pk}/").content.decode()
+    assert "Scheduled maintenance</strong> from Sandbox (EC2 scheduled event system-maintenance) from" in html
+    assert "2026-12-05 18:00 UTC" in html and "nothing is replaced" in html
+    assert not Pod.objects.filter(replaces=pod).exists()
+    retirement = ProviderNotice("terminate", T0 + timedelta(days=14), source="EC2 scheduled event instance-retirement")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert notice_from_provider(pod=pod, notice=retirement)  # an ending beats a maintenance
+    html = client.get(f"/pods/{pod.pk}/").content.decode()
+    assert "2026-12-16 18:00 UTC" in html and "14 d 0 h left" in html
+    assert "The replacement is placed 30 min before then." in html
+    assert not Pod.objects.filter(replaces=pod).exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert not notice_from_provider(pod=pod, notice=maintenance)  # a maintenance never replaces an ending
+    assert PodEvent.objects.filter(pod=pod, kind="notice").count() == 2

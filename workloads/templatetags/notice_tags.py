@@ -5,10 +5,11 @@ replacement, inside the pod page's live panel (refreshed with it every 2 s);
 from __future__ import annotations
 
 from django import template
+from django.utils.dateparse import parse_datetime
 
 from provisioner import clock
 from workloads.notice_actions import replacement_of, survived_without_downtime
-from workloads.notices import INTERRUPTING_KINDS, PROVIDERS
+from workloads.notices import ACT_AHEAD, ADVISORY_TITLES, INTERRUPTING_KINDS, PROVIDERS, time_left
 
 register = template.Library()
 
@@ -19,11 +20,16 @@ def interruption_notice(pod):
     if not notice:
         return {"notice": None}
     now = clock.now()
-    deadline = pod.interruption_deadline
-    left = max(0, int((deadline - now).total_seconds())) if deadline else None
+    interrupting = notice.get("kind") in INTERRUPTING_KINDS
+    # an advisory notice (reboot, maintenance) keeps its deadline in the notice only: nothing ends then
+    deadline = pod.interruption_deadline if interrupting else parse_datetime(notice.get("deadline") or "")
     return {"notice": notice, "pod": pod, "provider": PROVIDERS.get(notice.get("provider"), notice.get("provider")),
-            "interrupting": notice.get("kind") in INTERRUPTING_KINDS, "deadline": deadline, "seconds_left": left,
-            "replacement": replacement_of(pod), "live": pod.is_live}
+            "interrupting": interrupting, "title": ADVISORY_TITLES.get(notice.get("kind"), "Notice"),
+            "deadline": deadline, "left": time_left(deadline, now) if deadline else None,
+            "far": bool(deadline) and deadline.date() != now.date(),
+            "replacement": replacement_of(pod), "live": pod.is_live,
+            "replaced_later": (f"{int(ACT_AHEAD.total_seconds() // 60)} min" if interrupting and pod.is_live and deadline
+                               and deadline - now > ACT_AHEAD else "")}
 
 
 @register.simple_tag
