@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -52,9 +55,20 @@ def wait_ready(admin_url: str, timeout: float = 10.0) -> None:
             time.sleep(0.05)
 
 
+def _die_with_parent() -> None:
+    """Linux: Caddy gets SIGTERM when the process that started it dies, even by SIGKILL, so a
+    killed ``rungateway`` never leaves a Caddy holding the ports its restart needs (prctl(2),
+    PR_SET_PDEATHSIG)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 def start_caddy(config: dict[str, Any], admin_url: str, **popen: Any) -> subprocess.Popen:
     """Start Caddy with ``config`` and wait until its admin API answers."""
-    proc = subprocess.Popen(caddy_argv(write_config(config)), stdin=subprocess.DEVNULL, **popen)
+    proc = subprocess.Popen(caddy_argv(write_config(config)), stdin=subprocess.DEVNULL,
+                            preexec_fn=_die_with_parent if sys.platform == "linux" else None, **popen)
     try:
         wait_ready(admin_url)
     except TimeoutError:

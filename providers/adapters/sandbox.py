@@ -200,7 +200,8 @@ class SandboxAdapter(ProviderAdapter):
         """Start the pod's HTTP server: listening from boot, gone at its interruption or exit."""
         ends = [t for t in (inst.interrupt_at, inst.exit_at) if t is not None]
         end_in = (min(ends) - now).total_seconds() if ends else None
-        inst.spec["http"] = sandbox_http.start(inst.tag, boot_in=(inst.boot_at - now).total_seconds(), end_in=end_in)
+        inst.spec["http"] = sandbox_http.start(inst.tag, boot_in=(inst.boot_at - now).total_seconds(), end_in=end_in,
+                                               alive_path=str(django_settings.VAR_DIR))
         type(inst).objects.filter(pk=inst.pk).update(spec=inst.spec)
 
     def _ensure_served(self, inst) -> None:

@@ -18,9 +18,11 @@ SCRIPT = Path(__file__).with_name("sandbox_pod_server.py")
 START_TIMEOUT = 5.0
 
 
-def start(pod_id: str, *, boot_in: float, end_in: float | None) -> dict[str, int]:
-    """Start the server; returns ``{"port", "pid"}``."""
+def start(pod_id: str, *, boot_in: float, end_in: float | None, alive_path: str = "") -> dict[str, int]:
+    """Start the server; returns ``{"port", "pid"}``. It exits by itself once ``alive_path`` is gone."""
     argv = [sys.executable, "-I", "-S", str(SCRIPT), "--pod", pod_id, "--boot-in", f"{max(0.0, boot_in):.3f}"]
+    if alive_path:
+        argv += ["--alive-path", alive_path]
     if end_in is not None:
         argv += ["--end-in", f"{max(0.0, end_in):.3f}"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

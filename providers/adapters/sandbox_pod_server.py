@@ -1,16 +1,19 @@
 """The HTTP server of one running Sandbox pod (standard library only; run as a script).
 
-    python sandbox_pod_server.py --pod POD_ID --boot-in SECONDS [--end-in SECONDS]
+    python sandbox_pod_server.py --pod POD_ID --boot-in SECONDS [--end-in SECONDS] [--alive-path DIR]
 
 It binds a free loopback port at once and prints it (one line), but listens only once the pod
 has booted: until then a connection is refused, as it is by a real pod still starting, so the
 gateway's default readiness check (a TCP connect) fails. ``GET /healthz`` answers 200 "ok";
 every other path answers 200 with the pod id as JSON. With ``--end-in`` it stops serving at
-that moment (a spot interruption or a job's exit), as the real machine would disappear.
+that moment (a spot interruption or a job's exit), as the real machine would disappear. With
+``--alive-path`` it exits once that folder is gone (the stack's ``var/`` folder: a soak's
+throw-away folder takes its pods with it).
 """
 
 import argparse
 import json
+import os
 import socket
 import sys
 import threading
@@ -23,6 +26,7 @@ def main() -> None:
     parser.add_argument("--pod", required=True)
     parser.add_argument("--boot-in", type=float, default=0.0)
     parser.add_argument("--end-in", type=float, default=None)
+    parser.add_argument("--alive-path", default="")
     args = parser.parse_args()
     started = time.monotonic()
 
@@ -64,6 +68,12 @@ def main() -> None:
             time.sleep(max(0.0, args.end_in - (time.monotonic() - started)))
             server.shutdown()
         threading.Thread(target=end, daemon=True).start()
+    if args.alive_path:
+        def watch() -> None:
+            while os.path.exists(args.alive_path):
+                time.sleep(2)
+            server.shutdown()
+        threading.Thread(target=watch, daemon=True).start()
     server.serve_forever(poll_interval=0.05)
 
 

@@ -1,4 +1,4 @@
-"""Run web + Celery worker + beat together (the embedded default of ``make run``).
+"""Run web + Celery worker + beat + the service gateway together (the embedded default of ``make run``).
 
 Each is supervised: one that crashes is restarted with backoff while the others keep serving
 (provisioner/supervise.py). Ctrl-C stops all of them cleanly.
@@ -23,23 +23,39 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--addr", default="127.0.0.1:8000")
 
+    def _gateway(self, py: str) -> Child | None:
+        """The service gateway (Caddy, ``manage.py rungateway``), supervised like the others; off
+        when ``GATEWAY_ADMIN_URL`` is empty or Caddy is not installed (said once)."""
+        import shutil
+
+        from django.conf import settings
+
+        if not settings.GATEWAY_ADMIN_URL:
+            return None
+        if shutil.which("caddy") is None:
+            self.stderr.write("note: caddy is not installed (apt-get install -y caddy): no service gateway; "
+                              "stable service URLs will not answer")
+            return None
+        self.stdout.write(f"  service gateway: {settings.GATEWAY_PUBLIC_URL}/s/<service>/")
+        return Child("gateway", [py, "manage.py", "rungateway"])
+
     def handle(self, *args, addr, **options):
         py = sys.executable
         celery = [py, "-m", "celery", "-A", "provisioner"]
         prepare_embedded_broker()
-        supervisor = Supervisor(
-            children=[
-                Child("web", [py, "manage.py", "runserver", addr, "--noreload"]),
-                # one embedded worker consumes every queue production splits across workers
-                Child("worker", [*celery, "worker", "-Q", ",".join(WORKER_QUEUES), "-l", "INFO",
-                                 "--concurrency", "2", "--without-gossip", "--without-mingle"]),
-                Child("beat", [*celery, "beat", "-l", "INFO"]),
-            ],
-            log=lambda line: self.stderr.write(f"[runstack] {line}"),
-        )
+        children = [
+            Child("web", [py, "manage.py", "runserver", addr, "--noreload"]),
+            # one embedded worker consumes every queue production splits across workers
+            Child("worker", [*celery, "worker", "-Q", ",".join(WORKER_QUEUES), "-l", "INFO",
+                             "--concurrency", "2", "--without-gossip", "--without-mingle"]),
+            Child("beat", [*celery, "beat", "-l", "INFO"]),
+        ]
+        if gateway := self._gateway(py):
+            children.append(gateway)
+        supervisor = Supervisor(children=children, log=lambda line: self.stderr.write(f"[runstack] {line}"))
         supervisor.start_all()
         self.stdout.write(self.style.SUCCESS(
-            f"\n  AI Cloud Provisioner is up: http://{addr}/\n  (Ctrl-C stops web, worker and beat)\n"))
+            f"\n  AI Cloud Provisioner is up: http://{addr}/\n  (Ctrl-C stops web, worker, beat and the gateway)\n"))
 
         def stop(*_):
             supervisor.stop_all()

@@ -223,7 +223,10 @@ class Command(BaseCommand):
         folder = Path(tempfile.mkdtemp(prefix="soak-"))
         port = _free_port()
         env = {**os.environ, "PROVISIONER_VAR_DIR": str(folder), "SANDBOX_BOOT_SECONDS": "3"}
-        for var in ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "CELERY_TASK_ALWAYS_EAGER",
+        # a gateway of its own beside any `make run` on this machine (its pod servers end with the folder)
+        gateway_admin, gateway_port = _free_port(), _free_port()
+        env.update(GATEWAY_ADMIN_URL=f"http://127.0.0.1:{gateway_admin}", GATEWAY_LISTEN=f"127.0.0.1:{gateway_port}")
+        for var in ("GATEWAY_ADMIN_LISTEN", "GATEWAY_PUBLIC_URL", "DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "CELERY_TASK_ALWAYS_EAGER",
                     "PROVISIONER_TESTING", "SQLITE_PATH", "CACHE_URL"):
             env.pop(var, None)
         manage = [sys.executable, str(ROOT / "manage.py")]
