@@ -15,7 +15,7 @@ from tenants.permissions import MANAGE_BUDGETS
 from tenants.selectors import projects_for
 
 from .budgets import MAX_USD_THRESHOLD
-from .models import Budget
+from .models import Budget, SpendDigest
 
 
 class BudgetForm(forms.Form):
@@ -114,3 +114,10 @@ class InvoiceRateForm(forms.Form):
             except InvoiceRateInvalid as exc:
                 self.add_error(exc.field, str(exc))  # inline, next to the field it is about
         return data
+
+
+class DigestForm(forms.Form):
+    """The member's own recurring spend e-mail (billing/digest.py)."""
+
+    frequency = forms.ChoiceField(label="Spend digest", widget=forms.RadioSelect,
+                                  choices=[("off", "Off"), *SpendDigest.Frequency.choices])

@@ -318,3 +318,25 @@ class ProviderBillingFetch(models.Model):
     error = models.CharField(max_length=300, blank=True)  # empty after a success
 
     objects = TenantQuerySet.as_manager()
+
+
+class SpendDigest(models.Model):
+    """A member's recurring spend e-mail (finance's "daily/weekly digest"): what was spent in the
+    last day or week, month to date and the forecast, the top workloads, idle GPU spend and the
+    budgets — limited to the projects the member may see. Budget alerts stay immediate."""
+
+    class Frequency(models.TextChoices):
+        DAILY = "daily", "Daily"
+        WEEKLY = "weekly", "Weekly (Mondays)"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    frequency = models.CharField(max_length=8, choices=Frequency.choices)
+    last_sent_on = models.DateField(null=True, blank=True)  # the UTC day it last went out: one a day at most
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "user"], name="uniq_spend_digest")]
+
+    def __str__(self) -> str:
+        return f"{self.frequency} digest for {self.user} @ {self.tenant}"

@@ -42,3 +42,11 @@ def reconcile_provider_billing() -> int:
     from .reconcile import reconcile_all
 
     return reconcile_all()
+
+
+@shared_task(name="billing.send_spend_digests")
+def send_spend_digests() -> int:
+    """Hourly: send the daily and weekly spend digests that are due (billing/digest.py)."""
+    from .digest import send_due_digests
+
+    return send_due_digests()

@@ -15,5 +15,6 @@ urlpatterns = [
     path("rates/", views.invoice_rates, name="rates"),
     path("rates/<int:pk>/clear/", views.invoice_rate_clear, name="rate_clear"),
     path("alerts/", views.alerts, name="alerts"),
+    path("alerts/digest/", views.digest_update, name="digest"),
     path("alerts/badge/", views.alerts_badge, name="alerts_badge"),
 ]

@@ -25,9 +25,9 @@ from provisioner import clock
 from tenants.access import get_for_tenant_or_404, project_scope, require_member
 from tenants.permissions import MANAGE_BUDGETS, VIEW_SPEND, role_has
 
-from . import charts, dashboard, money, reports
+from . import charts, dashboard, digest, money, reports
 from .budgets import alerts_mark_read, budget_create, budget_delete, budget_update
-from .forms import BudgetForm, InvoiceRateForm
+from .forms import BudgetForm, DigestForm, InvoiceRateForm
 from .models import Budget, SavedSpendView
 from .selectors import (
     alert_banners,
@@ -294,7 +294,33 @@ def alerts(request: HttpRequest) -> HttpResponse:
             alerts_mark_read(tenant=membership.tenant, ids=visible)
         return redirect("billing:alerts")
     items = list(alerts_for(membership)[:200])
-    return render(request, "billing/alerts.html", {"alerts": items, "back_to_spend": _back_to_spend(request)})
+    return render(request, "billing/alerts.html", {"alerts": items, "back_to_spend": _back_to_spend(request),
+                                                   "digest_form": DigestForm(initial=_digest_initial(membership))})
+
+
+def _digest_initial(membership) -> dict:
+    current = digest.digest_for(membership)
+    return {"frequency": current.frequency if current else digest.OFF}
+
+
+@login_required
+@require_POST
+def digest_update(request: HttpRequest) -> HttpResponse:
+    """Subscribe to, change or stop the member's own spend digest."""
+    membership = require_member(request, VIEW_SPEND)
+    form = DigestForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose Off, Daily or Weekly for the spend digest.")
+        return redirect("billing:alerts")
+    frequency = form.cleaned_data["frequency"]
+    digest.digest_set(membership=membership, frequency=frequency)
+    if frequency == digest.OFF:
+        messages.success(request, "Spend digest stopped.")
+    else:
+        messages.success(request, f"{dict(form.fields['frequency'].choices)[frequency]} spend digest on: it goes to "
+                                  f"{request.user.email or 'your e-mail address (none is set on your account)'} "
+                                  f"from {digest.SEND_HOUR_UTC:02d}:00 UTC.")
+    return redirect("billing:alerts")
 
 
 @login_required

@@ -30,6 +30,8 @@ SCHEDULE: list[Periodic] = [
     Periodic("Enforce budgets and provider caps", "billing.enforce_budgets", 60),
     Periodic("Roll up daily spend", "billing.rollup", 3600),
     Periodic("Reconcile with the providers' billing figures", "billing.reconcile_provider_billing", 86400),
+    # hourly, so a digest goes out with the first tick after 07:00 UTC (billing/digest.py)
+    Periodic("Send spend digests", "billing.send_spend_digests", 3600),
     Periodic("Reap idle pods", "workloads.reap_idle", 60),
     Periodic("Poll provider GPU telemetry", "workloads.poll_telemetry", 60),
     Periodic("Purge old utilization samples", "workloads.purge_samples", 3600),
