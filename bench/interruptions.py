@@ -56,9 +56,9 @@ def run_case(notice_s: int) -> dict:
     from providers.services import capacity_poll
     from provisioner import clock
     from tenants.services import tenant_create
-    from workloads import services
+    from workloads.interruptions.spot_sync import spot_pods_sync
+    from workloads.lifecycle import services
     from workloads.models import Lifecycle, Pod, PodEvent, PodState
-    from workloads.spot_sync import spot_pods_sync
 
     started = time.monotonic()
     tenant = tenant_create(name="Bench interruptions", slug=f"bench-int-{notice_s}-{int(time.time() * 1000)}")

@@ -182,7 +182,7 @@ def build_dataset() -> tuple:
 
 def specs() -> list:
     from providers.catalog import expand_countries
-    from workloads.placement import PlacementSpec
+    from workloads.placement.engine import PlacementSpec
 
     eu = tuple(expand_countries(["EU"]))
     return [
@@ -199,7 +199,7 @@ def specs() -> list:
 def explain(tenant, spec) -> tuple[bool, str]:
     from providers.models import ProviderAccount
     from providers.selectors import offers_of_accounts
-    from workloads.placement import PAGE, candidate_offers
+    from workloads.placement.engine import PAGE, candidate_offers
 
     enabled = ProviderAccount.objects.filter(tenant=tenant, enabled=True).values_list("pk", flat=True)
     qs = candidate_offers(offers_of_accounts(tenant, [str(pk) for pk in enabled]), spec, upto=PAGE)[:PAGE]
@@ -216,7 +216,7 @@ def main() -> int:
     ensure_database(url)
     setup_django(url)
     from provisioner import clock
-    from workloads.placement import placement_for
+    from workloads.placement.engine import placement_for
 
     t0 = time.perf_counter()
     tenant, source = build_dataset()

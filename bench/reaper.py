@@ -132,7 +132,7 @@ def tick(keep_running: int | None) -> tuple:
     from django.test.utils import CaptureQueriesContext
 
     from provisioner import clock
-    from workloads.idle import idle_reap
+    from workloads.autoshutdown.idle import idle_reap
     from workloads.models import Pod, PodState
 
     out: list = []

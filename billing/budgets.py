@@ -295,7 +295,7 @@ def budget_check(budget: Budget, *, at: datetime | None = None) -> list[BudgetAl
         if a:
             sent.append(a)
     if budget.hard_limit and budget.stop_running_pods and spent >= budget.amount_usd:
-        from workloads.tasks import terminate_pod
+        from workloads.lifecycle.tasks import terminate_pod
 
         pods = Pod.objects.filter(tenant_id=budget.tenant_id, state__in=LIVE_POD_STATES)
         if budget.project_id:

@@ -1,7 +1,7 @@
 """Idle GPU spend: the dollars booked while EVERY GPU of a pod was below its workload's idle
 threshold, from the utilization samples we already store (``workloads.UtilizationSample``).
 
-The rule is the reaper's (``workloads.idle``), applied to the past instead of a window ending
+The rule is the reaper's (``workloads.autoshutdown.idle``), applied to the past instead of a window ending
 now: a GPU is idle while its latest sample is below ``idle_threshold_pct`` (busy at or above
 it), and a sample speaks for its GPU for at most ``IDLE_MAX_GAP_SECONDS`` (the reaper's longest
 hole that still counts as covered). A pod is idle while all of its GPUs (``gpu_count``, and

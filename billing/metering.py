@@ -74,7 +74,7 @@ def pod_facts(pod: Pod, volumes=None) -> PodFacts:
         persistent_gb=persistent_gb(volumes if volumes is not None else pod.workload.volumes),
         boot_gb=int(snap.get("disk_gb") or 0),
         monthly_price=_dec(snap.get("monthly_price")), setup_fee=_dec(snap.get("setup_fee")) or Decimal(0),
-        # a bidding provider charges the bid for the GPU (workloads.bids): it replaces the
+        # a bidding provider charges the bid for the GPU (workloads.placement.bids): it replaces the
         # offer's GPU rate; the host's storage price still applies apart
         base_price_per_hour=_dec(snap.get("bid_per_hour")) or _dec(snap.get("base_price_per_hour")),
         offer_storage_per_gb_month=_dec(snap.get("storage_per_gb_month")),

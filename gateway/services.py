@@ -155,7 +155,7 @@ def route_remove(workload: Workload) -> bool:
 
 
 def _event(pod: Pod, message: str, **data: Any) -> None:
-    from workloads.transitions import pod_event
+    from workloads.lifecycle.transitions import pod_event
 
     pod_event(pod, "gateway", message, **data)
 
@@ -194,7 +194,7 @@ def _probe_pending(workload: Workload, endpoint: ServiceEndpoint, now) -> None:
 def _not_ready_in_time(backend: Backend, endpoint: ServiceEndpoint, seen: str) -> None:
     """Past its deadline: a replacement whose old pod still serves is rolled back (terminated;
     the old pod keeps serving); any other pod keeps being probed, said once."""
-    from workloads.services import pod_terminate
+    from workloads.lifecycle.services import pod_terminate
 
     pod = backend.pod
     old = Pod.objects.filter(pk=pod.replaces_id, state=PodState.RUNNING).first() if pod.replaces_id else None
@@ -238,7 +238,7 @@ def retire(*, pod_id: str, reason: str) -> bool:
     """Scale-down of one pod (a burst window's end, a rolling relaunch): out of the route first,
     terminated after the drain. Returns False when the pod was terminated at once (no gateway, or
     it was not in a route)."""
-    from workloads.services import pod_terminate
+    from workloads.lifecycle.services import pod_terminate
 
     pod = Pod.objects.select_related("workload").get(pk=pod_id)
     backend = Backend.objects.filter(pod=pod, state=Backend.State.READY).first()
@@ -255,8 +255,8 @@ def retire(*, pod_id: str, reason: str) -> bool:
 
 
 def _finish_drains(workload: Workload, now) -> None:
-    from workloads.move import MOVE, move_finish
-    from workloads.services import pod_terminate
+    from workloads.lifecycle.services import pod_terminate
+    from workloads.placement.move import MOVE, move_finish
 
     for backend in Backend.objects.filter(workload=workload, state=Backend.State.DRAINING,
                                           drain_until__lte=now).select_related("pod"):

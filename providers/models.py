@@ -59,7 +59,7 @@ class ProviderAccount(models.Model):
     default_gpu_class = models.CharField(max_length=16, blank=True)
     preference_rank = models.PositiveIntegerField(default=100, help_text="Lower is preferred")
     # spot bids on this account (Vast.ai, RunPod): % above the floor when the workload sets none;
-    # None: settings.SPOT_BID_MARGIN_PCT (workloads.bids)
+    # None: settings.SPOT_BID_MARGIN_PCT (workloads.placement.bids)
     spot_bid_margin_pct = models.PositiveSmallIntegerField(null=True, blank=True)
     enabled = models.BooleanField(default=True)
     health = models.CharField(max_length=8, choices=Health.choices, default=Health.UNKNOWN)

@@ -31,13 +31,13 @@ from providers.services import capacity_poll, provider_account_create
 from provisioner import clock
 from tenants.models import Project, Tenant
 from tenants.services import project_create
-from workloads.failover import _intent_fields
-from workloads.idle import idle_reap, idle_stop
+from workloads.autoshutdown.idle import idle_reap, idle_stop
+from workloads.autoshutdown.telemetry import samples_ingest
+from workloads.lifecycle.failover import _intent_fields
+from workloads.lifecycle.scheduling import workload_schedule_sync
+from workloads.lifecycle.services import pod_provision, pod_refresh, pod_request, workload_create, workload_launch
+from workloads.lifecycle.transitions import pod_transition, workload_settle
 from workloads.models import Lifecycle, Pod, PodState, ScheduledRun, Workload
-from workloads.scheduling import workload_schedule_sync
-from workloads.services import pod_provision, pod_refresh, pod_request, workload_create, workload_launch
-from workloads.telemetry import samples_ingest
-from workloads.transitions import pod_transition, workload_settle
 
 HISTORY_DAYS = 90
 ACCOUNT_NAME = "Sandbox"

@@ -22,9 +22,9 @@ SCHEDULE: list[Periodic] = [
     Periodic("Poll provider capacity", "providers.poll_capacity", 60),
     Periodic("Sync pods with providers", "workloads.sync_pods", 30),
     # spot pods: one list call per account every 3 s, so an interruption is seen within 5 s
-    # (workloads/spot_sync.py)
+    # (workloads/interruptions/spot_sync.py)
     Periodic("Sync spot pods with providers", "workloads.sync_spot_pods", 3),
-    Periodic("Reconcile provider inventories", "workloads.reconcile", 300),
+    Periodic("Reconcile provider inventories", "workloads.lifecycle.reconcile", 300),
     Periodic("Meter running pods", "billing.meter", 60),
     Periodic("Supervise workloads (max duration, scheduled runs, burst windows)", "workloads.supervise", 15),
     Periodic("Enforce budgets and provider caps", "billing.enforce_budgets", 60),

@@ -224,7 +224,7 @@ else:
     # it must exceed the longest task and countdown (a Hetzner bootstrap over SSH takes minutes,
     # follow_pod countdowns <= 60 s, a launch <= LAUNCH_TOTAL_SECONDS), or a running task is
     # re-delivered and runs twice (harmless, every task is a compare-and-set, but wasteful). Lost
-    # launches do not wait for it: their claim's lease (workloads/claims.py) re-queues them within
+    # launches do not wait for it: their claim's lease (workloads/lifecycle/claims.py) re-queues them within
     # a minute. Celery docs, "Using Redis" > "Visibility Timeout" and "Caveats".
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT_SECONDS", 3600)}
 CELERY_TASK_IGNORE_RESULT = True
@@ -232,7 +232,7 @@ CELERY_TASK_IGNORE_RESULT = True
 # --- product settings ---------------------------------------------------------------------
 # Admins may point an account at a stand-in base URL (demos, browser tests). Off in production
 # unless explicitly enabled.
-# a claimed launch's lease: a pod whose worker died is re-queued this long after (workloads/claims.py)
+# a claimed launch's lease: a pod whose worker died is re-queued this long after (workloads/lifecycle/claims.py)
 LAUNCH_CLAIM_LEASE_SECONDS = env_int("LAUNCH_CLAIM_LEASE_SECONDS", 30)
 PROVIDER_BASE_URL_OVERRIDE_ALLOWED = env_bool("PROVIDER_BASE_URL_OVERRIDE_ALLOWED", not PRODUCTION)
 # Sandbox pods boot after this many seconds (tests set 0).
@@ -249,7 +249,7 @@ GATEWAY_LISTEN = env_str("GATEWAY_LISTEN", "127.0.0.1:8080")
 GATEWAY_PUBLIC_URL = env_str("GATEWAY_PUBLIC_URL", f"http://{GATEWAY_LISTEN}")
 GATEWAY_TIMEOUT_SECONDS = env_float("GATEWAY_TIMEOUT_SECONDS", "5", minimum="0.1")
 # Spot on a bidding provider (Vast.ai, RunPod): bid this % above the floor unless the workload
-# sets its own margin; the workload's price ceiling caps the bid (workloads/bids.py).
+# sets its own margin; the workload's price ceiling caps the bid (workloads/placement/bids.py).
 SPOT_BID_MARGIN_PCT = env_int("SPOT_BID_MARGIN_PCT", 10)
 # Outbound URLs (webhooks, provider base URLs in production) go only to public addresses
 # (provisioner/outbound.py); these host names are trusted as they are. OUTBOUND_RESOLVER: a test seam

@@ -53,7 +53,7 @@ class SandboxAccountFactory(ProviderAccountFactory):
 
 
 class WorkloadFactory(factory.django.DjangoModelFactory):
-    """A workload declared through ``workloads.services.workload_create`` (its defaults apply,
+    """A workload declared through ``workloads.lifecycle.services.workload_create`` (its defaults apply,
     e.g. services have auto-shutdown off): pass ``tenant``, ``project`` and ``owner``."""
 
     class Meta:
@@ -66,7 +66,7 @@ class WorkloadFactory(factory.django.DjangoModelFactory):
 
     @classmethod
     def _create(cls, model_class, *args, **kwargs):
-        from workloads.services import workload_create
+        from workloads.lifecycle.services import workload_create
 
         return workload_create(**kwargs)
 

@@ -6,5 +6,7 @@ class WorkloadsConfig(AppConfig):
     verbose_name = "Workloads"
 
     def ready(self) -> None:
-        # registers the telemetry/auto-shutdown Celery tasks and their beat entries
-        from . import tasks_telemetry  # noqa: F401
+        # Celery's autodiscovery imports <app>.tasks only; the sub-areas' task modules are
+        # imported here so that every worker registers each task under its stable name.
+        from .autoshutdown import tasks as _autoshutdown_tasks  # noqa: F401
+        from .lifecycle import tasks as _lifecycle_tasks  # noqa: F401

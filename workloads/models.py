@@ -167,7 +167,7 @@ class Workload(models.Model):
     countries = models.JSONField(default=list, blank=True)  # ISO codes or presets (EU, US)
     max_price_per_hour = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
     # spot on a bidding provider (Vast.ai, RunPod): bid this % above the floor, at most the price
-    # ceiling above; None: settings.SPOT_BID_MARGIN_PCT (workloads.bids)
+    # ceiling above; None: settings.SPOT_BID_MARGIN_PCT (workloads.placement.bids)
     spot_bid_margin_pct = models.PositiveSmallIntegerField(null=True, blank=True)
     idle_enabled = models.BooleanField(default=True)
     idle_threshold_pct = models.PositiveSmallIntegerField(default=5)

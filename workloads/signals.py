@@ -1,9 +1,9 @@
 """Hooks other apps attach to without workloads importing them (apps above workloads, such as
 the service gateway, listen here; the dependency direction stays tenants ← providers ← workloads).
 
-* ``pod_changed`` is sent after the commit of every pod state change (``transitions``), with
+* ``pod_changed`` is sent after the commit of every pod state change (``workloads.lifecycle.transitions``), with
   ``pod_id``, ``workload_id`` and ``state``.
-* ``retire_gate`` is asked before the old pod of a move is terminated (``move.move_finish``),
+* ``retire_gate`` is asked before the old pod of a move is terminated (``workloads.placement.move.move_finish``),
   with ``new`` and ``old``; a receiver answering False holds the retirement (the gateway holds it
   until the new pod passed its readiness check and the old one drained).
 """

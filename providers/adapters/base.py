@@ -226,7 +226,7 @@ class ProviderInfo:
     # placement leaves a provider without it out when the workload has a credential, and says why
     private_registry: bool = False
     # spot is rented by bid and the bid is what is charged (Vast.ai, RunPod): an offer's spot
-    # price is the floor, and launches bid above it (workloads.bids)
+    # price is the floor, and launches bid above it (workloads.placement.bids)
     spot_bids: bool = False
     # the provider only installs an OS: once it reports the server running, the workload is
     # started by the adapter's ``bootstrap`` (over SSH, from the worker) before the pod runs

@@ -12,7 +12,7 @@ from billing.metering import pod_meter
 from billing.models import LedgerEntry
 from providers.models import ProviderAccount
 from provisioner import clock
-from workloads import services as wl
+from workloads.lifecycle import services as wl
 from workloads.models import Pod
 
 from ..factories import PodFactory, ProviderAccountFactory, WorkloadFactory

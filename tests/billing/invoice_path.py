@@ -20,11 +20,11 @@ from providers.adapters.base import OfferData
 from providers.models import Offer, ProviderAccount
 from providers.services import PollResult, capacity_store
 from provisioner import clock
-from workloads import services as wl
-from workloads.bids import bid_for
-from workloads.failover import _intent_fields
+from workloads.lifecycle import services as wl
+from workloads.lifecycle.failover import _intent_fields
 from workloads.models import Pod, PodState
-from workloads.placement import OFFER_FIELDS
+from workloads.placement.bids import bid_for
+from workloads.placement.engine import OFFER_FIELDS
 
 
 def launch_pod(tenant, project, owner, *, kind: str, offer: OfferData, volumes=None, at: datetime) -> Pod:

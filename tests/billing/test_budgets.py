@@ -20,7 +20,7 @@ from billing.models import BudgetAlert, BudgetReservation, SpendRollup
 from billing.rollups import rollup_dirty
 from billing.selectors import reserved_outstanding, spend_since
 from provisioner import clock
-from workloads import services as wl
+from workloads.lifecycle import services as wl
 from workloads.models import PodState
 
 from .helpers import account, make_pod, run_timeline

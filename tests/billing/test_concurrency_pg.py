@@ -16,7 +16,7 @@ from billing.budgets import budget_create
 from billing.models import BudgetReservation
 from billing.selectors import period_end
 from provisioner import clock
-from workloads import services as wl
+from workloads.lifecycle import services as wl
 from workloads.models import Pod, PodState
 
 pytestmark = [

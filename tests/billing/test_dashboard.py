@@ -37,7 +37,7 @@ def history(tenant, project, owner):
                      meter_every=H)
     live = make_pod(tenant, project, owner, a, price="3.60", name="serve")
     with clock.frozen(now - timedelta(minutes=10)):
-        from workloads import services as wl
+        from workloads.lifecycle import services as wl
 
         wl.pod_transition(live, PodState.RUNNING, "running")
         meter_all()
@@ -229,7 +229,7 @@ def test_todays_spend_can_lift_a_workload_into_the_top(tenant, project, owner, h
     big = make_pod(tenant, project, owner, history["a"], price="500.00", name="burst-today")
     now = history["now"]
     with clock.frozen(now - timedelta(minutes=30)):
-        from workloads import services as wl
+        from workloads.lifecycle import services as wl
 
         wl.pod_transition(big, PodState.RUNNING, "running")
     projects, providers = dashboard.name_maps(tenant)

@@ -181,7 +181,7 @@ def test_filter_lists_and_drill_downs_stay_inside_the_members_projects(client, f
     from tenants.models import Membership
     from tenants.permissions import VIEW_SPEND
     from tenants.services import project_grant_set
-    from workloads.services import workload_create
+    from workloads.lifecycle.services import workload_create
 
     secret = project_create(tenant=tenant, name="Secret")
     acct = account(tenant)

@@ -85,7 +85,7 @@ def test_ledger_buckets_are_hourly_and_split_at_midnight(tenant, project, owner)
 @pytest.mark.django_db
 def test_live_cost_matches_what_the_ledger_will_book(tenant, project, owner):
     from billing.gate import live_cost_usd
-    from workloads.selectors import pod_cost_so_far
+    from workloads.pods.selectors import pod_cost_so_far
 
     from .helpers import to
 
@@ -115,8 +115,8 @@ def test_hetzner_server_launched_through_the_real_path_books_setup_once_and_caps
     from providers.models import ProviderAccount
     from providers.services import capacity_poll
     from tests.standins.fixtures import STANDIN_CREDENTIALS, account_settings
-    from workloads import services
-    from workloads.bootstrap import pod_bootstrap
+    from workloads.lifecycle import services
+    from workloads.lifecycle.bootstrap import pod_bootstrap
     from workloads.models import Lifecycle
 
     InvoiceRate.objects.update_or_create(currency="EUR", defaults={"usd_per_unit": EUR_RATE})

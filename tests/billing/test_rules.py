@@ -51,8 +51,8 @@ def test_transitions_record_every_running_session(tenant, project, owner):
     from datetime import UTC, datetime, timedelta
 
     from provisioner import clock
+    from workloads.lifecycle.transitions import pod_transition
     from workloads.models import PodState
-    from workloads.transitions import pod_transition
 
     from .helpers import account, make_pod
 

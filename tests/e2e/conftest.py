@@ -17,7 +17,7 @@ def demo(transactional_db):
 @pytest.fixture
 def beat(transactional_db):
     """Run the periodic pod sync every 0.5 s while the test drives the browser."""
-    from workloads.services import pods_sync
+    from workloads.lifecycle.services import pods_sync
 
     stop = threading.Event()
 

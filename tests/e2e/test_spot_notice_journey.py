@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 
 from providers.services import capacity_poll
 from tests.factories import SandboxAccountFactory
-from workloads import services
+from workloads.lifecycle import services
 from workloads.models import Lifecycle, Pod, PodState
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("browser")]
@@ -23,7 +23,7 @@ BOOT_S, NOTICE_S, TAKEN_AFTER_S = 3, 30, 36  # the notice comes ~6 s after the p
 @pytest.fixture
 def spot_beat(transactional_db):
     """celery-beat's spot sync, at its scheduled cadence (every 3 s)."""
-    from workloads.spot_sync import spot_pods_sync
+    from workloads.interruptions.spot_sync import spot_pods_sync
 
     stop = threading.Event()
 

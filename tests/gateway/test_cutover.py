@@ -12,9 +12,9 @@ from gateway import services as gateway
 from gateway.models import Backend
 from provisioner import clock
 from tests.workloads.lifecycle_helpers import launch, sandbox_account, workload
-from workloads import services
+from workloads.lifecycle import services
 from workloads.models import PodState
-from workloads.move import MoveTarget, workload_move
+from workloads.placement.move import MoveTarget, workload_move
 
 pytestmark = pytest.mark.django_db
 
@@ -61,7 +61,7 @@ def test_move_joins_after_readiness_and_drains_before_terminating(gateway_on, te
         assert Backend.objects.get(pod=old).state == Backend.State.DRAINING
         assert {answer(gateway_on, w)["pod"] for _ in range(4)} == {str(new.pk)}  # old out of the route
         services.pods_sync()  # the sync's safety net must not cut the drain short
-        from workloads.move import moves_pending
+        from workloads.placement.move import moves_pending
 
         moves_pending()
         old.refresh_from_db()

@@ -44,7 +44,7 @@ from providers.adapters.base import (
 from providers.models import Offer, ProviderAccount
 from providers.services import capacity_poll, provider_account_create
 from tests.standins import moto_server as _moto
-from workloads import services
+from workloads.lifecycle import services
 from workloads.models import LaunchBlock, PodState
 
 from ..factories import WorkloadFactory
@@ -598,7 +598,7 @@ def _client_error_for(operation: str, code: str):
 def test_idle_stop_of_a_one_time_spot_instance_terminates_it_once(tenant, project, owner, moto_url, hooks, spot_market):
     from provisioner import clock
     from tests.workloads.telemetry_helpers import feed
-    from workloads import idle, tasks_telemetry
+    from workloads.autoshutdown import idle, tasks
     from workloads.models import Pod
 
     hooks.on("before-call.ec2.StopInstances", lambda **kw: client_error("UnsupportedOperation", ONE_TIME_SPOT_STOP))
@@ -613,8 +613,8 @@ def test_idle_stop_of_a_one_time_spot_instance_terminates_it_once(tenant, projec
     now = clock.now()
     feed(pod, start=now - timedelta(minutes=40), end=now, util=lambda at, g: 0.0)
     Pod.objects.filter(pk=pod.pk).update(idle_warning_at=now - timedelta(minutes=6))
-    tasks_telemetry.reap_idle()
-    tasks_telemetry.reap_idle()  # a second tick finds nothing left to do
+    tasks.reap_idle()
+    tasks.reap_idle()  # a second tick finds nothing left to do
     idle.idle_stop(pod_id=str(pod.pk))
     pod.refresh_from_db()
     assert pod.state == PodState.TERMINATED and pod.state_reason == "idle"

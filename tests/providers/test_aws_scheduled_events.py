@@ -23,9 +23,9 @@ from providers.adapters.aws import TAG_KEY, AwsAdapter
 from providers.adapters.base import InvalidCredentials
 from providers.services import capacity_poll
 from provisioner import clock
-from workloads import services
+from workloads.interruptions.notices import ACT_AHEAD
+from workloads.lifecycle import services
 from workloads.models import Lifecycle, Pod, PodEvent, PodState
-from workloads.notices import ACT_AHEAD
 
 from . import test_aws_adapter as _aws
 from .test_aws_adapter import A10Workload, _Http, aws_account

@@ -24,7 +24,7 @@ from providers.adapters.rest import tokens
 from providers.services import capacity_poll, provider_account_create
 from provisioner import clock
 from tests.standins.azure import FakeAzure, account_settings, credentials
-from workloads import services
+from workloads.lifecycle import services
 from workloads.models import PodState
 
 from ..factories import WorkloadFactory

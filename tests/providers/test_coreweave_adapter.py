@@ -19,7 +19,7 @@ from providers.adapters.registry import provider_info
 from providers.services import capacity_poll, provider_account_create
 from provisioner import clock
 from tests.standins.kubernetes import FakeKubernetes, kubeconfig
-from workloads import services
+from workloads.lifecycle import services
 from workloads.models import PodState
 
 SETTINGS = {"zone": "US-EAST-04A", "launch_wait_seconds": 0, "poll_interval_seconds": 0}

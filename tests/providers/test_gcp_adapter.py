@@ -25,7 +25,7 @@ from providers.adapters.gcp import GcpAdapter, index_skus, signed_jwt
 from providers.models import Offer, ProviderAccount
 from providers.services import capacity_poll, provider_account_create
 from tests.standins import gcp as standin
-from workloads import services
+from workloads.lifecycle import services
 from workloads.models import LaunchBlock, PodState
 
 from ..factories import WorkloadFactory

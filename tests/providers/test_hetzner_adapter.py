@@ -26,8 +26,8 @@ from providers.models import ProviderAccount
 from providers.services import capacity_poll
 from tests.standins.fixtures import STANDIN_CREDENTIALS, account_settings, no_sleep, served_hetzner  # noqa: F401
 from tests.standins.hetzner import HetznerRobotStandIn
-from workloads import services
-from workloads.bootstrap import pod_bootstrap
+from workloads.lifecycle import services
+from workloads.lifecycle.bootstrap import pod_bootstrap
 from workloads.models import Lifecycle, PodState
 
 TAG = "8c000000-0000-0000-0000-000000000001"

@@ -27,7 +27,7 @@ from providers.models import ProviderAccount
 from providers.services import capacity_poll
 from tests.standins.fixtures import STANDIN_CREDENTIALS, account_settings, no_sleep, served_hetzner  # noqa: F401
 from tests.standins.sshd import SSHD, start_sshd
-from workloads import services
+from workloads.lifecycle import services
 from workloads.models import Lifecycle, Pod, PodState
 
 pytestmark = pytest.mark.skipif(shutil.which(SSHD) is None, reason="needs Debian's openssh-server (.ci/run installs it)")
@@ -246,7 +246,7 @@ def test_the_bootstrap_runs_in_its_own_worker_queue():
     it never holds up other pods' provisioning, syncs or terminations (default queue)."""
     from pathlib import Path
 
-    from workloads.tasks import bootstrap_pod, provision_pod, sync_pods
+    from workloads.lifecycle.tasks import bootstrap_pod, provision_pod, sync_pods
 
     queue = {t.name: t._get_exec_options()["queue"] for t in (bootstrap_pod, provision_pod, sync_pods)}  # what apply_async sends
     assert queue == {"workloads.bootstrap_pod": "bootstrap", "workloads.provision_pod": None, "workloads.sync_pods": None}

@@ -9,7 +9,7 @@ import pytest
 from providers.adapters import kube_notices
 from providers.adapters.base import REMOTE_RUNNING
 from tests.standins import kube_schemas
-from workloads import services
+from workloads.lifecycle import services
 from workloads.models import Lifecycle, Pod, PodEvent, PodState
 
 from . import test_kubernetes_adapter as _kube

@@ -41,7 +41,7 @@ from providers.models import ProviderAccount
 from providers.services import capacity_poll, provider_account_create
 from provisioner import clock
 from tests.standins.kubernetes import FakeKubernetes, kubeconfig
-from workloads import services
+from workloads.lifecycle import services
 from workloads.models import PodState
 
 from ..factories import WorkloadFactory

@@ -27,7 +27,7 @@ from providers.models import ProviderAccount
 from providers.services import capacity_poll
 from tests.standins.fixtures import STANDIN_CREDENTIALS, account_settings, no_sleep, served_lambda  # noqa: F401
 from tests.standins.lambda_cloud import LambdaStandIn
-from workloads import services
+from workloads.lifecycle import services
 from workloads.models import PodState
 
 TAG = "6a000000-0000-0000-0000-000000000001"

@@ -31,8 +31,8 @@ from providers.models import Health, ProviderAccount
 from providers.services import capacity_poll
 from tests.standins.fixtures import STANDIN_CREDENTIALS, account_settings, no_sleep, served_runpod  # noqa: F401
 from tests.standins.runpod import RunPodStandIn
-from workloads import services
-from workloads.failover import short_error
+from workloads.lifecycle import services
+from workloads.lifecycle.failover import short_error
 from workloads.models import PodState
 
 

@@ -25,7 +25,7 @@ from providers.models import ProviderAccount
 from providers.services import capacity_poll
 from tests.standins.fixtures import STANDIN_CREDENTIALS, account_settings, no_sleep, served_vast  # noqa: F401
 from tests.standins.vast import VastStandIn
-from workloads import services
+from workloads.lifecycle import services
 from workloads.models import PodState
 
 TAG = "7b000000-0000-0000-0000-000000000001"

@@ -7,7 +7,7 @@ from django.urls import reverse
 
 from providers.models import ProviderAccount
 from tests.standins.fixtures import STANDIN_CREDENTIALS, served_runpod  # noqa: F401
-from workloads import services as workload_services
+from workloads.lifecycle import services as workload_services
 from workloads.models import Pod
 
 

@@ -13,9 +13,9 @@ from billing.models import BudgetAlert, LedgerEntry, RollupDirty, SpendRollup, S
 from providers.models import ProviderAccount
 from provisioner import clock
 from tenants.models import Tenant
-from workloads.idle import IDLE_REASON, idle_reap
+from workloads.autoshutdown.idle import IDLE_REASON, idle_reap
+from workloads.lifecycle.scheduling import beat_entry_name
 from workloads.models import Lifecycle, Pod, PodEvent, PodState, ScheduledRun, UtilizationSample, Workload
-from workloads.scheduling import beat_entry_name
 
 NOW = datetime(2026, 12, 2, 18, 0, tzinfo=UTC)
 
@@ -126,9 +126,9 @@ def test_the_periodic_tasks_keep_the_demo_as_seeded(seeded):
     from datetime import timedelta
 
     from billing.services import budgets_enforce, meter_all
-    from workloads.reconcile import reconcile_all
-    from workloads.services import pods_sync
-    from workloads.telemetry import telemetry_poll
+    from workloads.autoshutdown.telemetry import telemetry_poll
+    from workloads.lifecycle.reconcile import reconcile_all
+    from workloads.lifecycle.services import pods_sync
 
     with clock.frozen(NOW + timedelta(minutes=1)):
         pods_sync()

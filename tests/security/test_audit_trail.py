@@ -10,7 +10,7 @@ from django.urls import reverse
 from billing.budgets import budget_create, budget_update
 from providers.services import provider_account_create, provider_account_update
 from tenants.models import AuditEvent
-from workloads import services as wl
+from workloads.lifecycle import services as wl
 
 
 @pytest.mark.django_db

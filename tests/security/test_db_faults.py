@@ -18,7 +18,7 @@ from billing.models import LedgerEntry
 from providers.models import Offer
 from providers.services import PollResult, adapter_for, capacity_store_many
 from provisioner import clock
-from workloads import services as wl
+from workloads.lifecycle import services as wl
 from workloads.models import Pod
 
 

@@ -126,8 +126,8 @@ def test_generated_posts_never_500_nor_half_save(client, world, name):
 
 @pytest.mark.django_db
 def test_heartbeat_fuzz_never_500_and_stores_nothing_when_refused(client, world):
+    from workloads.autoshutdown.telemetry import agent_token_issue
     from workloads.models import UtilizationSample
-    from workloads.telemetry import agent_token_issue
 
     pod = world["own"]["pod"]
     token = agent_token_issue(pod=pod)

@@ -113,7 +113,7 @@ def test_raw_bodies_never_500_nor_half_save(client, world, name):  # noqa: F811
 def test_raw_bodies_to_login_and_heartbeat(world):  # noqa: F811
     from django.test import Client
 
-    from workloads.telemetry import agent_token_issue
+    from workloads.autoshutdown.telemetry import agent_token_issue
 
     pod = world["own"]["pod"]
     token = agent_token_issue(pod=pod)

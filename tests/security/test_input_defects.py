@@ -44,7 +44,7 @@ def _budget_data(**over):
 @pytest.mark.parametrize("error", ["gpu\u0000fault", "\ud800", "ok\udfff"])
 def test_heartbeat_refuses_nul_and_lone_surrogates(tenant, project, owner, sandbox, error):
     from tests.workloads.telemetry_helpers import running_pod
-    from workloads import telemetry
+    from workloads.autoshutdown import telemetry
 
     cache.clear()
     pod = running_pod(tenant, project, owner)
@@ -85,7 +85,7 @@ def test_launch_and_its_audit_are_one_transaction(developer, project, sandbox, d
     """The audit write fails: nothing of the launch may stay, and no provisioning task may be sent."""
     client = Client(raise_request_exception=False)
     client.force_login(developer)
-    with mock.patch("workloads.services.audit_record", side_effect=DatabaseError("audit down")), \
+    with mock.patch("workloads.lifecycle.services.audit_record", side_effect=DatabaseError("audit down")), \
             django_capture_on_commit_callbacks(execute=False) as callbacks:
         r = client.post(reverse("workloads:launch"), dict(RAW_LAUNCH, project=str(project.pk)))
     assert r.status_code == 500

@@ -10,9 +10,9 @@ from providers.adapters.base import InvalidCredentials
 from providers.models import ProviderAccount, SandboxInstance
 from providers.services import PollResult, capacity_store
 from provisioner.logfilter import scrub_stored_error
+from workloads.lifecycle.transitions import pod_event
 from workloads.models import Pod, PodEvent
-from workloads.recipe_services import tenant_secret_create
-from workloads.transitions import pod_event
+from workloads.recipes.services import tenant_secret_create
 
 API_KEY = "rp-Zq8wX3vN1mK7pL2sT9yB"  # what the tenant pasted; the provider error echoes it
 
@@ -67,7 +67,7 @@ def test_pod_event_and_reason_do_not_keep_a_registered_secret(tenant, project, o
 @pytest.mark.django_db
 def test_sandbox_keeps_the_secret_reference_not_the_value(tenant, project, developer, sandbox,
                                                           django_capture_on_commit_callbacks):
-    from workloads.recipe_services import builtin_catalog_install
+    from workloads.recipes.services import builtin_catalog_install
 
     builtin_catalog_install()
     secret = tenant_secret_create(tenant=tenant, user=developer, name="hf", value="hf_TopSecretValue0123456789")

@@ -24,7 +24,7 @@ from tenants.models import Membership, Role
 from tenants.permissions import MANAGE_BUDGETS, PROVISION, VIEW_SPEND
 from tenants.services import project_create
 from tests.factories import SandboxAccountFactory, make_member, make_tenant
-from workloads import services as wl
+from workloads.lifecycle import services as wl
 from workloads.models import Recipe, RecipeVersion
 
 # XTS: ISO 4217's code for testing, the foreign organization's own invoice rate

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from workloads import services
+from workloads.lifecycle import services
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from typing import Any
 from providers.adapters.base import ProviderAdapter, RemotePod
 from providers.services import capacity_poll
 from tests.factories import SandboxAccountFactory
-from workloads import calls, services
+from workloads.lifecycle import calls, services
 
 
 def sandbox_account(tenant, name: str, rank: int = 100, **settings: Any):
@@ -85,7 +85,7 @@ class Faulty(ProviderAdapter):
 
 
 class FaultInjector:
-    """Patch ``workloads.calls.adapter`` so launches at chosen accounts misbehave."""
+    """Patch ``workloads.lifecycle.calls.adapter`` so launches at chosen accounts misbehave."""
 
     def __init__(self, monkeypatch):
         self.faults: dict[str, Any] = {}  # account id -> fault or callable() -> fault

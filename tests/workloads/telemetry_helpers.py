@@ -11,7 +11,8 @@ from providers.adapters.base import LaunchRequest
 from providers.models import ProviderAccount
 from providers.services import adapter_for
 from provisioner import clock
-from workloads import services, telemetry
+from workloads.autoshutdown import telemetry
+from workloads.lifecycle import services
 from workloads.models import Lifecycle, Pod, PodState, UtilizationSample
 
 from ..factories import PodFactory, WorkloadFactory

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from django.urls import reverse
 
-from workloads import telemetry
+from workloads.autoshutdown import telemetry
 from workloads.models import Pod, UtilizationSample
 
 from .telemetry_helpers import running_pod

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from workloads.failover import launch_request
-from workloads.telemetry import agent_wrapped_command
+from workloads.autoshutdown.telemetry import agent_wrapped_command
+from workloads.lifecycle.failover import launch_request
 
 
 def test_wrapped_command_runs_the_original_argv_exactly(tmp_path):
@@ -35,7 +35,7 @@ def test_no_command_means_the_image_entrypoint_is_left_alone():
 
 @pytest.mark.django_db
 def test_launch_request_carries_agent_env_and_wrapped_command(tenant, project, owner, sandbox):
-    from workloads import services
+    from workloads.lifecycle import services
 
     w = services.workload_create(tenant=tenant, project=project, owner=owner, name="boot", image="busybox",
                                  gpu_class="T4", container_spec={"command": ["python", "train.py"], "args": ["--epochs", "2"]})

@@ -14,9 +14,9 @@ import pytest
 from providers.adapters.base import CapacityUnavailable, QuotaExceeded, TransientError
 from providers.models import SandboxInstance
 from provisioner import clock
-from workloads import services
+from workloads.lifecycle import services
+from workloads.lifecycle.reconcile import reconcile_all, stuck_after
 from workloads.models import Pod, PodState, ReconcileAction, Workload
-from workloads.reconcile import reconcile_all, stuck_after
 
 from .lifecycle_helpers import FaultInjector, WorkerKilled, sandbox_account, workload
 

@@ -13,7 +13,7 @@ from billing.services import meter_all
 from providers.adapters.base import CapacityUnavailable, PermanentError, TransientError
 from providers.models import SandboxInstance
 from provisioner import clock
-from workloads import services
+from workloads.lifecycle import services
 from workloads.models import LaunchAttempt, LaunchBlock, Pod, PodState, Workload
 
 from .lifecycle_helpers import FaultInjector, launch, sandbox_account, workload
@@ -124,7 +124,7 @@ def test_cancel_during_launch_discards_the_resource(tenant, project, owner, monk
             services.pod_terminate(pod_id=request.tag, reason="user cancelled")
             return self.inner.launch(request)
 
-    from workloads import calls
+    from workloads.lifecycle import calls
 
     real_launch = calls.adapter
     monkeypatch.setattr(calls, "adapter", lambda acc: CancelMidway(real_launch(acc)))

@@ -11,7 +11,8 @@ from django.test import Client
 from django.urls import reverse
 
 from provisioner import clock
-from workloads import services, telemetry
+from workloads.autoshutdown import telemetry
+from workloads.lifecycle import services
 from workloads.models import Pod, PodState, UtilizationSample
 
 from .telemetry_helpers import running_pod

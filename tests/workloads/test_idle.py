@@ -12,7 +12,7 @@ from providers.adapters.base import GpuSample, TransientError
 from providers.adapters.sandbox import SandboxAdapter
 from providers.models import SandboxInstance
 from provisioner import clock
-from workloads import idle, tasks_telemetry, telemetry
+from workloads.autoshutdown import idle, tasks, telemetry
 from workloads.models import Lifecycle, Pod, PodState
 
 from .telemetry_helpers import feed, running_pod
@@ -31,7 +31,7 @@ def test_pod_idle_for_the_whole_window_is_warned_then_stopped_with_evidence(tena
         pod = running_pod(tenant, project, owner)
         feed(pod, start=T0, end=T0 + 31 * M, util=lambda at, g: 1.5 if g == 0 else 3.0)
         advance(minutes=31)
-        out = tasks_telemetry.reap_idle()
+        out = tasks.reap_idle()
         assert out["warned"] == 1 and out["stopping"] == 0
         pod.refresh_from_db()
         assert pod.state == PodState.RUNNING and pod.idle_warning_at == clock.now()
@@ -45,12 +45,12 @@ def test_pod_idle_for_the_whole_window_is_warned_then_stopped_with_evidence(tena
         # inside the grace period nothing happens
         feed(pod, start=T0 + 31.5 * M, end=T0 + 34 * M, util=lambda at, g: 0.0)
         advance(minutes=3)
-        assert tasks_telemetry.reap_idle()["stopping"] == 0
+        assert tasks.reap_idle()["stopping"] == 0
         assert Pod.objects.get(pk=pod.pk).state == PodState.RUNNING
 
         feed(pod, start=T0 + 34.5 * M, end=T0 + 36 * M, util=lambda at, g: 0.0)
         advance(minutes=2)
-        assert tasks_telemetry.reap_idle()["stopping"] == 1  # eager: the stop task runs now
+        assert tasks.reap_idle()["stopping"] == 1  # eager: the stop task runs now
     pod.refresh_from_db()
     assert pod.state == PodState.STOPPED and pod.state_reason == "idle"
     assert pod.get_state_display() == "Stopped"
@@ -120,7 +120,7 @@ def test_service_with_policy_off_is_never_stopped(tenant, project, owner, sandbo
         feed(pod, start=T0, end=T0 + 180 * M, util=lambda at, g: 0.0)
         for _ in range(6):
             advance(minutes=30)
-            tasks_telemetry.reap_idle()
+            tasks.reap_idle()
     pod.refresh_from_db()
     assert pod.state == PodState.RUNNING and pod.idle_warning_at is None
     assert not pod.events.filter(kind__in=("idle", "telemetry")).exists()
@@ -143,7 +143,7 @@ def test_gpu_activity_during_grace_cancels_the_shutdown(tenant, project, owner, 
         assert "cancelled" in _idle_events(pod)[-1].message
         feed(pod, start=T0 + 33.5 * M, end=T0 + 40 * M, util=lambda at, g: 0.0)
         advance(minutes=7)
-        assert tasks_telemetry.reap_idle()["stopping"] == 0
+        assert tasks.reap_idle()["stopping"] == 0
     assert Pod.objects.get(pk=pod.pk).state == PodState.RUNNING
 
 
@@ -187,9 +187,9 @@ def test_provider_that_cannot_stop_gets_terminated(tenant, project, owner, sandb
         pod = running_pod(tenant, project, owner)
         feed(pod, start=T0, end=T0 + 37 * M, util=lambda at, g: 0.0)
         advance(minutes=31)
-        tasks_telemetry.reap_idle()
+        tasks.reap_idle()
         advance(minutes=6)
-        tasks_telemetry.reap_idle()
+        tasks.reap_idle()
     pod.refresh_from_db()
     assert pod.state == PodState.TERMINATED and pod.state_reason == "idle"
     assert pod.agent_token_hash == ""
@@ -209,12 +209,12 @@ def test_provider_error_on_stop_keeps_the_pod_running_and_retries(tenant, projec
         advance(minutes=6)
         with monkeypatch.context() as m:
             m.setattr(SandboxAdapter, "stop", broken_stop)
-            tasks_telemetry.reap_idle()
+            tasks.reap_idle()
         pod.refresh_from_db()
         assert pod.state == PodState.RUNNING and pod.idle_warning_at is not None
         assert pod.events.filter(message__startswith="Idle stop failed").exists()
         advance(minutes=1)
-        tasks_telemetry.reap_idle()  # next tick retries, now the provider answers
+        tasks.reap_idle()  # next tick retries, now the provider answers
     assert Pod.objects.get(pk=pod.pk).state == PodState.STOPPED
 
 
@@ -224,14 +224,14 @@ def test_stopped_idle_pod_is_deleted_after_its_timer(tenant, project, owner, san
         pod = running_pod(tenant, project, owner, idle_delete_after_stopped_minutes=120)
         feed(pod, start=T0, end=T0 + 37 * M, util=lambda at, g: 0.0)
         advance(minutes=31)
-        tasks_telemetry.reap_idle()
+        tasks.reap_idle()
         advance(minutes=6)
-        tasks_telemetry.reap_idle()
+        tasks.reap_idle()
         assert Pod.objects.get(pk=pod.pk).state == PodState.STOPPED
         advance(minutes=119)
         assert idle.idle_reap().to_delete == []
         advance(minutes=2)
-        assert tasks_telemetry.reap_idle()["deleting"] == 1
+        assert tasks.reap_idle()["deleting"] == 1
     pod.refresh_from_db()
     assert pod.state == PodState.TERMINATED and pod.state_reason.startswith("idle")
     assert SandboxInstance.objects.get(external_id=pod.external_id).ended_at is not None

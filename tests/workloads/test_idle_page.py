@@ -11,7 +11,7 @@ import pytest
 from django.urls import reverse
 
 from provisioner import clock
-from workloads import telemetry
+from workloads.autoshutdown import telemetry
 from workloads.models import Lifecycle, UtilizationSample
 
 from .telemetry_helpers import feed, running_pod
@@ -43,7 +43,7 @@ def test_countdown_counts_from_the_last_busy_sample(owner_client, tenant, projec
 
 @pytest.mark.django_db
 def test_countdown_when_warned_and_when_busy(owner_client, tenant, project, owner, sandbox):
-    from workloads import idle
+    from workloads.autoshutdown import idle
 
     with clock.frozen(T0) as advance:
         pod = running_pod(tenant, project, owner)

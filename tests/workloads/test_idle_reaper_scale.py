@@ -11,7 +11,7 @@ from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 
 from provisioner import clock
-from workloads import idle
+from workloads.autoshutdown import idle
 from workloads.models import Pod, PodEvent
 
 from .telemetry_helpers import feed, running_pod

@@ -8,9 +8,9 @@ import pytest
 
 from billing.services import meter_all
 from provisioner import clock
-from workloads import services
+from workloads.lifecycle import services
 from workloads.models import Pod, PodState
-from workloads.selectors import pod_cost_so_far
+from workloads.pods.selectors import pod_cost_so_far
 
 from ..factories import WorkloadFactory
 
@@ -92,7 +92,7 @@ def test_no_capacity_fails_with_reason(tenant, project, owner, sandbox):
 def test_a_sync_that_sees_our_termination_first_records_it_as_verified(tenant, project, owner, sandbox):
     """Terminate and the periodic sync race: when the sync observes the provider's
     "terminated" for a pod we are stopping, that is the verification, said as such."""
-    from workloads import calls
+    from workloads.lifecycle import calls
 
     w = WorkloadFactory(tenant=tenant, project=project, owner=owner)
     with clock.frozen():

@@ -10,7 +10,7 @@ import pytest
 
 from providers.models import SandboxInstance
 from provisioner import clock
-from workloads import claims, services
+from workloads.lifecycle import claims, services
 from workloads.models import Pod, PodState
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
@@ -64,8 +64,8 @@ def test_a_live_lease_is_left_alone(tenant, project, owner, sandbox, django_capt
 def test_the_old_worker_cannot_launch_beside_the_new_claim(tenant, project, owner, sandbox):
     """Fencing: a worker that only seemed lost (its lease vanished in a cache flush) finds its claim
     changed and launches nothing."""
-    from workloads.failover import launch_with_failover
-    from workloads.placement import placement_for, spec_for_workload
+    from workloads.lifecycle.failover import launch_with_failover
+    from workloads.placement.engine import placement_for, spec_for_workload
 
     with clock.frozen(T0) as advance:
         pod = _claimed_by_a_dead_worker(tenant, project, owner)

@@ -7,9 +7,9 @@ import pytest
 
 from providers.models import SandboxInstance
 from provisioner import clock
-from workloads import services
+from workloads.lifecycle import services
 from workloads.models import Pod, PodState, Workload
-from workloads.move import MoveError, MoveNeedsConfirmation, MoveTarget, workload_move
+from workloads.placement.move import MoveError, MoveNeedsConfirmation, MoveTarget, workload_move
 
 from .lifecycle_helpers import launch, sandbox_account, workload
 

@@ -13,7 +13,7 @@ import pytest
 
 from tests.standins._loopback import serve
 from tests.standins.metadata import AwsImds, AzureImds, GcpMetadata
-from workloads import telemetry
+from workloads.autoshutdown import telemetry
 
 from .test_agent import load_agent
 

@@ -8,10 +8,10 @@ import pytest
 
 from providers.adapters.sandbox import SandboxAdapter
 from provisioner import clock
-from workloads import calls, services
+from workloads.interruptions.actions import survived_without_downtime
+from workloads.interruptions.spot_sync import spot_pods_sync
+from workloads.lifecycle import calls, services
 from workloads.models import Lifecycle, Pod, PodEvent, PodState
-from workloads.notice_actions import survived_without_downtime
-from workloads.spot_sync import spot_pods_sync
 
 from .lifecycle_helpers import launch, sandbox_account, workload
 
@@ -117,7 +117,7 @@ def test_the_escalation_rule_counts_the_interruption_a_notice_announces(tenant, 
 def test_an_overlapping_spot_sync_tick_skips(tenant, project, owner):
     from django.core.cache import cache
 
-    from workloads.tasks import sync_spot_pods
+    from workloads.lifecycle.tasks import sync_spot_pods
 
     sandbox_account(tenant, "Spot", interrupt_after_seconds=3600)
     _spot_service(tenant, project, owner)

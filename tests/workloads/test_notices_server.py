@@ -10,7 +10,7 @@ import pytest
 from django.core.cache import cache
 
 from provisioner import clock
-from workloads import telemetry
+from workloads.autoshutdown import telemetry
 from workloads.models import Lifecycle, Pod, PodEvent, PodState
 
 from .telemetry_helpers import running_pod
@@ -116,7 +116,7 @@ def test_a_job_under_notice_gets_its_on_notice_command_with_the_time_left(client
 
 
 def test_notice_watch_env_only_for_spot_pods_on_clouds_that_publish_notices():
-    from workloads.notices import notice_watch_env
+    from workloads.interruptions.notices import notice_watch_env
 
     assert notice_watch_env("aws", spot=True) == {"AGENT_NOTICE_CLOUD": "aws"}
     assert notice_watch_env("azure", spot=False) == {}
@@ -145,7 +145,7 @@ def test_the_launch_form_stores_the_on_notice_command_and_a_clone_keeps_it(clien
     from django.urls import reverse
 
     from workloads.models import Workload
-    from workloads.recipe_services import builtin_catalog_install, declaration_from_workload
+    from workloads.recipes.services import builtin_catalog_install, declaration_from_workload
 
     from .test_workload_form import _llm_post
 
@@ -166,7 +166,7 @@ def test_the_launch_form_stores_the_on_notice_command_and_a_clone_keeps_it(clien
 def test_provider_notices_far_ahead_and_advisory_ones_on_the_pod_page(client, tenant, project, owner, sandbox,
                                                                       django_capture_on_commit_callbacks):
     from providers.adapters.base import ProviderNotice
-    from workloads.notices import notice_from_provider
+    from workloads.interruptions.notices import notice_from_provider
 
     pod = running_pod(tenant, project, owner, lifecycle=Lifecycle.SERVICE, interruption_tolerant=True)
     client.force_login(owner)

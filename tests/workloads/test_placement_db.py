@@ -12,7 +12,7 @@ from django.urls import reverse
 from providers.models import SandboxInstance
 from provisioner import clock
 from workloads.models import LaunchBlock, PodState, Workload
-from workloads.placement import PlacementSpec, candidate_offers, placement_for
+from workloads.placement.engine import PlacementSpec, candidate_offers, placement_for
 
 from .lifecycle_helpers import launch, sandbox_account, workload
 
@@ -146,7 +146,7 @@ def test_pod_page_shows_the_launch_path(client, tenant, project, owner, monkeypa
 
 @pytest.mark.django_db
 def test_custom_instance_type_is_matched_exactly(tenant, project, owner, sandbox):
-    from workloads import services
+    from workloads.lifecycle import services
 
     offer = sandbox.offers.filter(gpu_class="H100", gpu_count=2, spot=False).exclude(available=0).first()
     w = services.workload_create(tenant=tenant, project=project, owner=owner, name="custom-type", image="busybox",

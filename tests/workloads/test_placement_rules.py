@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from types import SimpleNamespace
 
-from workloads.placement import PlacementPolicy, PlacementSpec, ProviderTraits, rank_offers
+from workloads.placement.engine import PlacementPolicy, PlacementSpec, ProviderTraits, rank_offers
 
 
 def offer(account="a1", name="RunPod", region="EU-RO-1", country="RO", price="2.00", spot=False,

@@ -12,9 +12,9 @@ from django.urls import reverse
 
 from provisioner import clock
 from tenants.models import Project
-from workloads import services
+from workloads.lifecycle import services
 from workloads.models import LaunchAttempt, Pod, PodState
-from workloads.selectors_pods import pod_phases
+from workloads.pods.listing import pod_phases
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 LIST = "/pods/"

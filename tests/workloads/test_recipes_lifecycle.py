@@ -7,9 +7,9 @@ import pytest
 
 from providers.models import SandboxInstance
 from provisioner import clock
+from workloads.lifecycle.services import pods_sync
 from workloads.models import LIVE_POD_STATES, Pod, PodState, Workload
-from workloads.recipe_services import Declaration, workload_declare, workload_start
-from workloads.services import pods_sync
+from workloads.recipes.services import Declaration, workload_declare, workload_start
 
 
 def _declare(tenant, project, owner, **kw) -> Workload:

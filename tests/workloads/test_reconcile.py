@@ -10,9 +10,9 @@ import pytest
 from providers.models import SandboxInstance
 from provisioner import clock
 from provisioner.schedule import SCHEDULE
-from workloads import services
+from workloads.lifecycle import services
+from workloads.lifecycle.reconcile import reconcile_account, reconcile_all, stuck_after
 from workloads.models import Pod, PodState, ReconcileAction, Workload
-from workloads.reconcile import reconcile_account, reconcile_all, stuck_after
 
 from .lifecycle_helpers import FaultInjector, WorkerKilled, launch, sandbox_account, workload
 
@@ -25,7 +25,7 @@ def live_instances(account=None):
 
 
 def test_reconcile_is_registered_every_five_minutes():
-    assert ("workloads.reconcile", 300) in [(e.task, e.every_seconds) for e in SCHEDULE]
+    assert ("workloads.lifecycle.reconcile", 300) in [(e.task, e.every_seconds) for e in SCHEDULE]
 
 
 def test_timed_out_launch_that_succeeded_later_is_terminated_not_leaked(tenant, project, owner, monkeypatch):
@@ -130,7 +130,7 @@ def test_failed_listing_marks_nothing(tenant, project, owner, monkeypatch):
     a = sandbox_account(tenant, "A")
     pod = launch(workload(tenant, project, owner))
     from providers.adapters.base import TransientError
-    from workloads import calls
+    from workloads.lifecycle import calls
 
     class Down:
         def __init__(self, inner):

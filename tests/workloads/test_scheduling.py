@@ -10,11 +10,11 @@ import pytest
 from django_celery_beat.models import PeriodicTask
 
 from provisioner import clock
-from workloads import tasks
+from workloads.lifecycle import tasks
+from workloads.lifecycle.scheduling import beat_entry_name, cron_is_due, next_fire_after, scheduled_workload_fire
+from workloads.lifecycle.supervision import supervise, workload_stop
 from workloads.models import LIVE_POD_STATES, Pod, PodState, ScheduledRun, Workload
-from workloads.recipe_services import Declaration, workload_declare, workload_start
-from workloads.scheduling import beat_entry_name, cron_is_due, next_fire_after, scheduled_workload_fire
-from workloads.supervision import supervise, workload_stop
+from workloads.recipes.services import Declaration, workload_declare, workload_start
 
 T0 = datetime(2026, 3, 2, 8, 59, 30, tzinfo=UTC)  # a Monday
 
@@ -110,7 +110,7 @@ def test_overlap_queue_starts_when_the_previous_run_ends(tenant, project, owner,
         assert w.pods.count() == 1  # still queued: the first run is going
         (first,) = _live(w)
         advance(minutes=5)
-        from workloads.services import pod_terminate
+        from workloads.lifecycle.services import pod_terminate
 
         pod_terminate(pod_id=str(first.pk), reason="done")
         supervise()

@@ -18,9 +18,9 @@ from tests.standins.fixtures import (  # noqa: F401
     served_runpod,
     served_vast,
 )
-from workloads import services
-from workloads.bids import spot_bid
+from workloads.lifecycle import services
 from workloads.models import PodState
+from workloads.placement.bids import spot_bid
 
 from ..factories import ProviderAccountFactory
 
@@ -99,7 +99,7 @@ def test_runpod_bid_per_gpu_is_above_the_listed_spot_price(tenant, project, owne
 def test_bid_margin_in_the_form_the_workload_and_the_placement_preview(  # noqa: F811
         tenant, project, developer, client, served_vast, no_sleep):  # noqa: F811
     from workloads.models import Workload
-    from workloads.recipe_services import builtin_catalog_install
+    from workloads.recipes.services import builtin_catalog_install
 
     builtin_catalog_install()
     _vast(tenant, served_vast)
@@ -143,7 +143,7 @@ def test_account_margin_applies_when_the_workload_sets_none_and_is_edited_on_the
 @pytest.mark.django_db
 def test_cost_estimate_of_a_spot_launch_is_at_the_bid(tenant, project, developer, client, served_vast,  # noqa: F811
                                                       no_sleep):  # noqa: F811
-    from workloads.recipe_services import builtin_catalog_install
+    from workloads.recipes.services import builtin_catalog_install
 
     builtin_catalog_install()
     _vast(tenant, served_vast)

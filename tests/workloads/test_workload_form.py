@@ -8,7 +8,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from workloads.models import Pod, PodState, Recipe, TenantSecret, Workload
-from workloads.recipe_services import builtin_catalog_install, tenant_secret_create
+from workloads.recipes.services import builtin_catalog_install, tenant_secret_create
 
 
 @pytest.fixture
@@ -143,7 +143,7 @@ def test_roles_and_isolation(catalog, client, viewer, outsider, project, tenant,
     assert client.post(reverse("workloads:recipe_launch", kwargs={"slug": "llm-inference"}), _llm_post(project)).status_code == 403
     assert client.get(reverse("workloads:recipe_author")).status_code == 403
     assert client.get(reverse("workloads:secrets")).status_code == 403
-    from workloads.recipe_services import Declaration, workload_declare
+    from workloads.recipes.services import Declaration, workload_declare
 
     w = workload_declare(tenant=tenant, owner=owner, declaration=Declaration(name="x", project=project, image="pytorch", gpu_class="A10"))
     assert client.get(reverse("workloads:workload_detail", kwargs={"pk": w.pk})).status_code == 200
@@ -234,7 +234,7 @@ def test_clone_stop_and_relaunch(catalog, dev_client, project, sandbox, django_c
 
 @pytest.mark.django_db
 def test_workload_list_query_count_is_constant(catalog, dev_client, tenant, project, developer):
-    from workloads.recipe_services import Declaration, workload_declare
+    from workloads.recipes.services import Declaration, workload_declare
 
     def make(n):
         for i in range(n):

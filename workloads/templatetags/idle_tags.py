@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django import template
 
-from workloads.idle import pod_idle_status
+from workloads.autoshutdown.idle import pod_idle_status
 
 register = template.Library()
 

@@ -8,8 +8,8 @@ from django import template
 from django.utils.dateparse import parse_datetime
 
 from provisioner import clock
-from workloads.notice_actions import replacement_of, survived_without_downtime
-from workloads.notices import ACT_AHEAD, ADVISORY_TITLES, INTERRUPTING_KINDS, PROVIDERS, time_left
+from workloads.interruptions.actions import replacement_of, survived_without_downtime
+from workloads.interruptions.notices import ACT_AHEAD, ADVISORY_TITLES, INTERRUPTING_KINDS, PROVIDERS, time_left
 
 register = template.Library()
 

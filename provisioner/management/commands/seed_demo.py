@@ -39,7 +39,7 @@ class Command(BaseCommand):
                     user.is_superuser = True
                 user.save()
             membership_set(tenant=tenant, user=user, role=role)
-        from workloads.recipe_services import builtin_catalog_install
+        from workloads.recipes.services import builtin_catalog_install
 
         builtin_catalog_install()  # the recipe catalog (idempotent)
         if options.get("with_history"):

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from workloads.recipe_services import builtin_catalog_install
+from workloads.recipes.services import builtin_catalog_install
 
 
 class Command(BaseCommand):

@@ -7,7 +7,7 @@ the sync reads it (``RemotePod.notice``: EC2 scheduled events, Kubernetes Disrup
 termination taints, the Sandbox's notices with a configurable lead time).
 
 A notice is recorded once per pod (a repeat with the same kind and deadline changes nothing) as
-an "interruption notice" event carrying the provider's deadline; ``workloads.notice_actions``
+an "interruption notice" event carrying the provider's deadline; ``workloads.interruptions.actions``
 then acts on it. A rebalance recommendation (AWS) only says the risk is elevated: it is recorded
 but nothing is replaced for it.
 """
@@ -23,9 +23,8 @@ from django.db import transaction
 from providers.adapters.base import ProviderNotice
 from provisioner import clock
 from provisioner.inputs import bad_text_reason
-
-from .models import LIVE_POD_STATES, Lifecycle, Pod, PodEvent
-from .transitions import pod_event
+from workloads.lifecycle.transitions import pod_event
+from workloads.models import LIVE_POD_STATES, Lifecycle, Pod, PodEvent
 
 PROVIDERS = {"aws": "AWS", "gcp": "GCP", "azure": "Azure", "sandbox": "Sandbox", "kubernetes": "Kubernetes",
              "coreweave": "CoreWeave"}
@@ -180,7 +179,7 @@ def notice_record(*, pod: Pod, notice: Notice) -> bool:
 
 
 def _act_on_commit(pod: Pod) -> None:
-    from .notice_actions import notice_act  # acting builds on recording, not the reverse
+    from .actions import notice_act  # acting builds on recording, not the reverse
 
     transaction.on_commit(lambda: notice_act(pod_id=str(pod.pk)))
 

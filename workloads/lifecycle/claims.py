@@ -26,8 +26,8 @@ from django.core.cache import cache
 from django.db import transaction
 
 from provisioner import clock
+from workloads.models import Pod, PodEvent, PodState
 
-from .models import Pod, PodEvent, PodState
 from .transitions import pod_event, pod_transition
 
 logger = logging.getLogger(__name__)

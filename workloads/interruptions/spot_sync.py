@@ -15,10 +15,9 @@ from collections import defaultdict
 
 from providers.adapters.base import ProviderError
 from providers.models import ProviderAccount
-
-from . import calls
-from .models import Pod, PodState
-from .services import pod_apply_remote, pod_refresh
+from workloads.lifecycle import calls
+from workloads.lifecycle.services import pod_apply_remote, pod_refresh
+from workloads.models import Pod, PodState
 
 logger = logging.getLogger(__name__)
 

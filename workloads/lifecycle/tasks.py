@@ -3,8 +3,9 @@
 from celery import shared_task
 from django.conf import settings
 
+from workloads.models import LIVE_POD_STATES, Pod, PodState
+
 from . import services
-from .models import LIVE_POD_STATES, Pod, PodState
 
 FOLLOW_DELAYS = [1, 1, 2, 2, 3, 5, 5, 8, 10, 15, 20, 30, 30, 60, 60]
 
@@ -38,7 +39,7 @@ def bootstrap_pod(pod_id: str) -> None:
 
 @shared_task(name="workloads.sync_pods")
 def sync_pods() -> int:
-    from .move import moves_pending
+    from workloads.placement.move import moves_pending
 
     n = services.pods_sync()
     moves_pending()
@@ -51,7 +52,7 @@ def sync_spot_pods() -> int:
     still running (slow provider) makes the next one skip rather than pile up behind it."""
     from django.core.cache import cache
 
-    from .spot_sync import spot_pods_sync
+    from workloads.interruptions.spot_sync import spot_pods_sync
 
     if not cache.add("spot-sync-running", "1", timeout=60):
         return 0
@@ -61,7 +62,7 @@ def sync_spot_pods() -> int:
         cache.delete("spot-sync-running")
 
 
-@shared_task(name="workloads.reconcile")
+@shared_task(name="workloads.lifecycle.reconcile")
 def reconcile() -> int:
     """Provider inventories vs the database, every account (periodic, every 5 min)."""
     from .reconcile import reconcile_all

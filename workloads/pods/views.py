@@ -12,11 +12,11 @@ from provisioner import clock
 from tenants.access import get_for_tenant_or_404, require_member
 from tenants.permissions import PROVISION
 from tenants.selectors import projects_for_tenant
+from workloads.lifecycle import services
+from workloads.models import LIVE_POD_STATES, Pod
 
-from . import services
-from .models import LIVE_POD_STATES, Pod
+from .listing import STATUS_FILTERS, PodListQuery, phase_widths, pod_page, pod_phases
 from .selectors import pod_cost_so_far, pods_for_tenant
-from .selectors_pods import STATUS_FILTERS, PodListQuery, phase_widths, pod_page, pod_phases
 
 
 @login_required

@@ -29,13 +29,13 @@ from providers.models import ProviderAccount
 from provisioner import clock
 from tenants.audit import audit_record
 from tenants.models import Project, Tenant
+from workloads.models import LIVE_POD_STATES, Lifecycle, Pod, PodState, Workload
+from workloads.placement.engine import placement_for, spec_for_workload
 
 from . import calls
 from .bootstrap import bootstrap_begin, needs_bootstrap
 from .claims import claim_lease, claims_requeue_lost
 from .failover import launch_with_failover, max_attempts, short_error
-from .models import LIVE_POD_STATES, Lifecycle, Pod, PodState, Workload
-from .placement import placement_for, spec_for_workload
 from .transitions import pod_event, pod_transition, workload_settle
 
 logger = logging.getLogger(__name__)
@@ -218,7 +218,7 @@ def pod_apply_remote(pod: Pod, remote) -> None:
     elif remote.state == REMOTE_PROVISIONING:
         pass
     if remote.notice is not None and remote.state == REMOTE_RUNNING and pod.state in live:
-        from .notices import notice_from_provider  # notices act through services, not the reverse
+        from workloads.interruptions.notices import notice_from_provider  # notices act through services, not the reverse
 
         notice_from_provider(pod=pod, notice=remote.notice)
     Pod.objects.filter(pk=pod.pk).update(last_synced_at=clock.now())
@@ -236,7 +236,7 @@ def _notice_end(pod: Pod) -> dict[str, Any]:
 def _on_running(pod: Pod) -> None:
     """A pod that replaces another as part of a move: now that it runs, retire the old one."""
     if pod.replaces_id and (pod.placement_override or {}).get("purpose") == "move":
-        from .move import move_finish
+        from workloads.placement.move import move_finish
 
         move_finish(new_pod_id=str(pod.pk))
 
@@ -305,7 +305,7 @@ def pod_after_end(pod: Pod, *, replace: bool = True) -> Pod | None:
     replacement pod, if any."""
     pod.refresh_from_db()
     if pod.replaces_id and (pod.placement_override or {}).get("purpose") == "move" and pod.state == PodState.FAILED:
-        from .move import move_failed
+        from workloads.placement.move import move_failed
 
         move_failed(new_pod=pod)
     ended = pod.state in (PodState.INTERRUPTED, PodState.FAILED)

@@ -30,10 +30,10 @@ from providers.adapters.base import REMOTE_TERMINATED, NotFound, ProviderError, 
 from providers.models import ProviderAccount
 from provisioner import clock
 from provisioner.logfilter import redact
+from workloads.models import LIVE_POD_STATES, Pod, PodState, ReconcileAction
 
 from . import calls
 from .failover import short_error, total_seconds
-from .models import LIVE_POD_STATES, Pod, PodState, ReconcileAction
 from .services import pod_after_end, pod_apply_remote, pod_vanished
 from .transitions import pod_event, pod_transition
 

@@ -38,9 +38,8 @@ from providers.services import adapter_for
 from provisioner import clock
 from provisioner.inputs import bad_text_reason
 from provisioner.logfilter import redact
-
-from .models import Pod, PodState, UtilizationSample
-from .notices import Notice, NoticeInvalid, notice_parse, notice_record
+from workloads.interruptions.notices import Notice, NoticeInvalid, notice_parse, notice_record
+from workloads.models import Pod, PodState, UtilizationSample
 
 logger = logging.getLogger(__name__)
 

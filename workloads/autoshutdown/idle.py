@@ -37,9 +37,8 @@ from django.urls import reverse
 from providers.adapters.base import REMOTE_STOPPED, REMOTE_TERMINATED, NotFound, NotSupported, ProviderError
 from providers.services import adapter_for
 from provisioner import clock
-
-from .models import Pod, PodEvent, PodState, UtilizationSample
-from .services import pod_event, pod_terminate, pod_transition
+from workloads.lifecycle.services import pod_event, pod_terminate, pod_transition
+from workloads.models import Pod, PodEvent, PodState, UtilizationSample
 
 logger = logging.getLogger(__name__)
 

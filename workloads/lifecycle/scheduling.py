@@ -20,9 +20,9 @@ from provisioner import clock
 from tenants.access import may_on_project
 from tenants.models import Membership
 from tenants.permissions import PROVISION
+from workloads.models import FINAL_POD_STATES, LIVE_POD_STATES, Lifecycle, OverlapPolicy, Pod, PodState, ScheduledRun, Workload
 
 from . import services
-from .models import FINAL_POD_STATES, LIVE_POD_STATES, Lifecycle, OverlapPolicy, Pod, PodState, ScheduledRun, Workload
 
 FIRE_TASK = "workloads.scheduled_workload_fire"
 

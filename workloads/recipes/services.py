@@ -12,10 +12,11 @@ from typing import Any
 from django.db import transaction
 
 from tenants.models import Project, Tenant
+from workloads.lifecycle import services
+from workloads.models import Lifecycle, OverlapPolicy, Pod, Recipe, RecipeVersion, RegistryCredential, TenantSecret, Workload
 
-from . import recipes, services
-from .models import Lifecycle, OverlapPolicy, Pod, Recipe, RecipeVersion, RegistryCredential, TenantSecret, Workload
-from .recipe_catalog import BUILTIN_RECIPES, CARD_FIELDS, VERSION_FIELDS
+from . import schema
+from .catalog import BUILTIN_RECIPES, CARD_FIELDS, VERSION_FIELDS
 
 # --- catalog -----------------------------------------------------------------------------------
 
@@ -69,8 +70,8 @@ class RecipeContent:
     registry_credential_id: str | None = None
 
     def version_fields(self) -> dict[str, Any]:
-        image = recipes.validate_image(self.image)
-        params = recipes.validate_schema(self.parameters)
+        image = schema.validate_image(self.image)
+        params = schema.validate_schema(self.parameters)
         template = {"command": self.command, "args": self.args, "env": self.env,
                     "ports": self.ports, "volumes": self.volumes}
         defaults = {"gpu_class": self.gpu_class, "gpu_count": self.gpu_count, "min_gpu_count": self.min_gpu_count,
@@ -79,19 +80,19 @@ class RecipeContent:
                     "idle": {"enabled": self.lifecycle != Lifecycle.SERVICE, "threshold_pct": 5, "window_minutes": 30}}
         if self.registry_credential_id:
             defaults["registry_credential_id"] = str(self.registry_credential_id)
-        if recipes.gpu_count_error(defaults, self.gpu_count):
-            raise recipes.RecipeError("The default GPU count must lie between the minimum and the maximum", "gpu_count")
-        fields = {"image": image, "image_kind": recipes.image_kind_for(image), "parameters": params,
+        if schema.gpu_count_error(defaults, self.gpu_count):
+            raise schema.RecipeError("The default GPU count must lie between the minimum and the maximum", "gpu_count")
+        fields = {"image": image, "image_kind": schema.image_kind_for(image), "parameters": params,
                   "defaults": defaults, "template": template}
         # the defaults must render: an author finds template mistakes now, not at launch
         probe = RecipeVersion(**fields)
-        recipes.render_version(probe, recipes.validate_values(probe, recipes.default_values(probe) | _secret_probe(probe)),
+        schema.render_version(probe, schema.validate_values(probe, schema.default_values(probe) | _secret_probe(probe)),
                                gpu_count=self.gpu_count)
         return fields
 
 
 def _secret_probe(version: RecipeVersion) -> dict[str, Any]:
-    return {p.name: "secret:00000000-0000-0000-0000-000000000000" for p in recipes.params_of(version) if p.type == "secret"}
+    return {p.name: "secret:00000000-0000-0000-0000-000000000000" for p in schema.params_of(version) if p.type == "secret"}
 
 
 @transaction.atomic
@@ -99,9 +100,9 @@ def recipe_create(*, tenant: Tenant, user, slug: str, name: str, description: st
                   content: RecipeContent) -> Recipe:
     """A tenant-authored recipe with its first version."""
     if Recipe.objects.filter(tenant__isnull=True, slug=slug).exists():
-        raise recipes.RecipeError(f'"{slug}" is the name of a built-in recipe; choose another', "slug")
+        raise schema.RecipeError(f'"{slug}" is the name of a built-in recipe; choose another', "slug")
     if Recipe.objects.filter(tenant=tenant, slug=slug).exists():
-        raise recipes.RecipeError(f'Your organization already has a recipe "{slug}"', "slug")
+        raise schema.RecipeError(f'Your organization already has a recipe "{slug}"', "slug")
     _check_credential(tenant, content.registry_credential_id)
     fields = content.version_fields()
     recipe = Recipe.objects.create(tenant=tenant, slug=slug, name=name, description=description, category=category,
@@ -115,7 +116,7 @@ def recipe_version_create(*, recipe: Recipe, name: str | None = None, descriptio
                           content: RecipeContent) -> RecipeVersion:
     """Save an edit: card fields update in place, content becomes a new version when it changed."""
     if recipe.builtin or recipe.tenant_id is None:
-        raise recipes.RecipeError("Built-in recipes are edited by the catalog installer, not by users")
+        raise schema.RecipeError("Built-in recipes are edited by the catalog installer, not by users")
     _check_credential(recipe.tenant, content.registry_credential_id)
     fields = content.version_fields()
     updates = {k: v for k, v in (("name", name), ("description", description)) if v is not None}
@@ -127,7 +128,7 @@ def recipe_version_create(*, recipe: Recipe, name: str | None = None, descriptio
 
 def _check_credential(tenant: Tenant, credential_id: str | None) -> None:
     if credential_id and not RegistryCredential.objects.filter(tenant=tenant, pk=credential_id).exists():
-        raise recipes.RecipeError("Unknown registry credential", "registry_credential")
+        raise schema.RecipeError("Unknown registry credential", "registry_credential")
 
 
 @transaction.atomic
@@ -210,7 +211,7 @@ class Declaration:
     countries: list[str] = field(default_factory=list)
     regions: list[str] = field(default_factory=list)
     max_price_per_hour: Decimal | None = None
-    spot_bid_margin_pct: int | None = None  # None: settings.SPOT_BID_MARGIN_PCT (workloads.bids)
+    spot_bid_margin_pct: int | None = None  # None: settings.SPOT_BID_MARGIN_PCT (workloads.placement.bids)
     idle_enabled: bool | None = None  # None: the recipe's / lifecycle default
     idle_threshold_pct: int | None = None
     idle_window_minutes: int | None = None
@@ -219,20 +220,20 @@ class Declaration:
 def declaration_spec(tenant: Tenant, d: Declaration) -> dict[str, Any]:
     """The concrete container spec a declaration renders to (raises RecipeError)."""
     if d.recipe_version is not None:
-        values = recipes.validate_values(d.recipe_version, d.parameters)
-        err = recipes.gpu_count_error(d.recipe_version.defaults or {}, d.gpu_count)
+        values = schema.validate_values(d.recipe_version, d.parameters)
+        err = schema.gpu_count_error(d.recipe_version.defaults or {}, d.gpu_count)
         if err:
-            raise recipes.RecipeError(err, "gpu_count")
-        spec = recipes.render_version(d.recipe_version, values, gpu_count=d.gpu_count, workload_name=d.name)
+            raise schema.RecipeError(err, "gpu_count")
+        spec = schema.render_version(d.recipe_version, values, gpu_count=d.gpu_count, workload_name=d.name)
         _check_secret_refs(tenant, spec)
     else:
-        spec = {"image": recipes.validate_image(d.image), "command": list(d.command), "args": [], "env": dict(d.env),
+        spec = {"image": schema.validate_image(d.image), "command": list(d.command), "args": [], "env": dict(d.env),
                 "ports": [], "volumes": []}
     if d.ports is not None:
         spec["ports"] = d.ports
     if d.volumes is not None:
         spec["volumes"] = d.volumes
-    recipes.validate_container_spec(spec)
+    schema.validate_container_spec(spec)
     return spec
 
 
@@ -240,7 +241,7 @@ def _check_secret_refs(tenant: Tenant, spec: dict[str, Any]) -> None:
     known = set(secret_labels(tenant)) | {"access_token"}
     for k, v in spec.get("env", {}).items():
         if isinstance(v, dict) and v.get("secret_ref") not in known:
-            raise recipes.RecipeError(f"{k}: choose one of your organization's stored secrets", "secret")
+            raise schema.RecipeError(f"{k}: choose one of your organization's stored secrets", "secret")
 
 
 @transaction.atomic
@@ -252,7 +253,7 @@ def workload_declare(*, tenant: Tenant, owner, declaration: Declaration) -> Work
     rdefaults = (version.defaults if version else {}) or {}
     idle = rdefaults.get("idle") or {}
     fields: dict[str, Any] = {
-        "recipe_version": version, "parameters": recipes.validate_values(version, d.parameters) if version else {},
+        "recipe_version": version, "parameters": schema.validate_values(version, d.parameters) if version else {},
         "container_spec": spec, "custom_instance_type": d.custom_instance_type,
         "acceptable_gpu_classes": d.acceptable_gpu_classes, "max_duration_minutes": d.max_duration_minutes,
         "volumes": spec["volumes"], "ports": spec["ports"], "public_ingress": d.public_ingress,
@@ -288,7 +289,7 @@ def workload_declare_and_start(*, tenant: Tenant, owner, declaration: Declaratio
 def workload_start(*, workload: Workload) -> list[Pod]:
     """Launch a declared workload now (job/service), or install its cron entry (scheduled)."""
     if workload.lifecycle == Lifecycle.SCHEDULED:
-        from .scheduling import workload_schedule_sync
+        from workloads.lifecycle.scheduling import workload_schedule_sync
 
         workload_schedule_sync(workload=workload)
         return []
@@ -301,8 +302,8 @@ def declaration_from_workload(workload: Workload) -> dict[str, Any]:
         "name": f"{workload.name}-copy", "project": workload.project_id, "gpu_class": workload.gpu_class,
         "gpu_count": workload.gpu_count, "custom_instance_type": workload.custom_instance_type,
         "acceptable_gpu_classes": ", ".join(workload.acceptable_gpu_classes or []),
-        "max_duration_minutes": workload.max_duration_minutes, "volumes": recipes.format_volumes(workload.volumes),
-        "ports": recipes.format_ports(workload.ports), "public_ingress": workload.public_ingress,
+        "max_duration_minutes": workload.max_duration_minutes, "volumes": schema.format_volumes(workload.volumes),
+        "ports": schema.format_ports(workload.ports), "public_ingress": workload.public_ingress,
         "lifecycle": workload.lifecycle, "replicas": workload.replicas, "schedule_cron": workload.schedule_cron,
         "overlap_policy": workload.overlap_policy, "window_minutes": workload.window_minutes,
         "interruption_tolerant": workload.interruption_tolerant, "countries": ", ".join(workload.countries or []),

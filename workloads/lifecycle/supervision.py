@@ -15,9 +15,9 @@ from django.db import transaction
 
 from provisioner import clock
 from tenants.audit import audit_record
+from workloads.models import LIVE_POD_STATES, Lifecycle, Pod, PodState, Workload
 
 from . import services
-from .models import LIVE_POD_STATES, Lifecycle, Pod, PodState, Workload
 
 
 def max_duration_enforce() -> int:
@@ -49,7 +49,8 @@ def workload_stop(*, workload: Workload, reason: str, enqueue: bool = False) -> 
     """Stop everything: no more cron runs, queued runs dropped, every live pod terminated
     (through the terminate task after commit when ``enqueue``, so a web request never waits on
     a provider)."""
-    from .models import ScheduledRun
+    from workloads.models import ScheduledRun
+
     from .scheduling import workload_schedule_sync
 
     Workload.objects.filter(pk=workload.pk).update(state=Workload.State.STOPPED, state_reason=reason[:300],
@@ -72,7 +73,7 @@ def workload_stop(*, workload: Workload, reason: str, enqueue: bool = False) -> 
 
 def workload_relaunch(*, workload: Workload) -> list[Pod]:
     """Run the same declaration again (same recipe version and parameters)."""
-    from .recipe_services import workload_start
+    from workloads.recipes.services import workload_start
 
     if workload.pods.filter(state__in=LIVE_POD_STATES).exists() and workload.lifecycle != Lifecycle.SCHEDULED:
         raise ValueError("This workload still has live pods; stop them first or clone it")

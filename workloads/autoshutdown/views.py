@@ -16,14 +16,14 @@ from django.views.decorators.http import require_GET, require_POST
 
 from provisioner import clock
 from tenants.access import get_for_tenant_or_404
+from workloads.interruptions.notices import on_notice_deliver
+from workloads.models import LIVE_POD_STATES
+from workloads.pods.selectors import pods_for_tenant
 
 from . import telemetry
 from .idle import pod_idle_status
-from .models import LIVE_POD_STATES
-from .notices import on_notice_deliver
-from .selectors import pods_for_tenant
 
-AGENT_SCRIPT = Path(__file__).resolve().parent / "agent" / "provisioner_agent.py"
+AGENT_SCRIPT = Path(__file__).resolve().parent.parent / "agent" / "provisioner_agent.py"
 
 
 @csrf_exempt  # authenticated by the per-pod bearer token, not a session cookie

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from django.db import transaction
 
-from .models import LIVE_POD_STATES, Lifecycle, Pod, PodState, Workload
+from workloads.lifecycle.services import pod_request, workload_interruptions
+from workloads.lifecycle.transitions import pod_event
+from workloads.models import LIVE_POD_STATES, Lifecycle, Pod, PodState, Workload
+
 from .notices import INTERRUPTING_KINDS
-from .services import pod_request, workload_interruptions
-from .transitions import pod_event
 
 NOTICE = "notice"
 

@@ -9,7 +9,7 @@ from typing import Any
 from django.core.paginator import Page, Paginator
 from django.db.models import Q, QuerySet
 
-from .models import FINAL_POD_STATES, LIVE_POD_STATES, LaunchAttempt, Pod, PodState
+from workloads.models import FINAL_POD_STATES, LIVE_POD_STATES, LaunchAttempt, Pod, PodState
 
 PAGE_SIZE = 25
 # ?sort= value -> ORDER BY; "-" prefix = descending. Unknown values fall back to newest first.

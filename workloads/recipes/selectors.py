@@ -11,10 +11,9 @@ from providers.adapters.image_registry import image_registry_host, normalize_hos
 from providers.catalog import expand_countries, expand_gpu_classes
 from provisioner import clock
 from tenants.models import Tenant
-
-from .bids import SpotBid, bid_for_offer
-from .models import LIVE_POD_STATES, PodEvent, Recipe, RegistryCredential, Workload
-from .placement import PlacementResult, PlacementSpec, placement_for
+from workloads.models import LIVE_POD_STATES, PodEvent, Recipe, RegistryCredential, Workload
+from workloads.placement.bids import SpotBid, bid_for_offer
+from workloads.placement.engine import PlacementResult, PlacementSpec, placement_for
 
 
 def recipes_for_tenant(tenant: Tenant | None) -> QuerySet[Recipe]:

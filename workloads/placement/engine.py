@@ -67,7 +67,7 @@ class PlacementSpec:
     pin_label: str = ""  # the pins as the user wrote them ("EU"), for messages
     instance_type: str = ""  # a custom, provider-specific type: matched exactly instead of class/count
     registry_host: str = ""  # a private image's registry (a login is needed there), e.g. nvcr.io
-    bid_margin_pct: int | None = None  # spot bids above the floor (workloads.bids); None: account's/platform's
+    bid_margin_pct: int | None = None  # spot bids above the floor (workloads.placement.bids); None: account's/platform's
 
     @property
     def allows_spot(self) -> bool:
@@ -122,7 +122,7 @@ class PlacementPolicy:
 
     def spot_cost(self, o, spec: PlacementSpec) -> Decimal:
         """USD/h a spot offer really costs: its bid where the provider charges the bid (floor +
-        margin, capped by the ceiling: workloads.bids), else its price."""
+        margin, capped by the ceiling: workloads.placement.bids), else its price."""
         if not self.traits.get(getattr(o, "kind", ""), ProviderTraits()).spot_bids:
             return o.price_usd_per_hour
         margin = spec.bid_margin_pct
@@ -528,8 +528,7 @@ def policy_for(*, tenant_id, project_id=None, now: datetime, gate_factory: Calla
     the rest of the account facts, so the gate does not read the accounts a second time."""
     from providers.adapters.registry import provider_info
     from providers.models import ProviderAccount
-
-    from .models import LaunchAttempt, LaunchBlock
+    from workloads.models import LaunchAttempt, LaunchBlock
 
     preference: dict[str, int] = {}
     names: dict[str, str] = {}

@@ -25,11 +25,11 @@ from providers.adapters.base import LaunchRequest, ProviderError
 from providers.adapters.hetzner_bootstrap import BootstrapFailed, BootstrapRetry
 from providers.adapters.registry import provider_info
 from provisioner import clock
+from workloads.autoshutdown.telemetry import AGENT_BOOTSTRAP
+from workloads.models import Pod, PodState
 
 from . import calls
 from .failover import launch_request, short_error
-from .models import Pod, PodState
-from .telemetry import AGENT_BOOTSTRAP
 from .transitions import pod_event, pod_transition
 
 logger = logging.getLogger(__name__)

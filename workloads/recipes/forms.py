@@ -14,11 +14,11 @@ from providers.catalog import GPU_CLASSES, expand_countries
 from provisioner.inputs import JsonTooDeep, json_loads_bounded
 from tenants.models import Project
 from tenants.selectors import projects_for_tenant
+from workloads.models import Lifecycle, OverlapPolicy, RecipeVersion, RegistryCredential
 
-from . import recipes
-from .models import Lifecycle, OverlapPolicy, RecipeVersion, RegistryCredential
-from .recipe_catalog import CATEGORIES
-from .recipe_services import Declaration, RecipeContent, declaration_spec, secret_choices
+from . import schema
+from .catalog import CATEGORIES
+from .services import Declaration, RecipeContent, declaration_spec, secret_choices
 
 # the brief's families first (A100 = 40 or 80 GB, MI300 = MI300X), then every canonical class
 GPU_CHOICES = [("T4", "T4"), ("L4", "L4"), ("A10", "A10"), ("A40", "A40"), ("A100", "A100 (40 or 80 GB)"),
@@ -44,7 +44,7 @@ def _csv(value: str) -> list[str]:
     return [x.strip() for x in re.split(r"[,\s]+", value or "") if x.strip()]
 
 
-def param_field(p: recipes.Param, secret_opts: list[tuple[str, str]]) -> forms.Field:
+def param_field(p: schema.Param, secret_opts: list[tuple[str, str]]) -> forms.Field:
     """One typed Django form field for one recipe parameter."""
     common: dict[str, Any] = {"label": p.label, "required": p.required and p.type != "bool", "help_text": p.help}
     if p.default not in (None, ""):
@@ -128,7 +128,7 @@ class WorkloadForm(forms.Form):
             for name in self.RAW_ONLY:
                 del self.fields[name]
             opts = secret_choices(tenant) if tenant is not None else []
-            for p in recipes.params_of(version):
+            for p in schema.params_of(version):
                 self.fields[f"p_{p.name}"] = param_field(p, opts)
                 self.param_names.append(p.name)
             self._recipe_initial(version)
@@ -150,8 +150,8 @@ class WorkloadForm(forms.Form):
         f["lifecycle"].initial = d.get("lifecycle", Lifecycle.JOB)
         f["max_duration_minutes"].initial = d.get("max_duration_minutes")
         tpl = version.template or {}
-        f["volumes"].initial = recipes.format_volumes([v for v in tpl.get("volumes") or [] if isinstance(v.get("size_gb"), int)])
-        f["ports"].initial = recipes.format_ports(tpl.get("ports") or [])
+        f["volumes"].initial = schema.format_volumes([v for v in tpl.get("volumes") or [] if isinstance(v.get("size_gb"), int)])
+        f["ports"].initial = schema.format_ports(tpl.get("ports") or [])
         idle = d.get("idle") or {}
         f["idle_enabled"].initial = bool(idle.get("enabled", d.get("lifecycle") != Lifecycle.SERVICE))
         f["idle_threshold_pct"].initial = idle.get("threshold_pct", 5)
@@ -192,7 +192,7 @@ class WorkloadForm(forms.Form):
     def _parse(self, name: str, parser) -> Any:
         try:
             return parser(self.cleaned_data.get(name, ""))
-        except recipes.RecipeError as exc:
+        except schema.RecipeError as exc:
             self.add_error(name, str(exc))
             return None
 
@@ -207,10 +207,10 @@ class WorkloadForm(forms.Form):
             self.add_error("replicas", "A one-shot job runs one pod; use a service for replicas")
         if data.get("window_minutes") and lifecycle != Lifecycle.SCHEDULED:
             self.add_error("window_minutes", "A burst window only applies to scheduled workloads")
-        volumes = self._parse("volumes", recipes.parse_volumes)
-        ports = self._parse("ports", recipes.parse_ports)
-        command = self._parse("command", recipes.parse_command) if self.version is None else []
-        env = self._parse("env", recipes.parse_env) if self.version is None else {}
+        volumes = self._parse("volumes", schema.parse_volumes)
+        ports = self._parse("ports", schema.parse_ports)
+        command = self._parse("command", schema.parse_command) if self.version is None else []
+        env = self._parse("env", schema.parse_env) if self.version is None else {}
         if self.version is None and not data.get("image"):
             self.add_error("image", "Enter an image")
         if self.errors:
@@ -234,7 +234,7 @@ class WorkloadForm(forms.Form):
         )
         try:
             self.spec = declaration_spec(self.tenant, self.declaration)
-        except recipes.RecipeError as exc:
+        except schema.RecipeError as exc:
             target = f"p_{exc.field}" if exc.field in self.param_names else exc.field
             self.add_error(target if target in self.fields else None, str(exc))
             self.declaration = None
@@ -259,7 +259,7 @@ class RecipeAuthorForm(forms.Form):
     slug = forms.SlugField(max_length=64, help_text="Used in links: /recipes/<slug>/")
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     category = forms.ChoiceField(choices=list(CATEGORIES.items()), initial="custom")
-    image = forms.CharField(max_length=300, help_text="Docker image, nvcr.io/… (NGC) or a curated name: " + ", ".join(recipes.CURATED_IMAGES))
+    image = forms.CharField(max_length=300, help_text="Docker image, nvcr.io/… (NGC) or a curated name: " + ", ".join(schema.CURATED_IMAGES))
     registry_credential = forms.ModelChoiceField(queryset=RegistryCredential.objects.none(), required=False,
                                                  label="Registry login", help_text="For private images, e.g. your NGC API key")
     ngc_api_key = forms.CharField(required=False, label="…or store a new NGC API key", widget=forms.PasswordInput(render_value=False),
@@ -272,7 +272,7 @@ class RecipeAuthorForm(forms.Form):
     volumes = forms.CharField(max_length=500, required=False, help_text="kind:size_gb:mount_path, comma-separated")
     parameters = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 8, "class": "mono"}),
                                  label="Parameter schema (JSON)", initial="[]",
-                                 help_text="Types: " + ", ".join(recipes.PARAM_TYPES) + ". Example: " + SCHEMA_EXAMPLE.replace("\n", ""))
+                                 help_text="Types: " + ", ".join(schema.PARAM_TYPES) + ". Example: " + SCHEMA_EXAMPLE.replace("\n", ""))
     gpu_class = forms.ChoiceField(choices=GPU_CHOICES[:-1], initial="A10", label="Default GPU class")
     gpu_count = forms.IntegerField(min_value=1, max_value=16, initial=1, label="Default GPU count")
     min_gpu_count = forms.IntegerField(min_value=1, max_value=16, initial=1)
@@ -299,8 +299,8 @@ class RecipeAuthorForm(forms.Form):
         except ValueError as exc:
             raise forms.ValidationError(f"Not valid JSON: {exc}")
         try:
-            return recipes.validate_schema(data)
-        except recipes.RecipeError as exc:
+            return schema.validate_schema(data)
+        except schema.RecipeError as exc:
             raise forms.ValidationError(str(exc))
 
     def clean(self) -> dict[str, Any]:
@@ -309,16 +309,16 @@ class RecipeAuthorForm(forms.Form):
             return data
         try:
             content = RecipeContent(
-                image=data["image"], command=recipes.parse_command(data.get("command", "")),
-                args=recipes.parse_command(data.get("args", "")), env=recipes.parse_env(data.get("env", "")),
-                ports=recipes.parse_ports(data.get("ports", "")), volumes=recipes.parse_volumes(data.get("volumes", "")),
+                image=data["image"], command=schema.parse_command(data.get("command", "")),
+                args=schema.parse_command(data.get("args", "")), env=schema.parse_env(data.get("env", "")),
+                ports=schema.parse_ports(data.get("ports", "")), volumes=schema.parse_volumes(data.get("volumes", "")),
                 parameters=data["parameters"], gpu_class=data["gpu_class"], gpu_count=data["gpu_count"],
                 min_gpu_count=data["min_gpu_count"], max_gpu_count=data["max_gpu_count"], lifecycle=data["lifecycle"],
                 max_duration_minutes=data.get("max_duration_minutes"),
                 registry_credential_id=str(data["registry_credential"].pk) if data.get("registry_credential") else None,
             )
             content.version_fields()  # the defaults must render to a valid spec
-        except recipes.RecipeError as exc:
+        except schema.RecipeError as exc:
             self.add_error(exc.field if exc.field in self.fields else None, str(exc))
             return data
         self.content = content

@@ -455,7 +455,7 @@ def parse_command(text: str) -> list[str]:
 
 def launch_env(workload) -> dict[str, str]:
     """The env a pod is launched with: secret references resolved to their values."""
-    from .models import RegistryCredential, TenantSecret
+    from workloads.models import RegistryCredential, TenantSecret
 
     out: dict[str, str] = {}
     for k, v in ((workload.container_spec or {}).get("env") or {}).items():

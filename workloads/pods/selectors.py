@@ -8,8 +8,7 @@ from django.db.models import QuerySet
 
 from billing.gate import live_cost_usd
 from tenants.models import Tenant
-
-from .models import Pod, Workload
+from workloads.models import Pod, Workload
 
 
 def pods_for_tenant(tenant: Tenant | None) -> QuerySet[Pod]:

@@ -12,9 +12,8 @@ from django.db import transaction
 
 from provisioner import clock
 from provisioner.logfilter import redact
-
-from .models import FINAL_POD_STATES, LIVE_POD_STATES, Lifecycle, Pod, PodEvent, PodState, Workload
-from .signals import pod_changed
+from workloads.models import FINAL_POD_STATES, LIVE_POD_STATES, Lifecycle, Pod, PodEvent, PodState, Workload
+from workloads.signals import pod_changed
 
 _TIMESTAMP_FOR = {
     PodState.PROVISIONING: "provisioning_at",

@@ -20,11 +20,11 @@ from provisioner.inputs import finite_decimal
 from tenants.access import get_for_tenant_or_404, project_ids_for, require_member, require_project
 from tenants.permissions import PROVISION
 from tenants.selectors import projects_for_tenant
+from workloads.models import PodState, Workload
 
 from .bids import bid_for_offer
-from .models import PodState, Workload
+from .engine import PlacementSpec, placement_for
 from .move import MoveError, MoveNeedsConfirmation, move_preview, target_from_params, volume_warning, workload_move
-from .placement import PlacementSpec, placement_for
 
 
 def _split(value: str | None) -> list[str]:

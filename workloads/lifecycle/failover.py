@@ -36,14 +36,14 @@ from providers.adapters.base import (
 )
 from provisioner import clock
 from provisioner.logfilter import redact
+from workloads.autoshutdown.telemetry import agent_launch_env, agent_wrapped_command
+from workloads.interruptions.notices import notice_watch_env
+from workloads.models import LaunchAttempt, LaunchBlock, Pod, PodState
+from workloads.placement.bids import SpotBid, bid_for
+from workloads.placement.engine import Candidate
+from workloads.recipes.schema import launch_env, registry_auth
 
 from . import calls
-from .bids import SpotBid, bid_for
-from .models import LaunchAttempt, LaunchBlock, Pod, PodState
-from .notices import notice_watch_env
-from .placement import Candidate
-from .recipes import launch_env, registry_auth
-from .telemetry import agent_launch_env, agent_wrapped_command
 from .transitions import pod_event
 
 logger = logging.getLogger(__name__)
@@ -228,7 +228,7 @@ def launch_with_failover(pod: Pod, candidates: list[Candidate]) -> LaunchOutcome
             continue
         # intent first: the pod row says where it is being launched before we call the provider
         # ... and only while the claim is still ours (its provisioning_at is the claim's generation:
-        # a re-queue after a lost lease changes it, see workloads/claims.py)
+        # a re-queue after a lost lease changes it, see workloads/lifecycle/claims.py)
         if not Pod.objects.filter(pk=pod.pk, state=PodState.PROVISIONING,
                                   provisioning_at=pod.provisioning_at).update(**_intent_fields(offer, bid)):
             release(pod_id=pod.pk)

@@ -16,12 +16,12 @@ from django.db import transaction
 
 from providers.catalog import expand_countries
 from provisioner import clock
+from workloads.lifecycle.services import pod_request, pod_terminate
+from workloads.lifecycle.transitions import pod_event
+from workloads.models import LIVE_POD_STATES, Lifecycle, Pod, PodState, Workload
+from workloads.signals import may_retire
 
-from .models import LIVE_POD_STATES, Lifecycle, Pod, PodState, Workload
-from .placement import PlacementResult, placement_for, spec_for_workload
-from .services import pod_request, pod_terminate
-from .signals import may_retire
-from .transitions import pod_event
+from .engine import PlacementResult, placement_for, spec_for_workload
 
 MOVE = "move"
 PERSISTENT_KINDS = ("persistent", "network")

@@ -21,21 +21,14 @@ from providers.selectors import provider_accounts_for_tenant
 from tenants.access import get_for_tenant_or_404, require_member
 from tenants.permissions import PROVISION, USE_CREDENTIALS, role_has
 from tenants.selectors import projects_for
+from workloads.lifecycle.supervision import workload_relaunch, workload_stop
+from workloads.models import LIVE_POD_STATES, Lifecycle, RegistryCredential, TenantSecret, Workload
+from workloads.pods.selectors import pod_cost_so_far
 
-from . import recipes
-from .forms_recipes import RecipeAuthorForm, SecretForm, WorkloadForm
-from .models import LIVE_POD_STATES, Lifecycle, RegistryCredential, TenantSecret, Workload
-from .recipe_catalog import CATEGORIES, ICONS
-from .recipe_services import (
-    declaration_from_workload,
-    recipe_author_save,
-    registry_credential_create,
-    secret_labels,
-    tenant_secret_create,
-    workload_declare_and_start,
-)
-from .selectors import pod_cost_so_far
-from .selectors_recipes import (
+from . import schema
+from .catalog import CATEGORIES, ICONS
+from .forms import RecipeAuthorForm, SecretForm, WorkloadForm
+from .selectors import (
     launch_estimate,
     recipe_by_slug,
     recipe_search,
@@ -43,7 +36,14 @@ from .selectors_recipes import (
     workload_events,
     workloads_with_counts,
 )
-from .supervision import workload_relaunch, workload_stop
+from .services import (
+    declaration_from_workload,
+    recipe_author_save,
+    registry_credential_create,
+    secret_labels,
+    tenant_secret_create,
+    workload_declare_and_start,
+)
 
 # --- catalog -------------------------------------------------------------------------------------
 
@@ -146,7 +146,7 @@ def _preview(request: HttpRequest, version) -> HttpResponse:
                         projects=projects_for(membership, PROVISION) if role_has(membership.role, PROVISION) else None)
     ctx: dict = {"form": form, "spec_text": None, "estimate": None, "placement_preview_url": _placement_preview_url()}
     if form.is_valid():
-        ctx["spec_text"] = recipes.spec_as_text(recipes.spec_preview(form.spec, secret_labels(tenant)))
+        ctx["spec_text"] = schema.spec_as_text(schema.spec_preview(form.spec, secret_labels(tenant)))
     # a private image: say where the login goes, and placement leaves out providers that cannot log in
     login = registry_login_preview(tenant, version, (form.spec or {}).get("image", ""))
     ctx["registry_login"] = login
@@ -202,7 +202,7 @@ def recipe_author(request: HttpRequest, slug: str | None = None) -> HttpResponse
             verb = "saved" if editing else "created"
             messages.success(request, f"Recipe {d['name']} {verb} (version {number}).")
             return redirect("workloads:recipe_launch", slug=recipe.slug)
-        except recipes.RecipeError as exc:
+        except schema.RecipeError as exc:
             form.add_error(exc.field if exc.field in form.fields else None, str(exc))
     return render(request, "workloads/recipes/author.html", {"form": form, "recipe": recipe})
 
@@ -217,7 +217,7 @@ def _author_initial(recipe) -> dict:
             "image": v.image, "command": shlex.join(tpl.get("command") or []),
             "args": shlex.join([a for a in tpl.get("args") or [] if isinstance(a, str)]),
             "env": "\n".join(f"{k}={val}" for k, val in (tpl.get("env") or {}).items()),
-            "ports": recipes.format_ports(tpl.get("ports") or []), "volumes": recipes.format_volumes(tpl.get("volumes") or []),
+            "ports": schema.format_ports(tpl.get("ports") or []), "volumes": schema.format_volumes(tpl.get("volumes") or []),
             "parameters": json.dumps(v.parameters or [], indent=1), "gpu_class": d.get("gpu_class"),
             "gpu_count": d.get("gpu_count"), "min_gpu_count": d.get("min_gpu_count"), "max_gpu_count": d.get("max_gpu_count"),
             "lifecycle": d.get("lifecycle"), "max_duration_minutes": d.get("max_duration_minutes"),
@@ -266,14 +266,13 @@ def workload_detail(request: HttpRequest, pk) -> HttpResponse:
     pods = list(workload.pods.select_related("provider_account").order_by("-requested_at"))
     for p in pods:
         p.cost_so_far = pod_cost_so_far(p)
-    spec_text = recipes.spec_as_text(recipes.spec_preview(workload.container_spec or {"image": workload.image, "command": [],
+    spec_text = schema.spec_as_text(schema.spec_preview(workload.container_spec or {"image": workload.image, "command": [],
                                                                                       "args": [], "env": {}},
                                                           secret_labels(workload.tenant)))
     next_fire = None
     if workload.lifecycle == Lifecycle.SCHEDULED and workload.schedule_cron and workload.state == Workload.State.ACTIVE:
         from provisioner import clock
-
-        from .scheduling import next_fire_after
+        from workloads.lifecycle.scheduling import next_fire_after
 
         next_fire = next_fire_after(workload.schedule_cron, clock.now())
     ctx = {"workload": workload, "pods": pods, "events": workload_events(workload), "spec_text": spec_text,
