@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.dispatch import receiver
 
-from workloads.signals import pod_changed, retire_gate
+from workloads.signals import pod_changed, retire_gate, retire_requested
 
 from . import services
 
@@ -22,3 +22,8 @@ def on_pod_changed(sender, *, pod_id, workload_id, state, **kwargs) -> None:
 @receiver(retire_gate)
 def hold_retirement(sender, *, new, old, **kwargs) -> bool:
     return services.may_retire(new=new, old=old)
+
+
+@receiver(retire_requested)
+def drain_before_retiring(sender, *, pod_id, reason, **kwargs) -> bool:
+    return services.drain_then_terminate(pod_id=pod_id, reason=reason)

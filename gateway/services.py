@@ -99,8 +99,13 @@ def pod_address(pod: Pod, workload: Workload) -> str:
 
 
 def desired_route(workload: Workload, endpoint: ServiceEndpoint) -> dict[str, Any]:
-    upstreams = list(Backend.objects.filter(workload=workload, state=Backend.State.READY)
-                     .exclude(address="").values_list("address", flat=True))
+    """Ready pods serve. When none is ready but some drain (the whole service scales down, a burst
+    window ends), the draining ones keep answering until they are terminated: a drain stops new
+    traffic only where it has somewhere else to go."""
+    backends = Backend.objects.filter(workload=workload).exclude(address="")
+    upstreams = list(backends.filter(state=Backend.State.READY).values_list("address", flat=True))
+    if not upstreams:
+        upstreams = list(backends.filter(state=Backend.State.DRAINING).values_list("address", flat=True))
     return build_route(endpoint.slug, upstreams, gateway_token(workload))
 
 
@@ -234,19 +239,15 @@ def _start_drains(workload: Workload, endpoint: ServiceEndpoint, now) -> None:
                         f"{endpoint.drain_seconds} s before it is terminated")
 
 
-def retire(*, pod_id: str, reason: str) -> bool:
-    """Scale-down of one pod (a burst window's end, a rolling relaunch): out of the route first,
-    terminated after the drain. Returns False when the pod was terminated at once (no gateway, or
-    it was not in a route)."""
-    from workloads.lifecycle.services import pod_terminate
-
+def drain_then_terminate(*, pod_id: str, reason: str) -> bool:
+    """Scale-down of one pod (a burst window's end): out of the route first, terminated after the
+    drain (``_finish_drains``). False when the gateway does not serve the pod (the caller
+    terminates it at once)."""
     pod = Pod.objects.select_related("workload").get(pk=pod_id)
-    backend = Backend.objects.filter(pod=pod, state=Backend.State.READY).first()
-    if not enabled() or backend is None:
-        pod_terminate(pod_id=pod_id, reason=reason)
+    if not enabled() or not Backend.objects.filter(pod=pod, state=Backend.State.READY).exists():
         return False
     endpoint = endpoint_for(pod.workload)
-    Backend.objects.filter(pk=backend.pk, state=Backend.State.READY).update(
+    Backend.objects.filter(pod=pod, state=Backend.State.READY).update(
         state=Backend.State.DRAINING, drain_until=clock.now() + timedelta(seconds=endpoint.drain_seconds),
         retire_reason=reason[:200])
     _event(pod, f"Left the route, draining {endpoint.drain_seconds} s before it is terminated ({reason})")

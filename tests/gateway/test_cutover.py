@@ -15,6 +15,7 @@ from tests.workloads.lifecycle_helpers import launch, sandbox_account, workload
 from workloads.lifecycle import services
 from workloads.models import PodState
 from workloads.placement.move import MoveTarget, workload_move
+from workloads.signals import retire_pod
 
 pytestmark = pytest.mark.django_db
 
@@ -134,14 +135,21 @@ def test_scale_down_drains_before_terminating(gateway_on, tenant, project, owner
         pods = [services.pod_provision(pod_id=str(p.pk)) for p in services.workload_launch(workload=w, enqueue=False)]
         for p in pods:
             until_ready(w, p)
-        assert gateway.retire(pod_id=str(pods[1].pk), reason="burst window ended") is True
+        retire_pod(pod_id=str(pods[1].pk), reason="burst window ended")
         pods[1].refresh_from_db()
         assert pods[1].state == PodState.RUNNING  # still running, out of the route
         assert {answer(gateway_on, w)["pod"] for _ in range(4)} == {str(pods[0].pk)}
         advance(seconds=11)
         gateway.advance(w)
-    pods[1].refresh_from_db()
-    assert pods[1].state == PodState.TERMINATED
+        pods[1].refresh_from_db()
+        assert pods[1].state == PodState.TERMINATED
+        retire_pod(pod_id=str(pods[0].pk), reason="burst window ended")  # the last one: drains in the route
+        assert answer(gateway_on, w)["pod"] == str(pods[0].pk)
+        advance(seconds=11)
+        gateway.advance(w)
+    pods[0].refresh_from_db()
+    assert pods[0].state == PodState.TERMINATED
+    assert gateway_on.get(f"/s/{gateway.endpoint_for(w).slug}/").status_code == 503
 
 
 def test_gateway_off_keeps_the_immediate_retirement(tenant, project, owner, settings):
@@ -155,3 +163,26 @@ def test_gateway_off_keeps_the_immediate_retirement(tenant, project, owner, sett
     old.refresh_from_db()
     assert old.state == PodState.TERMINATED
     assert not Backend.objects.exists()
+
+
+def test_burst_window_end_drains_its_pods_first(gateway_on, tenant, project, owner):
+    from workloads.lifecycle.scheduling import scheduled_runs_tick, scheduled_workload_fire
+    from workloads.models import Pod, ScheduledRun
+
+    sandbox_account(tenant, "A")
+    w = workload(tenant, project, owner, name="nightly", lifecycle="scheduled", ports=PORTS, replicas=2,
+                 schedule_cron="0 2 * * *", window_minutes=10)
+    with clock.frozen() as advance:
+        run = scheduled_workload_fire(str(w.pk))
+        pods = [services.pod_provision(pod_id=str(p.pk)) for p in Pod.objects.filter(scheduled_run=run)]
+        for p in pods:
+            until_ready(w, p)
+        advance(minutes=10)
+        scheduled_runs_tick()  # the window is over
+        assert ScheduledRun.objects.get(pk=run.pk).state == ScheduledRun.State.ENDED
+        assert set(Pod.objects.filter(pk__in=[p.pk for p in pods]).values_list("state", flat=True)) == {PodState.RUNNING}
+        assert set(Backend.objects.filter(workload=w).values_list("state", flat=True)) == {Backend.State.DRAINING}
+        assert answer(gateway_on, w)["pod"] in {str(p.pk) for p in pods}  # drains in the route: nothing else serves
+        advance(seconds=11)
+        gateway.advance(w)
+    assert set(Pod.objects.filter(pk__in=[p.pk for p in pods]).values_list("state", flat=True)) == {PodState.TERMINATED}

@@ -21,6 +21,7 @@ from tenants.access import may_on_project
 from tenants.models import Membership
 from tenants.permissions import PROVISION
 from workloads.models import FINAL_POD_STATES, LIVE_POD_STATES, Lifecycle, OverlapPolicy, Pod, PodState, ScheduledRun, Workload
+from workloads.signals import retire_pod
 
 from . import services
 
@@ -157,7 +158,7 @@ def scheduled_runs_tick() -> dict[str, int]:
             continue  # another worker took it
         ended += 1
         for pod_id in _run_pods(run).filter(state__in=LIVE_POD_STATES + (PodState.STOPPED,)).values_list("pk", flat=True):
-            services.pod_terminate(pod_id=str(pod_id), reason="Burst window ended")
+            retire_pod(pod_id=str(pod_id), reason="Burst window ended")  # drained first behind a gateway
     closed = 0
     for run in ScheduledRun.objects.filter(state=ScheduledRun.State.STARTED, window_ends_at__isnull=True):
         pods = _run_pods(run)
