@@ -24,6 +24,7 @@ from tenants.models import Tenant
 from .adapters.base import OfferData, ProviderAdapter, ProviderError
 from .adapters.registry import build_adapter, provider_info
 from .models import Health, InvoiceRate, Offer, ProviderAccount
+from .pod_usage import pod_usage
 from .selectors import DEFAULT_RATES, USD_ONLY, is_usd, rate_for, usd_rates_by_tenant
 
 logger = logging.getLogger(__name__)
@@ -300,12 +301,9 @@ def provider_account_credentials_replace(*, account: ProviderAccount, credential
 
 
 def account_has_live_pods(account: ProviderAccount) -> bool:
-    """True while any pod on this account has not ended (stopped pods still hold a disk).
-
-    Uses the reverse relation ``pods`` that workloads defines, so providers never imports
-    workloads (dependency direction)."""
-    pods = getattr(account, "pods", None)
-    return bool(pods is not None and pods.filter(ended_at__isnull=True).exists())
+    """True while any pod on this account has not ended (stopped pods still hold a disk);
+    workloads answers through ``providers.pod_usage``."""
+    return pod_usage().live_on_account(account)
 
 
 @transaction.atomic
@@ -319,8 +317,7 @@ def provider_account_remove(*, account: ProviderAccount) -> str:
     account = ProviderAccount.objects.select_for_update().get(pk=account.pk)
     if account_has_live_pods(account):
         raise ProviderAccountBusy(f"{account.name} still has live pods; terminate them first.")
-    pods = getattr(account, "pods", None)
-    if pods is None or not pods.exists():
+    if not pod_usage().any_on_account(account):
         audit_record(tenant=account.tenant_id, action="provider.removed", target=account, details={"mode": "deleted"})
         account.delete()
         return "deleted"
@@ -403,10 +400,8 @@ def _no_fallback(currency: str) -> bool:
 
 def _bills_in(tenant: Tenant, currency: str) -> bool:
     """Does any of the tenant's offers, or a pod still metered (not ended), bill in ``currency``?"""
-    from workloads.models import Pod
-
     return (Offer.objects.for_tenant(tenant).filter(currency=currency).exists()
-            or Pod.objects.filter(tenant=tenant, currency=currency, ended_at__isnull=True).exists())
+            or pod_usage().live_billing_in(tenant, currency))
 
 
 @transaction.atomic

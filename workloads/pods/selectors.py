@@ -7,6 +7,8 @@ from decimal import Decimal
 from django.db.models import QuerySet
 
 from billing.gate import live_cost_usd
+from providers.models import ProviderAccount
+from providers.pod_usage import PodUsage
 from tenants.models import Tenant
 from workloads.models import Pod, Workload
 
@@ -23,3 +25,20 @@ def pod_cost_so_far(pod: Pod) -> Decimal:
     """Metered cost plus the not-yet-metered tail (live accrual), computed by billing with the
     provider's invoice rules (increments, minimums, storage) so it matches the ledger."""
     return live_cost_usd(pod)
+
+
+def account_has_live_pods(account: ProviderAccount) -> bool:
+    return Pod.objects.filter(provider_account=account, ended_at__isnull=True).exists()
+
+
+def account_has_pods(account: ProviderAccount) -> bool:
+    return Pod.objects.filter(provider_account=account).exists()
+
+
+def tenant_has_live_pods_in(tenant: Tenant, currency: str) -> bool:
+    return Pod.objects.for_tenant(tenant).filter(currency=currency, ended_at__isnull=True).exists()
+
+
+# providers asks these through providers.pod_usage (registered in WorkloadsConfig.ready)
+POD_USAGE = PodUsage(live_on_account=account_has_live_pods, any_on_account=account_has_pods,
+                     live_billing_in=tenant_has_live_pods_in)
