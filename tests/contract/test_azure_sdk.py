@@ -1,6 +1,6 @@
 """Azure request and answer bodies against Microsoft's SDK models (issue 13 §1): azure-mgmt-compute
 39.0.0 (``VirtualMachine``, api-version 2024-07-01 and later) and azure-mgmt-network 33.1.0
-(``NetworkInterface``), pinned in requirements-dev.txt.
+(``NetworkInterface``), pinned in pyproject.toml (oracles extra).
 
 Each body is loaded into the SDK model and walked field by field with the model's own REST
 names: a key the model does not define (unknown or misspelled), or a value outside an enum the

@@ -1,5 +1,5 @@
 """Kubernetes and CoreWeave manifests against the Kubernetes project's own OpenAPI-derived JSON
-schemas (kubernetes-validate 1.37.0, requirements-dev.txt; strict mode: a field the schema lacks
+schemas (kubernetes-validate 1.37.0, pyproject.toml oracles extra; strict mode: a field the schema lacks
 fails), for Kubernetes 1.37 -- not against schemas we wrote (issue 13 §1).
 
 Every object the adapters send (Pod, Service, PersistentVolumeClaim, Secret) and every core

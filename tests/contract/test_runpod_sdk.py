@@ -1,4 +1,4 @@
-"""RunPod GraphQL documents against the official ``runpod`` SDK (1.12.0, requirements-oracles.txt).
+"""RunPod GraphQL documents against the official ``runpod`` SDK (1.12.0, pyproject.toml oracles extra).
 
 What the SDK offers as ground truth: ``runpod/api/mutations/pods.py`` builds the pod-creation
 mutation (``podFindAndDeployOnDemand``) with every input field it knows, and

@@ -1,4 +1,4 @@
-"""Vast.ai adapter against what the official ``vastai`` package (1.9.1, requirements-oracles.txt)
+"""Vast.ai adapter against what the official ``vastai`` package (1.9.1, pyproject.toml oracles extra)
 sends for the same operations (issue 13 §1).
 
 The SDK's own request builders run unmodified; only its HTTP session's ``send`` is replaced, so

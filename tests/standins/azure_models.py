@@ -1,5 +1,5 @@
 """Microsoft's SDK models as the judge of Azure bodies (azure-mgmt-compute / azure-mgmt-network,
-test-only pins in requirements-dev.txt): used by the Azure stand-in to refuse what ARM refuses
+test-only pins in pyproject.toml, oracles extra): used by the Azure stand-in to refuse what ARM refuses
 and by tests/contract/test_azure_sdk.py to check both directions.
 
 A body is loaded into the SDK model and walked with the model's own REST names: a key the model

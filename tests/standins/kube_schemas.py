@@ -1,5 +1,5 @@
 """The Kubernetes project's JSON schemas (kubernetes-validate 1.37.0, a test-only pin in
-requirements-dev.txt) as the judge of core/v1 objects: used by the Kubernetes stand-in to refuse
+pyproject.toml, oracles extra) as the judge of core/v1 objects: used by the Kubernetes stand-in to refuse
 what an API server refuses, and by tests/contract/test_kubernetes_validate.py.
 
 ``strict`` schemas also refuse fields Kubernetes does not define; the loose ones only wrong types,

@@ -1,4 +1,4 @@
-"""moto's server (the installed ``moto[ec2]`` + flask) on 127.0.0.1, for real boto3-over-HTTP tests.
+"""moto's server (the installed ``moto[server]``) on 127.0.0.1, for real boto3-over-HTTP tests.
 
 Started once per test session on a free port with instance-type and AMI validation on, so
 ``run_instances`` refuses unknown types and images the way EC2 does; each test starts from a
