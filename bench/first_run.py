@@ -39,7 +39,8 @@ TARGET_S = 45.0
 LIMIT_S = 900.0
 # variables that would send the clone's stack to another database, broker or virtualenv
 CLEARED = ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "CACHE_URL", "VIRTUAL_ENV",
-           "PROVISIONER_TESTING", "CELERY_TASK_ALWAYS_EAGER", "DJANGO_SETTINGS_MODULE", "UV_CACHE_DIR")
+           "PROVISIONER_TESTING", "CELERY_TASK_ALWAYS_EAGER", "DJANGO_SETTINGS_MODULE", "UV_CACHE_DIR",
+           "GATEWAY_ADMIN_URL", "GATEWAY_ADMIN_LISTEN", "GATEWAY_LISTEN", "GATEWAY_PUBLIC_URL")
 STEP = re.compile(r"^==> \[(?P<step>[^\]]+)\]")
 
 
@@ -57,7 +58,10 @@ def _children_cpu() -> float:
 def make_run(clone: Path, cache: Path, log: Path) -> dict:
     """One `make run` in ``clone`` until the login page answers; then stop it. Seconds per step."""
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k not in CLEARED} | {"UV_CACHE_DIR": str(cache)}
+    # the service gateway (Caddy, when installed) on free ports too, beside any other stack on this machine
+    env = {k: v for k, v in os.environ.items() if k not in CLEARED} | {
+        "UV_CACHE_DIR": str(cache), "GATEWAY_ADMIN_URL": f"http://127.0.0.1:{_free_port()}",
+        "GATEWAY_LISTEN": f"127.0.0.1:{_free_port()}"}
     cpu_before = _children_cpu()
     started = time.monotonic()
     marks: list[tuple[str, float]] = []

@@ -19,7 +19,8 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parent.parent
-PRODUCT = ("billing", "providers", "provisioner", "tenants", "workloads", "manage.py")
+# every Django app and package at the top of the repository (a new app is covered without listing it)
+PRODUCT = sorted(p.name for p in ROOT.iterdir() if (p / "__init__.py").exists() and p.name != "tests") + ["manage.py"]
 # imported only inside the pod by the GPU agent, and only when present (workloads/agent: it falls
 # back to nvidia-smi); never installed on the control plane
 OPTIONAL_IN_POD = {"pynvml"}
