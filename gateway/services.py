@@ -257,7 +257,7 @@ def drain_then_terminate(*, pod_id: str, reason: str) -> bool:
 
 def _finish_drains(workload: Workload, now) -> None:
     from workloads.lifecycle.services import pod_terminate
-    from workloads.placement.move import MOVE, move_finish
+    from workloads.placement.move import RETIRING, move_finish
 
     for backend in Backend.objects.filter(workload=workload, state=Backend.State.DRAINING,
                                           drain_until__lte=now).select_related("pod"):
@@ -266,8 +266,8 @@ def _finish_drains(workload: Workload, now) -> None:
             Backend.objects.filter(pk=backend.pk).update(state=Backend.State.GONE)
             continue
         new = (Pod.objects.filter(replaces=pod, state=PodState.RUNNING).order_by("-requested_at").first())
-        if new is not None and (new.placement_override or {}).get("purpose") == MOVE:
-            move_finish(new_pod_id=str(new.pk))  # adopts the move's pins, terminates (verified)
+        if new is not None and (new.placement_override or {}).get("purpose") in RETIRING:
+            move_finish(new_pod_id=str(new.pk))  # a move adopts its pins; terminates (verified)
         else:
             pod_terminate(pod_id=str(pod.pk), reason=f"drained after {backend.retire_reason or 'scale-down'}")
 

@@ -186,3 +186,39 @@ def test_burst_window_end_drains_its_pods_first(gateway_on, tenant, project, own
         advance(seconds=11)
         gateway.advance(w)
     assert set(Pod.objects.filter(pk__in=[p.pk for p in pods]).values_list("state", flat=True)) == {PodState.TERMINATED}
+
+
+def test_rolling_relaunch_replaces_pod_by_pod_behind_the_gateway(gateway_on, tenant, project, owner):
+    from workloads.lifecycle.supervision import workload_relaunch
+
+    sandbox_account(tenant, "A")
+    w = workload(tenant, project, owner, name="roll", lifecycle="service", ports=PORTS, replicas=2)
+    with clock.frozen() as advance:
+        olds = [services.pod_provision(pod_id=str(p.pk)) for p in services.workload_launch(workload=w, enqueue=False)]
+        for p in olds:
+            until_ready(w, p)
+        news = workload_relaunch(workload=w)
+        assert [n.replaces_id for n in news] == [o.pk for o in olds]
+        for n in news:
+            services.pod_provision(pod_id=str(n.pk))
+            until_ready(w, n)
+        assert all(Backend.objects.get(pod=o).state == Backend.State.DRAINING for o in olds)
+        assert {answer(gateway_on, w)["pod"] for _ in range(6)} == {str(n.pk) for n in news}
+        advance(seconds=11)
+        gateway.advance(w)
+    for o in olds:
+        o.refresh_from_db()
+        assert o.state == PodState.TERMINATED and "relaunched as" in o.state_reason
+
+
+def test_rolling_relaunch_without_gateway_retires_when_the_new_pod_runs(tenant, project, owner, settings):
+    from workloads.lifecycle.supervision import workload_relaunch
+
+    settings.GATEWAY_ADMIN_URL = ""
+    sandbox_account(tenant, "A")
+    w = workload(tenant, project, owner, lifecycle="service", ports=PORTS)
+    old = launch(w)
+    (new,) = workload_relaunch(workload=w)  # before: "This workload still has live pods"
+    new = services.pod_provision(pod_id=str(new.pk))
+    old.refresh_from_db()
+    assert new.state == PodState.RUNNING and old.state == PodState.TERMINATED

@@ -234,10 +234,11 @@ def _notice_end(pod: Pod) -> dict[str, Any]:
 
 
 def _on_running(pod: Pod) -> None:
-    """A pod that replaces another as part of a move: now that it runs, retire the old one."""
-    if pod.replaces_id and (pod.placement_override or {}).get("purpose") == "move":
-        from workloads.placement.move import move_finish
+    """A pod that replaces another as part of a move or a rolling relaunch: now that it runs,
+    retire the old one (behind the gateway, ``move_finish`` waits for readiness and the drain)."""
+    from workloads.placement.move import RETIRING, move_finish
 
+    if pod.replaces_id and (pod.placement_override or {}).get("purpose") in RETIRING:
         move_finish(new_pod_id=str(pod.pk))
 
 

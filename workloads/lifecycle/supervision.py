@@ -72,8 +72,17 @@ def workload_stop(*, workload: Workload, reason: str, enqueue: bool = False) -> 
 
 
 def workload_relaunch(*, workload: Workload) -> list[Pod]:
-    """Run the same declaration again (same recipe version and parameters)."""
+    """Run the same declaration again (same recipe version and parameters). A running service
+    relaunches pod by pod (``workload_roll``): each pod is retired once its replacement runs."""
+    from workloads.placement.move import MoveError, workload_roll
     from workloads.recipes.services import workload_start
+
+    if workload.lifecycle == Lifecycle.SERVICE and workload.state == Workload.State.ACTIVE and \
+            workload.pods.filter(state=PodState.RUNNING).exists():
+        try:
+            return workload_roll(workload=workload)
+        except MoveError as exc:
+            raise ValueError(str(exc)) from exc
 
     if workload.pods.filter(state__in=LIVE_POD_STATES).exists() and workload.lifecycle != Lifecycle.SCHEDULED:
         raise ValueError("This workload still has live pods; stop them first or clone it")

@@ -24,6 +24,8 @@ from workloads.signals import may_retire
 from .engine import PlacementResult, placement_for, spec_for_workload
 
 MOVE = "move"
+RELAUNCH = "relaunch"  # a rolling relaunch: each pod replaced in place, the old one retired like a move's
+RETIRING = (MOVE, RELAUNCH)
 PERSISTENT_KINDS = ("persistent", "network")
 
 
@@ -135,19 +137,45 @@ def workload_move(*, workload: Workload, target: MoveTarget, user=None, confirm_
     return started
 
 
+def workload_roll(*, workload: Workload, user=None, enqueue: bool = True) -> list[Pod]:
+    """Rolling relaunch of a running service: each running pod gets a replacement under the
+    current declaration; ``move_finish`` retires each old pod once its replacement runs (behind the
+    gateway: once it is ready and the old one drained), so the service keeps answering."""
+    if workload.lifecycle != Lifecycle.SERVICE or workload.state != Workload.State.ACTIVE:
+        raise MoveError("Only an active service relaunches pod by pod.")
+    with transaction.atomic():
+        Workload.objects.select_for_update().filter(pk=workload.pk).first()
+        running = list(workload.pods.filter(state=PodState.RUNNING).order_by("replica_index"))
+        if not running:
+            raise MoveError("Nothing is running to relaunch.")
+        if Pod.objects.filter(replaces__in=running, state__in=LIVE_POD_STATES).exists():
+            raise MoveError("A move or relaunch is already in progress.")
+        who = f" by {user.username}" if user is not None else ""
+        new_pods = []
+        for old in running:
+            pod_event(old, "relaunch", f"Rolling relaunch{who}: this pod keeps serving until its replacement runs")
+            new_pods.append(pod_request(workload=workload, replica_index=old.replica_index, enqueue=enqueue,
+                                        replaces=old, placement_override={"purpose": RELAUNCH}))
+    return new_pods
+
+
 def move_finish(*, new_pod_id: str) -> Pod | None:
     """The new pod of a service move runs: terminate the old one, verified. Idempotent. With the
     service gateway on, this waits (returns None) until the new pod passed its readiness check and
     the old one left the route and drained; the gateway calls it again then."""
     new = Pod.objects.select_related("replaces", "provider_account").get(pk=new_pod_id)
     old = new.replaces
-    if old is None or new.state != PodState.RUNNING or (new.placement_override or {}).get("purpose") != MOVE:
+    purpose = (new.placement_override or {}).get("purpose")
+    if old is None or new.state != PodState.RUNNING or purpose not in RETIRING:
         return None
     if old.state not in (*LIVE_POD_STATES, PodState.STOPPED):
         return old
     if not may_retire(new=new, old=old):  # the gateway: not before the new pod is ready and the old drained
         return None
     where = f"{new.provider_account.name} {new.region}" if new.provider_account else "the new place"
+    if purpose == RELAUNCH:
+        pod_event(old, "relaunch", f"Relaunched as {str(new.pk)[:8]} at {where}; retiring this pod")
+        return pod_terminate(pod_id=str(old.pk), reason=f"relaunched as {str(new.pk)[:8]}")
     _adopt_pins(new.workload_id, new.placement_override)
     pod_event(old, "move", f"Replacement {str(new.pk)[:8]} runs at {where}; retiring this pod")
     return pod_terminate(pod_id=str(old.pk), reason=f"moved to {where}")
@@ -173,7 +201,7 @@ def moves_pending() -> int:
     (e.g. the terminate failed and must be retried)."""
     n = 0
     for new in Pod.objects.filter(state=PodState.RUNNING, replaces__state__in=(*LIVE_POD_STATES, PodState.STOPPED),
-                                  placement_override__purpose=MOVE):
+                                  placement_override__purpose__in=RETIRING):
         move_finish(new_pod_id=str(new.pk))
         n += 1
     return n
