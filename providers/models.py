@@ -120,7 +120,16 @@ class Offer(models.Model):
             # id), so "the 60 cheapest of this shape" is an ordered index scan that stops early
             models.Index(fields=["tenant", "gpu_class", "gpu_count", "price_usd_per_hour", "spot", "id"],
                          name="offer_placement_idx"),
-            models.Index(fields=["tenant", "country"], name="offer_country_idx"),
+            # pinned placement: one ordered scan per (class, pinned country or region), stopping after
+            # a page however few offers of the class the place has (workloads.placement._keys); the
+            # country one also serves (tenant, country) lookups
+            models.Index(fields=["tenant", "country", "gpu_class", "gpu_count", "price_usd_per_hour", "spot", "id"],
+                         name="offer_country_place_idx"),
+            models.Index(fields=["tenant", "region", "gpu_class", "gpu_count", "price_usd_per_hour", "spot", "id"],
+                         name="offer_region_place_idx"),
+            # a custom instance type, cheapest first
+            models.Index(fields=["tenant", "instance_type", "price_usd_per_hour", "spot", "id"],
+                         name="offer_instance_type_idx"),
             models.Index(fields=["provider_account", "fetched_at"], name="offer_account_idx"),
         ]
 

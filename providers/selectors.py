@@ -31,10 +31,15 @@ def offers_for(membership, account: ProviderAccount | None = None) -> QuerySet[O
     return offers.filter(provider_account=account) if account is not None else offers.filter(provider_account__enabled=True)
 
 
-def offers_of_accounts(tenant: Tenant | None, account_ids: Iterable[str]) -> QuerySet[Offer]:
-    """The tenant's offers from these accounts (already known to be enabled, e.g. read by the
-    placement policy). No join to the account table: placement's ordered index scan stays one."""
-    return Offer.objects.for_tenant(tenant).filter(provider_account_id__in=list(account_ids))
+def offers_of_enabled_accounts(tenant: Tenant | None, disabled_account_ids: Iterable[str]) -> QuerySet[Offer]:
+    """The tenant's offers less those of its disabled accounts (placement's source; the enabled
+    ones were read by its policy). No join to the account table, and a NOT IN over the few
+    disabled accounts rather than an IN over the enabled ones: with ten organizations in the
+    table, PostgreSQL answered an IN list of the tenant's accounts by ANDing a bitmap of the
+    account index into the ordered placement scan (28 ms instead of 0.12 ms at 1 M offers)."""
+    qs = Offer.objects.for_tenant(tenant)
+    disabled = list(disabled_account_ids)
+    return qs.exclude(provider_account_id__in=disabled) if disabled else qs
 
 
 class RateSource:

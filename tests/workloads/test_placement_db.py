@@ -81,32 +81,6 @@ def test_database_filter_keeps_only_feasible_offers(tenant):
     assert [o.price_usd_per_hour for o in rows] == sorted(o.price_usd_per_hour for o in rows)
 
 
-def test_acceptable_classes_are_read_per_class_in_the_same_rank_order(tenant):
-    """Several GPU classes: one ordered, limited scan per class merged (UNION ALL on PostgreSQL;
-    one IN-list query where the database cannot limit the parts). Every page must be exactly
-    the page the plain query would give, ties on price included."""
-    import random
-
-    from providers.models import Offer
-
-    a = sandbox_account(tenant, "A")
-    a.offers.all().delete()
-    rng = random.Random(7)
-    Offer.objects.bulk_create([
-        Offer(provider_account=a, tenant=tenant, kind="sandbox", gpu_class=rng.choice(["A100-80", "H100", "L4"]),
-              gpu_count=1, region=f"r{i % 5}", country="US", spot=rng.random() < 0.4,
-              price_per_hour=p, price_usd_per_hour=p, available=rng.choice([0, 1, None]), fetched_at=clock.now())
-        for i, p in enumerate(Decimal(rng.randrange(150, 400)) / 100 for _ in range(400))])
-    spec = PlacementSpec(gpu_classes=("A100-80", "H100"), gpu_count=1, interruption_tolerant=True)
-    every = [o.pk for o in candidate_offers(a.offers.all(), spec)]
-    assert len(every) > 120
-    for page in range(3):
-        upto = (page + 1) * 60
-        rows = list(candidate_offers(a.offers.all(), spec, upto=upto)[page * 60:upto])
-        assert [o.pk for o in rows] == every[page * 60:upto]
-        assert {o.gpu_class for o in rows} <= {"A100-80", "H100"} and all(o.available != 0 for o in rows)
-
-
 def test_preview_fragment_shows_choice_alternatives_and_exclusions(client, tenant, project, owner, viewer, outsider):
     sandbox_account(tenant, "A", no_capacity_regions=["sbx-de-fra"])
     url = reverse("workloads:placement_preview")
