@@ -19,6 +19,8 @@ filter of a real launch) and each request shape below:
 OK when, at every size, median ≤ 10 ms, p95 ≤ 20 ms and the preview's median ≤ 30 ms. ``plan``
 summarises the candidate query's EXPLAIN ANALYZE at 1 M (index names, rows read, time); the full
 plans of both queries, for every size, go to ``var/bench/placement_explain_<size>.txt``.
+``load_avg_by_size`` (the machine's 1-minute load when each size finished) and
+``client_cpu_median_ms_by_size`` (this process's CPU per call) tell a busy machine from a slow query.
 ``--quick``: 20 timed calls per shape and size instead of 100 (same data sets).
 """
 
@@ -134,12 +136,13 @@ def measure_size(size: str, runs: int) -> dict:
             for _ in range(3):  # warm-up: connection, plans, caches
                 placement_for(tenant_id=tenant.pk, spec=spec, now=NOW, limit=8, explain=False)
                 placement_for(tenant_id=tenant.pk, spec=spec, now=NOW, limit=4)
-            launch, preview = [], []
+            launch, preview, cpu = [], [], []
             placed = None
             for _ in range(runs):
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 result = placement_for(tenant_id=tenant.pk, spec=spec, now=NOW, limit=8, explain=False)
                 launch.append((time.perf_counter() - t) * 1000)
+                cpu.append((time.process_time() - c) * 1000)
                 t = time.perf_counter()
                 placement_for(tenant_id=tenant.pk, spec=spec, now=NOW, limit=4)
                 preview.append((time.perf_counter() - t) * 1000)
@@ -151,11 +154,13 @@ def measure_size(size: str, runs: int) -> dict:
                 "median_ms": round(statistics.median(launch), 2),
                 "p95_ms": round(sorted(launch)[max(0, int(len(launch) * 0.95) - 1)], 2),
                 "preview_median_ms": round(statistics.median(preview), 2),
+                "cpu_median_ms": round(statistics.median(cpu), 2),
                 "placed": f"{placed.offer.gpu_count}x{placed.offer.gpu_class} {placed.where} "
                           f"${placed.price:.4f}" if placed else "nothing fits",
                 "plan": _summary(cand_plan), "preview_plan": _summary(count_plan),
             }
     out["explain_file"] = str(explain_file.relative_to(ROOT))
+    out["load_avg"] = round(os.getloadavg()[0], 1)
     return out
 
 
@@ -205,6 +210,10 @@ def main() -> int:
             "median_ms_by_size": {s: f["median_ms"] for s, f in figures.items()},
             "p95_ms_by_size": {s: f["p95_ms"] for s, f in figures.items()},
             "preview_median_ms_by_size": {s: f["preview_median_ms"] for s, f in figures.items()},
+            # this process's own CPU per launch placement: what the figures are on an idle machine
+            # less the database's share (the plans' execution times are in ``plan``)
+            "client_cpu_median_ms_by_size": {s: f["cpu_median_ms"] for s, f in figures.items()},
+            "load_avg_by_size": {s: by_size[s]["load_avg"] for s in SIZES},
             "placed": top["placed"], "plan": top["plan"], "preview_plan": top["preview_plan"],
             "explain": by_size["1m"]["explain_file"], "runs": runs, "organizations": 10, "accounts_each": 10,
             "data": {s: by_size[s]["data"] for s in SIZES},
