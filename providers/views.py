@@ -17,6 +17,7 @@ from . import services, wizard
 from .adapters.registry import provider_info
 from .forms import AccountEditForm, CredentialsReplaceForm
 from .models import ProviderAccount
+from .prerequisites import prerequisites_for
 from .selectors import offers_for, provider_accounts_for_tenant
 from .tables import OfferFilter, OfferTable
 
@@ -79,6 +80,7 @@ def _render_step(request: HttpRequest, tenant: Tenant, state: wizard.WizardState
             "sandbox" if ctx["start_with_sandbox"] else "")
     elif step == "credentials":
         ctx["stored"] = sorted(state.credentials()) if state else []
+        ctx["prerequisites"] = prerequisites_for(state.kind) if state else ()
     elif step in ("regions", "gpu"):
         ctx["error"] = ctx["error"] or summary_error
         ctx["summary"] = state.offer_summary

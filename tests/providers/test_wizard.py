@@ -377,3 +377,35 @@ def test_widening_a_saved_residency_choice_needs_an_explicit_confirmation(owner_
     _step_url(owner_client.post(regions, {"preset": "any", "countries": "", "regions": "", "confirm_widen": "on"}))
     assert _saved_regions(owner_client, regions) == []
     assert 'name="confirm_widen"' not in owner_client.get(regions).content.decode()  # nothing narrower to protect
+
+
+# --- ux-expectations A: key / quota prerequisites stated up front ---------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("kind, fact", [
+    ("aws", "Running On-Demand G and VT instances"),
+    ("gcp", "GPUS_ALL_REGIONS"),
+    ("azure", "Total Regional Spot vCPUs"),
+    ("lambda", "SSH key already added"),
+    ("kubernetes", "nvidia.com/gpu"),
+])
+def test_credentials_step_states_the_providers_prerequisites_before_anything_is_typed(owner_client, kind, fact):
+    page = owner_client.get(start(owner_client, kind)).content.decode()
+    before = page.index('id="prerequisites"')
+    assert fact in page[before:] and before < page.index("<input", before)  # above the form's fields
+
+
+def test_every_registered_provider_has_its_prerequisites_with_sources():
+    from providers.adapters.registry import ADAPTERS
+    from providers.prerequisites import PREREQUISITES
+
+    assert set(PREREQUISITES) == set(ADAPTERS)
+    for kind, items in PREREQUISITES.items():
+        assert kind == "sandbox" or items, kind
+        assert all(p.text and p.source for p in items), kind
+
+
+@pytest.mark.django_db
+def test_the_sandbox_needs_no_prerequisites_box(owner_client):
+    assert 'id="prerequisites"' not in owner_client.get(start(owner_client, "sandbox")).content.decode()
