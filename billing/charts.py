@@ -1,41 +1,21 @@
-"""Server-side plotly charts for the spend dashboard.
-
-Figures are plain dicts rendered with ``plotly.io.to_html(validate=False)`` (no graph-object
-validation: it costs tens of milliseconds per figure and the dicts are ours); the page loads
-the vendored plotly.js once, so ``include_plotlyjs=False``.
+"""The spend dashboard's plotly figures (plain dicts), rendered by ``provisioner.charts`` (the
+one way every chart of the app reaches a page: a div and its figure through ``json_script``).
 """
 
 from __future__ import annotations
 
 import calendar
 import itertools
-import json
 
-from django.templatetags.static import static
-from plotly.utils import PlotlyJSONEncoder
+from django.utils.safestring import SafeString
+
+from provisioner.charts import LAYOUT, PALETTE, chart
 
 from . import money
 from .dashboard import GRAINS, GROUPS, ZERO, SpendView
 
-PALETTE = ["#3b5bdb", "#12805c", "#b54708", "#c01048", "#7048e8", "#0b7285", "#5c940d", "#862e9c"]
-LAYOUT = {"margin": {"l": 50, "r": 10, "t": 30, "b": 40}, "height": 320, "paper_bgcolor": "rgba(0,0,0,0)",
-          "plot_bgcolor": "rgba(0,0,0,0)", "font": {"size": 12}, "legend": {"orientation": "h", "y": -0.2}}
-CONFIG = {"displayModeBar": False, "responsive": True}
 
-
-def _html(fig: dict, div_id: str) -> str:
-    """The chart's div and its figure as inert JSON, drawn by ``static/js/app.js``: plotly's own
-    ``to_html`` writes an inline ``<script>``, which the CSP (script-src 'self') refuses."""
-    payload = json.dumps({**fig, "config": CONFIG}, cls=PlotlyJSONEncoder, separators=(",", ":"))
-    # inside <script>, "</" could end the element early: escape "<", ">" and "&" as JSON allows
-    payload = payload.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-    height = (fig.get("layout") or {}).get("height") or LAYOUT["height"]
-    return (f'<div id="{div_id}" class="plotly-graph-div" style="height:{int(height)}px;width:100%"></div>'
-            f'<script type="application/json" data-plotly-for="{div_id}" data-plotly-src="{static("vendor/plotly.min.js")}">'
-            f"{payload}</script>")
-
-
-def spend_over_time(v: SpendView) -> str:
+def spend_over_time(v: SpendView) -> SafeString:
     x = [p.isoformat() for p in v.periods]
     cumulative = v.filters.mode == "cumulative"
     traces = []
@@ -59,10 +39,10 @@ def spend_over_time(v: SpendView) -> str:
              else f"{GRAINS[v.filters.grain]} spend by {group} ({unit})")
     layout = {**LAYOUT, "barmode": "stack", "title": {"text": title, "x": 0},
               "yaxis": {"tickprefix": "$", "rangemode": "tozero"}}
-    return _html({"data": traces, "layout": layout}, "chart-spend")
+    return chart({"data": traces, "layout": layout}, "chart-spend")
 
 
-def idle_spend(v: SpendView) -> str:
+def idle_spend(v: SpendView) -> SafeString:
     """Spend per period split into idle GPU time and the rest, stacked (the idle series per
     group is in the table; a stack of both would count idle dollars twice)."""
     x = [p.isoformat() for p in v.periods]
@@ -80,10 +60,10 @@ def idle_spend(v: SpendView) -> str:
     ]
     layout = {**LAYOUT, "barmode": "stack", "title": {"text": f"Idle GPU spend ({unit})", "x": 0},
               "yaxis": {"tickprefix": "$", "rangemode": "tozero"}}
-    return _html({"data": traces, "layout": layout}, "chart-idle")
+    return chart({"data": traces, "layout": layout}, "chart-idle")
 
 
-def burn_and_forecast(v: SpendView) -> str:
+def burn_and_forecast(v: SpendView) -> SafeString:
     days = [d.isoformat() for d, _ in v.mtd_daily]
     actual = {"type": "scatter", "mode": "lines+markers", "name": "Month to date", "x": days,
               "y": [float(money.cents(c)) for _, c in v.mtd_daily], "line": {"color": PALETTE[0]}}
@@ -93,15 +73,15 @@ def burn_and_forecast(v: SpendView) -> str:
                 "y": [float(money.cents(v.month_to_date)), float(money.cents(v.forecast_month))], "line": {"dash": "dash", "color": PALETTE[2]}}
     layout = {**LAYOUT, "title": {"text": "Burn rate and forecast to month end", "x": 0},
               "yaxis": {"tickprefix": "$", "rangemode": "tozero"}}
-    return _html({"data": [actual, forecast], "layout": layout}, "chart-forecast")
+    return chart({"data": [actual, forecast], "layout": layout}, "chart-forecast")
 
 
-def budget_gauges(gauges: list[dict]) -> str:
+def budget_gauges(gauges: list[dict]) -> SafeString:
     """Each budget as a horizontal bar (spent this period) with a tick at its amount: plotly's
     basic bundle (bar, scatter, pie: static/vendor/plotly.min.js) has no ``indicator`` trace,
     and bars keep long budget names readable on the axis instead of clipped dial titles."""
     if not gauges:
-        return ""
+        return SafeString("")
     names = [f"{g['budget'].name} ({g['budget'].get_period_display()})" for g in gauges]
     spent = {"type": "bar", "orientation": "h", "name": "Spent", "y": names,
              "x": [float(money.cents(g["spent"])) for g in gauges],
@@ -115,4 +95,4 @@ def budget_gauges(gauges: list[dict]) -> str:
     layout = {**LAYOUT, "height": 90 + 44 * len(gauges), "margin": {"l": 10, "r": 20, "t": 10, "b": 40},
               "showlegend": False, "xaxis": {"tickprefix": "$", "rangemode": "tozero"},
               "yaxis": {"automargin": True, "autorange": "reversed"}}
-    return _html({"data": [spent, amount], "layout": layout}, "chart-budgets")
+    return chart({"data": [spent, amount], "layout": layout}, "chart-budgets")

@@ -5,8 +5,9 @@
      <select data-autosubmit>             submits its form on change
      <button data-copy="text">            copies text; data-copy-prev copies the previous element's text
      <select data-toggle="id" data-toggle-value="custom">  shows #id only for that value
-     <script type="application/json" data-plotly-for="div-id" data-plotly-src="...plotly.min.js">
-                                          draws that figure with the vendored plotly.js (loaded once) */
+     <div data-plotly-figure="script-id" data-plotly-src="...plotly.min.js">  draws the figure in
+                                          <script type="application/json" id="script-id"> (json_script,
+                                          provisioner/charts.py) with the vendored plotly.js (loaded once) */
 (function () {
   "use strict";
 
@@ -45,14 +46,14 @@
   }
 
   function drawCharts(root) {
-    (root || document).querySelectorAll("script[data-plotly-for]").forEach(function (tag) {
-      var el = document.getElementById(tag.getAttribute("data-plotly-for"));
+    (root || document).querySelectorAll("[data-plotly-figure]").forEach(function (el) {
+      var tag = document.getElementById(el.getAttribute("data-plotly-figure"));
       // a chart preserved across a parent's swap (hx-preserve) is already drawn: leave its layers alone
-      if (!el || tag.hasAttribute("data-plotly-drawn")) { return; }
+      if (!tag || tag.hasAttribute("data-plotly-drawn")) { return; }
       tag.setAttribute("data-plotly-drawn", "");
       var fig = JSON.parse(tag.textContent);
       var config = fig.config || {displayModeBar: false, responsive: true};
-      withPlotly(tag.getAttribute("data-plotly-src"), function () {
+      withPlotly(el.getAttribute("data-plotly-src"), function () {
         window.Plotly.react(el, fig.data, fig.layout, config);
         if (!el.__drillBound) {  // a trace's meta.drill: the query string of its drill-down view
           el.__drillBound = true;

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -20,6 +18,7 @@ from billing.models import SpendRollup, SpendRollupMonth
 from billing.rollups import rollup_dirty
 from provisioner import clock
 from tenants.services import project_create
+from tests.chart_helpers import figures
 from workloads.models import Pod, PodState, UtilizationSample
 
 from .helpers import account, make_pod, run_timeline, to
@@ -112,10 +111,10 @@ def test_dashboard_shows_idle_kpi_column_series_and_csv(client, finance, tenant,
         assert v.idle_series["trainer"] == {T0.date(): Decimal("2.00")}
         top = {t["name"]: t["idle"] for t in v.top}
         assert top == {"trainer": Decimal("2.00"), "idle-now": Decimal("1.50")}
-        assert 'data-plotly-for="chart-idle"' in html
+        assert "chart-idle" in figures(html)
         # the idle chart's bars drill into their period: a week's bar opens its days, filters kept
         weekly = client.get(reverse("billing:spend"), {"range": "30d", "grain": "week", "group": "workload"})
-        fig = json.loads(re.search(r'data-plotly-for="chart-idle"[^>]*>(.*?)</script>', weekly.content.decode(), re.S)[1])
+        fig = figures(weekly.content.decode())["chart-idle"]
         week = fig["data"][0]["x"].index("2026-03-16")
         assert fig["data"][0]["customdata"][week] == ("?range=custom&group=workload&grain=day&mode=period"
                                                       "&from=2026-03-16&to=2026-03-18")

@@ -3,7 +3,6 @@ app draws uses only trace types registered in it: an unknown type draws nothing 
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import timedelta
 from decimal import Decimal
@@ -14,6 +13,7 @@ from django.conf import settings
 from django.urls import reverse
 
 from billing.budgets import budget_create
+from tests.chart_helpers import figures
 
 BUNDLE = Path(settings.BASE_DIR) / "static" / "vendor" / "plotly.min.js"
 FULL_BUNDLE_BYTES = 4_815_814  # plotly.min.js 4.1.1, the full bundle shipped before
@@ -46,7 +46,7 @@ def test_every_spend_chart_uses_a_trace_type_in_the_bundle(client, finance, tena
     used = set()
     for params in ({}, {"mode": "cumulative"}):
         html = client.get(reverse("billing:spend"), params).content.decode()
-        figures = re.findall(r'<script type="application/json" data-plotly-for="([^"]+)"[^>]*>(.*?)</script>', html, re.S)
-        assert {"chart-spend", "chart-forecast", "chart-budgets"} <= {div for div, _ in figures}
-        used |= {t.get("type", "scatter") for _, fig in figures for t in json.loads(fig)["data"]}
+        drawn = figures(html)
+        assert {"chart-spend", "chart-forecast", "chart-budgets"} <= set(drawn)
+        used |= {t.get("type", "scatter") for fig in drawn.values() for t in fig["data"]}
     assert used and used <= _registered_traces(), used - _registered_traces()

@@ -43,7 +43,7 @@ def test_spend_page_charts_are_inert_json(client, finance, tenant, sandbox):
     budget_create(tenant=tenant, name="Team", amount_usd=10, period="month")
     client.force_login(finance)
     html = client.get(reverse("billing:spend")).content.decode()
-    assert 'data-plotly-for="chart-spend"' in html and 'data-plotly-for="chart-budgets"' in html
+    assert 'data-plotly-figure="chart-spend-figure"' in html and 'data-plotly-figure="chart-budgets-figure"' in html
     assert not INLINE_SCRIPT.search(html) and not INLINE_HANDLER.search(html)
 
 

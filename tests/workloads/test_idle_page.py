@@ -3,7 +3,6 @@ warning; plus the provider-metrics poll and sample retention."""
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -11,6 +10,7 @@ import pytest
 from django.urls import reverse
 
 from provisioner import clock
+from tests.chart_helpers import figures
 from workloads.autoshutdown import telemetry
 from workloads.models import Lifecycle, UtilizationSample
 
@@ -114,7 +114,7 @@ def test_chart_fragment_has_one_trace_per_gpu_and_the_threshold(owner_client, te
         r = _fragment(owner_client, pod, range="15m")
     assert r.status_code == 200
     html = r.content.decode()
-    figure = json.loads(re.search(r'<script type="application/json" id="util-figure"[^>]*>(.*?)</script>', html, re.S).group(1))
+    figure = figures(html)["util-chart"]
     assert [t["name"] for t in figure["data"]] == ["GPU 0", "GPU 1"]
     assert set(figure["data"][1]["y"]) == {31.0}
     assert len(figure["data"][0]["x"]) == 31  # last 15 minutes at 30 s

@@ -10,11 +10,11 @@ from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.http.request import RawPostDataException
 from django.shortcuts import render
-from django.utils.safestring import mark_safe
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from provisioner import clock
+from provisioner.charts import LAYOUT, chart
 from tenants.access import get_for_tenant_or_404
 from workloads.interruptions.notices import on_notice_deliver
 from workloads.models import LIVE_POD_STATES
@@ -66,25 +66,21 @@ def agent_script(request: HttpRequest) -> FileResponse:
     return response
 
 
-def _figure_json(series, *, threshold: int | None, minutes: int, now) -> str:
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
+def _utilization_figure(series, *, threshold: int | None, minutes: int, now) -> dict:
+    """One line per GPU over the chosen range, and the idle threshold as a dashed line."""
     # lines AND markers: with one sample a minute a lone first sample is a point, not nothing (§2.1)
-    for gpu, points in series.items():
-        fig.add_trace(go.Scatter(x=[at.isoformat() for at, _ in points], y=[round(u, 1) for _, u in points],
-                                 mode="lines+markers", name=f"GPU {gpu}", line={"width": 2}, marker={"size": 5}))
-    if threshold is not None:
-        fig.add_hline(y=threshold, line={"dash": "dash", "color": "#d92d20", "width": 1},
-                      annotation_text=f"idle below {threshold} %", annotation_position="top left")
-    fig.update_layout(
-        height=260, margin={"l": 40, "r": 10, "t": 10, "b": 30}, showlegend=len(series) > 1,
-        legend={"orientation": "h", "y": -0.2}, paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)",
-        yaxis={"range": [0, 100], "title": {"text": "GPU %"}, "gridcolor": "#eaecf0"},
-        xaxis={"range": [(now - timedelta(minutes=minutes)).isoformat(), now.isoformat()], "gridcolor": "#eaecf0"},
-    )
-    # the JSON sits in a <script type="application/json">: keep "</script>" from ending it early
-    return fig.to_json().replace("<", "\\u003c")
+    data = [{"type": "scatter", "mode": "lines+markers", "name": f"GPU {gpu}", "line": {"width": 2},
+             "marker": {"size": 5}, "x": [at.isoformat() for at, _ in points], "y": [round(u, 1) for _, u in points]}
+            for gpu, points in series.items()]
+    layout = {**LAYOUT, "height": 260, "margin": {"l": 40, "r": 10, "t": 10, "b": 30}, "showlegend": len(series) > 1,
+              "yaxis": {"range": [0, 100], "title": {"text": "GPU %"}, "gridcolor": "#eaecf0"},
+              "xaxis": {"range": [(now - timedelta(minutes=minutes)).isoformat(), now.isoformat()], "gridcolor": "#eaecf0"}}
+    if threshold is not None:  # a horizontal line across the plot, labelled at its left end
+        layout["shapes"] = [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "yref": "y", "y0": threshold,
+                             "y1": threshold, "line": {"dash": "dash", "color": "#d92d20", "width": 1}}]
+        layout["annotations"] = [{"text": f"idle below {threshold} %", "xref": "paper", "x": 0, "xanchor": "left",
+                                  "yref": "y", "y": threshold, "yanchor": "bottom", "showarrow": False}]
+    return {"data": data, "layout": layout}
 
 
 @login_required
@@ -98,8 +94,8 @@ def pod_utilization(request: HttpRequest, pk) -> HttpResponse:
     minutes = telemetry.CHART_RANGES[range_key]
     series = telemetry.pod_utilization_series(pod, minutes=minutes, now=now)
     idle = pod_idle_status(pod, now=now)
-    figure = _figure_json(series, threshold=idle.threshold if idle.enabled else None, minutes=minutes, now=now)
-    ctx = {"pod": pod, "idle": idle, "figure_json": mark_safe(figure), "has_samples": bool(series),
+    figure = _utilization_figure(series, threshold=idle.threshold if idle.enabled else None, minutes=minutes, now=now)
+    ctx = {"pod": pod, "idle": idle, "chart": chart(figure, "util-chart", gpus=len(series)), "has_samples": bool(series),
            "range_key": range_key, "ranges": list(telemetry.CHART_RANGES), "live": pod.state in LIVE_POD_STATES,
-           "gpu_count": len(series), "now": now, "agent_error": pod.agent_error}
+           "now": now, "agent_error": pod.agent_error}
     return render(request, "workloads/partials/utilization.html", ctx)
