@@ -1,5 +1,5 @@
 """Every chart of the app is drawn one way: a plotly figure, a plain dict built by the page's own
-module (billing/charts.py for the spend page, workloads/views_telemetry.py for a pod's GPUs), is
+module (billing/charts.py for the spend page, workloads/autoshutdown/views.py for a pod's GPUs), is
 rendered here as an empty div plus the figure as inert JSON, and ``static/js/app.js`` draws it
 with the vendored plotly.js (loaded once a page).
 

@@ -15,8 +15,8 @@ from provisioner import clock
 from tenants.models import Role
 from tenants.services import project_create
 from tests.factories import PodFactory, WorkloadFactory, make_member
+from workloads.lifecycle.transitions import pod_event
 from workloads.models import PodState
-from workloads.transitions import pod_event
 
 # session + membership, the page's own reads; measured on SQLite and PostgreSQL alike
 POD_LIST, POD_LIST_REFRESH, WORKLOAD_PAGE, MEMBERS_PAGE = 7, 5, 11, 7
