@@ -3,8 +3,14 @@ overlap policy (skip / queue / allow) and burst windows (N replicas at the start
 down at the end).
 
 Beat fires ``workloads.scheduled_workload_fire`` at each cron time; that task calls
-:func:`scheduled_workload_fire`, which is safe to run twice for the same minute. The periodic
-supervisor calls :func:`scheduled_runs_tick` to end windows and start queued runs.
+:func:`scheduled_workload_fire`, which is safe to run twice for the same minute.
+
+A burst window counts from the run's due (cron) time, not from when beat or the worker got to
+it, and ends at due + window *exactly*: starting a run sends ``workloads.scheduled_window_end``
+with that instant as its eta. A firing first ends this workload's windows that are over, so a
+window as long as the cron interval never makes overlap "skip" skip the next run, whichever of
+the two tasks the broker delivers first. The periodic supervisor (:func:`scheduled_runs_tick`)
+starts queued runs and is the safety net for window ends whose task was lost.
 """
 
 from __future__ import annotations
@@ -61,7 +67,12 @@ def workload_schedule_sync(*, workload: Workload) -> str | None:
 
     name = beat_entry_name(workload)
     if workload.lifecycle != Lifecycle.SCHEDULED or not workload.schedule_cron or workload.state != Workload.State.ACTIVE:
-        PeriodicTask.objects.filter(name=name).update(enabled=False)
+        # .save() per row, not a queryset .update(): beat re-reads its entries only when the
+        # model's signals move PeriodicTasks.last_update (django-celery-beat, "Database
+        # Scheduler"); an .update() left beat firing a stopped workload for minutes
+        for entry in PeriodicTask.objects.filter(name=name, enabled=True):
+            entry.enabled = False
+            entry.save(update_fields=["enabled"])
         return None
     schedule, _ = CrontabSchedule.objects.get_or_create(**cron_parts(workload.schedule_cron), timezone="UTC")
     PeriodicTask.objects.update_or_create(
@@ -78,16 +89,32 @@ def workload_schedule_remove(*, workload: Workload) -> None:
     PeriodicTask.objects.filter(name=beat_entry_name(workload)).delete()
 
 
-def _live_pods(workload: Workload):
-    return Pod.objects.filter(workload=workload, state__in=LIVE_POD_STATES + (PodState.STOPPED,))
+# A pod on its way down is not "a run still going" for the overlap policy: one stopping
+# (termination sent, not yet confirmed) or one of a run whose window ended (draining behind the
+# gateway before its termination). The teardown of an ended window must not skip the next run.
+_BUSY_POD_STATES = (PodState.REQUESTED, PodState.PROVISIONING, PodState.RUNNING, PodState.STOPPED)
 
 
-@transaction.atomic
+def _busy_pods(workload: Workload):
+    return (Pod.objects.filter(workload=workload, state__in=_BUSY_POD_STATES)
+            .exclude(scheduled_run__state=ScheduledRun.State.ENDED, scheduled_run__window_ends_at__isnull=False))
+
+
 def scheduled_workload_fire(workload_id: str, *, due_at: datetime | None = None) -> ScheduledRun | None:
     """One cron firing: start a run, or skip / queue it when a run is still going.
 
-    Idempotent per minute: beat firing twice (or two workers) records and launches one run.
+    Windows of this workload that are over end first (their teardown may have been delivered
+    after this firing). Idempotent per minute: beat firing twice (or two workers) records and
+    launches one run.
     """
+    for run_id in ScheduledRun.objects.filter(workload_id=workload_id, state=ScheduledRun.State.STARTED,
+                                              window_ends_at__lte=clock.now()).values_list("pk", flat=True):
+        window_end(run_id=str(run_id))
+    with transaction.atomic():
+        return _fire(workload_id, due_at)
+
+
+def _fire(workload_id: str, due_at: datetime | None) -> ScheduledRun | None:
     workload = Workload.objects.select_for_update().filter(pk=workload_id).first()
     if workload is None or workload.lifecycle != Lifecycle.SCHEDULED or workload.state != Workload.State.ACTIVE:
         return None
@@ -95,7 +122,7 @@ def scheduled_workload_fire(workload_id: str, *, due_at: datetime | None = None)
     existing = ScheduledRun.objects.filter(workload=workload, due_at=due).first()
     if existing is not None:
         return existing
-    busy = _live_pods(workload).exists() or workload.scheduled_runs.filter(state=ScheduledRun.State.QUEUED).exists()
+    busy = _busy_pods(workload).exists() or workload.scheduled_runs.filter(state=ScheduledRun.State.QUEUED).exists()
     if busy and workload.overlap_policy == OverlapPolicy.SKIP:
         return ScheduledRun.objects.create(tenant_id=workload.tenant_id, workload=workload, due_at=due,
                                            state=ScheduledRun.State.SKIPPED, note="Skipped: the previous run is still going")
@@ -126,19 +153,49 @@ def _owner_refusal(workload: Workload) -> str:
 
 
 def _start_run(run: ScheduledRun, workload: Workload) -> list[Pod]:
+    """Start the run's pods; with a burst window, schedule its end for due + window exactly.
+    A (queued) run whose window is already over is skipped instead."""
     now = clock.now()
-    run.state = ScheduledRun.State.STARTED
-    run.started_at = now
-    if workload.window_minutes:
-        run.window_ends_at = now + timedelta(minutes=workload.window_minutes)
+    ends = run.due_at + timedelta(minutes=workload.window_minutes) if workload.window_minutes else None
+    if ends is not None and ends <= now:
+        run.state, run.ended_at = ScheduledRun.State.SKIPPED, now
+        run.note = f"Skipped: its window ended at {ends:%H:%M} UTC before the previous run did"
+        run.save(update_fields=["state", "ended_at", "note"])
+        return []
+    run.state, run.started_at, run.window_ends_at = ScheduledRun.State.STARTED, now, ends
     n = max(1, workload.replicas)
-    run.note = f"Started {n} pod{'s' if n > 1 else ''}" + (f" for {workload.window_minutes} min" if workload.window_minutes else "")
+    run.note = f"Started {n} pod{'s' if n > 1 else ''}" + (f" until {ends:%H:%M} UTC" if ends else "")
     run.save(update_fields=["state", "started_at", "window_ends_at", "note"])
     pods = [services.pod_request(workload=workload, replica_index=i, scheduled_run=run) for i in range(n)]
     for p in pods:
         services.pod_event(p, "schedule", f"Scheduled run of {run.due_at:%Y-%m-%d %H:%M} UTC"
-                           + (f"; window ends {run.window_ends_at:%H:%M} UTC" if run.window_ends_at else ""))
+                           + (f"; window ends {ends:%H:%M} UTC" if ends else ""))
+    if ends is not None:
+        from .tasks import scheduled_window_end
+
+        run_id = str(run.pk)
+        transaction.on_commit(lambda: scheduled_window_end.apply_async((run_id,), eta=ends))
     return pods
+
+
+def window_end(*, run_id: str) -> bool:
+    """End the run's burst window if its time has come, tearing every pod of the run down.
+    True when this call ended it. Compare-and-set: safe beside the supervise tick and a
+    redelivered task."""
+    now = clock.now()
+    if not ScheduledRun.objects.filter(pk=run_id, state=ScheduledRun.State.STARTED, window_ends_at__lte=now).update(
+            state=ScheduledRun.State.ENDED, ended_at=now):
+        return False  # not over yet, already ended, or another worker took it
+    run = ScheduledRun.objects.get(pk=run_id)
+    for pod_id in _run_pods(run).filter(state__in=LIVE_POD_STATES + (PodState.STOPPED,)).values_list("pk", flat=True):
+        retire_pod(pod_id=str(pod_id), reason="Burst window ended")  # drained first behind a gateway
+    return True
+
+
+def window_still_open_until(*, run_id: str) -> datetime | None:
+    """The end of the run's window when it is still open (an early delivery of its end task)."""
+    run = ScheduledRun.objects.filter(pk=run_id, state=ScheduledRun.State.STARTED).first()
+    return run.window_ends_at if run is not None and run.window_ends_at and run.window_ends_at > clock.now() else None
 
 
 def _run_pods(run: ScheduledRun):
@@ -148,17 +205,14 @@ def _run_pods(run: ScheduledRun):
 
 
 def scheduled_runs_tick() -> dict[str, int]:
-    """End burst windows that are over (tearing every pod of the run down), close finished runs
-    and start queued runs whose predecessor has ended. Safe to run concurrently."""
+    """Close finished runs and start queued runs whose predecessor has ended; end burst windows
+    that are over but whose ``scheduled_window_end`` task was lost (the safety net: it runs at
+    the window's end). Safe to run concurrently."""
     now = clock.now()
     ended = 0
-    for run in ScheduledRun.objects.filter(state=ScheduledRun.State.STARTED, window_ends_at__lte=now):
-        if not ScheduledRun.objects.filter(pk=run.pk, state=ScheduledRun.State.STARTED).update(
-                state=ScheduledRun.State.ENDED, ended_at=now):
-            continue  # another worker took it
-        ended += 1
-        for pod_id in _run_pods(run).filter(state__in=LIVE_POD_STATES + (PodState.STOPPED,)).values_list("pk", flat=True):
-            retire_pod(pod_id=str(pod_id), reason="Burst window ended")  # drained first behind a gateway
+    for run_id in ScheduledRun.objects.filter(state=ScheduledRun.State.STARTED,
+                                              window_ends_at__lte=now).values_list("pk", flat=True):
+        ended += window_end(run_id=str(run_id))
     closed = 0
     for run in ScheduledRun.objects.filter(state=ScheduledRun.State.STARTED, window_ends_at__isnull=True):
         pods = _run_pods(run)
@@ -177,7 +231,7 @@ def scheduled_runs_tick() -> dict[str, int]:
                 run.state, run.note, run.ended_at = ScheduledRun.State.SKIPPED, "Skipped: the workload was stopped", now
                 run.save(update_fields=["state", "note", "ended_at"])
                 continue
-            if _live_pods(workload).exists():
+            if _busy_pods(workload).exists():
                 continue
             if refusal := _owner_refusal(workload):
                 run.state, run.note, run.ended_at = ScheduledRun.State.SKIPPED, refusal, now

@@ -91,6 +91,17 @@ def scheduled_workload_fire(workload_id: str) -> None:
     fire(workload_id)
 
 
+@shared_task(name="workloads.scheduled_window_end", bind=True)
+def scheduled_window_end(self, run_id: str) -> None:
+    """Sent with the window's end as its eta when a burst run starts: ends it at that instant.
+    Delivered early (clock skew between hosts), it puts itself back on the timer; run eagerly
+    (tests without a broker) it does not, and the supervise tick is the safety net."""
+    from .scheduling import window_end, window_still_open_until
+
+    if not window_end(run_id=run_id) and (until := window_still_open_until(run_id=run_id)) and not self.request.is_eager:
+        self.apply_async((run_id,), eta=until)
+
+
 @shared_task(name="workloads.supervise")
 def supervise() -> dict:
     from .supervision import supervise as tick

@@ -18,11 +18,12 @@ from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_POST
 
 from providers.selectors import provider_accounts_for_tenant
+from provisioner import clock
 from tenants.access import get_for_tenant_or_404, require_member
 from tenants.permissions import PROVISION, USE_CREDENTIALS, role_has
 from tenants.selectors import projects_for
 from workloads.lifecycle.supervision import workload_relaunch, workload_stop
-from workloads.models import LIVE_POD_STATES, Lifecycle, RegistryCredential, TenantSecret, Workload
+from workloads.models import LIVE_POD_STATES, Lifecycle, RegistryCredential, ScheduledRun, TenantSecret, Workload
 from workloads.pods.selectors import pod_cost_so_far
 
 from . import schema
@@ -271,15 +272,18 @@ def workload_detail(request: HttpRequest, pk) -> HttpResponse:
                                                           secret_labels(workload.tenant)))
     next_fire = None
     if workload.lifecycle == Lifecycle.SCHEDULED and workload.schedule_cron and workload.state == Workload.State.ACTIVE:
-        from provisioner import clock
         from workloads.lifecycle.scheduling import next_fire_after
 
         next_fire = next_fire_after(workload.schedule_cron, clock.now())
+    runs = list(workload.scheduled_runs.all()[:50])
+    has_live = any(p.state in LIVE_POD_STATES for p in pods)
     ctx = {"workload": workload, "pods": pods, "events": workload_events(workload), "spec_text": spec_text,
-           "runs": list(workload.scheduled_runs.all()[:50]), "next_fire": next_fire,
-           "has_live": any(p.state in LIVE_POD_STATES for p in pods),
+           "runs": runs, "next_fire": next_fire, "has_live": has_live, "now": clock.now(),
+           # the pods/runs/events part polls itself while anything of it can still change
+           "live": has_live or any(r.state in (ScheduledRun.State.STARTED, ScheduledRun.State.QUEUED) for r in runs),
            "total_cost": sum((p.cost_so_far for p in pods), start=0)}
-    return render(request, "workloads/recipes/workload_detail.html", ctx)
+    template = "workloads/recipes/partials/workload_live.html" if request.htmx else "workloads/recipes/workload_detail.html"
+    return render(request, template, ctx)
 
 
 @login_required
