@@ -257,6 +257,9 @@ class Pod(models.Model):
     requested_at = models.DateTimeField()
     provisioning_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)  # first running
+    # provisioning: when the provider expects the pod to run (RemotePod.expected_ready_at); the
+    # follow-up check is scheduled for then (workloads.lifecycle.tasks.follow_pod)
+    ready_expected_at = models.DateTimeField(null=True, blank=True)
     stopped_at = models.DateTimeField(null=True, blank=True)  # latest stop
     # every running session [start, end or null] (ISO times): a pod stopped and started again
     # is billed for each of them (billing.metering reads this)

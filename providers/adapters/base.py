@@ -185,6 +185,9 @@ class RemotePod:
     raw: dict[str, Any] = field(default_factory=dict)
     # a provider-side notice about this (still running) pod: what the provider will do, and when
     notice: ProviderNotice | None = None
+    # a provisioning pod: when the provider expects it to run (its own boot estimate), so the
+    # follow-up check can be scheduled then instead of on a fixed back-off
+    expected_ready_at: datetime | None = None
 
 
 @dataclass(frozen=True)

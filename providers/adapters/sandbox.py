@@ -255,7 +255,8 @@ class SandboxAdapter(ProviderAdapter):
             # the notice: running still, taken at interrupt_at
             notice = ProviderNotice("preempt", inst.interrupt_at, source="spot notice")
         return RemotePod(external_id=inst.external_id, state=state, tag=inst.tag, region=inst.spec.get("region", ""),
-                         connection=connection, exit_code=exit_code, raw={"spec": inst.spec}, notice=notice)
+                         connection=connection, exit_code=exit_code, raw={"spec": inst.spec}, notice=notice,
+                         expected_ready_at=inst.boot_at if state == REMOTE_PROVISIONING else None)
 
     def get(self, external_id: str) -> RemotePod:
         inst = self._instances().filter(external_id=external_id).first()

@@ -216,7 +216,9 @@ def pod_apply_remote(pod: Pod, remote) -> None:
         if pod_transition(pod, new, message, expect=live, fields={"state_reason": reason[:300]}):
             pod_after_end(pod)
     elif remote.state == REMOTE_PROVISIONING:
-        pass
+        if remote.expected_ready_at and remote.expected_ready_at != pod.ready_expected_at:
+            Pod.objects.filter(pk=pod.pk).update(ready_expected_at=remote.expected_ready_at)  # a new estimate
+            pod.ready_expected_at = remote.expected_ready_at
     if remote.notice is not None and remote.state == REMOTE_RUNNING and pod.state in live:
         from workloads.interruptions.notices import notice_from_provider  # notices act through services, not the reverse
 

@@ -3,29 +3,37 @@
 from celery import shared_task
 from django.conf import settings
 
+from provisioner import clock
 from workloads.models import LIVE_POD_STATES, Pod, PodState
 
-from . import services
-
-FOLLOW_DELAYS = [1, 1, 2, 2, 3, 5, 5, 8, 10, 15, 20, 30, 30, 60, 60]
+from . import follow, services
 
 
 @shared_task(name="workloads.provision_pod")
 def provision_pod(pod_id: str) -> None:
     pod = services.pod_provision(pod_id=pod_id)
     if pod.state == PodState.PROVISIONING:
-        follow_pod.apply_async((pod_id, 0), countdown=FOLLOW_DELAYS[0])
+        delay = follow.first_check_in(now=clock.now(), expected=pod.ready_expected_at)
+        follow_pod.apply_async((pod_id, 0), countdown=delay)
 
 
 @shared_task(name="workloads.follow_pod")
 def follow_pod(pod_id: str, step: int) -> None:
-    """After a launch, check the pod with short, backing-off delays until it runs or fails."""
+    """After a launch, check the pod when the provider expects it to run (then every 0.1 s for a
+    few seconds), else on short, backing-off delays, until it runs or fails
+    (workloads.lifecycle.follow)."""
     pod = services.pod_refresh(pod_id=pod_id)
-    if pod.state != PodState.PROVISIONING or step + 1 >= len(FOLLOW_DELAYS):
+    if pod.state != PodState.PROVISIONING:
         return
     if settings.CELERY_TASK_ALWAYS_EAGER:
         return  # eager (tests): countdowns are ignored; the periodic sync is the safety net
-    follow_pod.apply_async((pod_id, step + 1), countdown=FOLLOW_DELAYS[step + 1])
+    if follow.watching(now=clock.now(), expected=pod.ready_expected_at):
+        pod = follow.watch(lambda: services.pod_refresh(pod_id=pod_id), now=clock.now)
+        if pod.state != PodState.PROVISIONING:
+            return
+    plan = follow.next_check(now=clock.now(), expected=pod.ready_expected_at, step=step)
+    if plan is not None:
+        follow_pod.apply_async((pod_id, plan[1]), countdown=plan[0])
 
 
 @shared_task(name="workloads.bootstrap_pod", queue="bootstrap")
