@@ -187,3 +187,16 @@ def test_provider_notices_far_ahead_and_advisory_ones_on_the_pod_page(client, te
     with django_capture_on_commit_callbacks(execute=True):
         assert not notice_from_provider(pod=pod, notice=maintenance)  # a maintenance never replaces an ending
     assert PodEvent.objects.filter(pod=pod, kind="notice").count() == 2
+
+
+@pytest.mark.django_db
+def test_a_deadline_with_another_offset_is_shown_and_kept_in_utc(client, tenant, project, owner, sandbox,
+                                                                  django_capture_on_commit_callbacks):
+    pod = running_pod(tenant, project, owner, lifecycle=Lifecycle.SERVICE)
+    token = telemetry.agent_token_issue(pod=pod)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert beat(client, pod.pk, token, body(deadline="2026-12-02T20:02:00+02:00")).status_code == 200
+    event = PodEvent.objects.get(pod=pod, kind="notice")
+    assert "takes this pod at 18:02:00 UTC, 120 s from now" in event.message  # not "20:02:00 UTC"
+    assert event.data["deadline"] == "2026-12-02T18:02:00+00:00"
+    assert Pod.objects.get(pk=pod.pk).interruption_notice["deadline"] == "2026-12-02T18:02:00+00:00"

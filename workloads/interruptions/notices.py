@@ -15,7 +15,7 @@ but nothing is replaced for it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import transaction
@@ -109,6 +109,7 @@ def notice_parse(value: Any, *, now: datetime | None = None) -> Notice:
             raise NoticeInvalid("notice.deadline must be an ISO 8601 time or null") from None
         if deadline.tzinfo is None:
             raise NoticeInvalid("notice.deadline must carry a UTC offset")
+        deadline = deadline.astimezone(UTC)  # the event says "UTC": an agent's +02:00 is converted, not relabelled
         now = now or clock.now()
         if not now - MAX_BEHIND <= deadline <= now + MAX_AHEAD:
             raise NoticeInvalid("notice.deadline is more than an hour away from now")
