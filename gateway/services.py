@@ -256,16 +256,25 @@ def drain_then_terminate(*, pod_id: str, reason: str) -> bool:
 
 
 def _finish_drains(workload: Workload, now) -> None:
+    """Drains that are over: the pods leave the route (written first, so no request is sent to a
+    pod being terminated), then are terminated, verified."""
     from workloads.lifecycle.services import pod_terminate
     from workloads.placement.move import RETIRING, move_finish
 
-    for backend in Backend.objects.filter(workload=workload, state=Backend.State.DRAINING,
-                                          drain_until__lte=now).select_related("pod"):
+    done = list(Backend.objects.filter(workload=workload, state=Backend.State.DRAINING, drain_until__lte=now)
+                .select_related("pod"))
+    if not done:
+        return
+    Backend.objects.filter(pk__in=[b.pk for b in done]).update(state=Backend.State.GONE)
+    try:
+        sync_routes(workload)
+    except GatewayError as exc:
+        logger.warning("gateway route of %s not written before a retirement: %s", workload.pk, exc)
+    for backend in done:
         pod = backend.pod
         if pod.state not in (*LIVE_POD_STATES, PodState.STOPPED):
-            Backend.objects.filter(pk=backend.pk).update(state=Backend.State.GONE)
             continue
-        new = (Pod.objects.filter(replaces=pod, state=PodState.RUNNING).order_by("-requested_at").first())
+        new = Pod.objects.filter(replaces=pod, state=PodState.RUNNING).order_by("-requested_at").first()
         if new is not None and (new.placement_override or {}).get("purpose") in RETIRING:
             move_finish(new_pod_id=str(new.pk))  # a move adopts its pins; terminates (verified)
         else:
