@@ -7,7 +7,7 @@ from decimal import Decimal
 from django import forms
 
 from providers.services import InvoiceRateInvalid, invoice_rate_validate
-from provisioner.inputs import MAX_URL_CHARS
+from provisioner.inputs import MAX_URL_CHARS, split_list
 from provisioner.outbound import OutboundRefused, check_outbound_url
 from tenants.access import project_scope
 from tenants.models import Project
@@ -67,7 +67,7 @@ class BudgetForm(forms.Form):
     def clean_soft_thresholds(self) -> list[int]:
         raw = self.cleaned_data.get("soft_thresholds") or ""
         try:
-            values = sorted({int(x.strip().rstrip("%")) for x in raw.split(",") if x.strip()})
+            values = sorted({int(x.rstrip("%")) for x in split_list(raw)})
         except ValueError:
             raise forms.ValidationError("Use whole percentages separated by commas, e.g. 50, 80, 100") from None
         if any(v <= 0 or v > 1000 for v in values):
@@ -77,7 +77,7 @@ class BudgetForm(forms.Form):
     def clean_soft_thresholds_usd(self) -> list[int]:
         raw = self.cleaned_data.get("soft_thresholds_usd") or ""
         try:
-            values = sorted({int(x.strip().lstrip("$")) for x in raw.split(",") if x.strip()})
+            values = sorted({int(x.lstrip("$")) for x in split_list(raw)})
         except ValueError:
             raise forms.ValidationError("Use whole dollars separated by commas, e.g. 500, 1000") from None
         if any(v <= 0 or v > MAX_USD_THRESHOLD for v in values):

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import re
 
+from provisioner.inputs import split_list
+
 # canonical class -> (label, VRAM GB per GPU, rough tier for sorting)
 GPU_CLASSES: dict[str, tuple[str, int]] = {
     "T4": ("NVIDIA T4 16 GB", 16),
@@ -97,6 +99,24 @@ COUNTRY_PRESETS: dict[str, tuple[str, ...]] = {
     "NA": ("US", "CA"),
     "UK": ("GB",),
 }
+
+
+ISO_COUNTRY = re.compile(r"[A-Z]{2}")
+
+
+def country_codes(text: str | None) -> list[str]:
+    """Typed countries and presets ("DE; fr", "EU CH") as upper-cased codes, presets kept as typed
+    (a pin's label shows them); not validated — lenient readers such as the live preview use this."""
+    return [c.upper() for c in split_list(text)]
+
+
+def parse_country_pin(text: str | None) -> list[str]:
+    """``country_codes``, refusing (ValueError) what is neither an ISO 3166-1 alpha-2 code nor a preset."""
+    codes = country_codes(text)
+    bad = [c for c in expand_countries(codes) if not ISO_COUNTRY.fullmatch(c)]
+    if bad:
+        raise ValueError(f"Not ISO country codes or presets: {', '.join(bad)}")
+    return codes
 
 
 def expand_countries(codes: list[str] | tuple[str, ...]) -> list[str]:

@@ -15,12 +15,12 @@ from typing import Any
 from django import forms
 from django.conf import settings as django_settings
 
-from provisioner.inputs import MAX_REGION_LIST_CHARS, MAX_REGIONS
+from provisioner.inputs import MAX_REGION_LIST_CHARS, MAX_REGIONS, split_list
 from provisioner.outbound import OutboundRefused, check_outbound_url
 
 from .adapters.base import CredentialField, InvalidCredentials, ProviderError, ProviderInfo
 from .adapters.registry import provider_info
-from .catalog import COUNTRY_PRESETS, GPU_CLASSES, expand_countries
+from .catalog import COUNTRY_PRESETS, GPU_CLASSES, expand_countries, parse_country_pin
 from .models import CapPeriod, ProviderAccount
 
 logger = logging.getLogger(__name__)
@@ -55,10 +55,6 @@ def _scrub(message: str, secrets: list[str]) -> str:
     return message
 
 
-def _parse_codes(raw: str) -> list[str]:
-    return [c for c in raw.replace(";", ",").replace(" ", ",").split(",") if c.strip()]
-
-
 def clean_base_url(url: str) -> str:
     """An admin's stand-in API URL: in production it is an outbound URL like any other (public
     https only, ``provisioner.outbound``); in development stand-ins run on 127.0.0.1."""
@@ -71,15 +67,14 @@ def clean_base_url(url: str) -> str:
 
 
 def parse_countries(raw: str) -> list[str]:
-    codes = expand_countries(_parse_codes(raw))
-    bad = [c for c in codes if len(c) != 2 or not c.isalpha()]
-    if bad:
-        raise forms.ValidationError(f"Not an ISO country code or preset: {', '.join(bad)}")
-    return codes
+    try:
+        return expand_countries(parse_country_pin(raw))
+    except ValueError as exc:
+        raise forms.ValidationError(str(exc)) from None
 
 
 def parse_regions(raw: str) -> list[str]:
-    regions = list(dict.fromkeys(r.strip() for r in _parse_codes(raw)))
+    regions = list(dict.fromkeys(split_list(raw)))
     if len(regions) > MAX_REGIONS:
         raise forms.ValidationError(f"List at most {MAX_REGIONS} regions ({len(regions)} given).")
     return regions

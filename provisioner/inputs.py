@@ -29,6 +29,17 @@ REQUEST_ID_MAX = 64  # AuditEvent.request_id
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
 
 
+# The one reader of a typed list (countries, regions, GPU classes, account locations): commas,
+# semicolons and any whitespace (newlines too) separate items, so "DE; FR", "DE,FR", "DE FR" and
+# one code per line are the same list whichever form it was typed into.
+_LIST_SEPARATORS = re.compile(r"[,;\s]+")
+
+
+def split_list(text: str | None) -> list[str]:
+    """The items of a typed list, trimmed, empty ones dropped, in the order typed."""
+    return [item for item in _LIST_SEPARATORS.split(text or "") if item]
+
+
 def bad_text_reason(value: str) -> str | None:
     """Why ``value`` cannot be stored as text, or None. PostgreSQL refuses NUL in text, and a
     lone surrogate (``"\\ud800"`` from JSON) cannot be encoded as UTF-8 by any database driver."""

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from provisioner import clock
+from provisioner.inputs import split_list
 
 from ..catalog import GPU_CLASSES, region_country
 from . import azure_vm
@@ -248,7 +249,7 @@ class AzureAdapter(RestAdapter):
         # the admin's allowed regions narrow the query, so unwanted regions cost no calls
         locations = self.opt("locations")
         if isinstance(locations, str):
-            locations = [x for x in re.split(r"[,\s]+", locations) if x]
+            locations = split_list(locations)
         wanted = [str(x).lower() for x in (locations or self.settings.get("allowed_regions") or DEFAULT_LOCATIONS)]
         params = {"$filter": f"location eq '{wanted[0]}'"} if len(wanted) == 1 else None
         shapes: dict[tuple[str, str], dict[str, Any]] = {}  # (sku, location) -> facts

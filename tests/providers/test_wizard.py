@@ -82,7 +82,7 @@ def test_each_step_validates_on_the_server(owner_client):
     body = owner_client.post(regions, {"preset": "custom", "countries": ""}).content.decode()
     assert "List at least one country" in body
     body = owner_client.post(regions, {"preset": "custom", "countries": "DE, XYZ"}).content.decode()
-    assert "Not an ISO country code" in body
+    assert "Not ISO country codes or presets: XYZ" in body
     gpu = _step_url(owner_client.post(regions, {"preset": "custom", "countries": "DE, fi"}))
     body = owner_client.post(gpu, {"default_gpu_class": "B200"}).content.decode()  # the Sandbox has no B200
     assert "Select a valid choice" in body

@@ -95,6 +95,27 @@ class PlacementSpec:
         return " / ".join(parts)
 
 
+def placement_spec(*, gpu_class: str, gpu_count: int, acceptable: Iterable[str] = (), countries: Iterable[str] = (),
+                   regions: Iterable[str] = (), interruption_tolerant: bool = False,
+                   max_price_per_hour: Decimal | None = None, volume_kinds: Iterable[str] = (), lifecycle: str = "job",
+                   max_duration_minutes: int | None = None, instance_type: str = "", registry_host: str = "",
+                   bid_margin_pct: int | None = None, force_on_demand: bool = False,
+                   provider_account_ids: Iterable[str] = (), avoid: Iterable[Iterable[str]] = ()) -> PlacementSpec:
+    """The one way to a PlacementSpec from a declaration's fields, whether they come from a launch
+    form's cleaned data, the live preview's parameters or a stored workload: GPU families and
+    country presets expanded, the pin's label from the countries as typed ("EU")."""
+    countries = [c.upper() for c in countries]
+    return PlacementSpec(
+        gpu_classes=tuple(expand_gpu_classes([gpu_class, *acceptable])), gpu_count=gpu_count,
+        interruption_tolerant=interruption_tolerant, countries=tuple(expand_countries(countries)),
+        regions=tuple(regions), max_price_per_hour=max_price_per_hour, force_on_demand=force_on_demand,
+        volume_kinds=tuple(sorted(set(volume_kinds))), lifecycle=lifecycle, max_duration_minutes=max_duration_minutes,
+        provider_account_ids=tuple(str(a) for a in provider_account_ids), avoid=tuple(tuple(x) for x in avoid),
+        pin_label=", ".join(countries), instance_type=instance_type, registry_host=registry_host,
+        bid_margin_pct=bid_margin_pct,
+    )
+
+
 @dataclass(frozen=True)
 class ProviderTraits:
     label: str = ""
@@ -372,19 +393,15 @@ def _reason(i: int, key: tuple, o, rate: float, survivors: list, spec: Placement
 def spec_for_workload(workload, *, force_on_demand: bool = False, override: dict[str, Any] | None = None) -> PlacementSpec:
     """The placement spec of a workload; ``override`` (a pod's placement_override) narrows it."""
     override = override or {}
-    classes = expand_gpu_classes([workload.gpu_class, *(workload.acceptable_gpu_classes or [])])
-    raw_countries = override.get("countries", workload.countries) or []
-    regions = override.get("regions", workload.regions) or []
-    return PlacementSpec(
-        gpu_classes=tuple(classes), gpu_count=workload.gpu_count,
+    return placement_spec(
+        gpu_class=workload.gpu_class, acceptable=workload.acceptable_gpu_classes or [], gpu_count=workload.gpu_count,
         interruption_tolerant=workload.interruption_tolerant,
-        countries=tuple(expand_countries(raw_countries)), regions=tuple(regions),
+        countries=override.get("countries", workload.countries) or [],
+        regions=override.get("regions", workload.regions) or [],
         max_price_per_hour=workload.max_price_per_hour, force_on_demand=force_on_demand,
-        volume_kinds=tuple(sorted({str(v.get("kind", "")) for v in (workload.volumes or []) if isinstance(v, dict)})),
+        volume_kinds=[str(v.get("kind", "")) for v in (workload.volumes or []) if isinstance(v, dict)],
         lifecycle=workload.lifecycle, max_duration_minutes=workload.max_duration_minutes,
-        provider_account_ids=tuple(str(a) for a in override.get("provider_account_ids", [])),
-        avoid=tuple(tuple(x) for x in override.get("avoid", [])),
-        pin_label=", ".join(c.upper() for c in raw_countries),
+        provider_account_ids=override.get("provider_account_ids", []), avoid=override.get("avoid", []),
         instance_type=(workload.custom_instance_type or "") if workload.gpu_class == "custom" else "",
         registry_host=image_registry_host(workload.image) if workload.registry_credential_id else "",
         bid_margin_pct=workload.spot_bid_margin_pct,

@@ -14,8 +14,9 @@ from typing import Any
 
 from django.db import transaction
 
-from providers.catalog import expand_countries
+from providers.catalog import country_codes
 from provisioner import clock
+from provisioner.inputs import split_list
 from workloads.lifecycle.services import pod_request, pod_terminate
 from workloads.lifecycle.transitions import pod_event
 from workloads.models import LIVE_POD_STATES, Lifecycle, Pod, PodState, Workload
@@ -209,11 +210,6 @@ def moves_pending() -> int:
 
 def target_from_params(params) -> MoveTarget:
     """A MoveTarget from a form's data (comma-separated countries/regions, account ids)."""
-    def split(value: str) -> list[str]:
-        return [x.strip() for x in (value or "").replace(";", ",").split(",") if x.strip()]
-
     accounts = params.getlist("provider_account") if hasattr(params, "getlist") else params.get("provider_account", [])
-    countries = [c for c in split(params.get("countries", "")) if c]
-    expand_countries(countries)  # validates presets/codes shape (upper-cases)
-    return MoveTarget(countries=countries, regions=split(params.get("regions", "")),
+    return MoveTarget(countries=country_codes(params.get("countries", "")), regions=split_list(params.get("regions", "")),
                       provider_account_ids=[a for a in accounts if a])

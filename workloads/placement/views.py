@@ -13,22 +13,19 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from providers.adapters.image_registry import normalize_host
-from providers.catalog import expand_countries, expand_gpu_classes
+from providers.catalog import country_codes
 from providers.selectors import provider_accounts_for_tenant
 from provisioner import clock
-from provisioner.inputs import finite_decimal
+from provisioner.inputs import finite_decimal, split_list
 from tenants.access import get_for_tenant_or_404, project_ids_for, require_member, require_project
 from tenants.permissions import PROVISION
 from tenants.selectors import projects_for_tenant
 from workloads.models import PodState, Workload
+from workloads.recipes.schema import RecipeError, parse_volumes
 
 from .bids import bid_for_offer
-from .engine import PlacementSpec, placement_for
+from .engine import PlacementSpec, placement_for, placement_spec
 from .move import MoveError, MoveNeedsConfirmation, move_preview, target_from_params, volume_warning, workload_move
-
-
-def _split(value: str | None) -> list[str]:
-    return [x.strip() for x in (value or "").replace("\x00", "").replace(";", ",").replace("\n", ",").split(",") if x.strip()]
 
 
 def _int(value: str | None, default: int | None) -> int | None:
@@ -39,23 +36,22 @@ def _int(value: str | None, default: int | None) -> int | None:
 
 
 def spec_from_params(params) -> PlacementSpec:
-    """A placement spec from a launch form's GET parameters (lenient: bad values are ignored)."""
-    classes = [params.get("gpu_class") or "A100-80"]
+    """A placement spec from a launch form's GET parameters, read by the same parsers as the
+    launch form (lenient: what the form would refuse is ignored here)."""
     many = params.getlist("acceptable_gpu_classes") if hasattr(params, "getlist") else [params.get("acceptable_gpu_classes", "")]
-    for v in many:
-        classes.extend(_split(v))
     tolerant = (params.get("interruption_tolerant") or "").lower() in ("on", "true", "1", "yes")
     # finite only: Decimal() itself takes NaN, sNaN, Infinity and 1e999999
     max_price = finite_decimal(params.get("max_price_per_hour")) if params.get("max_price_per_hour") else None
-    raw_countries = _split(params.get("countries"))
-    volume_kinds = sorted({v.split(":")[0].strip().lower() for v in _split(params.get("volumes"))})
-    return PlacementSpec(
-        gpu_classes=tuple(expand_gpu_classes(classes)), gpu_count=max(1, _int(params.get("gpu_count"), 1) or 1),
-        interruption_tolerant=tolerant, countries=tuple(expand_countries(raw_countries)),
-        regions=tuple(_split(params.get("regions"))), max_price_per_hour=max_price,
-        volume_kinds=tuple(volume_kinds), lifecycle=params.get("lifecycle") or "job",
+    try:
+        volume_kinds = [v["kind"] for v in parse_volumes(params.get("volumes") or "")]
+    except RecipeError:
+        volume_kinds = []
+    return placement_spec(
+        gpu_class=params.get("gpu_class") or "A100-80", acceptable=[c for v in many for c in split_list(v)],
+        gpu_count=max(1, _int(params.get("gpu_count"), 1) or 1), interruption_tolerant=tolerant,
+        countries=country_codes(params.get("countries")), regions=split_list(params.get("regions")),
+        max_price_per_hour=max_price, volume_kinds=volume_kinds, lifecycle=params.get("lifecycle") or "job",
         max_duration_minutes=_int(params.get("max_duration_minutes"), None),
-        pin_label=", ".join(c.upper() for c in raw_countries),
         registry_host=normalize_host(params.get("registry_host") or "")[:253],
         bid_margin_pct=_margin(params.get("spot_bid_margin_pct")),
     )

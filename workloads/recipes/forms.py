@@ -10,8 +10,8 @@ from typing import Any
 from celery.schedules import crontab
 from django import forms
 
-from providers.catalog import GPU_CLASSES, expand_countries
-from provisioner.inputs import JsonTooDeep, json_loads_bounded
+from providers.catalog import GPU_CLASSES, parse_country_pin
+from provisioner.inputs import JsonTooDeep, json_loads_bounded, split_list
 from tenants.models import Project
 from tenants.selectors import projects_for_tenant
 from workloads.models import Lifecycle, OverlapPolicy, RecipeVersion, RegistryCredential
@@ -38,10 +38,6 @@ def validate_cron(value: str) -> str:
     except (ValueError, KeyError) as exc:
         raise forms.ValidationError(f"Invalid cron expression: {exc}")
     return " ".join(parts)
-
-
-def _csv(value: str) -> list[str]:
-    return [x.strip() for x in re.split(r"[,\s]+", value or "") if x.strip()]
 
 
 def param_field(p: schema.Param, secret_opts: list[tuple[str, str]]) -> forms.Field:
@@ -172,7 +168,7 @@ class WorkloadForm(forms.Form):
     def clean_acceptable_gpu_classes(self) -> list[str]:
         valid = dict(GPU_CHOICES)
         out = []
-        for c in _csv(self.cleaned_data.get("acceptable_gpu_classes", "")):
+        for c in split_list(self.cleaned_data.get("acceptable_gpu_classes", "")):
             c = c.upper() if c.upper() in valid else c
             if c not in valid or c == "custom":
                 raise forms.ValidationError(f'"{c}" is not a GPU class ({", ".join(k for k, _ in GPU_CHOICES[:7])}, …)')
@@ -180,14 +176,13 @@ class WorkloadForm(forms.Form):
         return out
 
     def clean_countries(self) -> list[str]:
-        codes = [c.upper() for c in _csv(self.cleaned_data.get("countries", ""))]
-        bad = [c for c in expand_countries(codes) if not re.match(r"^[A-Z]{2}$", c)]
-        if bad:
-            raise forms.ValidationError(f"Not ISO country codes or presets: {', '.join(bad)}")
-        return codes
+        try:
+            return parse_country_pin(self.cleaned_data.get("countries", ""))
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
 
     def clean_regions(self) -> list[str]:
-        return _csv(self.cleaned_data.get("regions", ""))
+        return split_list(self.cleaned_data.get("regions", ""))
 
     def _parse(self, name: str, parser) -> Any:
         try:

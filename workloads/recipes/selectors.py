@@ -8,12 +8,11 @@ from decimal import Decimal
 from django.db.models import Count, Q, QuerySet
 
 from providers.adapters.image_registry import image_registry_host, normalize_host
-from providers.catalog import expand_countries, expand_gpu_classes
 from provisioner import clock
 from tenants.models import Tenant
 from workloads.models import LIVE_POD_STATES, PodEvent, Recipe, RegistryCredential, Workload
 from workloads.placement.bids import SpotBid, bid_for_offer
-from workloads.placement.engine import PlacementResult, PlacementSpec, placement_for
+from workloads.placement.engine import PlacementResult, placement_for, placement_spec
 
 
 def recipes_for_tenant(tenant: Tenant | None) -> QuerySet[Recipe]:
@@ -111,12 +110,10 @@ def launch_estimate(tenant: Tenant, *, project_id=None, gpu_class: str, gpu_coun
                     spot_bid_margin_pct: int | None = None) -> Estimate:
     """Where a declaration would land right now and what it would cost (per hour, and for the
     maximum duration), through the same placement the launch uses."""
-    spec = PlacementSpec(
-        gpu_classes=tuple(expand_gpu_classes([gpu_class, *acceptable])), gpu_count=gpu_count,
-        interruption_tolerant=interruption_tolerant, countries=tuple(expand_countries(countries)),
-        regions=tuple(regions), max_price_per_hour=max_price_per_hour, volume_kinds=tuple(sorted(set(volume_kinds))),
-        lifecycle=lifecycle, max_duration_minutes=max_duration_minutes,
-        pin_label=", ".join(c.upper() for c in countries), registry_host=registry_host,
+    spec = placement_spec(
+        gpu_class=gpu_class, acceptable=acceptable, gpu_count=gpu_count, interruption_tolerant=interruption_tolerant,
+        countries=countries, regions=regions, max_price_per_hour=max_price_per_hour, volume_kinds=volume_kinds,
+        lifecycle=lifecycle, max_duration_minutes=max_duration_minutes, registry_host=registry_host,
         bid_margin_pct=spot_bid_margin_pct,
     )
     result = placement_for(tenant_id=tenant.pk, spec=spec, now=clock.now(), project_id=project_id, limit=4)
