@@ -1,7 +1,9 @@
 """The one periodic-task registry, and the embedded broker's housekeeping."""
 
+import re
 import sqlite3
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 from django.test import override_settings
@@ -20,6 +22,21 @@ def test_every_periodic_task_is_listed_in_the_one_registry_and_names_a_real_task
     assert {"workloads.reap_idle", "workloads.poll_telemetry", "workloads.purge_samples",
             "provisioner.prune_broker"} <= tasks
     assert tasks <= set(app.tasks), tasks - set(app.tasks)
+
+
+def test_no_other_module_registers_periodic_tasks():
+    """The product's beat entries come from provisioner/schedule.py alone: no beat schedule in
+    settings, no add_periodic_task hook, no interval entry written elsewhere (the per-workload cron
+    entries of workloads/lifecycle/scheduling.py are a workload's data, not product entries)."""
+    root = Path(__file__).resolve().parents[2]
+    packages = [d for d in root.iterdir() if (d / "__init__.py").exists() and d.name != "tests"]
+    offenders = []
+    for path in (p for d in packages for p in d.rglob("*.py") if "migrations" not in p.parts):
+        rel = path.relative_to(root).as_posix()
+        if rel != "provisioner/schedule.py" and re.search(
+                r"beat_schedule\b|add_periodic_task|on_after_configure|IntervalSchedule", path.read_text(), re.I):
+            offenders.append(rel)
+    assert packages and offenders == []
 
 
 @pytest.mark.django_db
