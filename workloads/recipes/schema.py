@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
-from provisioner.inputs import MAX_ENV_VALUE_CHARS, MAX_ENV_VARS
+from provisioner.inputs import MAX_ENV_VALUE_CHARS, MAX_ENV_VARS, split_list
 
 PARAM_TYPES = ("string", "int", "float", "bool", "choice", "uri", "secret")
 DEFAULT_URI_SCHEMES = ("s3", "gs", "hf", "https")
@@ -380,9 +380,7 @@ def validate_volume(v: dict[str, Any]) -> None:
 def parse_ports(text: str) -> list[dict[str, Any]]:
     """``"8000/http, 22/tcp"`` -> [{"port": 8000, "protocol": "http"}, ...] (http is the default)."""
     out = []
-    for item in re.split(r"[,\s]+", (text or "").strip()):
-        if not item:
-            continue
+    for item in split_list(text):
         port, _, proto = item.partition("/")
         if not port.isdigit():
             raise RecipeError(f'"{item}" is not a port (write 8000/http or 22/tcp)', "ports")
