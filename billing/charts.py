@@ -12,10 +12,29 @@ from django.utils.safestring import SafeString
 from provisioner.charts import LAYOUT, PALETTE, chart
 
 from . import money
-from .dashboard import GRAINS, GROUPS, ZERO, SpendView
+from .dashboard import GRAINS, GROUPS, ZERO, SpendView, bucket_of
 
 
-def spend_over_time(v: SpendView) -> SafeString:
+def _marks(v: SpendView, events: list[tuple]) -> tuple[list[dict], list[dict]]:
+    """Dotted vertical lines with a short label for dated events (``selectors.spend_annotations``),
+    one per chart period (several events in one period share it: "Connected A; Removed B +1")."""
+    by_period: dict = {}
+    for day, text in events:
+        if v.filters.start <= day <= v.filters.end:
+            by_period.setdefault(bucket_of(day, v.filters.grain), []).append(text)
+    shapes, notes = [], []
+    for period, texts in sorted(by_period.items()):
+        x = period.isoformat()
+        label = "; ".join(texts[:2]) + (f" +{len(texts) - 2}" if len(texts) > 2 else "")
+        shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": x, "x1": x, "y0": 0, "y1": 1,
+                       "line": {"dash": "dot", "width": 1, "color": "#667085"}})
+        notes.append({"x": x, "xref": "x", "y": 1, "yref": "paper", "yanchor": "bottom", "xanchor": "left",
+                      "text": label[:60], "hovertext": "; ".join(texts), "showarrow": False,
+                      "font": {"size": 10, "color": "#667085"}})
+    return shapes, notes
+
+
+def spend_over_time(v: SpendView, events: list[tuple] | None = None) -> SafeString:
     x = [p.isoformat() for p in v.periods]
     cumulative = v.filters.mode == "cumulative"
     traces = []
@@ -39,6 +58,9 @@ def spend_over_time(v: SpendView) -> SafeString:
              else f"{GRAINS[v.filters.grain]} spend by {group} ({unit})")
     layout = {**LAYOUT, "barmode": "stack", "title": {"text": title, "x": 0},
               "yaxis": {"tickprefix": "$", "rangemode": "tozero"}}
+    shapes, notes = _marks(v, events or [])
+    if shapes:
+        layout.update({"shapes": shapes, "annotations": notes})
     return chart({"data": traces, "layout": layout}, "chart-spend")
 
 

@@ -15,6 +15,7 @@ from django.db.models.functions import Coalesce, Greatest
 from providers.models import ProviderAccount
 from provisioner import clock
 from tenants.access import project_scope
+from tenants.models import AuditEvent
 from tenants.permissions import VIEW_SPEND
 
 from .models import Budget, BudgetAlert, BudgetReservation, LedgerEntry, SavedSpendView, SpendRollup
@@ -174,3 +175,19 @@ def budgets_for(membership, action: str = VIEW_SPEND):
     """The budgets the member may ``action`` (role × per-project grant; a whole-organization
     budget needs ``action`` on every project)."""
     return Budget.objects.restrict(membership, action).select_related("project")
+
+
+# Organization events worth a mark on the spend-over-time chart (Vantage's dated annotations): a
+# jump or a drop in spend usually follows one of these. Organization-level only, so a member
+# limited to some projects learns nothing about the others.
+ANNOTATED_ACTIONS = {"provider.connected": "Connected", "provider.removed": "Removed",
+                     "invoice_rate.set": "Invoice rate set", "invoice_rate.cleared": "Invoice rate cleared"}
+MAX_ANNOTATIONS = 50
+
+
+def spend_annotations(tenant, start, end) -> list[tuple[date, str]]:
+    """(day, short text) of the annotated events between ``start`` and ``end`` (inclusive)."""
+    rows = (AuditEvent.objects.filter(tenant=tenant, action__in=ANNOTATED_ACTIONS,
+                                      at__gte=day_start(start), at__lt=day_start(end + timedelta(days=1)))
+            .order_by("at").values_list("at", "action", "target_repr")[:MAX_ANNOTATIONS])
+    return [(at.date(), f"{ANNOTATED_ACTIONS[action]} {name}".strip()) for at, action, name in rows]

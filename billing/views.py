@@ -36,6 +36,7 @@ from .selectors import (
     reconciliation_accounts,
     reconciliation_rows,
     saved_views_for_tenant,
+    spend_annotations,
 )
 
 SPEND_FILTERS_KEY = "spend_filters"  # the dashboard's last filters: "← Spend" links go back to them
@@ -115,7 +116,8 @@ def spend(request: HttpRequest) -> HttpResponse:
         # the workload filter (drill-down only: too many for a list) rides along as hidden inputs,
         # so Apply keeps it; its chip drops it
         "drill_hidden": [("workload", w) for w in f.workload_ids], "options": dashboard.filter_options(tenant, projects),
-        "chart_spend": charts.spend_over_time(v), "chart_forecast": charts.burn_and_forecast(v),
+        "chart_spend": charts.spend_over_time(v, spend_annotations(tenant, f.start, f.end)),
+        "chart_forecast": charts.burn_and_forecast(v),
         "chart_idle": charts.idle_spend(v),
         "chart_budgets": charts.budget_gauges(gauges),
         "alerts": alert_banners(membership),
