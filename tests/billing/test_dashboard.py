@@ -11,6 +11,7 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 
+from billing import money
 from billing.budgets import budget_create
 from billing.metering import meter_all
 from billing.models import Budget, BudgetAlert
@@ -108,9 +109,9 @@ def test_filters_in_url_and_csv_matches_what_is_shown(client, finance, history, 
         assert re.search(rf'<td>{period}</td><td><a href="/spend/\?[^"]*">{re.escape(label)}</a></td><td class="num">\${usd}</td>',
                          page.content.decode()), (period, label)
     total = next(r for r in rows if r[0] == "total")
-    assert total[5] == f"{v.total:.2f}"
+    assert total[5] == money.usd(v.total)  # half-up to the cent, the one rounding rule (billing/money.py)
     top = [(r[3], r[5]) for r in rows if r[0] == "top_workload"]
-    assert top == [(t["name"], f"{t['usd']:.2f}") for t in v.top]
+    assert top == [(t["name"], money.usd(t["usd"])) for t in v.top]
     # only provider "a" is included: Lambda backup's pods (i % 3 == 0) are not
     assert {r[3] for r in rows if r[0] == "top_workload"}.isdisjoint({"job0", "job3", "job6"})
     assert sum(Decimal(r[2]) for r in spend_rows) == Decimal(total[5])
