@@ -135,3 +135,12 @@ def test_disabled_accounts_offers_are_left_out_of_placement(tenant):
     spec = PlacementSpec(gpu_classes=("H100",), gpu_count=1)
     result = placement.placement_for(tenant_id=tenant.pk, spec=spec, now=clock.now(), limit=50)
     assert result.candidates and {str(c.offer.provider_account_id) for c in result.candidates} == {str(on.pk)}
+
+
+@pytest.mark.postgres
+def test_a_spec_naming_no_class_finds_nothing_and_says_so(tenant):
+    sandbox_account(tenant, "A")
+    spec = PlacementSpec(gpu_classes=(), gpu_count=1, countries=("DE",), pin_label="DE")
+    offers = offers_of_enabled_accounts(tenant, [])
+    assert candidate_page(offers, spec, offset=0, limit=60) == []
+    assert [str(e) for e in filtered_out(offers, spec)] == ["no connected provider offers 1× "]

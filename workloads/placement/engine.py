@@ -486,9 +486,10 @@ def _keyed_sql(qs, cols: tuple[str, ...], keys: list[tuple[str, ...]], *, per_ke
     return sql, [v for key in keys for v in key] + list(params)
 
 
-def _keyed(qs) -> bool:
-    """Per-key ordered scans where the database can run them (LATERAL); elsewhere the plain query."""
-    return connections[qs.db].vendor == "postgresql"
+def _keyed(qs, spec: PlacementSpec) -> bool:
+    """Per-key ordered scans where the database can run them (LATERAL) and there is a key (a spec
+    naming no class has none: the plain query answers it with nothing); elsewhere the plain query."""
+    return connections[qs.db].vendor == "postgresql" and bool(_keys(spec)[1])
 
 
 def _candidates_qs(offers_qs, spec: PlacementSpec, keyed: tuple[str, ...] = ()):
@@ -522,7 +523,7 @@ def candidate_page_sql(offers_qs, spec: PlacementSpec, *, offset: int, limit: in
 
 def candidate_page(offers_qs, spec: PlacementSpec, *, offset: int, limit: int) -> list:
     """Rows ``offset`` .. ``offset + limit`` of ``candidate_offers`` (the same rows, ties included)."""
-    if not _keyed(offers_qs):
+    if not _keyed(offers_qs, spec):
         return list(candidate_offers(offers_qs, spec)[offset:offset + limit])
     sql, params = candidate_page_sql(offers_qs, spec, offset=offset, limit=limit)
     return list(offers_qs.model.objects.raw(sql, params))
@@ -561,7 +562,7 @@ def _figures_sql(offers_qs, spec: PlacementSpec, figures: dict[str, _Figure]) ->
 
 
 def _figures(offers_qs, spec: PlacementSpec, figures: dict[str, _Figure]) -> dict[str, Any]:
-    if _keyed(offers_qs):
+    if _keyed(offers_qs, spec):
         sql, params = _figures_sql(offers_qs, spec, figures)
         with connections[offers_qs.db].cursor() as cur:
             cur.execute(sql, params)
