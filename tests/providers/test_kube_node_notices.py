@@ -97,3 +97,23 @@ def test_the_control_plane_replaces_a_service_on_a_tainted_node(tenant, project,
     assert new.placement_override.get("purpose") == "notice"
     services.pod_refresh(pod_id=str(pod.pk))
     assert PodEvent.objects.filter(pod=pod, kind="notice").count() == 1 and Pod.objects.filter(replaces=pod).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_taint_removed_withdraws_the_notice(tenant, project, owner, kube, k8s_account):
+    # a job that does not restart: nothing is replaced, the notice alone is at stake
+    w = H100x2(tenant=tenant, project=project, owner=owner, lifecycle=Lifecycle.JOB)
+    (pod,) = services.workload_launch(workload=w, enqueue=False)
+    pod = services.pod_provision(pod_id=str(pod.pk))
+    node = kube.pod(pod.external_id, "ml")["spec"]["nodeName"]
+    kube.taint_node(node, "karpenter.sh/disrupted")
+    pod = services.pod_refresh(pod_id=str(pod.pk))
+    assert pod.interruption_notice["source"] == "node taint karpenter.sh/disrupted"
+    kube.untaint_node(node, "karpenter.sh/disrupted")  # Karpenter abandoned the disruption
+    pod = services.pod_refresh(pod_id=str(pod.pk))
+    assert pod.state == PodState.RUNNING and pod.interruption_notice == {} and pod.interruption_deadline is None
+    last = PodEvent.objects.filter(pod=pod, kind="notice").order_by("-at", "-pk").first()
+    assert last.message == ("Kubernetes no longer announces its notice (terminate, node taint karpenter.sh/disrupted): "
+                            "the pod runs on")
+    services.pod_refresh(pod_id=str(pod.pk))
+    assert PodEvent.objects.filter(pod=pod, kind="notice").count() == 2  # said once

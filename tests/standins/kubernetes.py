@@ -222,6 +222,13 @@ class FakeKubernetes:
             node["metadata"]["resourceVersion"] = str(next(self._rv))
             return node
 
+    def untaint_node(self, node_name: str, key: str) -> None:
+        """Remove a taint (a handler abandons its drain: Karpenter un-taints when a replacement fails)."""
+        with self.lock:
+            node = self.nodes[node_name]
+            node["spec"]["taints"] = [t for t in node["spec"].get("taints") or [] if t.get("key") != key]
+            node["metadata"]["resourceVersion"] = str(next(self._rv))
+
     def record_event(self, obj: dict[str, Any], reason: str, message: str, kind: str = "Normal") -> None:
         meta = obj["metadata"]
         name = f"{meta['name']}.{uuid.uuid4().hex[:16]}"

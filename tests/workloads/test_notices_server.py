@@ -200,3 +200,16 @@ def test_a_deadline_with_another_offset_is_shown_and_kept_in_utc(client, tenant,
     assert "takes this pod at 18:02:00 UTC, 120 s from now" in event.message  # not "20:02:00 UTC"
     assert event.data["deadline"] == "2026-12-02T18:02:00+00:00"
     assert Pod.objects.get(pk=pod.pk).interruption_notice["deadline"] == "2026-12-02T18:02:00+00:00"
+
+
+@pytest.mark.django_db
+def test_a_sync_without_a_provider_notice_keeps_the_agents(client, tenant, project, owner, sandbox,
+                                                          django_capture_on_commit_callbacks):
+    from workloads.lifecycle import services
+
+    pod = running_pod(tenant, project, owner, lifecycle=Lifecycle.JOB)
+    token = telemetry.agent_token_issue(pod=pod)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert beat(client, pod.pk, token, body()).status_code == 200
+    pod = services.pod_refresh(pod_id=str(pod.pk))  # the Sandbox publishes no notice for it
+    assert pod.interruption_notice["kind"] == "terminate" and pod.interruption_deadline == T0 + timedelta(minutes=2)

@@ -185,6 +185,28 @@ def _act_on_commit(pod: Pod) -> None:
     transaction.on_commit(lambda: notice_act(pod_id=str(pod.pk)))
 
 
+def notice_withdrawn(*, pod: Pod) -> bool:
+    """The provider no longer publishes the notice the pod holds (an EC2 event canceled or completed,
+    a node taint removed) and the pod still runs: the notice is cleared, with an event, so the pod
+    page shows no countdown and billing does not end at a deadline that will not come. Only
+    provider-side notices (they carry their ``source``) are the sync's to withdraw; the agent's are
+    not in the provider's answer. A replacement already placed for it stays. Returns True when cleared."""
+    if not (pod.interruption_notice or {}).get("source"):
+        return False
+    with transaction.atomic():
+        locked = Pod.objects.select_for_update().filter(pk=pod.pk).first()
+        held = (locked.interruption_notice or {}) if locked else {}
+        if not held.get("source"):
+            return False
+        Pod.objects.filter(pk=pod.pk).update(interruption_notice={}, interruption_deadline=None)
+        pod.interruption_notice, pod.interruption_deadline = {}, None
+        who = PROVIDERS.get(held.get("provider"), held.get("provider"))
+        pod_event(pod, "notice", f"{who} no longer announces its notice ({held.get('kind')}, {held['source']}): "
+                                 "the pod runs on", provider=held.get("provider"), notice_kind=held.get("kind"),
+                  withdrawn=True)
+    return True
+
+
 def on_notice_order(pod: Pod, *, now: datetime | None = None) -> dict[str, Any] | None:
     """What the agent must run for a job under notice: the workload's on-notice command and the
     seconds left, or None. Sent in every heartbeat answer until the pod ends (the agent runs it once)."""

@@ -219,10 +219,14 @@ def pod_apply_remote(pod: Pod, remote) -> None:
         if remote.expected_ready_at and remote.expected_ready_at != pod.ready_expected_at:
             Pod.objects.filter(pk=pod.pk).update(ready_expected_at=remote.expected_ready_at)  # a new estimate
             pod.ready_expected_at = remote.expected_ready_at
-    if remote.notice is not None and remote.state == REMOTE_RUNNING and pod.state in live:
-        from workloads.interruptions.notices import notice_from_provider  # notices act through services, not the reverse
+    if remote.state == REMOTE_RUNNING and pod.state in live and (remote.notice or pod.interruption_notice):
+        # notices act through services, not the reverse
+        from workloads.interruptions.notices import notice_from_provider, notice_withdrawn
 
-        notice_from_provider(pod=pod, notice=remote.notice)
+        if remote.notice is not None:
+            notice_from_provider(pod=pod, notice=remote.notice)
+        else:
+            notice_withdrawn(pod=pod)
     Pod.objects.filter(pk=pod.pk).update(last_synced_at=clock.now())
 
 
