@@ -56,6 +56,19 @@ class Recipe(models.Model):
         return self.versions.order_by("-version").first()
 
 
+class RecipePin(models.Model):
+    """A member's pinned recipe: pinned recipes come first in their catalog (dstack's and RunPod's
+    template cards can be pinned the same way). Per user and organization, so pins never leak."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    recipe = models.ForeignKey(Recipe, on_delete=models.CASCADE, related_name="pins")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "user", "recipe"], name="uniq_recipe_pin")]
+
+
 class RecipeVersion(models.Model):
     """One immutable version of a recipe: image, parameter schema, defaults and template."""
 

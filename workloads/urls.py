@@ -19,6 +19,7 @@ urlpatterns = [
     path("recipes/", recipe_views.recipe_catalog, name="recipe_catalog"),
     path("recipes/new/", recipe_views.recipe_author, name="recipe_author"),
     path("recipes/<slug:slug>/", recipe_views.recipe_launch, name="recipe_launch"),
+    path("recipes/<slug:slug>/pin/", recipe_views.recipe_pin, name="recipe_pin"),
     path("recipes/<slug:slug>/preview/", recipe_views.recipe_preview, name="recipe_preview"),
     path("recipes/<slug:slug>/edit/", recipe_views.recipe_author, name="recipe_edit"),
     path("secrets/", recipe_views.secrets_page, name="secrets"),

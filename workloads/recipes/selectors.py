@@ -10,7 +10,7 @@ from django.db.models import Count, Q, QuerySet
 from providers.adapters.image_registry import image_registry_host, normalize_host
 from provisioner import clock
 from tenants.models import Tenant
-from workloads.models import LIVE_POD_STATES, PodEvent, Recipe, RegistryCredential, Workload
+from workloads.models import LIVE_POD_STATES, PodEvent, Recipe, RecipePin, RegistryCredential, Workload
 from workloads.placement.bids import SpotBid, bid_for_offer
 from workloads.placement.engine import PlacementResult, placement_for, placement_spec
 
@@ -22,7 +22,15 @@ def recipes_for_tenant(tenant: Tenant | None) -> QuerySet[Recipe]:
     return Recipe.objects.filter(Q(tenant__isnull=True) | Q(tenant=tenant))
 
 
-def recipe_search(tenant: Tenant | None, *, q: str = "", category: str = "", source: str = "") -> list[Recipe]:
+def pinned_recipe_ids(tenant: Tenant | None, user) -> set:
+    if tenant is None or user is None:
+        return set()
+    return set(RecipePin.objects.filter(tenant=tenant, user=user).values_list("recipe_id", flat=True))
+
+
+def recipe_search(tenant: Tenant | None, *, q: str = "", category: str = "", source: str = "",
+                  pinned: set | frozenset = frozenset()) -> list[Recipe]:
+    """The catalog's cards: the member's pinned recipes first, then built-in, then by name."""
     qs = recipes_for_tenant(tenant)
     if q:
         qs = qs.filter(Q(name__icontains=q) | Q(description__icontains=q) | Q(slug__icontains=q) | Q(category__icontains=q))
@@ -32,7 +40,10 @@ def recipe_search(tenant: Tenant | None, *, q: str = "", category: str = "", sou
         qs = qs.filter(tenant__isnull=True)
     elif source == "ours":
         qs = qs.filter(tenant=tenant)
-    return list(qs.order_by("-builtin", "name"))
+    items = list(qs.order_by("-builtin", "name"))
+    for r in items:
+        r.pinned = r.pk in pinned
+    return sorted(items, key=lambda r: not r.pinned)  # stable: the order above within each group
 
 
 def recipe_by_slug(tenant: Tenant | None, slug: str) -> Recipe | None:

@@ -13,7 +13,7 @@ from django.db import transaction
 
 from tenants.models import Project, Tenant
 from workloads.lifecycle import services
-from workloads.models import Lifecycle, OverlapPolicy, Pod, Recipe, RecipeVersion, RegistryCredential, TenantSecret, Workload
+from workloads.models import Lifecycle, OverlapPolicy, Pod, Recipe, RecipePin, RecipeVersion, RegistryCredential, TenantSecret, Workload
 
 from . import schema
 from .catalog import BUILTIN_RECIPES, CARD_FIELDS, VERSION_FIELDS
@@ -151,6 +151,15 @@ def recipe_author_save(*, tenant: Tenant, user, recipe: Recipe | None, slug: str
 
 
 RECIPE_CREDENTIAL_NAME_MAX = RegistryCredential._meta.get_field("name").max_length
+
+
+def recipe_pin_toggle(*, tenant: Tenant, user, recipe: Recipe) -> bool:
+    """Pin the recipe for this member, or unpin it if pinned; returns whether it is pinned now."""
+    deleted, _ = RecipePin.objects.filter(tenant=tenant, user=user, recipe=recipe).delete()
+    if deleted:
+        return False
+    RecipePin.objects.get_or_create(tenant=tenant, user=user, recipe=recipe)  # a double click stays one pin
+    return True
 
 
 @transaction.atomic

@@ -15,6 +15,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from providers.selectors import provider_accounts_for_tenant
@@ -31,6 +32,7 @@ from .catalog import CATEGORIES, ICONS
 from .forms import RecipeAuthorForm, SecretForm, WorkloadForm
 from .selectors import (
     launch_estimate,
+    pinned_recipe_ids,
     recipe_by_slug,
     recipe_search,
     registry_login_preview,
@@ -40,6 +42,7 @@ from .selectors import (
 from .services import (
     declaration_from_workload,
     recipe_author_save,
+    recipe_pin_toggle,
     registry_credential_create,
     secret_labels,
     tenant_secret_create,
@@ -59,13 +62,31 @@ def recipe_catalog(request: HttpRequest) -> HttpResponse:
             raise Http404("No such recipe")
         return redirect("workloads:recipe_launch", slug=slug)
     q, category, source = (request.GET.get(k, "").strip() for k in ("q", "category", "source"))
-    items = recipe_search(membership.tenant, q=q, category=category, source=source)
+    items = recipe_search(membership.tenant, q=q, category=category, source=source,
+                          pinned=pinned_recipe_ids(membership.tenant, request.user))
     for r in items:
         r.icon = ICONS.get(r.category, "</>")
         r.category_label = CATEGORIES.get(r.category, r.category.title())
-    ctx = {"recipes": items, "q": q, "category": category, "source": source, "categories": CATEGORIES}
+    ctx = {"recipes": items, "q": q, "category": category, "source": source, "categories": CATEGORIES,
+           "here": request.get_full_path()}
     template = "workloads/recipes/partials/cards.html" if request.htmx else "workloads/recipes/catalog.html"
     return render(request, template, ctx)
+
+
+@login_required
+@require_POST
+def recipe_pin(request: HttpRequest, slug: str) -> HttpResponse:
+    """Pin or unpin a recipe for the member; back to the catalog as it was (its filters kept)."""
+    membership = require_member(request)
+    recipe = recipe_by_slug(membership.tenant, slug)
+    if recipe is None:
+        raise Http404("No such recipe")
+    pinned = recipe_pin_toggle(tenant=membership.tenant, user=request.user, recipe=recipe)
+    messages.success(request, f"{'Pinned' if pinned else 'Unpinned'} {recipe.name}.")
+    back = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}) or not back.startswith("/"):
+        back = reverse("workloads:recipe_catalog")
+    return redirect(back)
 
 
 # --- launch --------------------------------------------------------------------------------------
