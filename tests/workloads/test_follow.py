@@ -48,6 +48,22 @@ def test_the_pod_keeps_the_providers_expected_boot_and_the_first_check_is_then(
         assert (pod.started_at - pod.ready_expected_at).total_seconds() <= follow.WATCH_INTERVAL_SECONDS
 
 
+def test_a_pod_due_by_the_end_of_its_launch_is_checked_in_the_launch_task(
+        tenant, project, owner, sandbox, monkeypatch):
+    """A boot shorter than the launch's own tail: no trip through the broker (the embedded one
+    polls its file) before the first check."""
+    scheduled = []
+    monkeypatch.setattr(tasks.follow_pod, "apply_async", lambda args, countdown: scheduled.append((args, countdown)))
+    monkeypatch.setattr("django.conf.settings.CELERY_TASK_ALWAYS_EAGER", False)
+    with clock.frozen() as advance:
+        monkeypatch.setattr(follow, "sleep", lambda s: advance(seconds=s))
+        pod = _booting(tenant, project, owner, sandbox, 0.3)
+        tasks.provision_pod(str(pod.pk))
+        pod = Pod.objects.get(pk=pod.pk)
+        assert pod.state == PodState.RUNNING and scheduled == []
+        assert (pod.started_at - pod.ready_expected_at).total_seconds() <= follow.WATCH_INTERVAL_SECONDS
+
+
 def test_one_check_task_asks_for_at_most_its_hold_then_hands_over(monkeypatch):
     """A provider late on its own estimate: the task stops asking after WATCH_HOLD_SECONDS (the
     next check is a new task, ``next_check``), so a worker is not held for the whole window."""

@@ -12,9 +12,14 @@ from . import follow, services
 @shared_task(name="workloads.provision_pod")
 def provision_pod(pod_id: str) -> None:
     pod = services.pod_provision(pod_id=pod_id)
-    if pod.state == PodState.PROVISIONING:
-        delay = follow.first_check_in(now=clock.now(), expected=pod.ready_expected_at)
-        follow_pod.apply_async((pod_id, 0), countdown=delay)
+    if pod.state != PodState.PROVISIONING:
+        return
+    now = clock.now()
+    if follow.watching(now=now, expected=pod.ready_expected_at):
+        # due already (a short boot, or a launch that took its time): check here, not a broker trip later
+        follow_pod(pod_id, 0)
+        return
+    follow_pod.apply_async((pod_id, 0), countdown=follow.first_check_in(now=now, expected=pod.ready_expected_at))
 
 
 @shared_task(name="workloads.follow_pod")
