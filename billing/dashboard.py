@@ -12,30 +12,28 @@ import calendar
 import hashlib
 import logging
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from types import SimpleNamespace
-from typing import Any
 
 from django.core.cache import cache
-from django.db.models import DateField, F, Sum, Value
-from django.db.models.functions import TruncDate, TruncMonth, TruncWeek
+from django.db.models import Sum, Value
+from django.db.models.functions import TruncDate
 
 from providers.models import ProviderAccount
 from providers.selectors import usd_rates_needed
 from provisioner import clock
 from tenants.models import Project
-from workloads.models import BILLABLE_POD_STATES, Pod, PodState, Workload
+from workloads.models import BILLABLE_POD_STATES, Pod, PodState
 
 from . import money
 from .budgets import forecast_spend
 from .idle import idle_usd_by_key
 from .metering import unbooked_usd
-from .models import LedgerEntry, SpendRollup, SpendRollupMonth
+from .models import LedgerEntry, SpendRollup
 from .rollups import generation
-from .selectors import MONEY, ZERO, day_start, period_end, period_start
+from .selectors import ZERO, day_start, period_end, period_start
 from .spend_filters import (  # noqa: F401 - re-exported: views, reports and the bench read them here
     DRILL_NEXT,
     EXTRA_FILTERS,
@@ -52,17 +50,22 @@ from .spend_filters import (  # noqa: F401 - re-exported: views, reports and the
     narrowed,
     parse_filters,
 )
+from .spend_history import (  # noqa: F401 - TOP_N and bucket_of: re-exported for their readers
+    TOP_N,
+    History,
+    Source,
+    as_date,
+    bucket_of,
+    cache_key,
+    cache_put,
+    cached,
+    compute,
+    look_up,
+    rank_key,
+    workload_names,
+)
 
-TOP_N = 10
 logger = logging.getLogger(__name__)
-
-
-def bucket_of(day: date, grain: str) -> date:
-    if grain == "week":
-        return day - timedelta(days=day.weekday())
-    if grain == "month":
-        return day.replace(day=1)
-    return day
 
 
 @dataclass
@@ -115,65 +118,6 @@ class SpendView:
         return out
 
 
-class _Source:
-    """Where history comes from: rollups (the product) or the raw ledger (the baseline).
-
-    ``parts(since, until, months=True)`` splits whole past days ``since <= day < until`` into
-    querysets: daily rollups for the partial months at the edges and monthly rollups for the
-    whole months between (``months=False``: daily rollups throughout, for daily/weekly charts).
-    Each part is (queryset, date field, is_monthly).
-    """
-
-    def __init__(self, tenant, f: Filters, kind: str):
-        self.tenant, self.f, self.kind = tenant, f, kind
-
-    def _daily(self, since: date, until: date):
-        if self.kind == "ledger":
-            qs = LedgerEntry.objects.filter(tenant=self.tenant, bucket_start__gte=day_start(since),
-                                            bucket_start__lt=day_start(until))
-            return _scoped(qs, self.f), "bucket_start", False
-        qs = SpendRollup.objects.filter(tenant=self.tenant, day__gte=since, day__lt=until)
-        return _scoped(qs, self.f), "day", False
-
-    def parts(self, since: date, until: date, *, months: bool = True) -> list:
-        if since >= until:
-            return []
-        if self.kind == "ledger" or not months:
-            return [self._daily(since, until)]
-        m1 = since if since.day == 1 else (since.replace(day=1) + timedelta(days=32)).replace(day=1)
-        m2 = until.replace(day=1)
-        if m1 >= m2:
-            return [self._daily(since, until)]
-        out = []
-        if since < m1:
-            out.append(self._daily(since, m1))
-        qs = SpendRollupMonth.objects.filter(tenant=self.tenant, month__gte=m1, month__lt=m2)
-        out.append((_scoped(qs, self.f), "month", True))
-        if m2 < until:
-            out.append(self._daily(m2, until))
-        return out
-
-    @staticmethod
-    def bucket_expr(field_name: str, monthly: bool, grain: str):
-        if grain == "week":
-            return TruncWeek(field_name, output_field=DateField())
-        if grain == "month":
-            return F(field_name) if monthly else TruncMonth(field_name, output_field=DateField())
-        return TruncDate(field_name) if field_name == "bucket_start" else F(field_name)
-
-
-def _union(querysets: list) -> list:
-    """Run aggregated querysets of the same shape as one UNION ALL round trip."""
-    if not querysets:
-        return []
-    first, *rest = querysets
-    return list(first.union(*rest, all=True) if rest else first)
-
-
-def _as_date(x) -> date:
-    return x.date() if isinstance(x, datetime) else x
-
-
 def today_rows(tenant, today: date, f: Filters | None = None) -> list[tuple[str | None, str | None, str | None, Decimal]]:
     """Today's booked spend from the ledger (only today's buckets), for every project and
     provider: the filtered figures and the budget gauges both take their share of it.
@@ -204,90 +148,6 @@ def live_pods(tenant, f: Filters) -> list[SimpleNamespace]:
         rec.workload = SimpleNamespace(volumes=row["workload__volumes"] or [])
         out.append(rec)
     return out
-
-
-# --- history: whole past days, from the rollups, cached per rollup generation ---------------
-
-HISTORY_TTL_SECONDS = 15 * 60
-
-
-def _cached(tenant, generation: int | None, parts: tuple, compute: Callable[[], Any]) -> Any:
-    """``compute()``, kept in the cache under the tenant's rollup generation.
-
-    Whole past days change only when their rollups are rewritten, which bumps the generation
-    (``billing.rollups.generation_bump``), so an entry can never outlive the history it was
-    computed from. ``generation=None`` (the raw-ledger baseline) computes every time. The cache
-    is only a shortcut: if it is unreachable the figures are computed as if it were empty."""
-    if generation is None:
-        return compute()
-    digest = hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()
-    key = f"spend-history:{tenant.pk}:{generation}:{digest}"
-    try:
-        hit = cache.get(key)
-    except Exception:  # noqa: BLE001 - any cache backend error: compute instead
-        logger.warning("spend history cache unreachable", exc_info=True)
-        return compute()
-    if hit is None:
-        hit = compute()
-        try:
-            cache.set(key, hit, HISTORY_TTL_SECONDS)
-        except Exception:  # noqa: BLE001
-            logger.warning("spend history cache unreachable", exc_info=True)
-    return hit
-
-
-def _rank(item: tuple) -> tuple:
-    (workload, _project), usd = item
-    return (-usd, str(workload))
-
-
-@dataclass
-class _History:
-    series: list[tuple[date, str | None, Decimal, Decimal]]  # (chart bucket, group key, usd, idle usd)
-    by_workload: dict[tuple[str | None, str | None], Decimal]  # (workload, project) -> usd over the range
-    ranked: list[tuple[str | None, str | None]]  # the TOP_N (workload, project) keys by history alone
-    daily: dict[date, Decimal]  # per day over the burn/forecast window
-    workload_names: dict[str, str]  # names of the ranked workloads (a workload is never renamed)
-    idle_by_workload: dict[tuple[str | None, str | None], Decimal] = field(default_factory=dict)
-    daily_idle: dict[date, Decimal] = field(default_factory=dict)
-
-
-def _idle_sum(src: _Source):
-    """Idle GPU spend is stored in the rollups (``billing.idle``); the raw-ledger baseline has
-    no such column and reads it as zero (the benchmark compares spend, not idle)."""
-    return Sum("idle_usd") if src.kind != "ledger" else Sum(Value(ZERO), output_field=MONEY)
-
-
-def _history(src: _Source, f: Filters, *, group_field: str, until: date, recent_since: date, today: date) -> _History:
-    series = [(bucket_of(_as_date(b), f.grain), _key(key), usd or ZERO, idle or ZERO)
-              for b, key, usd, idle in _union([qs.annotate(b=src.bucket_expr(fld, monthly, f.grain))
-                                               .values_list("b", group_field)
-                                               .annotate(s=Sum("amount_usd"), i=_idle_sum(src)).order_by()
-                                               for qs, fld, monthly in src.parts(f.start, until, months=f.grain == "month")])]
-    by_workload: dict = defaultdict(Decimal)
-    idle_by_workload: dict = defaultdict(Decimal)
-    for w, p, usd, idle in _union([qs.values_list("workload_id", "project_id")
-                                   .annotate(s=Sum("amount_usd"), i=_idle_sum(src)).order_by()
-                                   for qs, _fld, _monthly in src.parts(f.start, until)]):
-        by_workload[(_key(w), _key(p))] += usd or ZERO
-        idle_by_workload[(_key(w), _key(p))] += idle or ZERO
-    ranked = [k for k, _ in sorted(by_workload.items(), key=_rank)[:TOP_N]]
-    daily: dict[date, Decimal] = defaultdict(Decimal)
-    daily_idle: dict[date, Decimal] = defaultdict(Decimal)
-    for d, usd, idle in _union([qs.annotate(b=src.bucket_expr(fld, monthly, "day")).values_list("b")
-                                .annotate(s=Sum("amount_usd"), i=_idle_sum(src)).order_by()
-                                for qs, fld, monthly in src.parts(recent_since, today, months=False)]):
-        daily[_as_date(d)] += usd or ZERO
-        daily_idle[_as_date(d)] += idle or ZERO
-    return _History(series, dict(by_workload), ranked, dict(daily), _workload_names(w for w, _p in ranked),
-                    dict(idle_by_workload), dict(daily_idle))
-
-
-def _workload_names(ids) -> dict[str, str]:
-    ids = [w for w in ids if w]
-    if not ids:
-        return {}
-    return {str(pk): name for pk, name in Workload.objects.filter(pk__in=ids).values_list("pk", "name")}
 
 
 GROUP_FIELDS = {"project": "project_id", "provider": "provider_account_id", "kind": "provider_account_id",
@@ -328,17 +188,13 @@ def build(tenant, f: Filters, *, projects: dict, providers: dict, kinds: dict | 
     now = clock.now()
     today = now.date()
     v = SpendView(filters=f, today=today)
-    src = _Source(tenant, f, source)
+    src = Source(tenant, f, source)
     group_field = GROUP_FIELDS[f.group]
     hist_end = min(f.end + timedelta(days=1), today)
     month_start = today.replace(day=1)
     recent_since = min(month_start, today - timedelta(days=7))
-    v.generation = generation(tenant.pk) if source == "rollup" else None
-    history: _History = _cached(
-        tenant, v.generation, ("build", today, f.start, hist_end, f.grain, group_field, f.query()),
-        lambda: _history(src, f, group_field=group_field, until=hist_end, recent_since=recent_since, today=today))
-    raw: list[tuple[date, str | None, Decimal, Decimal]] = list(history.series)
-    # today: booked ledger lines plus the live, not-yet-metered accrual
+    # today first: booked ledger lines plus the live, not-yet-metered accrual. Its workloads
+    # are the only ones that may climb into the top N, so the history is read for them too
     v.today_booked = today_rows(tenant, today)
     if narrowed(f):
         todays = today_rows(tenant, today, f)
@@ -355,9 +211,21 @@ def build(tenant, f: Filters, *, projects: dict, providers: dict, kinds: dict | 
         tail = unbooked_usd(pod, rates, now)
         if tail:
             todays.append((_key(pod.project_id), _key(pod.provider_account_id), _key(pod.workload_id), tail))
+    in_range_today = f.start <= today <= f.end
+    spending_today = {w for _p, _a, w, _u in todays} if in_range_today else set()
+    v.generation = generation(tenant.pk) if source == "rollup" else None
+    parts = ("build", today, f.start, hist_end, f.grain, group_field, f.query())
+    history: History = cached(
+        tenant, v.generation, parts,
+        lambda: compute(src, f, group_field=group_field, until=hist_end, recent_since=recent_since, today=today,
+                        include=spending_today))
+    # a workload that started spending after the history was cached: its history is read once
+    # and kept with the entry (the next refresh finds it there)
+    if look_up(history, src, f, hist_end, spending_today) and v.generation is not None:
+        cache_put(cache_key(tenant, v.generation, parts), history)
+    raw: list[tuple[date, str | None, Decimal, Decimal]] = list(history.series)
     idle_today = today_idle(tenant, f, today) if source == "rollup" else {}
     v.idle_today = sum(idle_today.values(), ZERO)
-    in_range_today = f.start <= today <= f.end
     today_by_workload: dict = defaultdict(Decimal)
     part = _PART[group_field]
     for row in todays:
@@ -393,15 +261,15 @@ def build(tenant, f: Filters, *, projects: dict, providers: dict, kinds: dict | 
     v.idle_series = {k: dict(x) for k, x in idle_series.items()}
     # top workloads: a workload without spend today ranks as in history alone, so only the
     # history's top N and today's workloads can make the top N once today is added
-    contenders = {k: history.by_workload.get(k, ZERO) for k in history.ranked}
+    contenders = {k: history.usd(k) for k in history.ranked}
     for key, usd in today_by_workload.items():
-        contenders[key] = history.by_workload.get(key, ZERO) + usd
-    top = sorted(contenders.items(), key=_rank)[:TOP_N]
+        contenders[key] = history.usd(key) + usd
+    top = sorted(contenders.items(), key=rank_key)[:TOP_N]
     wnames = history.workload_names
     if missing := [w for (w, _p), _ in top if w and w not in wnames]:  # only today made them top
-        wnames = {**wnames, **_workload_names(missing)}
+        wnames = {**wnames, **workload_names(missing)}
     v.top = [{"workload_id": w, "name": wnames.get(w, "(removed)"), "project": projects.get(p, "(removed)"),
-              "usd": usd, "idle": history.idle_by_workload.get((w, p), ZERO) + idle_today_by_workload.get((w, p), ZERO),
+              "usd": usd, "idle": history.idle((w, p)) + idle_today_by_workload.get((w, p), ZERO),
               "drill": f.query(workload=[w], group="workload") if w else ""} for (w, p), usd in top]
     # burn rate (average of the last 7 complete days) and forecast to month end
     daily = dict(history.daily)
@@ -426,7 +294,7 @@ def _gauge_history(tenant, since: date, today: date, source: str) -> list[tuple[
               .annotate(d=TruncDate("bucket_start")).values_list("d", "project_id"))
     else:
         qs = SpendRollup.objects.filter(tenant=tenant, day__gte=since, day__lt=today).values_list("day", "project_id")
-    return [(_as_date(d), _key(p), s or ZERO) for d, p, s in qs.annotate(s=Sum("amount_usd")).order_by()]
+    return [(as_date(d), _key(p), s or ZERO) for d, p, s in qs.annotate(s=Sum("amount_usd")).order_by()]
 
 
 def budget_gauges(tenant, budgets, *, source: str = "rollup", view: SpendView | None = None) -> list[dict]:
@@ -446,7 +314,7 @@ def budget_gauges(tenant, budgets, *, source: str = "rollup", view: SpendView | 
         gen = view.generation
     else:
         gen = generation(tenant.pk)
-    history = _cached(tenant, gen, ("gauges", today, earliest),
+    history = cached(tenant, gen, ("gauges", today, earliest),
                       lambda: _gauge_history(tenant, earliest, today, source))
     todays = view.today_booked if view is not None and view.today == today else today_rows(tenant, today)
     per_day_project = [*history, *((today, p, usd) for p, _prov, _w, usd in todays)]
