@@ -104,6 +104,17 @@ def scheduled_workload_fire(workload_id: str) -> None:
     fire(workload_id)
 
 
+@shared_task(name="workloads.move_job")
+def move_job(old_pod_id: str, override: dict, where: str, attempt: int = 0) -> None:
+    """A job move, in the worker: one step, then another after a countdown while the provider has
+    not confirmed the old pod's termination (never a sleep here)."""
+    from workloads.placement.move import job_move_step
+
+    step = job_move_step(old_pod_id=old_pod_id, override=override, where=where, attempt=attempt)
+    if step.look_again_in is not None:
+        move_job.apply_async((old_pod_id, override, where, attempt + 1), countdown=step.look_again_in)
+
+
 @shared_task(name="workloads.scheduled_window_end", bind=True)
 def scheduled_window_end(self, run_id: str) -> None:
     """Sent with the window's end as its eta when a burst run starts: ends it at that instant.

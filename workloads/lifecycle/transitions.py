@@ -89,6 +89,17 @@ def pod_transition(pod: Pod, new_state: str, message: str, *, expect: tuple[str,
     return True
 
 
+# A job move (``workloads.placement.move``) marks the old pod's move events with where it stands.
+JOB_MOVE_PENDING, JOB_MOVE_ENDED = "pending", "ended"
+
+
+def job_move_pending(pod: Pod) -> bool:
+    """Is this ended job pod on its way to a new place? Then its end does not settle the
+    workload as stopped: the move starts the job again there."""
+    last = pod.events.filter(kind="move", data__has_key="job_move").order_by("-at", "-id").first()
+    return last is not None and last.data.get("job_move") == JOB_MOVE_PENDING
+
+
 def workload_settle(*, workload_id) -> str | None:
     """Once a job or service has no live pod left, give the workload its final state and the
     reason in words. Scheduled workloads stay active between runs. Returns the new state."""
@@ -101,6 +112,8 @@ def workload_settle(*, workload_id) -> str | None:
     last = pods.order_by("-requested_at", "-id").first()
     if last is None:
         return None
+    if workload.lifecycle == Lifecycle.JOB and last.state == PodState.TERMINATED and job_move_pending(last):
+        return None  # stopped to move: the move starts it again at the new place
     if last.state == PodState.FAILED:
         state, reason = Workload.State.FAILED, last.state_reason or "the pod failed"
     elif last.state == PodState.INTERRUPTED:

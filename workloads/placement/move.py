@@ -2,7 +2,10 @@
 
 A service never goes dark: the new pod is placed and launched beside the old one, and only
 once it runs is the old pod terminated (and the termination verified). A job is stopped
-(verified) and started again at the new place. Persistent data does not travel between
+(verified) and started again at the new place, in the worker (``workloads.move_job``): the web
+request only enqueues, and the task waits for the provider to confirm the termination - many
+confirm it only on a later read - re-scheduling itself with a countdown, within a bound, before
+it starts the job there (``job_move_step``). Persistent data does not travel between
 providers through any adapter we have, so a workload with persistent or network volumes is
 moved only after the user confirmed a warning saying so.
 """
@@ -17,8 +20,8 @@ from django.db import transaction
 from providers.catalog import country_codes
 from provisioner import clock
 from provisioner.inputs import split_list
-from workloads.lifecycle.services import pod_request, pod_terminate
-from workloads.lifecycle.transitions import pod_event
+from workloads.lifecycle.services import pod_refresh, pod_request, pod_terminate
+from workloads.lifecycle.transitions import JOB_MOVE_ENDED, JOB_MOVE_PENDING, pod_event, workload_settle
 from workloads.models import LIVE_POD_STATES, Lifecycle, Pod, PodState, Workload
 from workloads.signals import may_retire
 
@@ -28,6 +31,10 @@ MOVE = "move"
 RELAUNCH = "relaunch"  # a rolling relaunch: each pod replaced in place, the old one retired like a move's
 RETIRING = (MOVE, RELAUNCH)
 PERSISTENT_KINDS = ("persistent", "network")
+# Seconds before each new look at a job move's old pod (its termination not yet confirmed by the
+# provider): short first, then every minute, about 14 min in all. Beyond that the move ends
+# without starting the job elsewhere (two copies of a job must not run) and says so.
+JOB_MOVE_WAITS = (2, 3, 5, 10, 20, 30) + (60,) * 13
 
 
 class MoveError(Exception):
@@ -92,7 +99,9 @@ def workload_move(*, workload: Workload, target: MoveTarget, user=None, confirm_
     """Start moving every running pod of ``workload`` to ``target``. Returns the new pods.
 
     Service: new pods are requested beside the old ones; ``move_finish`` retires each old pod
-    once its replacement runs. Job: the old pod is terminated (verified) first.
+    once its replacement runs. Job: the old pod is terminated (verified) first, by the
+    ``workloads.move_job`` task sent after commit (returns the pods being moved); with
+    ``enqueue=False`` (tests) one step runs inline and returns the new pods.
     """
     if target.empty:
         raise MoveError("Choose a country, region or provider to move to.")
@@ -121,21 +130,73 @@ def workload_move(*, workload: Workload, target: MoveTarget, user=None, confirm_
                 new_pods.append(pod_request(workload=workload, replica_index=old.replica_index, enqueue=enqueue,
                                             replaces=old, placement_override=override))
             else:
-                new_pods.append(old)  # jobs: stopped below, outside the transaction
-    if workload.lifecycle == Lifecycle.SERVICE:
+                pod_event(old, "move", f"Move{who} to {target.describe()}: stopping this job to start it there",
+                          job_move=JOB_MOVE_PENDING)
+                new_pods.append(old)
+                if enqueue:
+                    from workloads.lifecycle.tasks import move_job
+
+                    args = (str(old.pk), override, target.describe())
+                    transaction.on_commit(lambda args=args: move_job.delay(*args))
+    if workload.lifecycle == Lifecycle.SERVICE or enqueue:
         return new_pods
-    started = []
-    for old in new_pods:
-        pod_event(old, "move", f"Move{who} to {target.describe()}: stopping this job to start it there")
-        old = pod_terminate(pod_id=str(old.pk), reason=f"moved to {target.describe()}")
-        if old.state != PodState.TERMINATED:
-            raise MoveError("The job did not stop yet (termination unverified); try the move again shortly.")
-        Workload.objects.filter(pk=workload.pk, state__in=[Workload.State.STOPPED, Workload.State.ACTIVE]).update(
-            state=Workload.State.ACTIVE, state_reason="")
+    steps = [job_move_step(old_pod_id=str(old.pk), override=override, where=target.describe()) for old in new_pods]
+    if any(step.new is None for step in steps):
+        for old in new_pods:
+            _job_move_ended(old, "Move ended: the provider has not confirmed this job's termination yet; "
+                                 "try the move again shortly")
+        raise MoveError("The job did not stop yet (termination unverified); try the move again shortly.")
+    return [step.new for step in steps]
+
+
+def _job_move_ended(old: Pod, message: str) -> None:
+    """The move will not start the job elsewhere: say so, and let the workload settle as usual."""
+    pod_event(old, "move", message, job_move=JOB_MOVE_ENDED)
+    workload_settle(workload_id=old.workload_id)
+
+
+@dataclass
+class JobMoveStep:
+    new: Pod | None = None  # the job, requested at the new place
+    look_again_in: int | None = None  # seconds; None: nothing more to wait for
+
+
+def job_move_step(*, old_pod_id: str, override: dict[str, Any], where: str, attempt: int = 0) -> JobMoveStep:
+    """One step of a job move, in the worker: terminate the old pod (or look whether the provider
+    confirmed it by now), and once the termination is verified request the job at the new place.
+    Idempotent: a redelivered step finds the new pod it already requested."""
+    old = Pod.objects.get(pk=old_pod_id)
+    done = Pod.objects.filter(replaces=old, placement_override__purpose=MOVE).first()
+    if done is not None:
+        return JobMoveStep(new=done)
+    reason = f"moved to {where}"
+    if old.state in (*LIVE_POD_STATES, PodState.STOPPED):
+        if attempt:
+            old = pod_refresh(pod_id=old_pod_id)  # the provider may confirm on a later read
+        if old.state in (*LIVE_POD_STATES, PodState.STOPPED):
+            old = pod_terminate(pod_id=old_pod_id, reason=reason)  # sent again: a failed terminate is retried
+    if old.state in (*LIVE_POD_STATES, PodState.STOPPED):
+        if attempt < len(JOB_MOVE_WAITS):
+            return JobMoveStep(look_again_in=JOB_MOVE_WAITS[attempt])
+        waited = sum(JOB_MOVE_WAITS) // 60
+        _job_move_ended(old, f"Move to {where} ended: the provider did not confirm this job's termination "
+                             f"within {waited} min, so it is not started there (two copies must not run); "
+                             "the periodic sync keeps checking this pod")
+        return JobMoveStep()
+    with transaction.atomic():
+        # the workload stays active while its job moves (``job_move_pending``); stopped meanwhile
+        # (the user pressed Stop) or a pod that failed instead of stopping: the move is off
+        workload = Workload.objects.select_for_update().get(pk=old.workload_id)
+        if old.state != PodState.TERMINATED or workload.state != Workload.State.ACTIVE:
+            _job_move_ended(old, f"Move to {where} cancelled: the workload is {workload.get_state_display().lower()}"
+                                 f" ({workload.state_reason or old.get_state_display().lower()})")
+            return JobMoveStep()
         _adopt_pins(workload.pk, override)
-        started.append(pod_request(workload=workload, replica_index=old.replica_index, enqueue=enqueue,
-                                   replaces=old, placement_override=override))
-    return started
+        new = pod_request(workload=workload, replica_index=old.replica_index, replaces=old,
+                          placement_override=override)
+        pod_event(old, "move", f"Stopped (verified at the provider); the job starts again as pod {str(new.pk)[:8]} "
+                               f"at {where}", job_move=JOB_MOVE_ENDED)
+    return JobMoveStep(new=new)
 
 
 def workload_roll(*, workload: Workload, user=None, enqueue: bool = True) -> list[Pod]:

@@ -108,8 +108,11 @@ def workload_move_view(request: HttpRequest, pk) -> HttpResponse:
         except MoveError as exc:
             error = str(exc)
         else:
-            messages.success(request, "Move started: the new pod comes up before the old one goes down."
-                             if workload.lifecycle == "service" else "Move started: the job restarts at the new place.")
+            if workload.lifecycle != "service":  # the worker stops it (verified) and starts it there
+                messages.success(request, "Move started: the job stops (once the provider confirms it) and starts "
+                                          "again at the new place; this page follows it.")
+                return redirect("workloads:workload_detail", pk=workload.pk)
+            messages.success(request, "Move started: the new pod comes up before the old one goes down.")
             return redirect("workloads:pod_detail", pk=pods[0].pk)
     preview = None if target.empty else move_preview(workload=workload, target=target)
     running = workload.pods.filter(state=PodState.RUNNING).select_related("provider_account")
