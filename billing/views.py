@@ -22,6 +22,7 @@ from providers import services as provider_services
 from providers.models import InvoiceRate
 from providers.selectors import effective_invoice_rates
 from provisioner import clock
+from provisioner.tables import table_response
 from tenants.access import get_for_tenant_or_404, project_scope, require_member
 from tenants.permissions import MANAGE_BUDGETS, VIEW_SPEND, role_has
 
@@ -38,6 +39,7 @@ from .selectors import (
     saved_views_for_tenant,
     spend_annotations,
 )
+from .tables import AlertFilter, AlertTable
 
 SPEND_FILTERS_KEY = "spend_filters"  # the dashboard's last filters: "← Spend" links go back to them
 
@@ -288,16 +290,18 @@ def invoice_rate_clear(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 def alerts(request: HttpRequest) -> HttpResponse:
-    """In-app notifications: every budget and provider-cap alert, newest first."""
+    """In-app notifications: every budget and provider-cap alert the member may see, newest first
+    (filters, sorting and pages in the URL)."""
     membership = require_member(request, VIEW_SPEND)
     if request.method == "POST":
         visible = list(alerts_for(membership, unread_only=True).values_list("pk", flat=True))
         if visible:  # only what this member can see (an empty list would mean "all")
             alerts_mark_read(tenant=membership.tenant, ids=visible)
         return redirect("billing:alerts")
-    items = list(alerts_for(membership)[:200])
-    return render(request, "billing/alerts.html", {"alerts": items, "back_to_spend": _back_to_spend(request),
-                                                   "digest_form": DigestForm(initial=_digest_initial(membership))})
+    alerts = AlertFilter(request.GET, queryset=alerts_for(membership), request=request)
+    return table_response(request, "billing/alerts.html", AlertTable(alerts.qs), alerts,
+                          {"back_to_spend": _back_to_spend(request),
+                           "digest_form": DigestForm(initial=_digest_initial(membership))})
 
 
 def _digest_initial(membership) -> dict:

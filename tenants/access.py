@@ -92,19 +92,26 @@ class TenantQuerySet(models.QuerySet):
         return self.filter(tenant=tenant)
 
     def restrict(self, membership: Membership | None, action: str = "view"):
-        """The rows of the member's organization on which they may ``action``.
+        """The rows of the member's organization on which they may ``action`` (``restricted``)."""
+        return restricted(self, membership, action)
 
-        A model with a ``project`` foreign key is limited to the projects the member holds
-        ``action`` on; its rows without a project (organization-wide, e.g. a budget for the whole
-        organization) need ``action`` on every project."""
-        if membership is None or not role_has(membership.role, action):
-            return self.none()
-        qs = self.filter(tenant_id=membership.tenant_id)
-        if action in PROJECT_PERMISSIONS and _project_field(self.model):
-            ids, every = project_scope(membership, action)
-            if not every:
-                qs = qs.filter(project_id__in=ids)
-        return qs
+
+def restricted(queryset: models.QuerySet[M], membership: Membership | None, action: str = "view") -> models.QuerySet[M]:
+    """The rows of ``queryset`` (a model with a ``tenant`` foreign key) of the member's
+    organization on which they may ``action``; none when their role lacks it.
+
+    A model with a ``project`` foreign key is limited to the projects the member holds ``action``
+    on; its rows without a project (organization-wide, e.g. a budget for the whole organization)
+    need ``action`` on every project. ``TenantQuerySet.restrict`` is this; models of this app
+    (which ``TenantQuerySet`` cannot be imported into) call it directly."""
+    if membership is None or not role_has(membership.role, action):
+        return queryset.none()
+    qs = queryset.filter(tenant_id=membership.tenant_id)
+    if action in PROJECT_PERMISSIONS and _project_field(queryset.model):
+        ids, every = project_scope(membership, action)
+        if not every:
+            qs = qs.filter(project_id__in=ids)
+    return qs
 
 
 def _project_field(model) -> bool:

@@ -23,9 +23,3 @@ class InviteeSignupForm(UserCreationForm):
 class RoleForm(forms.Form):
     role = forms.ChoiceField(choices=Role.choices)
 
-
-class AuditFilterForm(forms.Form):
-    action = forms.CharField(required=False, max_length=64)
-    actor = forms.CharField(required=False, max_length=150)
-    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))

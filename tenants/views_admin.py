@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from .access import get_for_tenant_or_404, require_member
-from .forms import AuditFilterForm, InviteForm, RoleForm
+from provisioner.tables import table_response
+
+from .access import get_for_tenant_or_404, require_member, restricted
+from .forms import InviteForm, RoleForm
 from .models import AuditEvent, Invitation, Membership, Project
 from .permissions import MANAGE_MEMBERS, PROJECT_PERMISSIONS, VIEW_AUDIT, role_has
 from .selectors import grant_matrix
@@ -27,6 +28,7 @@ from .services import (
     membership_remove,
     project_grant_set,
 )
+from .tables import AuditFilter, AuditTable
 
 
 @login_required
@@ -112,18 +114,10 @@ def member_grant(request: HttpRequest, pk: int, project_pk) -> HttpResponse:
 
 @login_required
 def audit_log(request: HttpRequest) -> HttpResponse:
+    """Who did what, newest first: filters, sorting and pages in the URL."""
     membership = require_member(request, VIEW_AUDIT)
-    form = AuditFilterForm(request.GET or None)
-    qs = AuditEvent.objects.filter(tenant=membership.tenant)
-    if form.is_valid():
-        d = form.cleaned_data
-        if d["action"]:
-            qs = qs.filter(action__icontains=d["action"])
-        if d["actor"]:
-            qs = qs.filter(actor_name__icontains=d["actor"])
-        if d["since"]:
-            qs = qs.filter(at__gte=timezone.make_aware(datetime.combine(d["since"], time.min)))
-        if d["until"]:
-            qs = qs.filter(at__lte=timezone.make_aware(datetime.combine(d["until"], time.max)))
-    page = Paginator(qs, 50).get_page(request.GET.get("page"))
-    return render(request, "tenants/audit.html", {"page": page, "form": form})
+    events = AuditFilter(request.GET, queryset=restricted(AuditEvent.objects.all(), membership, VIEW_AUDIT),
+                         request=request)
+    return table_response(request, "tenants/audit.html", AuditTable(events.qs), events, per_page=50)
+
+
