@@ -7,12 +7,27 @@ from __future__ import annotations
 import calendar
 import itertools
 
+from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from provisioner.charts import LAYOUT, PALETTE, chart
 
 from . import money
 from .dashboard import GRAINS, GROUPS, ZERO, SpendView, bucket_of
+
+
+def _empty(div_id: str, title: str, v: SpendView) -> SafeString:
+    """What a chart with nothing to draw shows instead of plotly's meaningless default axes
+    (-1 to 6): its title and a sentence saying that nothing was spent in the range."""
+    return format_html('<div id="{}" class="chart-empty" data-empty-chart><h3>{}</h3><p class="muted">No spend from {} to {}'
+                       '{}. Try a longer date range{}.</p></div>', div_id, title, v.filters.start.isoformat(),
+                       v.filters.end.isoformat(), " with these filters" if _filtered(v) else "",
+                       " or fewer filters" if _filtered(v) else "")
+
+
+def _filtered(v: SpendView) -> bool:
+    f = v.filters
+    return bool(f.project_ids or f.provider_ids or f.workload_ids or f.gpu_classes or f.user_ids or f.kinds)
 
 
 def _marks(v: SpendView, events: list[tuple]) -> tuple[list[dict], list[dict]]:
@@ -56,6 +71,8 @@ def spend_over_time(v: SpendView, events: list[tuple] | None = None) -> SafeStri
     group = GROUPS[v.filters.group].lower()
     title = (f"Cumulative spend by {group} ($)" if cumulative
              else f"{GRAINS[v.filters.grain]} spend by {group} ({unit})")
+    if not any(any(t["y"]) for t in traces):
+        return _empty("chart-spend", title, v)
     layout = {**LAYOUT, "barmode": "stack", "title": {"text": title, "x": 0},
               "yaxis": {"tickprefix": "$", "rangemode": "tozero"}}
     shapes, notes = _marks(v, events or [])
@@ -80,6 +97,8 @@ def idle_spend(v: SpendView) -> SafeString:
          "y": [float(money.cents(max(ZERO, total[p] - idle[p]))) for p in v.periods],
          "marker": {"color": PALETTE[0]}, "hovertemplate": "%{x}: $%{y:,.2f} busy or other<extra></extra>"},
     ]
+    if not any(total.values()):
+        return _empty("chart-idle", f"Idle GPU spend ({unit})", v)
     layout = {**LAYOUT, "barmode": "stack", "title": {"text": f"Idle GPU spend ({unit})", "x": 0},
               "yaxis": {"tickprefix": "$", "rangemode": "tozero"}}
     return chart({"data": traces, "layout": layout}, "chart-idle")
@@ -98,23 +117,35 @@ def burn_and_forecast(v: SpendView) -> SafeString:
     return chart({"data": [actual, forecast], "layout": layout}, "chart-forecast")
 
 
+GAUGE_LABEL_CHARS = 32  # a budget's name on the axis; the full name is in the hover and the text below
+
+
+def _short(name: str, limit: int = GAUGE_LABEL_CHARS) -> str:
+    return name if len(name) <= limit else name[:limit - 1].rstrip() + "…"
+
+
 def budget_gauges(gauges: list[dict]) -> SafeString:
     """Each budget as a horizontal bar (spent this period) with a tick at its amount: plotly's
-    basic bundle (bar, scatter, pie: static/vendor/plotly.min.js) has no ``indicator`` trace,
-    and bars keep long budget names readable on the axis instead of clipped dial titles."""
+    basic bundle (bar, scatter, pie: static/vendor/plotly.min.js) has no ``indicator`` trace.
+    Rows are positions 0, 1, 2… labelled with the budget's name cut to ``GAUGE_LABEL_CHARS`` (a
+    120-character name used to take half the chart's width and squeeze the bars; two budgets whose
+    names start alike stay two rows); the hover shows the whole name."""
     if not gauges:
         return SafeString("")
-    names = [f"{g['budget'].name} ({g['budget'].get_period_display()})" for g in gauges]
-    spent = {"type": "bar", "orientation": "h", "name": "Spent", "y": names,
+    rows = list(range(len(gauges)))
+    full = [f"{g['budget'].name} ({g['budget'].get_period_display()})" for g in gauges]
+    labels = [f"{_short(g['budget'].name)} ({g['budget'].get_period_display()})" for g in gauges]
+    spent = {"type": "bar", "orientation": "h", "name": "Spent", "y": rows, "customdata": full,
              "x": [float(money.cents(g["spent"])) for g in gauges],
              "marker": {"color": [{"ok": PALETTE[1], "warn": PALETTE[2], "bad": PALETTE[3]}[g["state"]] for g in gauges]},
              "text": [f"{g['pct']:.0f}%" for g in gauges], "textposition": "auto",
-             "hovertemplate": "%{y}: $%{x:,.2f} spent<extra></extra>"}
-    amount = {"type": "scatter", "mode": "markers", "name": "Budget", "y": names,
+             "hovertemplate": "%{customdata}: $%{x:,.2f} spent<extra></extra>"}
+    amount = {"type": "scatter", "mode": "markers", "name": "Budget", "y": rows, "customdata": full,
               "x": [float(g["budget"].amount_usd) for g in gauges],
               "marker": {"symbol": "line-ns-open", "size": 28, "color": "#101828", "line": {"width": 3}},
-              "hovertemplate": "%{y}: budget $%{x:,.2f}<extra></extra>"}
+              "hovertemplate": "%{customdata}: budget $%{x:,.2f}<extra></extra>"}
     layout = {**LAYOUT, "height": 90 + 44 * len(gauges), "margin": {"l": 10, "r": 20, "t": 10, "b": 40},
               "showlegend": False, "xaxis": {"tickprefix": "$", "rangemode": "tozero"},
-              "yaxis": {"automargin": True, "autorange": "reversed"}}
+              "yaxis": {"automargin": True, "autorange": "reversed", "tickmode": "array", "tickvals": rows,
+                        "ticktext": labels}}
     return chart({"data": [spent, amount], "layout": layout}, "chart-budgets")

@@ -46,6 +46,9 @@ class Filters:
     group: str = "provider"
     grain: str = "day"
     mode: str = "period"  # "period": spend per bar ($ / day|week|month); "cumulative": running total ($)
+    # what was changed in the asked range and why (a reversed range swapped, a missing date), shown
+    # on the page: a range is never replaced silently
+    notice: str = ""
 
     def query(self, **override) -> str:
         q: dict = {"range": self.preset, "group": self.group, "grain": self.grain, "mode": self.mode}
@@ -69,9 +72,32 @@ def _date(s: str) -> date | None:
         return None
 
 
+def _custom_range(raw_start: str, raw_end: str, today: date) -> tuple[date | None, date, str]:
+    """(start, end, notice) of a custom range; start None when it cannot be read (the caller shows
+    the last 7 days and says so). A reversed range is swapped, an end after today ends today, a
+    range longer than ``MAX_DAYS`` is shortened: each with a notice saying what is shown."""
+    s, e = _date(raw_start), _date(raw_end)
+    if s is None or e is None:
+        return None, today, "The custom range needs a start and an end date (YYYY-MM-DD): showing the last 7 days."
+    notes = []
+    if s > e:
+        s, e = e, s
+        notes.append(f"The start date was after the end date: swapped, showing {s:%Y-%m-%d} to {e:%Y-%m-%d}.")
+    if e > today:
+        e = today
+        notes.append(f"Spend is known up to today: showing up to {today:%Y-%m-%d}.")
+        s = min(s, e)
+    if s < e - timedelta(days=MAX_DAYS):
+        s = e - timedelta(days=MAX_DAYS)
+        notes.append(f"A range is at most {MAX_DAYS} days: showing from {s:%Y-%m-%d}.")
+    return s, e, " ".join(notes)
+
+
 def parse_filters(params, *, projects: dict, providers: dict, today: date) -> Filters:
-    """Filters from the query string; anything unknown falls back to the default (last 7 days)."""
+    """Filters from the query string; anything unknown falls back to the default (last 7 days); a
+    custom range that had to be changed says how in ``notice``."""
     preset = params.get("range", "7d")
+    notice = ""
     if preset not in PRESETS:
         preset = "7d"
     start, end = today - timedelta(days=6), today
@@ -86,12 +112,10 @@ def parse_filters(params, *, projects: dict, providers: dict, today: date) -> Fi
     elif preset == "ytd":
         start = today.replace(month=1, day=1)
     elif preset == "custom":
-        s, e = _date(params.get("from", "")), _date(params.get("to", ""))
-        if s and e and s <= e:
-            start, end = s, min(e, today)
-            start = max(start, end - timedelta(days=MAX_DAYS))
-        else:
-            preset = "7d"
+        start, end, notice = _custom_range(params.get("from", ""), params.get("to", ""), today)
+        if start is None:
+            preset, start, end = "7d", today - timedelta(days=6), today
+
     def many(name: str, known: dict) -> tuple[str, ...]:
         values = params.getlist(name) if hasattr(params, "getlist") else params.get(name, [])
         values = [values] if isinstance(values, str) else values
@@ -105,7 +129,7 @@ def parse_filters(params, *, projects: dict, providers: dict, today: date) -> Fi
     group = params.get("group", "provider")
     grain = params.get("grain", "day")
     mode = params.get("mode", "period")
-    return Filters(preset=preset, start=start, end=end, project_ids=many("project", projects),
+    return Filters(preset=preset, start=start, end=end, notice=notice, project_ids=many("project", projects),
                    provider_ids=many("provider", providers),
                    **{attr: tokens(name) for name, attr in EXTRA_FILTERS.items()},
                    group=group if group in GROUPS else "provider", grain=grain if grain in GRAINS else "day",

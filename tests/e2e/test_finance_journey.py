@@ -234,7 +234,7 @@ def test_finance_watches_live_spend_filters_exports_and_sets_a_budget(live_serve
     expect(page.get_by_test_id("budget-left")).to_have_text("$219.00")  # the KPI card, beside idle spend
     # one horizontal bar per budget (spent) with a tick at its amount: the basic plotly bundle
     gauge = page.evaluate("() => { const d = document.getElementById('chart-budgets').data;"
-                          " return [d[0].x[0], d[1].x[0], d[0].y[0]]; }")
+                          " return [d[0].x[0], d[1].x[0], d[0].customdata[0]]; }")
     assert gauge[0] == 81.0 and gauge[1] == 300.0 and gauge[2] == "GPU monthly (Monthly)"
     expect(page.locator("#chart-budgets .bars path").first).to_be_visible()  # drawn, not just data
     page.screenshot(path=str(tmp_path / "spend-budget.png"), full_page=True)

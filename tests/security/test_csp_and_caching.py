@@ -43,7 +43,9 @@ def test_spend_page_charts_are_inert_json(client, finance, tenant, sandbox):
     budget_create(tenant=tenant, name="Team", amount_usd=10, period="month")
     client.force_login(finance)
     html = client.get(reverse("billing:spend")).content.decode()
-    assert 'data-plotly-figure="chart-spend-figure"' in html and 'data-plotly-figure="chart-budgets-figure"' in html
+    # no spend yet: the spend chart is an empty state (issue 15 §2.7), the others inert JSON
+    assert 'data-plotly-figure="chart-forecast-figure"' in html and 'data-plotly-figure="chart-budgets-figure"' in html
+    assert 'id="chart-spend" class="chart-empty"' in html
     assert not INLINE_SCRIPT.search(html) and not INLINE_HANDLER.search(html)
 
 
