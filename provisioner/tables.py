@@ -8,8 +8,8 @@ serving the full page and, for htmx requests (sort and page links, refreshes), t
     return table_response(request, "providers/capacity.html", table, filters, {...})
 
 Bad input in the URL never errors: an unknown sort column is ignored (django-tables2 keeps only
-orderable columns), an invalid filter value is dropped (django-filter filters with the valid fields
-only), a page number out of range shows the last page, a non-number the first.
+orderable columns), a filter value the form refuses matches nothing and the page says which filter
+it did not understand, a page number out of range shows the last page, a non-number the first.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import django_tables2 as tables
 from django.core.paginator import EmptyPage, PageNotAnInteger
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils.http import url_has_allowed_host_and_scheme
 
 PER_PAGE = 25
 FRAGMENT_TEMPLATE = "tables/fragment.html"
@@ -54,10 +55,26 @@ class FilterSet(django_filters.FilterSet):
     @property
     def form(self):
         form = super().form
+        form.auto_id = "f-%s"  # the filter fields' ids: #f-status, #f-gpu_class (distinct from other forms' id_*)
         for field in form.fields.values():
             if getattr(field.widget, "input_type", "") == "select":
                 field.widget.attrs.setdefault("data-autosubmit", "")  # a choice applies at once
         return form
+
+    @property
+    def qs(self):
+        # a value the form refuses (a user who is not a member, another organization's project, a
+        # date that is no date) matches nothing: dropping it would silently show everything
+        if self.is_bound and not self.form.is_valid():
+            return self.queryset.none()
+        return super().qs
+
+    @property
+    def refused(self) -> list[str]:
+        """The labels of the filters whose value in the URL was not understood."""
+        if not self.is_bound or self.form.is_valid():
+            return []
+        return [str(self.form.fields[name].label or name) for name in self.form.errors]
 
     @property
     def active(self) -> bool:
@@ -90,3 +107,12 @@ def table_response(request: HttpRequest, template: str, table: Table, filters: F
     table.empty_text = table.empty_filtered if filters is not None and filters.active else table.empty_all
     ctx = {"table": table, "filters": filters, **(context or {})}
     return render(request, fragment if request.htmx else template, ctx)
+
+
+def list_to_return_to(request: HttpRequest, list_path: str) -> str | None:
+    """Where a row action posted from a list goes back to: the list's own URL with its filters,
+    sort and page (the form's ``next``), when it is that list on this site; else None."""
+    back = request.POST.get("next", "")
+    if back.split("?", 1)[0] == list_path and url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
+        return back
+    return None

@@ -56,7 +56,7 @@ def test_filters_sorting_and_pages_live_in_the_url(owner_client, tenant, project
     # the 3 s refresh asks for the same URL and gets the same filtered rows
     assert 'hx-get="/pods/?status=live&amp;sort=name"' in body
     rows = owner_client.get(LIST + "?status=live&sort=name", headers={"HX-Request": "true"}).content.decode()
-    assert _names(rows) == ["alpha", "bravo"] and "<table" not in rows
+    assert _names(rows) == ["alpha", "bravo"] and "<h1" not in rows and 'id="pods"' in rows
     # junk in the URL is ignored, never a 500
     for junk in ("?status=nope&sort=drop+table&project=x&provider=12&page=-4", "?q=" + "x" * 5000):
         assert owner_client.get(LIST + junk).status_code == 200
@@ -121,3 +121,26 @@ def test_phase_bar_durations_come_from_the_pods_timestamps(owner_client, tenant,
         phases = pod_phases(waiting, now=clock.now())
     assert [(p.key, p.duration, p.current) for p in phases] == [
         ("requested", "30 s", True), ("placed", "", False), ("provisioning", "", False), ("running", "", False)]
+
+
+@pytest.mark.django_db
+def test_pod_table_costs_the_same_queries_for_1_and_20_pods(owner_client, tenant, project, owner, developer, sandbox):
+    from tests.tables_helpers import assert_same_queries_for_1_and_20_rows
+
+    owners = [owner, developer]
+    assert_same_queries_for_1_and_20_rows(
+        owner_client, LIST, "pods",
+        lambda i: _pod(tenant, project, owners[i % 2], f"job-{i:02d}", account=sandbox if i % 3 else None,
+                       state=PodState.TERMINATED if i % 2 else PodState.RUNNING))
+
+
+@pytest.mark.django_db
+def test_another_organizations_pods_and_users_never_show(owner_client, tenant, project, owner, outsider, other_tenant):
+    _pod(tenant, project, owner, "ours")
+    _pod(other_tenant, other_tenant.projects.get(name="Default"), outsider, "zz-foreign-pod")
+    body = owner_client.get(LIST).content.decode()
+    assert _names(body) == ["ours"] and "outsider" not in body
+    for probe in ("?owner=outsider", f"?project={other_tenant.projects.get(name='Default').pk}"):
+        rows = owner_client.get(LIST + probe).content.decode().split("<tbody", 1)[1].split("</tbody>", 1)[0]
+        assert "zz-foreign-pod" not in rows and "outsider" not in rows and "No pods match these filters." in rows
+    assert 'id="pods-refused"' in owner_client.get(LIST + "?owner=outsider").content.decode()  # said, not dropped

@@ -1,80 +1,11 @@
-"""Reads for the pod list (filters, sorting, pages: all in the URL) and the pod page's phase bar."""
+"""The pod page's phase bar (requested → placed → provisioning → running) from the pod's timestamps."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from django.core.paginator import Page, Paginator
-from django.db.models import Q, QuerySet
-
-from workloads.models import FINAL_POD_STATES, LIVE_POD_STATES, LaunchAttempt, Pod, PodState
-
-PAGE_SIZE = 25
-# ?sort= value -> ORDER BY; "-" prefix = descending. Unknown values fall back to newest first.
-SORTS: dict[str, tuple[str, ...]] = {
-    "requested": ("requested_at",), "-requested": ("-requested_at",),
-    "name": ("workload__name", "-requested_at"), "-name": ("-workload__name", "-requested_at"),
-    "state": ("state", "-requested_at"), "-state": ("-state", "-requested_at"),
-    "price": ("price_usd_per_hour", "-requested_at"), "-price": ("-price_usd_per_hour", "-requested_at"),
-    "project": ("project__name", "-requested_at"), "-project": ("-project__name", "-requested_at"),
-}
-DEFAULT_SORT = "-requested"
-STATUS_FILTERS = {"live": LIVE_POD_STATES, "ended": FINAL_POD_STATES, **{s.value: (s.value,) for s in PodState}}
-
-
-@dataclass(frozen=True)
-class PodListQuery:
-    """The list's filters as read from the URL (invalid values are dropped, never a 500)."""
-
-    status: str = ""
-    project: str = ""
-    provider: str = ""
-    owner: str = ""
-    q: str = ""
-    sort: str = DEFAULT_SORT
-
-    @classmethod
-    def from_get(cls, get: Any) -> PodListQuery:
-        status = get.get("status", "")
-        sort = get.get("sort", DEFAULT_SORT)
-        return cls(status=status if status in STATUS_FILTERS else "", project=_uuid_or_blank(get.get("project", "")),
-                   provider=_uuid_or_blank(get.get("provider", "")), owner=(get.get("owner", "") or "")[:150],
-                   q=(get.get("q", "") or "").strip()[:120], sort=sort if sort in SORTS else DEFAULT_SORT)
-
-    def apply(self, pods: QuerySet[Pod]) -> QuerySet[Pod]:
-        if self.status:
-            pods = pods.filter(state__in=STATUS_FILTERS[self.status])
-        if self.project:
-            pods = pods.filter(project_id=self.project)
-        if self.provider:
-            pods = pods.filter(provider_account_id=self.provider)
-        if self.owner:
-            pods = pods.filter(workload__owner__username=self.owner)
-        if self.q:
-            pods = pods.filter(Q(workload__name__icontains=self.q) | Q(external_id__icontains=self.q)
-                               | Q(region__icontains=self.q) | Q(gpu_class__icontains=self.q))
-        return pods.select_related("workload__owner").order_by(*SORTS[self.sort])
-
-    @property
-    def active(self) -> bool:
-        return bool(self.status or self.project or self.provider or self.owner or self.q)
-
-
-def _uuid_or_blank(value: str) -> str:
-    import uuid
-
-    try:
-        return str(uuid.UUID(str(value)))
-    except ValueError:
-        return ""
-
-
-def pod_page(pods: QuerySet[Pod], query: PodListQuery, page_number: Any) -> Page:
-    """One page of the filtered, sorted pods (an out-of-range page number shows the last page)."""
-    return Paginator(query.apply(pods), PAGE_SIZE).get_page(page_number)
-
+from workloads.models import LIVE_POD_STATES, LaunchAttempt, Pod, PodState
 
 # --- the phase bar ------------------------------------------------------------------------------
 

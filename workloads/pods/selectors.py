@@ -17,6 +17,12 @@ def pods_for_tenant(tenant: Tenant | None) -> QuerySet[Pod]:
     return Pod.objects.for_tenant(tenant).select_related("workload", "provider_account", "project")
 
 
+def pods_for(membership) -> QuerySet[Pod]:
+    """The pods a member may see (the access helper's restricted queryset), with what the pod
+    list shows of each: workload and its owner, account, project."""
+    return Pod.objects.restrict(membership).select_related("workload__owner", "provider_account", "project")
+
+
 def workloads_for_tenant(tenant: Tenant | None) -> QuerySet[Workload]:
     return Workload.objects.for_tenant(tenant).select_related("project", "owner")
 
