@@ -18,8 +18,10 @@ from tests.factories import PodFactory, WorkloadFactory, make_member
 from workloads.lifecycle.transitions import pod_event
 from workloads.models import PodState
 
-# session + membership, the page's own reads; measured on SQLite and PostgreSQL alike
-POD_LIST, POD_LIST_REFRESH, WORKLOAD_PAGE, MEMBERS_PAGE = 7, 5, 11, 7
+# session + membership, the page's own reads; measured on SQLite and PostgreSQL alike. The pod list
+# (a django-tables2 table, issue 15 §4): count, rows, the per-project grant behind each row's
+# Terminate; the full page also the filter lists (projects, accounts, members)
+POD_LIST, POD_LIST_REFRESH, WORKLOAD_PAGE, MEMBERS_PAGE = 9, 6, 11, 7
 
 
 def _pod(workload, account, i: int):
