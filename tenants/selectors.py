@@ -16,6 +16,20 @@ def projects_for_tenant(tenant: Tenant):
     return Project.objects.filter(tenant=tenant).order_by("name")
 
 
+def member_users(membership: Membership | None):
+    """The users of the member's organization, by username (a list's user filter offers them)."""
+    from django.contrib.auth import get_user_model
+
+    users = get_user_model().objects.order_by("username")
+    return users.filter(memberships__tenant_id=membership.tenant_id) if membership is not None else users.none()
+
+
+def organization_projects(membership: Membership | None):
+    """Every project of the member's organization (a list's project filter offers them: seeing is
+    organization-wide, ``permissions.VIEW``)."""
+    return Project.objects.filter(tenant_id=membership.tenant_id).order_by("name") if membership else Project.objects.none()
+
+
 def projects_for(membership: Membership | None, capability: str):
     """The projects of the member's organization on which they may use ``capability`` (role ×
     per-project grant, ``tenants.access.project_scope``): what a project dropdown offers."""

@@ -40,7 +40,7 @@ def test_long_names_do_not_widen_pages_and_rows_terminate_after_confirm(live_ser
         page.screenshot(path=str(tmp_path / (path.strip("/").replace("/", "-") + ".png")), full_page=True)
         assert scroll <= inner, (path, scroll, inner)
     page.goto(live_server.url + "/pods/")
-    expect(page.locator(f"#pod-rows a[title='{LONG}']")).to_be_visible()
+    expect(page.locator(f"#pods a[title='{LONG}']")).to_be_visible()
     # filter, then terminate from the row: the confirm is asked, dismissing keeps the pod
     page.select_option("#f-status", "live")
     expect(page).to_have_url(re.compile(r"/pods/\?status=live&"))

@@ -7,7 +7,6 @@ from __future__ import annotations
 import django_filters
 import django_tables2 as tables
 from django import forms
-from django.contrib.auth import get_user_model
 from django.db.models import Q
 from django.template.loader import render_to_string
 from django.utils.html import format_html
@@ -18,7 +17,7 @@ from provisioner import clock
 from provisioner.tables import FilterSet, Table
 from tenants.access import current_membership, may_on_project
 from tenants.permissions import PROVISION
-from tenants.selectors import projects_for_tenant
+from tenants.selectors import member_users, organization_projects
 from workloads.models import FINAL_POD_STATES, LIVE_POD_STATES, Pod, PodState
 
 from .selectors import pod_cost_so_far
@@ -29,33 +28,26 @@ STATUS_FILTERS = {"live": LIVE_POD_STATES, "ended": FINAL_POD_STATES, **{s.value
 TERMINABLE = (PodState.REQUESTED, PodState.PROVISIONING, PodState.RUNNING, PodState.STOPPED)
 
 
-def _tenant(request):
+def projects_choice(request):
+    return organization_projects(current_membership(request))
+
+
+def accounts_choice(request):
     membership = current_membership(request)
-    return membership.tenant if membership else None
+    return provider_accounts_for_tenant(membership.tenant if membership else None)
 
 
-def _projects(request):
-    return projects_for_tenant(_tenant(request))
-
-
-def _accounts(request):
-    return provider_accounts_for_tenant(_tenant(request))
-
-
-def _members(request):
-    """The organization's members (the user filter offers them by username)."""
-    membership = current_membership(request)
-    users = get_user_model().objects.order_by("username")
-    return users.filter(memberships__tenant_id=membership.tenant_id) if membership else users.none()
+def members_choice(request):
+    return member_users(current_membership(request))
 
 
 class PodFilter(FilterSet):
     status = django_filters.ChoiceFilter(label="Status", empty_label="Any", method="filter_status",
                                          choices=[(k, k.capitalize()) for k in STATUS_FILTERS])
-    project = django_filters.ModelChoiceFilter(label="Project", queryset=_projects, empty_label="Any")
-    provider = django_filters.ModelChoiceFilter(label="Provider", field_name="provider_account", queryset=_accounts,
+    project = django_filters.ModelChoiceFilter(label="Project", queryset=projects_choice, empty_label="Any")
+    provider = django_filters.ModelChoiceFilter(label="Provider", field_name="provider_account", queryset=accounts_choice,
                                                 empty_label="Any")
-    owner = django_filters.ModelChoiceFilter(label="User", field_name="workload__owner", queryset=_members,
+    owner = django_filters.ModelChoiceFilter(label="User", field_name="workload__owner", queryset=members_choice,
                                              to_field_name="username", empty_label="Anyone")
     q = django_filters.CharFilter(label="Search", method="filter_q", max_length=120,
                                   widget=forms.TextInput(attrs={"placeholder": "name, region, GPU, instance id"}))

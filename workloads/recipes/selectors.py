@@ -52,7 +52,17 @@ def recipe_by_slug(tenant: Tenant | None, slug: str) -> Recipe | None:
 
 
 def workloads_with_counts(tenant: Tenant | None) -> QuerySet[Workload]:
-    return (Workload.objects.for_tenant(tenant).select_related("project", "owner", "recipe_version__recipe")
+    return _with_counts(Workload.objects.for_tenant(tenant))
+
+
+def workloads_for(membership) -> QuerySet[Workload]:
+    """The workloads a member may see (the access helper's restricted queryset), with their pod
+    counts: the workload list."""
+    return _with_counts(Workload.objects.restrict(membership))
+
+
+def _with_counts(workloads: QuerySet[Workload]) -> QuerySet[Workload]:
+    return (workloads.select_related("project", "owner", "recipe_version__recipe")
             .annotate(live_pods=Count("pods", filter=Q(pods__state__in=LIVE_POD_STATES)), pod_total=Count("pods")))
 
 

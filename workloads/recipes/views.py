@@ -20,6 +20,7 @@ from django.views.decorators.http import require_POST
 
 from providers.selectors import provider_accounts_for_tenant
 from provisioner import clock
+from provisioner.tables import list_to_return_to, table_response
 from tenants.access import get_for_tenant_or_404, require_member
 from tenants.permissions import PROVISION, USE_CREDENTIALS, role_has
 from tenants.selectors import projects_for
@@ -37,6 +38,7 @@ from .selectors import (
     recipe_search,
     registry_login_preview,
     workload_events,
+    workloads_for,
     workloads_with_counts,
 )
 from .services import (
@@ -48,6 +50,7 @@ from .services import (
     tenant_secret_create,
     workload_declare_and_start,
 )
+from .tables import WorkloadFilter, WorkloadTable
 
 # --- catalog -------------------------------------------------------------------------------------
 
@@ -272,13 +275,11 @@ def secrets_page(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def workload_list(request: HttpRequest) -> HttpResponse:
+    """Workloads with their pod counts: filters, sorting and pages in the URL; Stop and Relaunch
+    from a row, each after a confirmation, back to the same list."""
     membership = require_member(request)
-    state = request.GET.get("state", "")
-    qs = workloads_with_counts(membership.tenant)
-    if state in Workload.State.values:
-        qs = qs.filter(state=state)
-    return render(request, "workloads/recipes/workload_list.html",
-                  {"workloads": list(qs[:200]), "state": state, "states": Workload.State.choices})
+    workloads = WorkloadFilter(request.GET, queryset=workloads_for(membership), request=request)
+    return table_response(request, "workloads/recipes/workload_list.html", WorkloadTable(workloads.qs), workloads)
 
 
 @login_required
@@ -330,8 +331,11 @@ def workload_relaunch_view(request: HttpRequest, pk) -> HttpResponse:
         pods = workload_relaunch(workload=workload)
     except ValueError as exc:
         messages.error(request, str(exc))
-        return redirect("workloads:workload_detail", pk=workload.pk)
+        return redirect(list_to_return_to(request, reverse("workloads:workload_list"))
+                        or reverse("workloads:workload_detail", args=[workload.pk]))
     messages.success(request, f"Relaunched {workload.name}.")
+    if back := list_to_return_to(request, reverse("workloads:workload_list")):
+        return redirect(back)
     if len(pods) == 1:
         return redirect("workloads:pod_detail", pk=pods[0].pk)
     return redirect("workloads:workload_detail", pk=workload.pk)
@@ -343,4 +347,5 @@ def workload_stop_view(request: HttpRequest, pk) -> HttpResponse:
     workload = get_for_tenant_or_404(request, Workload, PROVISION, pk=pk)
     n = workload_stop(workload=workload, reason=f"Stopped by {request.user.username}", enqueue=True)
     messages.success(request, f"Stopped {workload.name}" + (f"; terminating {n} pod{'s' if n != 1 else ''}." if n else "."))
-    return redirect("workloads:workload_detail", pk=workload.pk)
+    return redirect(list_to_return_to(request, reverse("workloads:workload_list"))
+                    or reverse("workloads:workload_detail", args=[workload.pk]))
