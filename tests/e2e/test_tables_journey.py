@@ -1,0 +1,84 @@
+"""The tables in real Chromium (issue 15 §4): on the Capacity page a filter and a sort (an htmx-boosted
+header link that swaps only the table and pushes its URL) survive a reload; the workload list's Stop
+asks for a confirmation — dismissed, nothing happens — and, confirmed, returns to the same filtered
+list; the audit log keeps its filter and sort across a reload too."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.factories import WorkloadFactory
+from workloads.models import Workload
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("browser")]
+
+
+def _rows(page, dom_id: str) -> list[str]:
+    return page.locator(f"#{dom_id} tbody tr").all_inner_texts()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_filters_and_sorting_survive_a_reload_and_row_actions_ask_first(live_server, page, tenant, project, owner,
+                                                                         sandbox, tmp_path):
+    alpha = WorkloadFactory(tenant=tenant, project=project, owner=owner, name="alpha")
+    WorkloadFactory(tenant=tenant, project=project, owner=owner, name="bravo")
+    page.set_default_timeout(20_000)
+    page.goto(live_server.url + "/login/")
+    page.fill("#id_username", "owner")
+    page.fill("#id_password", "pw-test-123")
+    page.click("button[type=submit]")
+
+    # 1. capacity: a GPU class, then the most expensive first
+    page.goto(live_server.url + "/providers/capacity/")
+    gpu = page.locator("#f-gpu_class option").nth(1).get_attribute("value")
+    page.select_option("#f-gpu_class", gpu)  # applies at once (data-autosubmit)
+    expect(page).to_have_url(re.compile(rf"gpu_class={re.escape(gpu)}"))
+    page.click("#offers th a[data-sort=price_usd_per_hour]")  # ascending
+    expect(page.locator("#offers th[aria-sort=ascending] a[data-sort=price_usd_per_hour]")).to_be_visible()
+    page.click("#offers th a[data-sort=price_usd_per_hour]")  # descending: swapped by htmx, URL pushed
+    expect(page).to_have_url(re.compile(r"sort=-price_usd_per_hour"))
+    expect(page.locator("#offers th[aria-sort=descending]")).to_be_visible()
+    rows = _rows(page, "offers")
+    assert rows and all(gpu in r for r in rows)
+    prices = [float(re.search(r"\$([0-9,.]+)", r)[1].replace(",", "")) for r in rows]
+    assert prices == sorted(prices, reverse=True)
+    url = page.url
+    page.reload()
+    assert page.url == url
+    expect(page.locator("#f-gpu_class")).to_have_value(gpu)
+    expect(page.locator("#offers th[aria-sort=descending]")).to_be_visible()
+    assert _rows(page, "offers") == rows
+    page.screenshot(path=str(tmp_path / "capacity.png"), full_page=True)
+
+    # 2. workloads: filter, then Stop from a row — asked first
+    page.goto(live_server.url + "/workloads/")
+    page.select_option("#f-state", "active")
+    expect(page).to_have_url(re.compile(r"/workloads/\?state=active"))
+    filtered = page.url
+    row = page.locator(f"tr[data-workload='{alpha.pk}']")
+    page.once("dialog", lambda d: d.dismiss())
+    row.locator("button[data-action=stop]").click()
+    expect(row.locator(".badge")).to_have_text("Active")
+    alpha.refresh_from_db()
+    assert alpha.state == Workload.State.ACTIVE
+    page.once("dialog", lambda d: d.accept())
+    row.locator("button[data-action=stop]").click()
+    expect(page.locator(".messages")).to_contain_text("Stopped alpha")
+    assert page.url == filtered
+    expect(page.locator(f"tr[data-workload='{alpha.pk}']")).to_have_count(0)  # no longer active
+    page.reload()
+    expect(page.locator("#f-state")).to_have_value("active")
+    page.screenshot(path=str(tmp_path / "workloads.png"), full_page=True)
+
+    # 3. audit log: the stop is recorded; filter and sort survive a reload
+    page.goto(live_server.url + "/org/audit/?action=workload")
+    page.click("#audit th a[data-sort=at]")  # oldest first
+    expect(page).to_have_url(re.compile(r"action=workload&sort=at"))
+    rows = _rows(page, "audit")
+    assert rows and all("workload" in r for r in rows)
+    page.reload()
+    expect(page.locator("#f-action")).to_have_value("workload")
+    assert _rows(page, "audit") == rows
