@@ -5,6 +5,7 @@ from __future__ import annotations
 import django_filters
 import django_tables2 as tables
 from django.db.models import QuerySet
+from django.urls import reverse
 from django.utils.html import format_html
 
 from provisioner.tables import FilterSet, Table
@@ -92,4 +93,6 @@ class OfferTable(Table):
         return record.availability or "?" if record.available is None else record.available
 
     def render_provider_account(self, value):
-        return format_html('<span class="clip" title="{}">{}</span>', value.name, value.name)
+        # drill down to the account's own offers, the other filters and the sort kept
+        return format_html('<a class="clip" title="{}" href="{}?{}">{}</a>', value.name,
+                           reverse("providers:detail", args=[value.pk]), self.query_with(provider=None), value.name)

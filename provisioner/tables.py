@@ -19,7 +19,7 @@ from typing import Any
 import django_filters
 import django_tables2 as tables
 from django.core.paginator import EmptyPage, PageNotAnInteger
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
 from django.utils.http import url_has_allowed_host_and_scheme
 
@@ -41,8 +41,25 @@ class Table(tables.Table):
     dom_id = "table"
     #: seconds between htmx refreshes of the table (0: none); a refresh asks for the page's own URL
     refresh_seconds = 0
-    #: what the table lists, for the pager ("3 pods")
+    #: what the table lists, for the pager ("3 pods", "1 pod")
     noun = "rows"
+
+    def query_with(self, **changes: str | None) -> str:
+        """This list's query string with ``changes`` (None drops a parameter) and no page number:
+        a link that narrows or drills down keeps the other filters and the sort."""
+        params = self.request.GET.copy() if getattr(self, "request", None) is not None else QueryDict(mutable=True)
+        params.pop(self.prefixed_page_field, None)
+        for name, value in changes.items():
+            if value is None:
+                params.pop(name, None)
+            else:
+                params[name] = value
+        return params.urlencode()
+
+    @property
+    def counted(self) -> str:
+        n = self.paginator.count
+        return f"{n} {self.noun if n != 1 else self.noun.removesuffix('s')}"
     #: text shown when nothing matches (``filtered``: some filter is set)
     empty_all = "Nothing yet."
     empty_filtered = "Nothing matches these filters."

@@ -43,6 +43,10 @@ def test_capacity_pages_filters_and_sorts_in_the_url(owner_client, account, tena
     assert "$30.00" not in body and "$5.00" in body  # page 2 of the descending order
     assert 'href="?gpu_class=A100&amp;sort=price_usd_per_hour"' in body
     assert 'href="?gpu_class=A100&amp;sort=-price_usd_per_hour&amp;page=1"' in body  # the pager keeps both
+    # drill-down to the account's own page keeps the filter and the sort
+    assert f'href="/providers/{account.pk}/?gpu_class=A100&amp;sort=-price_usd_per_hour"' in body
+    body = owner_client.get(f"/providers/{account.pk}/?gpu_class=A100&sort=-price_usd_per_hour").content.decode()
+    assert row_count(body, "offers") == 25 and "$30.00" in body and '<option value="A100" selected>' in body
     # htmx (a sort or page link): the table alone, same rows
     fragment = owner_client.get(CAPACITY + "?gpu_class=H100", headers={"HX-Request": "true"}).content.decode()
     assert row_count(fragment, "offers") == 3 and "<nav class=\"top" not in fragment and "<h1" not in fragment

@@ -43,6 +43,8 @@ def test_filters_sorting_and_pages_live_in_the_url(owner_client, tenant, project
     body = owner_client.get(LIST).content.decode()
     assert _names(body) == ["charlie", "bravo", "alpha"]  # newest first
     assert ">developer<" in body  # the user column
+    # a user name narrows the list to that user, the other filters and the sort kept
+    assert 'href="?status=live&amp;sort=name&amp;owner=developer"' in owner_client.get(LIST + "?status=live&sort=name&page=1").content.decode()
     assert _names(owner_client.get(LIST + "?status=live").content.decode()) == ["bravo", "alpha"]
     assert _names(owner_client.get(LIST + "?status=ended").content.decode()) == ["charlie"]
     assert _names(owner_client.get(f"{LIST}?project={research.pk}").content.decode()) == ["bravo"]

@@ -115,7 +115,7 @@ class PodTable(Table):
     def render_user(self, value):
         if value is None:
             return "—"
-        return format_html('<a href="?owner={}" title="Only pods launched by {}">{}</a>', value.username,
+        return format_html('<a href="?{}" title="Only pods launched by {}">{}</a>', self.query_with(owner=value.username),
                            value.username, value.username)
 
     def render_place(self, record):

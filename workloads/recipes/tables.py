@@ -90,7 +90,7 @@ class WorkloadTable(Table):
     def render_owner(self, value):
         if not value:
             return "—"
-        return format_html('<a href="?owner={}" title="Only workloads of {}">{}</a>', value, value, value)
+        return format_html('<a href="?{}" title="Only workloads of {}">{}</a>', self.query_with(owner=value), value, value)
 
     def render_created(self, value):
         return format_html('<span title="{}">{} ago</span>', value.strftime("%Y-%m-%d %H:%M:%S"),
