@@ -2,8 +2,9 @@
 
 Credentials: an Entra ID app registration (tenant id, client id, client secret) and the
 subscription. Settings: ``resource_group`` and ``subnet_id`` (a pre-existing subnet; each VM
-gets one NIC there), ``locations`` (regions to offer), ``image`` (imageReference),
-``admin_username``, ``ssh_public_key``, ``eviction_policy`` (``Delete``), ``spot_max_price``
+gets one NIC there, with its own NSG and, unless ``public_ip`` is off, a Standard static public IP:
+see azure_net), ``ssh_source_cidrs`` (who may reach SSH), ``locations`` (regions to offer), ``image``
+(imageReference), ``admin_username``, ``ssh_public_key``, ``eviction_policy`` (``Delete``), ``spot_max_price``
 (``"on-demand"``: maxPrice -1, or ``"bid"``: the offer's price), ``launch_wait_seconds``, and
 ``base_url`` (one URL for all three hosts, or ``{"login", "management", "prices"}``).
 
@@ -24,7 +25,7 @@ from provisioner import clock
 from provisioner.inputs import split_list
 
 from ..catalog import GPU_CLASSES, region_country
-from . import azure_vm
+from . import azure_net, azure_vm
 from .base import (
     REMOTE_FAILED,
     REMOTE_INTERRUPTED,
@@ -339,6 +340,12 @@ class AzureAdapter(RestAdapter):
     def _nic_path(self, name: str) -> str:
         return f"{self._rg()}/providers/Microsoft.Network/networkInterfaces/{name}-nic"
 
+    def _pip_path(self, name: str) -> str:
+        return f"{self._rg()}/providers/Microsoft.Network/publicIPAddresses/{name}-ip"
+
+    def _nsg_path(self, name: str) -> str:
+        return f"{self._rg()}/providers/Microsoft.Network/networkSecurityGroups/{name}-nsg"
+
     def vm_body(self, request: LaunchRequest, nic_id: str) -> dict[str, Any]:
         return azure_vm.vm_body(request, name=self.vm_name(request.tag), nic_id=nic_id, settings=self.settings)
 
@@ -357,14 +364,18 @@ class AzureAdapter(RestAdapter):
         subnet = str(self.opt("subnet_id") or "")
         if not subnet:
             raise PermanentError("set the account's subnet_id (an existing subnet) before launching on Azure")
-        nic = self._arm("PUT", self._nic_path(name), api=NETWORK_API, json={
-            "location": request.region, "tags": {TAG: request.tag},
-            "properties": {"ipConfigurations": [{"name": "ipconfig1", "properties": {
-                "subnet": {"id": subnet}, "privateIPAllocationMethod": "Dynamic"}}]}})
-        self._wait(nic, 60)
-        nic_id = nic.json()["id"]
-        try:
-            r = self._arm("PUT", self._vm_path(name), json=self.vm_body(request, nic_id))
+        try:  # create-or-update PUTs by name: a retried launch reuses what the last attempt made
+            nsg = self._arm("PUT", self._nsg_path(name), api=NETWORK_API, json=azure_net.nsg_body(request, self.settings))
+            self._wait(nsg, 60)
+            pip_id = None
+            if azure_net.public_ip_enabled(self.settings):
+                pip = self._arm("PUT", self._pip_path(name), api=NETWORK_API, json=azure_net.public_ip_body(request))
+                self._wait(pip, 60)
+                pip_id = pip.json()["id"]
+            nic = self._arm("PUT", self._nic_path(name), api=NETWORK_API, json=azure_net.nic_body(
+                request, self.settings, subnet=subnet, nsg_id=nsg.json()["id"], public_ip_id=pip_id))
+            self._wait(nic, 60)
+            r = self._arm("PUT", self._vm_path(name), json=self.vm_body(request, nic.json()["id"]))
             result = self._wait(r, float(self.settings.get("launch_wait_seconds", 60)))
             if result is not None and result.get("status") in ("Failed", "Canceled"):
                 raise error_from(result.get("error") or {"code": "Failed", "message": "VM creation failed"})
@@ -373,8 +384,14 @@ class AzureAdapter(RestAdapter):
             raise
         return self._remote(self._arm("GET", self._vm_path(name), params={"$expand": "instanceView"}).json())
 
+    def _resources(self, name: str) -> list[tuple[str, str]]:
+        """What a launch creates, in the order ARM lets it be deleted: the VM holds the NIC, the NIC
+        holds the public IP (else 400 PublicIPAddressCannotBeDeleted) and the NSG."""
+        return [(self._vm_path(name), COMPUTE_API), (self._nic_path(name), NETWORK_API),
+                (self._pip_path(name), NETWORK_API), (self._nsg_path(name), NETWORK_API)]
+
     def _discard(self, name: str) -> None:
-        for path, api in ((self._vm_path(name), COMPUTE_API), (self._nic_path(name), NETWORK_API)):
+        for path, api in self._resources(name):
             try:
                 self._wait(self._arm("DELETE", path, api=api), 30)
             except ProviderError:
@@ -420,9 +437,18 @@ class AzureAdapter(RestAdapter):
         except NotFound:
             return {}
         configs = (nic.get("properties") or {}).get("ipConfigurations") or [{}]
-        ip = (configs[0].get("properties") or {}).get("privateIPAddress", "")
+        ip_props = configs[0].get("properties") or {}
+        public = ""
+        pip_ref = (ip_props.get("publicIPAddress") or {}).get("id")
+        if pip_ref:
+            try:
+                public = str(((self._arm("GET", pip_ref, api=NETWORK_API).json().get("properties") or {})
+                              .get("ipAddress")) or "")
+            except NotFound:
+                public = ""
         user = (((vm.get("properties") or {}).get("osProfile") or {}).get("adminUsername")) or "azureuser"
-        return {"host": ip, "ssh": f"ssh {user}@{ip}"} if ip else {}
+        return azure_net.connection(user=user, public_ip=public, private_ip=str(ip_props.get("privateIPAddress") or ""),
+                                    nic_tags=nic.get("tags") or {})
 
     def _evicted(self, name: str) -> str:
         """With evictionPolicy Delete an evicted VM is simply gone; the Activity Log says why."""
@@ -443,6 +469,7 @@ class AzureAdapter(RestAdapter):
         try:
             vm = self._arm("GET", self._vm_path(external_id), params={"$expand": "instanceView"}).json()
         except NotFound:
+            self._sweep_network(external_id)  # evicted or deleted outside the app: its address must not bill on
             why = self._evicted(external_id)
             if why:
                 return RemotePod(external_id=external_id, state=REMOTE_INTERRUPTED, message=why)
@@ -458,13 +485,20 @@ class AzureAdapter(RestAdapter):
     def terminate(self, external_id: str) -> None:
         try:
             r = self._arm("DELETE", self._vm_path(external_id))
+            self._wait(r, float(self.settings.get("terminate_wait_seconds", 120)))
         except NotFound:
-            return
-        self._wait(r, float(self.settings.get("terminate_wait_seconds", 120)))
-        try:  # normally deleted with the VM (deleteOption Delete); older VMs keep theirs
-            self._arm("DELETE", self._nic_path(external_id), api=NETWORK_API)
-        except (NotFound, PermanentError):
-            pass
+            pass  # gone already: a repeated terminate still sweeps what a slow delete left behind
+        self._sweep_network(external_id)
+
+    def _sweep_network(self, name: str) -> None:
+        """Delete the VM's NIC, public IP and NSG once the VM is gone. The NIC normally goes with the
+        VM (deleteOption Delete), also on a Spot eviction; the public IP and NSG never do, and a
+        Standard static address bills by the hour until deleted."""
+        for path, api in self._resources(name)[1:]:
+            try:
+                self._wait(self._arm("DELETE", path, api=api), 30)
+            except (NotFound, PermanentError):
+                pass  # 404: never made or already gone; 400 in use: the VM is still being deleted
 
     def list_pods(self) -> list[RemotePod]:
         vms = self._paged(f"{self._rg()}/providers/Microsoft.Compute/virtualMachines", api=COMPUTE_API)

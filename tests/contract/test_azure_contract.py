@@ -2,7 +2,8 @@
 
 Written from providers.md §8: Entra ID token responses, ARM errors, resource SKUs
 (2021-07-01), Retail Prices items and paging, the VM create body (2024-07-01 field names),
-the VM with its instanceView, network interfaces, long-running operation status and Activity
+the VM with its instanceView, network interfaces, public IP addresses and network security groups
+(api-version 2024-05-01 field names), long-running operation status and Activity
 Log events. Every object is closed (``additionalProperties: false``), so a field that either
 the adapter or the stand-in invents fails.
 """
@@ -97,10 +98,33 @@ VM_CREATE = obj("location", "properties", location=S, zones=arr(S), tags=STR_MAP
 VM = obj("name", "id", "type", "location", "properties", name=S, id=S, type={"const": "Microsoft.Compute/virtualMachines"},
          location=S, zones=arr(S), tags=STR_MAP, properties=vm_properties(True))
 VM_LIST = obj("value", value=arr(VM), nextLink=S)
-IP_CONFIG_PROPS = dict(subnet=obj("id", id=S), privateIPAllocationMethod=enum("Dynamic", "Static"))
+REF = obj("id", id=S)
+IP_CONFIG_PROPS = dict(subnet=REF, privateIPAllocationMethod=enum("Dynamic", "Static"), publicIPAddress=REF)
 NIC_CREATE = obj("location", "properties", location=S, tags=STR_MAP,
                  properties=obj("ipConfigurations", ipConfigurations=arr(obj("name", "properties", name=S,
-                                                                             properties=obj("subnet", **IP_CONFIG_PROPS)))))
+                                                                             properties=obj("subnet", **IP_CONFIG_PROPS))),
+                                networkSecurityGroup=REF))
+PIP_SKU = obj("name", name=enum("Standard"), tier=enum("Regional", "Global"))
+PUBLIC_IP_CREATE = obj("location", "sku", "properties", location=S, tags=STR_MAP, zones=arr(S), sku=PIP_SKU,
+                       properties=obj("publicIPAllocationMethod", publicIPAllocationMethod={"const": "Static"},
+                                      publicIPAddressVersion=enum("IPv4", "IPv6")))
+PUBLIC_IP = obj("name", "id", "type", "location", "sku", "properties", name=S, id=S, etag=S,
+                type={"const": "Microsoft.Network/publicIPAddresses"}, location=S, tags=STR_MAP, zones=arr(S), sku=PIP_SKU,
+                properties=obj("ipAddress", "publicIPAllocationMethod", provisioningState=S, resourceGuid=S, ipAddress=S,
+                               publicIPAddressVersion=enum("IPv4", "IPv6"), publicIPAllocationMethod={"const": "Static"},
+                               idleTimeoutInMinutes=INT, ipTags=arr({"type": "object"}), ddosSettings=obj(protectionMode=S)))
+RULE_PROPS = dict(protocol=enum("Tcp", "Udp", "Icmp", "Esp", "*", "Ah"), sourcePortRange=S, destinationPortRange=S,
+                  sourceAddressPrefix=S, sourceAddressPrefixes=arr(S), destinationAddressPrefix=S, access=enum("Allow", "Deny"),
+                  priority={"type": "integer", "minimum": 100, "maximum": 4096}, direction=enum("Inbound", "Outbound"))
+RULE_REQUIRED = ("protocol", "sourcePortRange", "destinationPortRange", "destinationAddressPrefix", "access", "priority", "direction")
+NSG_CREATE = obj("location", "properties", location=S, tags=STR_MAP,
+                 properties=obj("securityRules", securityRules=arr(obj("name", "properties", name=S,
+                                                                       properties=obj(*RULE_REQUIRED, **RULE_PROPS)))))
+NSG = obj("name", "id", "type", "location", "properties", name=S, id=S, etag=S,
+          type={"const": "Microsoft.Network/networkSecurityGroups"}, location=S, tags=STR_MAP,
+          properties=obj("securityRules", provisioningState=S, resourceGuid=S, defaultSecurityRules=arr({"type": "object"}),
+                         securityRules=arr(obj("name", "id", "properties", name=S, id=S, etag=S, type=S,
+                                               properties=obj(*RULE_REQUIRED, provisioningState=S, **RULE_PROPS)))))
 NIC = obj("name", "id", "type", "location", "properties", name=S, id=S, etag=S, type={"const": "Microsoft.Network/networkInterfaces"},
           location=S, tags=STR_MAP,
           properties=obj("ipConfigurations", provisioningState=S, resourceGuid=S,
@@ -109,7 +133,7 @@ NIC = obj("name", "id", "type", "location", "properties", name=S, id=S, etag=S, 
                                                                  privateIPAddressVersion=enum("IPv4", "IPv6"), **IP_CONFIG_PROPS))),
                          dnsSettings=obj(dnsServers=arr(S), appliedDnsServers=arr(S)), enableAcceleratedNetworking=B,
                          enableIPForwarding=B, disableTcpStateTracking=B, nicType=enum("Standard", "Elastic"),
-                         vnetEncryptionSupported=B))
+                         vnetEncryptionSupported=B, networkSecurityGroup=REF))
 OPERATION = obj("status", "name", status=enum("InProgress", "Succeeded", "Failed", "Canceled"), name=S, startTime=S, endTime=S,
                 error=obj("code", "message", code=S, message=S, details=arr({"type": "object"})))
 EVENT = obj("operationName", "resourceId", "eventTimestamp", "status",
@@ -144,6 +168,10 @@ def response_schema(method: str, path: str, body: dict[str, Any]) -> dict[str, A
         return EVENTS
     if "/networkInterfaces/" in path:
         return NIC
+    if "/publicIPAddresses/" in path:
+        return PUBLIC_IP
+    if "/networkSecurityGroups/" in path:
+        return NSG
     if "/subnets/" in path:
         return SUBNET
     if path.rstrip("/").split("/")[-2] == "resourceGroups":
@@ -202,14 +230,15 @@ def test_every_response_matches_the_schemas(scenario):
         assert not errors(schema, body), (method, path, errors(schema, body))
         seen.add(next(k for k, v in globals().items() if v is schema))
     assert {"TOKEN", "TOKEN_ERROR", "ARM_ERROR", "SUBSCRIPTION", "SKU_LIST", "PRICES", "OPERATION", "EVENTS", "NIC", "VM",
-            "VM_LIST", "RESOURCE_GROUP", "SUBNET"} <= seen
+            "VM_LIST", "RESOURCE_GROUP", "SUBNET", "PUBLIC_IP", "NSG"} <= seen
 
 
 def test_every_request_body_matches_the_schemas(scenario):
     bodies = [(r["path"], r["body"]) for r in scenario.requests if r["method"] == "PUT"]
     assert bodies
     for path, body in bodies:
-        schema = NIC_CREATE if "/networkInterfaces/" in path else VM_CREATE
+        schema = next((v for k, v in (("/networkInterfaces/", NIC_CREATE), ("/publicIPAddresses/", PUBLIC_IP_CREATE),
+                                      ("/networkSecurityGroups/", NSG_CREATE)) if k in path), VM_CREATE)
         assert not errors(schema, body), (path, errors(schema, body))
     token_forms = [r["body"] for r in scenario.requests if r["path"].endswith("/token")]
     assert all(set(f) == {"grant_type", "client_id", "client_secret", "scope"} for f in token_forms)

@@ -158,7 +158,7 @@ def test_spot_launch_body_lro_and_idempotency(az):
     az.lro_polls = 3
     a = adapter(az)
     remote = a.launch(request())
-    assert remote.state == REMOTE_RUNNING and remote.tag == TAG and remote.connection["host"].startswith("10.1.0.")
+    assert remote.state == REMOTE_RUNNING and remote.tag == TAG and remote.connection["private_ip"].startswith("10.1.0.")
     vm = az.vms[remote.external_id]
     props = vm["properties"]
     assert props["priority"] == "Spot" and props["evictionPolicy"] == "Delete" and props["billingProfile"] == {"maxPrice": -1}
@@ -333,3 +333,102 @@ def test_custom_data_logs_in_to_the_image_registry_even_when_the_credential_name
     # written as people paste it: the login still goes to the host the image is pulled from
     remote = adapter(az).launch(request(image=PRIVATE_IMAGE, registry_auth={**REGISTRY_AUTH, "registry": "https://nvcr.io/v2/"}))
     assert_logs_in_to_nvcr(base64.b64decode(az.vms[remote.external_id]["properties"]["osProfile"]["customData"]).decode())
+
+
+# --- issue 13 §1 (Azure): a VM a developer can reach: Standard public IP + NSG per VM -------------------
+
+SSH_FROM = ["203.0.113.7/32", "198.51.100.0/24"]
+
+
+def test_a_launched_pod_is_reachable_on_its_public_ip_through_its_own_nsg(az):
+    a = adapter(az, ssh_source_cidrs=SSH_FROM)
+    remote = a.launch(request(ports=[{"port": 8888}, {"port": 6006, "protocol": "tcp"}, {"port": 22}]))
+    nic = az.nics[f"{remote.external_id}-nic"]
+    pip = az.public_ips[f"{remote.external_id}-ip"]
+    nsg_id = nic["properties"]["networkSecurityGroup"]["id"]
+    assert nsg_id.endswith(f"/networkSecurityGroups/{remote.external_id}-nsg")
+    assert nic["properties"]["ipConfigurations"][0]["properties"]["publicIPAddress"]["id"] == pip["id"]
+    assert pip["sku"]["name"] == "Standard" and pip["properties"]["publicIPAllocationMethod"] == "Static"
+    address = pip["properties"]["ipAddress"]
+    conn = remote.connection
+    assert conn["host"] == address and conn["ssh"] == f"ssh azureuser@{address}" and conn["public_ip"] == address
+    assert conn["private_ip"].startswith("10.1.0.") and conn["urls"] == {"8888": f"http://{address}:8888"}
+    assert "note" not in conn
+    rules = {r["name"]: r["properties"] for r in az.nsgs[f"{remote.external_id}-nsg"]["properties"]["securityRules"]}
+    assert rules["allow-ssh"]["sourceAddressPrefixes"] == SSH_FROM and rules["allow-ssh"]["destinationPortRange"] == "22"
+    assert rules["allow-port-8888"]["sourceAddressPrefix"] == "Internet"
+    assert rules["allow-port-6006"]["sourceAddressPrefix"] == "Internet"
+    assert set(rules) == {"allow-ssh", "allow-port-8888", "allow-port-6006"}  # port 22 once, from the CIDRs only
+    priorities = [r["priority"] for r in rules.values()]
+    assert len(set(priorities)) == len(priorities) and all(100 <= p <= 4096 for p in priorities)
+    assert a.get(remote.external_id).connection == conn
+    assert a.launch(request()).external_id == remote.external_id  # idempotent: nothing created twice
+    assert len(az.public_ips) == 1 and len(az.nsgs) == 1
+
+
+def test_without_allowed_cidrs_ssh_stays_closed_and_the_page_says_how_to_open_it(az):
+    remote = adapter(az).launch(request())
+    rules = az.nsgs[f"{remote.external_id}-nsg"]["properties"]["securityRules"]
+    assert [r["properties"]["destinationPortRange"] for r in rules] == ["8888"]
+    assert "SSH allowed from" in remote.connection["note"]
+
+
+def test_a_private_workload_opens_no_port_to_the_internet(az):
+    remote = adapter(az, ssh_source_cidrs=SSH_FROM).launch(request(public_ingress=False))
+    rules = az.nsgs[f"{remote.external_id}-nsg"]["properties"]["securityRules"]
+    assert [r["name"] for r in rules] == ["allow-ssh"] and "urls" not in remote.connection
+
+
+def test_public_address_off_creates_none_and_shows_the_private_one(az):
+    remote = adapter(az, public_ip=False, ssh_source_cidrs=SSH_FROM).launch(request())
+    assert not az.public_ips and not any("/publicIPAddresses/" in r["path"] for r in az.requests)
+    nic = az.nics[f"{remote.external_id}-nic"]
+    assert "publicIPAddress" not in nic["properties"]["ipConfigurations"][0]["properties"]
+    assert nic["properties"]["networkSecurityGroup"]["id"]
+    assert remote.connection["host"].startswith("10.1.0.") and "Public address" in remote.connection["note"]
+    assert [r["name"] for r in az.nsgs[f"{remote.external_id}-nsg"]["properties"]["securityRules"]] == ["allow-ssh"]
+
+
+def test_the_accounts_ssh_key_is_installed(az):
+    remote = adapter(az).launch(request())
+    keys = az.vms[remote.external_id]["properties"]["osProfile"]["linuxConfiguration"]["ssh"]["publicKeys"]
+    assert keys[0]["keyData"] == account_settings("x")["ssh_public_key"]
+
+
+def test_terminate_deletes_vm_nic_public_ip_and_nsg_in_that_order(az):
+    a = adapter(az, ssh_source_cidrs=SSH_FROM)
+    remote = a.launch(request())
+    before = len(az.requests)
+    a.terminate(remote.external_id)
+    assert not az.vms and not az.nics and not az.public_ips and not az.nsgs
+    deletes = [r["path"].rsplit("/", 2)[1] for r in az.requests[before:] if r["method"] == "DELETE"]
+    assert deletes == ["virtualMachines", "networkInterfaces", "publicIPAddresses", "networkSecurityGroups"]
+    a.terminate(remote.external_id)  # all gone: 404s are fine
+
+
+def test_a_failed_launch_leaves_no_address_or_nsg_behind(az):
+    az.capacity[("Standard_NC24ads_A100_v4", "eastus")] = "AllocationFailed"
+    with pytest.raises(CapacityUnavailable):
+        adapter(az, ssh_source_cidrs=SSH_FROM).launch(request())
+    assert not az.vms and not az.nics and not az.public_ips and not az.nsgs
+
+
+def test_a_spot_eviction_releases_the_public_ip_and_nsg(az):
+    a = adapter(az)
+    remote = a.launch(request())
+    az.evict(remote.external_id)  # evictionPolicy Delete: the VM and its NIC go, the address would stay
+    assert a.get(remote.external_id).state == REMOTE_INTERRUPTED
+    assert not az.public_ips and not az.nsgs
+
+
+def test_network_settings_are_validated():
+    from providers.adapters.azure_net import SettingsInvalid, clean_settings
+
+    ok = clean_settings({"public_ip": True, "ssh_source_cidrs": "203.0.113.7, 198.51.100.0/24\n203.0.113.7/32",
+                         "ssh_public_key": account_settings("x")["ssh_public_key"]})
+    assert ok["ssh_source_cidrs"] == ["203.0.113.7/32", "198.51.100.0/24"] and ok["public_ip"] is True
+    with pytest.raises(SettingsInvalid) as exc:
+        clean_settings({"ssh_source_cidrs": "203.0.113.300/32", "ssh_public_key": "ssh-rsa nonsense"})
+    assert set(exc.value.errors) == {"ssh_source_cidrs", "ssh_public_key"} and "203.0.113.300" in exc.value.errors["ssh_source_cidrs"]
+    with pytest.raises(SettingsInvalid):
+        clean_settings({"ssh_source_cidrs": "2001:db8::/32"})

@@ -1,8 +1,10 @@
 """A stateful stand-in for the three Azure hosts the adapter talks to, in their real shapes.
 
 - Entra ID: ``POST /{tenant}/oauth2/v2.0/token`` (client credentials)
-- ARM: subscription GET; ``Microsoft.Compute/skus`` (2021-07-01); network interfaces PUT/GET/
-  DELETE; virtual machines PUT/GET(+``$expand=instanceView``)/DELETE/list and ``instanceView``;
+- ARM: subscription GET; ``Microsoft.Compute/skus`` (2021-07-01); network interfaces, public IP
+  addresses and network security groups PUT/GET/DELETE (bodies judged by azure-mgmt-network's
+  models; Standard-SKU addresses must be Static, rule priorities 100-4096 and unique per direction,
+  nothing still referenced can be deleted); virtual machines PUT/GET(+``$expand=instanceView``)/DELETE/list and ``instanceView``;
   long-running operations (``Azure-AsyncOperation`` on create, ``Location`` on delete, each
   completing after ``lro_polls`` polls); the Activity Log (``eventtypes/management/values``)
 - Retail Prices: ``GET /api/retail/prices`` with an OData ``$filter`` and ``NextPageLink`` paging
@@ -29,7 +31,7 @@ import httpx
 from provisioner import clock
 
 from ._loopback import serve
-from .azure_models import nic_errors, vm_errors
+from .azure_models import nic_errors, nsg_errors, public_ip_errors, vm_errors
 
 SUB = "00000000-0000-0000-0000-0000000000aa"
 TENANT = "11111111-1111-1111-1111-111111111111"
@@ -142,6 +144,8 @@ class FakeAzure:
         self.token_requests = 0
         self.vms: dict[str, dict[str, Any]] = {}
         self.nics: dict[str, dict[str, Any]] = {}
+        self.public_ips: dict[str, dict[str, Any]] = {}
+        self.nsgs: dict[str, dict[str, Any]] = {}
         self.operations: dict[str, dict[str, Any]] = {}
         self.activity: list[dict[str, Any]] = []
         self.restrictions: dict[str, list[dict[str, Any]]] = {}  # sku -> restrictions
@@ -152,6 +156,7 @@ class FakeAzure:
         self.responses: list[tuple[str, str, Any]] = []
         self._throttle: list[int] = []
         self._ip = itertools.count(4)
+        self._public_ip = itertools.count(10)
 
     # --- knobs ------------------------------------------------------------------------------------
     def throttle(self, times: int = 1, retry_after: int = 17) -> None:
@@ -241,6 +246,12 @@ class FakeAzure:
         m = re.fullmatch(rf"{rg}/providers/Microsoft\.Network/networkInterfaces/([^/]+)", path)
         if m:
             return self._nic(method, m.group(1), body)
+        m = re.fullmatch(rf"{rg}/providers/Microsoft\.Network/publicIPAddresses/([^/]+)", path)
+        if m:
+            return self._public_ip_resource(method, m.group(1), body)
+        m = re.fullmatch(rf"{rg}/providers/Microsoft\.Network/networkSecurityGroups/([^/]+)", path)
+        if m:
+            return self._nsg(method, m.group(1), body)
         if path == f"{rg}/providers/Microsoft.Compute/virtualMachines" and method == "GET":
             return self._page([self._vm_view(v, False) for v in self.vms.values()], q, path)
         m = re.fullmatch(rf"{rg}/providers/Microsoft\.Compute/virtualMachines/([^/]+)(/instanceView)?", path)
@@ -357,6 +368,13 @@ class FakeAzure:
             subnet = ((configs[0].get("properties") or {}).get("subnet") or {}).get("id", "") if configs else ""
             if subnet != SUBNET:
                 return arm_error(400, "InvalidResourceReference", f"Resource {subnet} referenced by resource {nic_id} was not found.")
+            pip_ref = (((configs[0].get("properties") or {}).get("publicIPAddress") or {}).get("id", ""))
+            nsg_ref = ((body.get("properties") or {}).get("networkSecurityGroup") or {}).get("id", "")
+            for ref, known in ((pip_ref, self.public_ips), (nsg_ref, self.nsgs)):
+                if ref and (ref.rsplit("/", 1)[-1] not in known or known[ref.rsplit("/", 1)[-1]]["id"] != ref):
+                    return arm_error(400, "InvalidResourceReference", f"Resource {ref} referenced by resource {nic_id} was not found.")
+            if pip_ref and any(self._nic_public_ip(n) == pip_ref for k, n in self.nics.items() if k != name):
+                return arm_error(400, "PublicIPAddressInUse", f"Resource {pip_ref} is already in use by another network interface.")
             nic = {"name": name, "id": nic_id, "etag": f'W/"{uuid.uuid4()}"', "type": "Microsoft.Network/networkInterfaces",
                    "location": body["location"], "tags": body.get("tags", {}),
                    "properties": {"provisioningState": "Succeeded", "resourceGuid": str(uuid.uuid4()),
@@ -364,10 +382,12 @@ class FakeAzure:
                                                         "etag": f'W/"{uuid.uuid4()}"', "type": "Microsoft.Network/networkInterfaces/ipConfigurations",
                                                         "properties": {"provisioningState": "Succeeded", "privateIPAddress": f"10.1.0.{next(self._ip)}",
                                                                        "privateIPAllocationMethod": "Dynamic", "subnet": {"id": subnet},
-                                                                       "primary": True, "privateIPAddressVersion": "IPv4"}}],
+                                                                       "primary": True, "privateIPAddressVersion": "IPv4",
+                                                                       **({"publicIPAddress": {"id": pip_ref}} if pip_ref else {})}}],
                                   "dnsSettings": {"dnsServers": [], "appliedDnsServers": []}, "enableAcceleratedNetworking": False,
                                   "enableIPForwarding": False, "disableTcpStateTracking": False, "nicType": "Standard",
-                                  "vnetEncryptionSupported": False}}
+                                  "vnetEncryptionSupported": False,
+                                  **({"networkSecurityGroup": {"id": nsg_ref}} if nsg_ref else {})}}
             self.nics[name] = nic
             url = self._start_operation(body["location"], None, polls=1)  # NICs are quick
             return httpx.Response(201, json=nic, headers={"Azure-AsyncOperation": url, "Retry-After": "0"})
@@ -380,6 +400,100 @@ class FakeAzure:
             if any(v["properties"]["networkProfile"]["networkInterfaces"][0]["id"] == nic_id for v in self.vms.values()):
                 return arm_error(400, "NicInUse", f"Network Interface {nic_id} is used by existing resource.")
             del self.nics[name]
+            return httpx.Response(200)
+        return arm_error(405, "MethodNotAllowed", method)
+
+    @staticmethod
+    def _nic_public_ip(nic: dict[str, Any]) -> str:
+        return ((nic["properties"]["ipConfigurations"][0]["properties"].get("publicIPAddress")) or {}).get("id", "")
+
+    # --- public IP addresses (Microsoft.Network/publicIPAddresses) -----------------------------------------
+    def _public_ip_resource(self, method: str, name: str, body: Any) -> httpx.Response:
+        pip_id = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Network/publicIPAddresses/{name}"
+        if method == "PUT":
+            invalid = invalid_content(public_ip_errors, body)
+            if invalid is not None:
+                return invalid
+            sku = (body.get("sku") or {}).get("name", "Basic")
+            props = body.get("properties") or {}
+            if sku == "Standard" and props.get("publicIPAllocationMethod", "Dynamic") != "Static":
+                # ARM's answer, e.g. MicrosoftDocs/azure-docs issue 42889: 400 StandardSkuPublicIPAddressesMustBeStatic
+                return arm_error(400, "StandardSkuPublicIPAddressesMustBeStatic",
+                                 f"Standard sku publicIp {pip_id} must have AllocationMethod set to Static.")
+            old = self.public_ips.get(name)
+            address = old["properties"]["ipAddress"] if old else f"20.81.7.{next(self._public_ip)}"
+            pip = {"name": name, "id": pip_id, "etag": f'W/"{uuid.uuid4()}"', "type": "Microsoft.Network/publicIPAddresses",
+                   "location": body["location"], "tags": body.get("tags", {}), "sku": {"name": sku, "tier": "Regional"},
+                   **({"zones": body["zones"]} if body.get("zones") else {}),
+                   "properties": {"provisioningState": "Succeeded", "resourceGuid": str(uuid.uuid4()), "ipAddress": address,
+                                  "publicIPAddressVersion": props.get("publicIPAddressVersion", "IPv4"),
+                                  "publicIPAllocationMethod": "Static", "idleTimeoutInMinutes": 4, "ipTags": [],
+                                  "ddosSettings": {"protectionMode": "VirtualNetworkInherited"}}}
+            self.public_ips[name] = pip
+            url = self._start_operation(body["location"], None, polls=1)
+            return httpx.Response(200 if old else 201, json=pip, headers={"Azure-AsyncOperation": url, "Retry-After": "0"})
+        pip = self.public_ips.get(name)
+        if pip is None:
+            return arm_error(404, "ResourceNotFound", f"The Resource 'Microsoft.Network/publicIPAddresses/{name}' under resource group '{RG}' was not found.")
+        if method == "GET":
+            return httpx.Response(200, json=pip)
+        if method == "DELETE":
+            holder = next((n for n in self.nics.values() if self._nic_public_ip(n) == pip_id), None)
+            if holder is not None:  # e.g. ernestio/ernest issue 514: ARM's 400 for an address still on a NIC
+                return arm_error(400, "PublicIPAddressCannotBeDeleted", f"Public IP address {pip_id} can not be deleted since it is "
+                                 f"still allocated to resource {holder['id']}/ipConfigurations/ipconfig1. In order to delete the "
+                                 f"public IP, disassociate/detach the Public IP address from the resource.  To learn how to do "
+                                 f"this, see aka.ms/deletepublicip.")
+            del self.public_ips[name]
+            return httpx.Response(200)
+        return arm_error(405, "MethodNotAllowed", method)
+
+    # --- network security groups (Microsoft.Network/networkSecurityGroups) ---------------------------------
+    def _nsg(self, method: str, name: str, body: Any) -> httpx.Response:
+        nsg_id = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Network/networkSecurityGroups/{name}"
+        if method == "PUT":
+            invalid = invalid_content(nsg_errors, body)
+            if invalid is not None:
+                return invalid
+            rules = (body.get("properties") or {}).get("securityRules") or []
+            seen: dict[tuple[str, int], str] = {}
+            for rule in rules:
+                props = rule.get("properties") or {}
+                priority, direction = props.get("priority"), props.get("direction")
+                if not isinstance(priority, int) or not 100 <= priority <= 4096:
+                    # the range is documented ("Network security groups", Security rules: "a number between
+                    # 100 and 4096"); the error code name here is not verified against a real answer
+                    return arm_error(400, "SecurityRuleInvalidPriority", f"Security rule {rule.get('name')} has invalid "
+                                     f"Priority. Value provided: {priority} Allowed range 100-4096.")
+                other = seen.get((direction, priority))
+                if other:  # e.g. Azure/aks-engine issue 2106, hashicorp/terraform-provider-azurerm issue 11137
+                    return arm_error(400, "SecurityRuleConflict", f"Security rule {rule.get('name')} conflicts with rule {other}. "
+                                     "Rules cannot have the same Priority and Direction. To learn more, see aka.ms/nsgrules.")
+                seen[(direction, priority)] = str(rule.get("name"))
+            stored = {"name": name, "id": nsg_id, "etag": f'W/"{uuid.uuid4()}"', "type": "Microsoft.Network/networkSecurityGroups",
+                      "location": body["location"], "tags": body.get("tags", {}),
+                      "properties": {"provisioningState": "Succeeded", "resourceGuid": str(uuid.uuid4()),
+                                     "securityRules": [{"name": r["name"], "id": f"{nsg_id}/securityRules/{r['name']}",
+                                                        "etag": f'W/"{uuid.uuid4()}"', "type": "Microsoft.Network/networkSecurityGroups/securityRules",
+                                                        "properties": {"provisioningState": "Succeeded", **r["properties"]}}
+                                                       for r in rules],
+                                     "defaultSecurityRules": []}}
+            created = name not in self.nsgs
+            self.nsgs[name] = stored
+            url = self._start_operation(body["location"], None, polls=1)
+            return httpx.Response(201 if created else 200, json=stored, headers={"Azure-AsyncOperation": url, "Retry-After": "0"})
+        nsg = self.nsgs.get(name)
+        if nsg is None:
+            return arm_error(404, "ResourceNotFound", f"The Resource 'Microsoft.Network/networkSecurityGroups/{name}' under resource group '{RG}' was not found.")
+        if method == "GET":
+            return httpx.Response(200, json=nsg)
+        if method == "DELETE":
+            holder = next((n for n in self.nics.values()
+                           if (n["properties"].get("networkSecurityGroup") or {}).get("id") == nsg_id), None)
+            if holder is not None:
+                return arm_error(400, "InUseNetworkSecurityGroupCannotBeDeleted", f"Network security group {nsg_id} cannot be "
+                                 f"deleted because it is in use by the following resources: {holder['id']}.")
+            del self.nsgs[name]
             return httpx.Response(200)
         return arm_error(405, "MethodNotAllowed", method)
 
@@ -499,5 +613,5 @@ def credentials() -> dict[str, str]:
 
 def account_settings(base_url: str, **extra: Any) -> dict[str, Any]:
     return {"base_url": base_url, "resource_group": RG, "subnet_id": SUBNET, "locations": ["eastus", "westeurope", "swedencentral"],
-            "ssh_public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx5cHJvdmlzaW9uZXJ0ZXN0a2V5 provisioner", "poll_interval_seconds": 0.01,
+            "ssh_public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAOhB7/zzhC+HXDdGOdLwJln5NYwm6UNXx3chmQSVTG4 provisioner", "poll_interval_seconds": 0.01,
             **extra}

@@ -66,3 +66,15 @@ def nic_errors(body: dict[str, Any]) -> list[str]:
     return model_errors(network_models.NetworkInterface(body), network_models, "NetworkInterface")
 
 
+
+
+def public_ip_errors(body: dict[str, Any]) -> list[str]:
+    return model_errors(network_models.PublicIPAddress(body), network_models, "PublicIPAddress")
+
+
+def nsg_errors(body: dict[str, Any]) -> list[str]:
+    return model_errors(network_models.NetworkSecurityGroup(body), network_models, "NetworkSecurityGroup")
+
+
+def security_rule_errors(body: dict[str, Any]) -> list[str]:
+    return model_errors(network_models.SecurityRule(body), network_models, "SecurityRule")

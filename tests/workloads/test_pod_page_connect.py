@@ -45,3 +45,14 @@ def test_ended_pod_shows_final_cost_and_no_connection_details(owner_client, tena
     for gone in ('id="conn-ssh"', "https://pod.example/8000", "vscode://", ">Copy<"):
         assert gone not in html, gone
     assert 'id="conn-gone"' in html
+
+
+@pytest.mark.django_db
+def test_a_providers_note_on_reaching_the_pod_is_shown(owner_client, tenant, project, owner, sandbox):
+    """Azure without allowed SSH sources: the page says SSH is closed and how to open it."""
+    note = 'SSH (port 22) is closed: add your address to the Azure account\'s "SSH allowed from" setting'
+    with clock.frozen(T0):
+        pod = running_pod(tenant, project, owner)
+        Pod.objects.filter(pk=pod.pk).update(connection={**CONNECTION, "note": note})
+        html = _page(owner_client, pod)
+    assert 'id="conn-note"' in html and "SSH allowed from" in html
