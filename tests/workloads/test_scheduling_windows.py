@@ -207,5 +207,6 @@ def test_workload_page_follows_live_runs_and_shows_start_next_to_due(
         fragment = client.get(url, HTTP_HX_REQUEST="true").content.decode()
     assert 'hx-trigger="every 3s"' in page
     assert "<html" not in fragment and 'hx-trigger="every 3s"' in fragment
+    assert "{#" not in page and "comment %}" not in page
     row = fragment.split('class="scheduled-run"')[1].split("</tr>")[0]
     assert "2026-03-02 18:00" in row and "18:00:04" in row  # due, then the actual start
