@@ -234,10 +234,13 @@ def measure(n_pods: int, days: int, quick: bool, build_only: bool) -> dict:
         times: list[float] = []
         cold: list[float] = []
         base: list[float] = []
+        cpu: dict[str, list[float]] = {"warm": [], "cold": []}  # this process's CPU per request
 
-        def timed(fn) -> float:
-            t = time.perf_counter()
+        def timed(fn, kind: str | None = None) -> float:
+            t, c = time.perf_counter(), time.process_time()
             fn()
+            if kind:
+                cpu[kind].append((time.process_time() - c) * 1000)
             return (time.perf_counter() - t) * 1000
 
         def request() -> None:
@@ -248,10 +251,10 @@ def measure(n_pods: int, days: int, quick: bool, build_only: bool) -> dict:
             dashboard.budget_gauges(tenant, list(budgets_for_tenant(tenant)), source="ledger")
 
         for _ in range(rounds):
-            times += [timed(request), timed(request)]
+            times += [timed(request, "warm"), timed(request, "warm")]
             with transaction.atomic():
                 generation_bump(tenant.pk)  # what a rollup rewrite does: nothing cached applies any more
-            cold.append(timed(request))
+            cold.append(timed(request, "cold"))
             base.append(timed(baseline))
         daily_params = {**params, "grain": "day"}
         client.get("/spend/", daily_params)
@@ -260,7 +263,11 @@ def measure(n_pods: int, days: int, quick: bool, build_only: bool) -> dict:
     return {**facts, "value": round(value, 1), "cold_ms": round(cold_ms, 1), "baseline_ms": round(baseline_ms, 1),
             "speedup": round(baseline_ms / value, 1) if value else 0.0,
             "cold_speedup": round(baseline_ms / cold_ms, 1) if cold_ms else 0.0,
-            "daily_grain_ms": round(statistics.median(daily_times), 1), "same_figures": same}
+            "daily_grain_ms": round(statistics.median(daily_times), 1), "same_figures": same,
+            # the client's own CPU (Python: ORM, figures, charts, template) apart from waiting on
+            # PostgreSQL and on the machine's other work, and that load (1-minute average)
+            "warm_cpu_ms": round(statistics.median(cpu["warm"]), 1), "cold_cpu_ms": round(statistics.median(cpu["cold"]), 1),
+            "load_avg": round(os.getloadavg()[0], 1)}
 
 
 def main() -> int:
@@ -300,7 +307,9 @@ def main() -> int:
            "cold_ms": head["cold_ms"], "target_cold_ms": TARGET_COLD_MS,
            "baseline_ms": head["baseline_ms"], "baseline": "same figures from the raw ledger (median)",
            "speedup": head["speedup"], "target_speedup": TARGET_SPEEDUP, "cold_speedup": head["cold_speedup"],
+           "warm_cpu_ms": head["warm_cpu_ms"], "cold_cpu_ms": head["cold_cpu_ms"], "load_avg": head["load_avg"],
            "curve": {f"{n // 1000}k": {k: r[k] for k in ("value", "cold_ms", "baseline_ms", "speedup", "daily_grain_ms",
+                                                          "warm_cpu_ms", "cold_cpu_ms", "load_avg",
                                                           "ledger_rows", "rollup_rows", "rollup_month_rows", "same_figures")}
                      for n, r in curve.items()},
            "dataset_reused": all(r["dataset_reused"] for r in curve.values()),
