@@ -94,3 +94,41 @@ def test_the_embedded_worker_consumes_every_queue_a_task_is_routed_to():
     assert routed <= set(WORKER_QUEUES), routed - set(WORKER_QUEUES)
     procfile = (Path(__file__).resolve().parents[2] / "Procfile").read_text()
     assert all(f"-Q {q}" in procfile for q in routed)
+
+
+def _ordered_start(web_answers, *, web_exits_after=None):
+    """A supervisor whose web child answers ``web_answers`` to its readiness checks, in turn."""
+    clock, lines, spawned, sleeps = Clock(), [], [], []
+    answers = iter(web_answers)
+
+    def spawn(argv):
+        spawned.append(FakeProcess(argv))
+        return spawned[-1]
+
+    def sleep(seconds):
+        sleeps.append([p.argv for p in spawned])  # who was running while we waited
+        clock.now += seconds
+        if web_exits_after is not None and len(sleeps) >= web_exits_after:
+            spawned[0].returncode = 1
+
+    sup = Supervisor(children=[Child("web", ["web"], ready=lambda: next(answers, False)), Child("worker", ["worker"]),
+                               Child("beat", ["beat"])], log=lines.append, spawn=spawn, clock=clock, sleep=sleep,
+                     ready_timeout=10.0, ready_poll=1.0)
+    sup.start_all()
+    return spawned, sleeps, lines
+
+
+def test_the_web_server_starts_alone_and_the_others_once_it_answers():
+    spawned, sleeps, lines = _ordered_start([False, False, True])
+    assert sleeps == [[["web"]], [["web"]]]  # nothing else started while the web server loaded
+    assert [p.argv for p in spawned] == [["web"], ["worker"], ["beat"]]
+    assert lines == []
+
+
+def test_a_web_server_that_never_answers_or_exits_does_not_hold_the_others_back():
+    spawned, sleeps, lines = _ordered_start([])
+    assert len(sleeps) == 10 and [p.argv for p in spawned] == [["web"], ["worker"], ["beat"]]
+    assert lines == ["web: not answering after 10 s; starting the others anyway"]
+    spawned, sleeps, lines = _ordered_start([], web_exits_after=2)
+    assert len(sleeps) == 2 and [p.argv for p in spawned] == [["web"], ["worker"], ["beat"]]
+    assert lines == []  # the exit is tick()'s to report and restart

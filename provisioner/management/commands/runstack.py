@@ -5,6 +5,7 @@ Each is supervised: one that crashes is restarted with backoff while the others 
 """
 
 import signal
+import socket
 import sys
 import time
 
@@ -15,6 +16,16 @@ from provisioner.supervise import Child, Supervisor
 
 # the default queue and the Hetzner bootstrap queue (the Procfile runs a worker for each)
 WORKER_QUEUES = ("celery", "bootstrap")
+
+
+def _accepts(addr: str) -> bool:
+    """True once something listens on ``host:port`` (the web server is up)."""
+    host, _, port = addr.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 class Command(BaseCommand):
@@ -44,7 +55,7 @@ class Command(BaseCommand):
         celery = [py, "-m", "celery", "-A", "provisioner"]
         prepare_embedded_broker()
         children = [
-            Child("web", [py, "manage.py", "runserver", addr, "--noreload"]),
+            Child("web", [py, "manage.py", "runserver", addr, "--noreload"], ready=lambda: _accepts(addr)),
             # one embedded worker consumes every queue production splits across workers
             Child("worker", [*celery, "worker", "-Q", ",".join(WORKER_QUEUES), "-l", "INFO",
                              "--concurrency", "2", "--without-gossip", "--without-mingle"]),
@@ -53,17 +64,18 @@ class Command(BaseCommand):
         if gateway := self._gateway(py):
             children.append(gateway)
         supervisor = Supervisor(children=children, log=lambda line: self.stderr.write(f"[runstack] {line}"))
-        supervisor.start_all()
-        self.stdout.write(self.style.SUCCESS(
-            f"\n  AI Cloud Provisioner is up: http://{addr}/\n  (Ctrl-C stops web, worker, beat and the gateway)\n"))
 
         def stop(*_):
             supervisor.stop_all()
             self.stdout.write("stopped.")
             sys.exit(0)
 
+        # before starting: start_all waits for the web server, and Ctrl-C may come meanwhile
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
+        supervisor.start_all()
+        self.stdout.write(self.style.SUCCESS(
+            f"\n  AI Cloud Provisioner is up: http://{addr}/\n  (Ctrl-C stops web, worker, beat and the gateway)\n"))
         while True:
             supervisor.tick()
             time.sleep(0.5)
