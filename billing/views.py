@@ -68,10 +68,10 @@ def _view_model(request: HttpRequest):
 def _table_rows_html(v) -> str:
     """The period x group table's rows (a daily year is 1,825 of them): escaped like the
     template would, at a fraction of a template loop's cost. Each group links to its drill-down."""
-    spend_url = reverse("billing:spend")
+    spend_url, here = reverse("billing:spend"), v.filters.query()  # once, not per row (1,825 rows a daily year)
     return format_html_join("\n", '<tr><td>{}</td><td><a href="{}">{}</a></td><td class="num">${}</td>'
                             '<td class="num">${}</td></tr>',
-                            ((period, f"{spend_url}?{v.drill.get(label, v.filters.query())}", label, amount,
+                            ((period, f"{spend_url}?{v.drill.get(label, here)}", label, amount,
                               money.usd(v.idle_of(date.fromisoformat(period), label)))
                              for period, label, amount in v.table()))
 
