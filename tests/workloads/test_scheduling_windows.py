@@ -126,6 +126,26 @@ def test_window_as_long_as_the_interval_does_not_skip_the_next_run(
 
 
 @pytest.mark.django_db
+def test_a_firing_delivered_late_counts_from_its_cron_time(tenant, project, owner, sandbox, monkeypatch,
+                                                          django_capture_on_commit_callbacks):
+    """A busy worker runs the 09:00 firing at 09:01:10: its window still ends at 09:02, and the
+    09:02 firing starts the next run rather than skipping it."""
+    Timers(monkeypatch)
+    w = _scheduled(tenant, project, owner, cron="*/2 * * * *", window_minutes=2)
+    with clock.frozen(datetime(2026, 3, 2, 9, 1, 10, tzinfo=UTC)) as advance:
+        with django_capture_on_commit_callbacks(execute=True):
+            late = scheduled_workload_fire(str(w.pk))
+        assert late.due_at == datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+        assert late.window_ends_at == datetime(2026, 3, 2, 9, 2, tzinfo=UTC)
+        advance(seconds=50)  # 09:02:00
+        with django_capture_on_commit_callbacks(execute=True):
+            nxt = scheduled_workload_fire(str(w.pk))
+    assert nxt.due_at == datetime(2026, 3, 2, 9, 2, tzinfo=UTC) and nxt.state == ScheduledRun.State.STARTED
+    late.refresh_from_db()
+    assert late.state == ScheduledRun.State.ENDED
+
+
+@pytest.mark.django_db
 def test_pods_draining_after_their_window_do_not_skip_the_next_run(tenant, project, owner, sandbox, monkeypatch,
                                                                   django_capture_on_commit_callbacks):
     """Behind the gateway a window's pods leave the route and drain before they are terminated:

@@ -54,6 +54,25 @@ def cron_is_due(expr: str, last_fired_at: datetime) -> tuple[bool, float]:
     return cron_schedule(expr).is_due(last_fired_at)
 
 
+# How far back a firing looks for the cron time it is for (a worker busy for minutes); further
+# back than that it is not beat's firing (a manual one) and counts from its own minute.
+DUE_LOOKBACK_MINUTES = 10
+
+
+def cron_due_at(expr: str, at: datetime) -> datetime:
+    """The cron time a firing run at ``at`` is for: the latest one at or before ``at``, so a
+    firing that a busy worker delivers late still counts its window from its cron time.
+    Matches the way celery's crontab reads the fields (day of month AND day of week)."""
+    sched = cron_schedule(expr)
+    t = at.replace(second=0, microsecond=0)
+    for _ in range(DUE_LOOKBACK_MINUTES + 1):
+        if (t.minute in sched.minute and t.hour in sched.hour and t.day in sched.day_of_month
+                and t.month in sched.month_of_year and t.isoweekday() % 7 in sched.day_of_week):
+            return t
+        t -= timedelta(minutes=1)
+    return at.replace(second=0, microsecond=0)
+
+
 def next_fire_after(expr: str, after: datetime) -> datetime:
     """The next cron time strictly after ``after`` (minute resolution)."""
     sched = crontab(**cron_parts(expr), nowfun=lambda: after)
@@ -116,9 +135,10 @@ def scheduled_workload_fire(workload_id: str, *, due_at: datetime | None = None)
 
 def _fire(workload_id: str, due_at: datetime | None) -> ScheduledRun | None:
     workload = Workload.objects.select_for_update().filter(pk=workload_id).first()
-    if workload is None or workload.lifecycle != Lifecycle.SCHEDULED or workload.state != Workload.State.ACTIVE:
+    if (workload is None or workload.lifecycle != Lifecycle.SCHEDULED or workload.state != Workload.State.ACTIVE
+            or not workload.schedule_cron):
         return None
-    due = (due_at or clock.now()).replace(second=0, microsecond=0)
+    due = due_at.replace(second=0, microsecond=0) if due_at else cron_due_at(workload.schedule_cron, clock.now())
     existing = ScheduledRun.objects.filter(workload=workload, due_at=due).first()
     if existing is not None:
         return existing
