@@ -237,13 +237,16 @@ LAUNCH_CLAIM_LEASE_SECONDS = env_int("LAUNCH_CLAIM_LEASE_SECONDS", 30)
 PROVIDER_BASE_URL_OVERRIDE_ALLOWED = env_bool("PROVIDER_BASE_URL_OVERRIDE_ALLOWED", not PRODUCTION)
 # Sandbox pods boot after this many seconds (tests set 0).
 SANDBOX_BOOT_SECONDS = env_int("SANDBOX_BOOT_SECONDS", 8)
-# Sandbox pods serve real HTTP on a loopback port each (providers/adapters/sandbox_http.py); off in
-# tests unless a test turns it on (each pod is a process).
-SANDBOX_HTTP = env_bool("SANDBOX_HTTP", not TESTING)
+# Sandbox pods serve real HTTP on a loopback port each (providers/adapters/sandbox_http.py). Each
+# pod is then a process, so it is opt-in: `make run` (runstack) turns it on for its children, the
+# gateway bench and tests turn it on for themselves; other scripts and benches leave it off.
+SANDBOX_HTTP = env_bool("SANDBOX_HTTP", False)
 # The service gateway (Caddy, gateway/): its admin API, where it listens, the URL clients use.
-# An empty admin URL turns the gateway off (tests; production until it is configured): old pods
-# are then retired as soon as their replacement runs, with no readiness check or drain.
-GATEWAY_ADMIN_URL = env_str("GATEWAY_ADMIN_URL", "" if TESTING or PRODUCTION else "http://127.0.0.1:2019")
+# An empty admin URL turns the gateway off (the default: `make run` sets it for its children when
+# Caddy is installed; production sets it): old pods are then retired as soon as their replacement
+# runs, with no readiness check or drain.
+GATEWAY_ADMIN_URL = env_str("GATEWAY_ADMIN_URL", "")
+GATEWAY_IN_STACK = env_bool("GATEWAY_IN_STACK", True)  # runstack starts and supervises a gateway
 GATEWAY_ADMIN_LISTEN = env_str("GATEWAY_ADMIN_LISTEN", urlsplit(GATEWAY_ADMIN_URL).netloc or "127.0.0.1:2019")
 GATEWAY_LISTEN = env_str("GATEWAY_LISTEN", "127.0.0.1:8080")
 GATEWAY_PUBLIC_URL = env_str("GATEWAY_PUBLIC_URL", f"http://{GATEWAY_LISTEN}")

@@ -4,6 +4,7 @@ Each is supervised: one that crashes is restarted with backoff while the others 
 (provisioner/supervise.py). Ctrl-C stops all of them cleanly.
 """
 
+import os
 import signal
 import socket
 import sys
@@ -16,6 +17,7 @@ from provisioner.supervise import Child, Supervisor
 
 # the default queue and the Hetzner bootstrap queue (the Procfile runs a worker for each)
 WORKER_QUEUES = ("celery", "bootstrap")
+DEFAULT_GATEWAY_ADMIN_URL = "http://127.0.0.1:2019"
 
 
 def _accepts(addr: str) -> bool:
@@ -35,18 +37,22 @@ class Command(BaseCommand):
         parser.add_argument("--addr", default="127.0.0.1:8000")
 
     def _gateway(self, py: str) -> Child | None:
-        """The service gateway (Caddy, ``manage.py rungateway``), supervised like the others; off
-        when ``GATEWAY_ADMIN_URL`` is empty or Caddy is not installed (said once)."""
+        """The service gateway (Caddy, ``manage.py rungateway``), supervised like the others, with
+        Sandbox pods serving real HTTP behind it. The children get ``GATEWAY_ADMIN_URL`` (default
+        ``http://127.0.0.1:2019``) and ``SANDBOX_HTTP=1`` unless set; ``GATEWAY_IN_STACK=0`` or Caddy
+        not installed (said once): the stack runs without a gateway, as before."""
         import shutil
 
         from django.conf import settings
 
-        if not settings.GATEWAY_ADMIN_URL:
+        if not settings.GATEWAY_IN_STACK:
             return None
         if shutil.which("caddy") is None:
             self.stderr.write("note: caddy is not installed (apt-get install -y caddy): no service gateway; "
                               "stable service URLs will not answer")
             return None
+        os.environ.setdefault("GATEWAY_ADMIN_URL", DEFAULT_GATEWAY_ADMIN_URL)
+        os.environ.setdefault("SANDBOX_HTTP", "1")
         self.stdout.write(f"  service gateway: {settings.GATEWAY_PUBLIC_URL}/s/<service>/")
         return Child("gateway", [py, "manage.py", "rungateway"])
 
