@@ -323,7 +323,8 @@ def _wait_settled(db_path: Path, workload_ids: list[str], timeout: float) -> dic
 
 
 def _peak_rss(root_pid: int, peaks: dict[str, int]) -> None:
-    """Peak resident memory (VmHWM, kB) of web, worker and beat, from /proc (Linux only)."""
+    """Peak resident memory (VmHWM, kB) of web, worker, beat and the gateway's supervisor (Caddy
+    itself is its child), from /proc (Linux only)."""
     try:
         children = Path(f"/proc/{root_pid}/task/{root_pid}/children").read_text().split()
     except OSError:
@@ -334,6 +335,7 @@ def _peak_rss(root_pid: int, peaks: dict[str, int]) -> None:
             cmd = Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
         except OSError:
             continue
-        name = "web" if "runserver" in cmd else "beat" if " beat" in cmd else "worker"
+        name = ("web" if "runserver" in cmd else "beat" if " beat" in cmd
+                else "gateway" if "rungateway" in cmd else "worker")
         hwm = int(re.search(r"VmHWM:\s+(\d+)", status).group(1))
         peaks[name] = max(peaks.get(name, 0), hwm)
