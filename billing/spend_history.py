@@ -127,12 +127,16 @@ _MONEY_OUT = Value(ZERO, output_field=MONEY)
 _UUID_OUT = Value(None, output_field=UUIDField())
 
 
-def _converted(value, expression):
-    """A raw column value as the ORM would return it (SQLite: floats to 6-place decimals, hex
+def _converter(expression) -> Callable[[Any], Any]:
+    """Raw column values as the ORM would return them (SQLite: floats to 6-place decimals, hex
     to UUID; PostgreSQL: already typed), through the backend's own converters."""
-    for convert in connection.ops.get_db_converters(expression):
-        value = convert(value, expression, connection)
-    return value
+    converters = connection.ops.get_db_converters(expression)
+
+    def convert(value):
+        for fn in converters:
+            value = fn(value, expression, connection)
+        return value
+    return convert
 
 
 def ranked_sums(src: Source, since: date, until: date, *, limit: int,
@@ -170,9 +174,10 @@ def ranked_sums(src: Source, since: date, until: date, *, limit: int,
         rows = cur.fetchall()
     sums: dict[Key, tuple[Decimal, Decimal]] = {}
     top = []
+    as_uuid, as_money = _converter(_UUID_OUT), _converter(_MONEY_OUT)
     for w, p, s, i, in_top in rows:
-        k = (_key(_converted(w, _UUID_OUT)), _key(_converted(p, _UUID_OUT)))
-        sums[k] = (_converted(s, _MONEY_OUT) or ZERO, _converted(i, _MONEY_OUT) or ZERO)
+        k = (_key(as_uuid(w)), _key(as_uuid(p)))
+        sums[k] = (as_money(s) or ZERO, as_money(i) or ZERO)
         if in_top:
             top.append(k)
     # the database ordered the top rows; a UNION ALL need not keep that order, so sort the N again
