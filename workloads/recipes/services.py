@@ -12,7 +12,7 @@ from typing import Any
 from django.db import transaction
 
 from tenants.models import Project, Tenant
-from workloads.lifecycle import services
+from workloads.lifecycle.services import workload_create, workload_launch
 from workloads.models import Lifecycle, OverlapPolicy, Pod, Recipe, RecipePin, RecipeVersion, RegistryCredential, TenantSecret, Workload
 
 from . import schema
@@ -282,7 +282,7 @@ def workload_declare(*, tenant: Tenant, owner, declaration: Declaration) -> Work
         fields["registry_credential"] = RegistryCredential.objects.filter(tenant=tenant, pk=cred_id).first()
     if any(isinstance(v, dict) and v.get("secret_ref") == "access_token" for v in spec["env"].values()):
         fields["access_token"] = secrets.token_urlsafe(24)
-    return services.workload_create(tenant=tenant, project=d.project, owner=owner, name=d.name, image=spec["image"],
+    return workload_create(tenant=tenant, project=d.project, owner=owner, name=d.name, image=spec["image"],
                                     gpu_class=d.gpu_class, gpu_count=d.gpu_count,
                                     interruption_tolerant=d.interruption_tolerant, lifecycle=d.lifecycle, **fields)
 
@@ -302,7 +302,7 @@ def workload_start(*, workload: Workload) -> list[Pod]:
 
         workload_schedule_sync(workload=workload)
         return []
-    return services.workload_launch(workload=workload)
+    return workload_launch(workload=workload)
 
 
 def declaration_from_workload(workload: Workload) -> dict[str, Any]:
