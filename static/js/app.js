@@ -3,6 +3,7 @@
    Markup opts in with data attributes:
      <form data-confirm="Really?">        asks before submitting
      <select data-autosubmit>             submits its form on change
+     <form data-table-filters>            a table's filters: submits the sort the URL has now
      <button data-copy="text">            copies text; data-copy-prev copies the previous element's text
      <select data-toggle="id" data-toggle-value="custom">  shows #id only for that value
      <div data-plotly-figure="script-id" data-plotly-src="...plotly.min.js">  draws the figure in
@@ -16,9 +17,28 @@
     if (form && !window.confirm(form.getAttribute("data-confirm"))) { e.preventDefault(); }
   }, true);
 
+  // A table's filter form carries the list's sort. A sort link swaps only the table (htmx) and
+  // pushes the URL, so the form's hidden field may be stale: take the sort from the URL on submit.
+  function keepSort(form) {
+    if (!form.hasAttribute("data-table-filters")) { return; }
+    var sort = new URLSearchParams(window.location.search).get("sort");
+    var input = form.querySelector("input[name=sort]");
+    if (sort && !input) {
+      input = document.createElement("input");
+      input.type = "hidden";
+      input.name = "sort";
+      form.appendChild(input);
+    }
+    if (sort) { input.value = sort; } else if (input) { input.remove(); }
+  }
+
+  document.addEventListener("submit", function (e) {
+    if (e.target.tagName === "FORM") { keepSort(e.target); }
+  });
+
   document.addEventListener("change", function (e) {
     var el = e.target;
-    if (el.hasAttribute && el.hasAttribute("data-autosubmit") && el.form) { el.form.submit(); }
+    if (el.hasAttribute && el.hasAttribute("data-autosubmit") && el.form) { keepSort(el.form); el.form.submit(); }
     if (el.hasAttribute && el.hasAttribute("data-toggle")) { toggle(el); }
   });
 

@@ -52,6 +52,13 @@ def test_filters_and_sorting_survive_a_reload_and_row_actions_ask_first(live_ser
     expect(page.locator("#offers th[aria-sort=descending]")).to_be_visible()
     assert _rows(page, "offers") == rows
     page.screenshot(path=str(tmp_path / "capacity.png"), full_page=True)
+    # a filter chosen after an htmx sort keeps that sort (the form reads it from the URL)
+    page.click("#offers th a[data-sort=region]")
+    expect(page).to_have_url(re.compile(r"sort=region"))
+    page.select_option("#f-market", "spot")
+    expect(page).to_have_url(re.compile(r"market=spot"))
+    assert "sort=region" in page.url and f"gpu_class={gpu}" in page.url
+    expect(page.locator("#offers th[aria-sort=ascending] a[data-sort=region]")).to_be_visible()
 
     # 2. workloads: filter, then Stop from a row — asked first
     page.goto(live_server.url + "/workloads/")
