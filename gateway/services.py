@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -312,9 +313,15 @@ def schedule_advance(workload: Workload, delay: float | None) -> None:
     ignores countdowns, so nothing is scheduled there: tests step the clock and call ``advance``."""
     if delay is None or settings.CELERY_TASK_ALWAYS_EAGER:
         return
+    from django.core.cache import cache
+
     from .tasks import advance_workload
 
-    advance_workload.apply_async((str(workload.pk),), countdown=delay)
+    # one step per workload per second: the reconcile, pod changes and the steps themselves all
+    # schedule the next one, and their chains merge here instead of multiplying
+    due = int(time.time() + delay)
+    if cache.add(f"gateway-advance-{workload.pk}-{due}", 1, timeout=int(delay) + 5):
+        advance_workload.apply_async((str(workload.pk),), countdown=delay)
 
 
 def may_retire(*, new: Pod, old: Pod) -> bool:

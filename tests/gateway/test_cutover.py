@@ -222,3 +222,20 @@ def test_rolling_relaunch_without_gateway_retires_when_the_new_pod_runs(tenant, 
     new = services.pod_provision(pod_id=str(new.pk))
     old.refresh_from_db()
     assert new.state == PodState.RUNNING and old.state == PodState.TERMINATED
+
+
+def test_advance_steps_of_one_workload_merge_instead_of_multiplying(tenant, project, owner, settings, monkeypatch):
+    """The reconcile (every 10 s), pod changes and each step schedule the next step: while a pod
+    waits for readiness, their chains must merge, not add up."""
+    from gateway import tasks
+
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    sent: list = []
+    monkeypatch.setattr(tasks.advance_workload, "apply_async", lambda args, countdown: sent.append(countdown))
+    monkeypatch.setattr(gateway.time, "time", lambda: 1_800_000_000.2)  # the five calls in one second
+    w = workload(tenant, project, owner, lifecycle="service", ports=PORTS)
+    for _ in range(5):
+        gateway.schedule_advance(w, 1.0)
+    assert sent == [1.0]
+    gateway.schedule_advance(w, 3.0)  # a later step (a drain's end) is its own
+    assert sent == [1.0, 3.0]
