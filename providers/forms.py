@@ -18,8 +18,8 @@ from django.conf import settings as django_settings
 from provisioner.inputs import MAX_REGION_LIST_CHARS, MAX_REGIONS, split_list
 from provisioner.outbound import OutboundRefused, check_outbound_url
 
-from .adapters.base import CredentialField, InvalidCredentials, ProviderError, ProviderInfo
-from .adapters.registry import provider_info
+from .adapters.base import CredentialField, InvalidCredentials, ProviderError, ProviderInfo, SettingField, SettingsInvalid
+from .adapters.registry import adapter_class, provider_info
 from .catalog import COUNTRY_PRESETS, GPU_CLASSES, expand_countries, parse_country_pin
 from .models import CapPeriod, ProviderAccount
 
@@ -113,6 +113,35 @@ def credential_form_field(cf: CredentialField, *, stored: bool) -> forms.Field:
     return forms.CharField(label=cf.label, required=required, help_text=help_text)
 
 
+def setting_form_field(sf: SettingField) -> forms.Field:
+    """The Django field for one of the provider's per-account settings (never secret)."""
+    if sf.kind == "bool":
+        return forms.BooleanField(label=sf.label, required=False, help_text=sf.help)
+    widget = forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}) if sf.kind == "multiline" else None
+    return forms.CharField(label=sf.label, required=False, help_text=sf.help, widget=widget, max_length=4000)
+
+
+def add_setting_fields(form: forms.Form, info: ProviderInfo, saved: dict[str, Any]) -> None:
+    """The provider's own settings fields (``info.setting_fields``), shown with the saved values."""
+    for sf in info.setting_fields:
+        form.fields[sf.name] = setting_form_field(sf)
+        value = saved.get(sf.name, sf.default)
+        form.initial.setdefault(sf.name, ", ".join(value) if isinstance(value, list) else value)
+
+
+def clean_setting_fields(form: forms.Form, info: ProviderInfo) -> dict[str, Any]:
+    """The adapter's normalized settings from the cleaned fields; errors go on the fields."""
+    if not info.setting_fields:
+        return {}
+    try:
+        return adapter_class(info.kind).clean_settings({sf.name: form.cleaned_data.get(sf.name)
+                                                        for sf in info.setting_fields})
+    except SettingsInvalid as exc:
+        for name, message in exc.errors.items():
+            form.add_error(name if name in form.fields else None, message)
+        return {}
+
+
 class CredentialsMixin:
     """Builds the provider's own credential fields and verifies them live in ``clean()``."""
 
@@ -188,6 +217,7 @@ class CredentialsForm(CredentialsMixin, forms.Form):
         self.base_settings = dict(base_settings or {})
         self.credentials = {}
         self.add_credential_fields()
+        add_setting_fields(self, info, self.base_settings)
         if allow_base_url and info.kind != "sandbox":
             self.fields["base_url"] = forms.URLField(
                 label="API base URL (advanced)", required=False, assume_scheme="https",
@@ -214,6 +244,7 @@ class CredentialsForm(CredentialsMixin, forms.Form):
         if self.errors:  # a missing field: no point asking the provider
             return cleaned
         creds = self.collect_credentials(cleaned)
+        self.base_settings.update(clean_setting_fields(self, self.info))
         if self.errors:
             return cleaned
         self.verify_live(creds, self.account_settings())
@@ -349,6 +380,7 @@ class AccountEditForm(forms.Form):
         if allow_base_url and account.kind != "sandbox":
             self.fields["base_url"] = forms.URLField(label="API base URL (advanced)", required=False, assume_scheme="https",
                                                      help_text="Admins only: a stand-in of the provider's API.")
+        add_setting_fields(self, provider_info(account.kind), account.settings or {})
 
     def clean_base_url(self) -> str:
         return clean_base_url(self.cleaned_data.get("base_url") or "")
@@ -366,9 +398,14 @@ class AccountEditForm(forms.Form):
     def clean_regions(self) -> list[str]:
         return parse_regions(self.cleaned_data.get("regions", ""))
 
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        self.provider_settings = clean_setting_fields(self, provider_info(self.account.kind))
+        return cleaned
+
     def changes(self) -> dict[str, Any]:
         d = self.cleaned_data
-        settings = dict(self.account.settings or {})
+        settings = {**(self.account.settings or {}), **self.provider_settings}
         if "base_url" in self.fields:
             if d.get("base_url"):
                 settings["base_url"] = d["base_url"].rstrip("/")

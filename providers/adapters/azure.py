@@ -44,6 +44,7 @@ from .base import (
     ProviderInfo,
     QuotaExceeded,
     RemotePod,
+    SettingField,
     TransientError,
 )
 from .http import ApiClient, parse_retry_after
@@ -142,8 +143,23 @@ class AzureAdapter(RestAdapter):
             CredentialField("locations", "Regions", help="Optional, comma-separated (e.g. eastus, westeurope); "
                             "default: the main GPU regions.", secret=False, required=False),
         ),
+        setting_fields=(
+            SettingField("public_ip", "Public address", kind="bool", default=True,
+                         help="Give each VM a Standard static public IPv4 address (billed by Azure per hour while "
+                              "the VM exists; deleted with it). Off: reachable from the virtual network only."),
+            SettingField("ssh_source_cidrs", "SSH allowed from",
+                         help="IPv4 addresses or CIDRs, comma-separated (e.g. 203.0.113.7/32). Empty: port 22 stays "
+                              "closed. The workload's service ports open to the Internet only for public workloads."),
+            SettingField("ssh_public_key", "SSH public key", kind="multiline",
+                         help="Installed for the VM's admin user (azureuser): one line of your id_ed25519.pub or "
+                              "id_rsa.pub (RSA of 2048 bits or more). Empty: nobody can log in over SSH."),
+        ),
         regions_hint="US, EU, UK, JP, AU (the locations you enable)",
     )
+
+    @classmethod
+    def clean_settings(cls, values: dict[str, Any]) -> dict[str, Any]:
+        return azure_net.clean_settings(values)
 
     default_timeout = 30.0
     default_poll_interval = 5.0  # between operation-status polls, unless ARM's Retry-After asks for less

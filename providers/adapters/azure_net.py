@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from .base import LaunchRequest
+from .base import LaunchRequest, SettingsInvalid
 
 TAG = "provisioner-pod"
 # "Network security groups", section "Security rules": priority 100-4096, unique per direction;
@@ -20,14 +20,6 @@ TAG = "provisioner-pod"
 FIRST_PRIORITY, PRIORITY_STEP, LAST_PRIORITY = 100, 10, 4096
 SSH_PORT = 22
 SSH_TAG, HTTP_TAG = "provisioner-ssh", "provisioner-http-ports"  # on the NIC: what its NSG opened
-
-
-class SettingsInvalid(ValueError):
-    """Per-field messages for the account's Azure network settings."""
-
-    def __init__(self, errors: dict[str, str]) -> None:
-        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
-        self.errors = errors
 
 
 def public_ip_enabled(settings: dict[str, Any]) -> bool:

@@ -213,6 +213,26 @@ class CredentialField:
 
 
 @dataclass(frozen=True)
+class SettingField:
+    """One per-account option the wizard and the account edit page show (stored in the account's
+    settings, never secret), checked by the adapter's ``clean_settings``."""
+
+    name: str
+    label: str
+    help: str = ""
+    kind: str = "text"  # text / bool / multiline
+    default: Any = ""
+
+
+class SettingsInvalid(ValueError):
+    """Per-field messages for an account's settings (``{field name: message}``)."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
 class ProviderInfo:
     """Static facts about a provider kind, used by the wizard and placement. How it bills is
     billing.rules.BILLING_TABLE's alone (one table, citing the provider's documents)."""
@@ -235,6 +255,7 @@ class ProviderInfo:
     # started by the adapter's ``bootstrap`` (over SSH, from the worker) before the pod runs
     bootstrap_over_ssh: bool = False
     credential_fields: tuple[CredentialField, ...] = ()
+    setting_fields: tuple[SettingField, ...] = ()
     regions_hint: str = ""
 
 
@@ -246,6 +267,12 @@ class ProviderAdapter(abc.ABC):
     def __init__(self, credentials: dict[str, Any], settings: dict[str, Any] | None = None):
         self.credentials = credentials or {}
         self.settings = settings or {}
+
+    @classmethod
+    def clean_settings(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """The ``info.setting_fields`` values, normalized for the account's settings; raises
+        SettingsInvalid. Adapters with setting fields override it."""
+        return dict(values)
 
     # --- helpers every adapter shares -----------------------------------------------------------
     def opt(self, key: str) -> Any:
