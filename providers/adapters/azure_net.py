@@ -149,7 +149,8 @@ def nic_body(request: LaunchRequest, settings: dict[str, Any], *, subnet: str, n
     opened = {int(r["properties"]["destinationPortRange"]) for r in security_rules(request, settings)}
     http = [str(p) for p in service_ports(request) if p in opened
             and next(x for x in request.ports if int(x.get("port") or 0) == p).get("protocol", "http") == "http"]
-    tags = {TAG: request.tag, SSH_TAG: "open" if SSH_PORT in opened else "closed", HTTP_TAG: ",".join(http)}
+    ssh = "closed" if SSH_PORT not in opened else "open" if settings.get("ssh_public_key") else "nokey"
+    tags = {TAG: request.tag, SSH_TAG: ssh, HTTP_TAG: ",".join(http)}
     return {"location": request.region, "tags": tags,
             "properties": {"ipConfigurations": [{"name": "ipconfig1", "properties": ip_props}],
                            "networkSecurityGroup": {"id": nsg_id}}}
@@ -161,6 +162,9 @@ def connection(*, user: str, public_ip: str, private_ip: str, nic_tags: dict[str
     if not host:
         return {}
     conn: dict[str, Any] = {"host": host, "ssh": f"ssh {user}@{host}", "private_ip": private_ip}
+    if nic_tags.get(SSH_TAG) == "nokey":
+        conn["note"] = ("No SSH key is set on the Azure account, so nobody can log in: add yours "
+                        "(\"SSH public key\") on the account page; pods launched after that get it.")
     if public_ip:
         conn["public_ip"] = public_ip
         urls = {port: f"http://{public_ip}:{port}" for port in (nic_tags.get(HTTP_TAG) or "").split(",") if port}

@@ -432,3 +432,11 @@ def test_network_settings_are_validated():
     assert set(exc.value.errors) == {"ssh_source_cidrs", "ssh_public_key"} and "203.0.113.300" in exc.value.errors["ssh_source_cidrs"]
     with pytest.raises(SettingsInvalid):
         clean_settings({"ssh_source_cidrs": "2001:db8::/32"})
+
+
+def test_without_an_ssh_key_the_page_says_nobody_can_log_in(az):
+    settings = {k: v for k, v in account_settings("https://azure.invalid", ssh_source_cidrs=SSH_FROM).items()
+                if k != "ssh_public_key"}
+    a = AzureAdapter(credentials(), settings, transport=az.transport(), sleep=lambda s: None)
+    remote = a.launch(request())
+    assert "No SSH key is set" in remote.connection["note"] and remote.connection["ssh"].startswith("ssh azureuser@20.")
