@@ -166,3 +166,24 @@ def test_stopping_the_workload_during_the_wait_cancels_the_move(
     assert w.pods.count() == 1
     w.refresh_from_db()
     assert w.state == Workload.State.STOPPED and w.state_reason == "Stopped by owner"
+
+
+def test_a_job_that_finishes_on_its_own_during_the_wait_is_not_started_again(
+        client, tenant, project, owner, monkeypatch, django_capture_on_commit_callbacks):
+    w, old, b = _job_on_a(tenant, project, owner)
+    _confirms_later(monkeypatch, gets_before_done=1)
+    timers = Timers(monkeypatch)
+    with clock.frozen() as advance:
+        response, sent = _post_move(client, owner, w, b, django_capture_on_commit_callbacks)
+        with django_capture_on_commit_callbacks(execute=True):
+            for callback in sent:
+                callback()
+        Pod.objects.filter(pk=old.pk).update(exit_code=0)  # the container exited meanwhile (seen by a sync)
+        advance(minutes=1)
+        with django_capture_on_commit_callbacks(execute=True):
+            timers.run_due()
+    old.refresh_from_db()
+    assert old.state == PodState.TERMINATED and w.pods.count() == 1
+    assert old.events.filter(kind="move", message__contains="finished (exit 0)").exists()
+    w.refresh_from_db()
+    assert w.state == Workload.State.COMPLETED

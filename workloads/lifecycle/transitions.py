@@ -112,7 +112,8 @@ def workload_settle(*, workload_id) -> str | None:
     last = pods.order_by("-requested_at", "-id").first()
     if last is None:
         return None
-    if workload.lifecycle == Lifecycle.JOB and last.state == PodState.TERMINATED and job_move_pending(last):
+    if (workload.lifecycle == Lifecycle.JOB and last.state == PodState.TERMINATED and last.exit_code is None
+            and job_move_pending(last)):
         return None  # stopped to move: the move starts it again at the new place
     if last.state == PodState.FAILED:
         state, reason = Workload.State.FAILED, last.state_reason or "the pod failed"

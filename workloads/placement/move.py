@@ -187,6 +187,9 @@ def job_move_step(*, old_pod_id: str, override: dict[str, Any], where: str, atte
         # the workload stays active while its job moves (``job_move_pending``); stopped meanwhile
         # (the user pressed Stop) or a pod that failed instead of stopping: the move is off
         workload = Workload.objects.select_for_update().get(pk=old.workload_id)
+        if old.exit_code is not None:  # it finished on its own before it stopped: nothing to start again
+            _job_move_ended(old, f"Move to {where} cancelled: the job finished (exit {old.exit_code}) before it stopped")
+            return JobMoveStep()
         if old.state != PodState.TERMINATED or workload.state != Workload.State.ACTIVE:
             _job_move_ended(old, f"Move to {where} cancelled: the workload is {workload.get_state_display().lower()}"
                                  f" ({workload.state_reason or old.get_state_display().lower()})")
