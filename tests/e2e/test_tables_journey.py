@@ -59,6 +59,11 @@ def test_filters_and_sorting_survive_a_reload_and_row_actions_ask_first(live_ser
     expect(page).to_have_url(re.compile(r"market=spot"))
     assert "sort=region" in page.url and f"gpu_class={gpu}" in page.url
     expect(page.locator("#offers th[aria-sort=ascending] a[data-sort=region]")).to_be_visible()
+    # a row's provider drills down to that account's page (a page, not a swapped table), filters kept
+    page.locator("#offers tbody tr").first.locator("td a").last.click()
+    expect(page).to_have_url(re.compile(rf"/providers/{sandbox.pk}/\?.*gpu_class={re.escape(gpu)}"))
+    expect(page.locator("h1")).to_contain_text(sandbox.name)
+    expect(page.locator("#f-gpu_class")).to_have_value(gpu)
 
     # 2. workloads: filter, then Stop from a row — asked first
     page.goto(live_server.url + "/workloads/")
@@ -78,6 +83,9 @@ def test_filters_and_sorting_survive_a_reload_and_row_actions_ask_first(live_ser
     expect(page.locator(f"tr[data-workload='{alpha.pk}']")).to_have_count(0)  # no longer active
     page.reload()
     expect(page.locator("#f-state")).to_have_value("active")
+    page.click("#workloads a:text('bravo')")  # a name opens the workload's page
+    expect(page.locator("h1")).to_contain_text("bravo")
+    expect(page.locator("#workload-state")).to_have_text("Active")
     page.screenshot(path=str(tmp_path / "workloads.png"), full_page=True)
 
     # 3. audit log: the stop is recorded; filter and sort survive a reload
