@@ -92,6 +92,9 @@ def _render_step(request: HttpRequest, tenant: Tenant, state: wizard.WizardState
         ctx["offers"], offers_error = wizard.review_offers(state)
         ctx["error"] = ctx["error"] or offers_error
         ctx["offer_total"] = len(ctx["offers"])
+        # the offers as fetched (not saved yet), in the wizard's order: the capacity table, unsorted, one page
+        ctx["offers_table"] = OfferTable(ctx["offers"][:wizard.REVIEW_OFFER_ROWS], orderable=False, order_by=(),
+                                         exclude=("provider_account",), empty_text=OfferTable.empty_all)
         ctx["offers"] = ctx["offers"][:wizard.REVIEW_OFFER_ROWS]
         ctx["summary_rows"] = _review_summary(state)
     if state is not None:
