@@ -187,3 +187,31 @@ def test_a_job_that_finishes_on_its_own_during_the_wait_is_not_started_again(
     assert old.events.filter(kind="move", message__contains="finished (exit 0)").exists()
     w.refresh_from_db()
     assert w.state == Workload.State.COMPLETED
+
+
+def test_a_job_move_whose_task_was_lost_is_finished_by_the_periodic_sync(
+        client, tenant, project, owner, monkeypatch, django_capture_on_commit_callbacks):
+    """The worker died between two looks: the sync confirms the old pod's end, and a little later
+    its safety net starts the job at the new place (the workload did not settle as stopped)."""
+    from workloads.lifecycle.tasks import sync_pods
+
+    w, old, b = _job_on_a(tenant, project, owner)
+    _confirms_later(monkeypatch, gets_before_done=1)
+    timers = Timers(monkeypatch)
+    with clock.frozen() as advance:
+        response, sent = _post_move(client, owner, w, b, django_capture_on_commit_callbacks)
+        with django_capture_on_commit_callbacks(execute=True):
+            for callback in sent:
+                callback()
+        timers.pending.clear()  # lost with the worker
+        with django_capture_on_commit_callbacks(execute=True):
+            sync_pods()
+        old.refresh_from_db()
+        w.refresh_from_db()
+        assert old.state == PodState.TERMINATED and w.state == Workload.State.ACTIVE and w.pods.count() == 1
+        advance(minutes=3)
+        with django_capture_on_commit_callbacks(execute=True):
+            sync_pods()
+            sync_pods()  # twice: one new pod
+    new = Pod.objects.get(workload=w, replaces=old)
+    assert new.state == PodState.RUNNING and new.provider_account == b

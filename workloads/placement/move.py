@@ -13,6 +13,7 @@ moved only after the user confirmed a warning saying so.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
@@ -131,7 +132,7 @@ def workload_move(*, workload: Workload, target: MoveTarget, user=None, confirm_
                                             replaces=old, placement_override=override))
             else:
                 pod_event(old, "move", f"Move{who} to {target.describe()}: stopping this job to start it there",
-                          job_move=JOB_MOVE_PENDING)
+                          job_move=JOB_MOVE_PENDING, override=override, where=target.describe())
                 new_pods.append(old)
                 if enqueue:
                     from workloads.lifecycle.tasks import move_job
@@ -187,6 +188,9 @@ def job_move_step(*, old_pod_id: str, override: dict[str, Any], where: str, atte
         # the workload stays active while its job moves (``job_move_pending``); stopped meanwhile
         # (the user pressed Stop) or a pod that failed instead of stopping: the move is off
         workload = Workload.objects.select_for_update().get(pk=old.workload_id)
+        done = Pod.objects.filter(replaces=old, placement_override__purpose=MOVE).first()
+        if done is not None:  # the safety net and a late task both got here: one new pod
+            return JobMoveStep(new=done)
         if old.exit_code is not None:  # it finished on its own before it stopped: nothing to start again
             _job_move_ended(old, f"Move to {where} cancelled: the job finished (exit {old.exit_code}) before it stopped")
             return JobMoveStep()
@@ -263,11 +267,36 @@ def move_failed(*, new_pod: Pod) -> None:
 
 def moves_pending() -> int:
     """Safety net for the periodic sync: finish moves whose new pod runs but old pod lives on
-    (e.g. the terminate failed and must be retried)."""
+    (e.g. the terminate failed and must be retried), and job moves whose task was lost."""
     n = 0
     for new in Pod.objects.filter(state=PodState.RUNNING, replaces__state__in=(*LIVE_POD_STATES, PodState.STOPPED),
                                   placement_override__purpose__in=RETIRING):
         move_finish(new_pod_id=str(new.pk))
+        n += 1
+    return n + _job_moves_resume()
+
+
+# A job move's task looks at the old pod at least once a minute: a job whose old pod is gone
+# this long without the move starting it again lost its task (a worker died).
+JOB_MOVE_LOST_AFTER = timedelta(seconds=2 * max(JOB_MOVE_WAITS))
+
+
+def _job_moves_resume() -> int:
+    """Active jobs with no live pod whose last pod ended in a pending move: run the move's last
+    step (it starts the job at the new place). Cheap: such workloads exist only mid-move."""
+    stale = clock.now() - JOB_MOVE_LOST_AFTER
+    stuck = (Workload.objects.filter(lifecycle=Lifecycle.JOB, state=Workload.State.ACTIVE)
+             .exclude(pods__state__in=(*LIVE_POD_STATES, PodState.STOPPED)).values_list("pk", flat=True))
+    n = 0
+    for workload_id in stuck:
+        last = Pod.objects.filter(workload_id=workload_id).order_by("-requested_at", "-id").first()
+        if last is None or last.state != PodState.TERMINATED or last.ended_at is None or last.ended_at > stale:
+            continue
+        marker = (last.events.filter(kind="move", data__has_key="job_move").order_by("-at", "-id").first())
+        if marker is None or marker.data.get("job_move") != JOB_MOVE_PENDING or "override" not in marker.data:
+            continue
+        job_move_step(old_pod_id=str(last.pk), override=marker.data["override"], where=marker.data.get("where", ""),
+                      attempt=len(JOB_MOVE_WAITS))
         n += 1
     return n
 
