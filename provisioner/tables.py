@@ -43,6 +43,9 @@ class Table(tables.Table):
     refresh_seconds = 0
     #: what the table lists, for the pager ("3 pods", "1 pod")
     noun = "rows"
+    #: text shown when nothing matches (``filtered``: some filter is set)
+    empty_all = "Nothing yet."
+    empty_filtered = "Nothing matches these filters."
 
     def query_with(self, **changes: str | None) -> str:
         """This list's query string with ``changes`` (None drops a parameter) and no page number:
@@ -60,9 +63,6 @@ class Table(tables.Table):
     def counted(self) -> str:
         n = self.paginator.count
         return f"{n} {self.noun if n != 1 else self.noun.removesuffix('s')}"
-    #: text shown when nothing matches (``filtered``: some filter is set)
-    empty_all = "Nothing yet."
-    empty_filtered = "Nothing matches these filters."
 
 
 class FilterSet(django_filters.FilterSet):
