@@ -379,6 +379,23 @@ class UtilizationSample(models.Model):
         ]
 
 
+class HostSample(models.Model):
+    """The pod host's CPU and memory at one moment, as the in-pod agent read them (/proc/stat,
+    /proc/meminfo); charted on the pod page and purged with the GPU samples."""
+
+    pod = models.ForeignKey(Pod, on_delete=models.CASCADE, related_name="host_samples")
+    at = models.DateTimeField()
+    cpu_pct = models.FloatField(null=True, blank=True)
+    mem_used_mb = models.FloatField(null=True, blank=True)
+    mem_total_mb = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["pod", "at"], name="hostsample_pod_at_idx"),
+            models.Index(fields=["at"], name="hostsample_at_idx"),  # retention purges by age
+        ]
+
+
 class LaunchAttempt(models.Model):
     """One launch attempt at one provider region: failover history and the observed launch
     success rate placement uses as a tie-break."""

@@ -12,6 +12,7 @@ from playwright.sync_api import expect
 from billing.budgets import budget_create
 from provisioner import clock
 from tests.workloads.telemetry_helpers import feed, running_pod
+from workloads.models import Pod
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("browser")]
 SLOW = 30_000
@@ -30,6 +31,10 @@ def _watch(page) -> list[str]:
 def test_charts_and_handlers_work_without_inline_scripts(live_server, page, tenant, project, owner, sandbox):
     now = clock.now()
     pod = running_pod(tenant, project, owner)
+    # running for the 20 minutes of samples: 50 cents of spend, so the spend chart has bars however
+    # fast the browser gets there (started "now", the spend was under half a cent for ~12 s: no chart)
+    Pod.objects.filter(pk=pod.pk).update(started_at=now - timedelta(minutes=20),
+                                         run_sessions=[[(now - timedelta(minutes=20)).isoformat(), None]])
     feed(pod, start=now - timedelta(minutes=20), end=now, util=lambda at, g: 2.0 if g else 1.0)
     budget_create(tenant=tenant, name="Team", amount_usd=100, period="month")
     violations = _watch(page)

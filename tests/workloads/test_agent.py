@@ -4,6 +4,7 @@ report loop, and an end-to-end run of the script as a subprocess against the liv
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import signal
 import subprocess
@@ -100,7 +101,7 @@ def test_nvml_path_reads_every_gpu_in_mib(fake_nvml):
     reader.close()
     assert fake_nvml.calls == ["init", "shutdown"]  # initialised once, shut down on close
     # the payload is exactly what the server accepts
-    beat = telemetry.heartbeat_parse(__import__("json").dumps(payload).encode())
+    beat = telemetry.heartbeat_parse(json.dumps(payload).encode())
     assert [(g.gpu_index, g.util_pct) for g in beat.gpus] == [(0, 42.0), (1, 7.0)]
 
 
@@ -122,7 +123,7 @@ def test_nvml_without_driver_falls_back_to_nvidia_smi(fake_nvml, fake_smi):
         {"index": 0, "util": 12.0, "mem_used_mb": 1024.0, "mem_total_mb": 24576.0},
         {"index": 2, "util": 99.0, "mem_used_mb": 24576.0, "mem_total_mb": 24576.0},
     ]
-    telemetry.heartbeat_parse(__import__("json").dumps(payload).encode())
+    telemetry.heartbeat_parse(json.dumps(payload).encode())
 
 
 def test_nvidia_smi_from_the_environment(no_nvml, fake_smi, monkeypatch):
@@ -140,7 +141,7 @@ def test_no_gpu_reader_still_reports_why(no_nvml, tmp_path):
     assert "pynvml not importable" in problem and "nvidia-smi not found" in problem
     payload = agent.build_payload(None, problem, 30)
     assert payload["gpus"] == [] and payload["source"] == "none" and payload["error"] == problem
-    telemetry.heartbeat_parse(__import__("json").dumps(payload).encode())
+    telemetry.heartbeat_parse(json.dumps(payload).encode())
 
 
 def test_loop_backs_off_honours_retry_after_and_stops_when_the_token_is_revoked(fake_nvml, monkeypatch):
@@ -222,3 +223,20 @@ def test_print_mode_shows_a_valid_payload(fake_nvml, capsys, monkeypatch):
     payload = capsys.readouterr().out
     beat = telemetry.heartbeat_parse(payload.encode())
     assert beat.interval == 30 and beat.source == "nvml" and len(beat.gpus) == 2
+
+
+def test_host_reader_reads_cpu_deltas_and_memory_from_proc(tmp_path):
+    agent = load_agent()
+    (tmp_path / "stat").write_text("cpu  100 0 100 700 100 0 0 0 0 0\ncpu0 1 2 3 4\n")
+    (tmp_path / "meminfo").write_text("MemTotal:       16384000 kB\nMemFree: 1 kB\nMemAvailable:   12288000 kB\n")
+    host = agent.HostReader(proc=str(tmp_path))
+    # no time passed: memory only (a CPU % needs two different reads)
+    assert host.read() == {"mem_used_mb": 4000.0, "mem_total_mb": 16000.0}
+    # +1000 jiffies of which idle +200 and iowait +50: 75 % busy
+    (tmp_path / "stat").write_text("cpu  500 0 450 900 150 0 0 0 0 0\n")
+    assert host.read()["cpu_pct"] == 75.0
+    beat = telemetry.heartbeat_parse(json.dumps(agent.build_payload(None, "", 30, host=host)).encode())
+    assert beat.host is not None and beat.host.mem_total_mb == 16000.0
+    # no /proc at all: nothing to report, no "host" key, never an exception
+    empty = agent.HostReader(proc=str(tmp_path / "missing"))
+    assert empty.read() == {} and "host" not in agent.build_payload(None, "", 30, host=empty)

@@ -13,7 +13,7 @@ from django.urls import reverse
 from provisioner import clock
 from workloads.autoshutdown import telemetry
 from workloads.lifecycle import services
-from workloads.models import Pod, PodState, UtilizationSample
+from workloads.models import HostSample, Pod, PodState, UtilizationSample
 
 from .telemetry_helpers import running_pod
 
@@ -44,7 +44,8 @@ def beat(client, pod_id, token, body=GOOD, content_type="application/json"):
 
 def _nothing_changed(pod):
     fresh = Pod.objects.get(pk=pod.pk)
-    return (not UtilizationSample.objects.filter(pod=pod).exists() and fresh.last_heartbeat_at is None
+    return (not UtilizationSample.objects.filter(pod=pod).exists() and not HostSample.objects.filter(pod=pod).exists()
+            and fresh.last_heartbeat_at is None
             and fresh.agent_error == "" and fresh.idle_warning_at == pod.idle_warning_at)
 
 
@@ -140,6 +141,15 @@ BAD_BODIES = [
     (b'{"gpus": [], "error": "' + b"e" * 400 + b'"}', 400),
     (b'{"gpus": [' + b",".join(b'{"index": %d, "util": 1}' % i for i in range(65)) + b"]}", 400),
     (b"[" * 100000 + b"]" * 100000, 413),
+    # the host's CPU and memory (optional): numbers in range, used <= total, no other keys
+    (b'{"gpus": [], "host": []}', 400),
+    (b'{"gpus": [], "host": {"cpu_pct": 101}}', 400),
+    (b'{"gpus": [], "host": {"cpu_pct": "5"}}', 400),
+    (b'{"gpus": [], "host": {"cpu_pct": true}}', 400),
+    (b'{"gpus": [], "host": {"cpu_pct": NaN}}', 400),
+    (b'{"gpus": [], "host": {"mem_used_mb": -1}}', 400),
+    (b'{"gpus": [], "host": {"mem_used_mb": 9, "mem_total_mb": 8}}', 400),
+    (b'{"gpus": [], "host": {"load": 1}}', 400),
 ]
 
 
@@ -248,3 +258,16 @@ def test_each_sample_records_its_gap_to_the_previous_one(client, pod):
     gaps = list(UtilizationSample.objects.filter(pod=pod).order_by("at", "gpu_index").values_list("gpu_index", "gap_s"))
     # GPU 1 missed one report: its gap spans both intervals
     assert gaps == [(0, None), (1, None), (0, 30.0), (0, 45.0), (1, 75.0)]
+
+
+@pytest.mark.django_db
+def test_host_cpu_and_memory_are_stored_with_the_beat(client, pod):
+    token = telemetry.agent_token_issue(pod=pod)
+    with clock.frozen(T0):
+        r = beat(client, pod.pk, token, {**GOOD, "host": {"cpu_pct": 12.5, "mem_used_mb": 2048, "mem_total_mb": 65536}})
+        assert r.status_code == 200, r.content
+        # each field is optional; a beat without "host" (an older agent) stores no host row
+        assert beat(client, pod.pk, token, {**GOOD, "host": {"mem_total_mb": 65536}}).status_code == 200
+        assert beat(client, pod.pk, token, GOOD).status_code == 200
+    rows = list(HostSample.objects.filter(pod=pod).order_by("pk").values_list("at", "cpu_pct", "mem_used_mb", "mem_total_mb"))
+    assert rows == [(T0, 12.5, 2048.0, 65536.0), (T0, None, None, 65536.0)]

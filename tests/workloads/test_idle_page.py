@@ -12,7 +12,7 @@ from django.urls import reverse
 from provisioner import clock
 from tests.chart_helpers import figures
 from workloads.autoshutdown import telemetry
-from workloads.models import Lifecycle, UtilizationSample
+from workloads.models import HostSample, Lifecycle, UtilizationSample
 
 from .telemetry_helpers import feed, running_pod
 
@@ -123,6 +123,41 @@ def test_chart_fragment_has_one_trace_per_gpu_and_the_threshold(owner_client, te
 
 
 @pytest.mark.django_db
+def test_gpu_memory_and_host_cpu_memory_charts_on_the_same_range(owner_client, tenant, project, owner, sandbox):
+    with clock.frozen(T0) as advance:
+        pod = running_pod(tenant, project, owner)
+        feed(pod, start=T0, end=T0 + 20 * M)  # 100 of 24576 MB on each GPU
+        HostSample.objects.bulk_create([
+            HostSample(pod=pod, at=T0 - 120 * M, cpu_pct=80.0, mem_used_mb=4096, mem_total_mb=16384),  # 7d only
+            HostSample(pod=pod, at=T0 + 10 * M, cpu_pct=12.5, mem_used_mb=8192, mem_total_mb=16384),
+            HostSample(pod=pod, at=T0 + 19 * M, cpu_pct=None, mem_used_mb=None, mem_total_mb=16384)])
+        advance(minutes=20)
+        html = _fragment(owner_client, pod, range="15m").content.decode()
+        week = _fragment(owner_client, pod, range="7d").content.decode()
+    charts = figures(html)
+    memory, host = charts["gpu-mem-chart"], charts["host-chart"]
+    assert [t["name"] for t in memory["data"]] == ["GPU 0", "GPU 1"]
+    assert set(memory["data"][0]["y"]) == {round(100 * 100 / 24576, 1)} and len(memory["data"][0]["x"]) == 31
+    assert "of 24.0 GiB" in memory["data"][0]["hovertemplate"] and "(of 24.0 GiB, 24.0 GiB)" in html
+    assert {t["name"]: t["y"] for t in host["data"]} == {"CPU": [12.5], "Memory": [50.0]}
+    assert memory["layout"]["xaxis"]["range"] == charts["util-chart"]["layout"]["xaxis"]["range"]
+    assert {t["name"]: t["y"] for t in figures(week)["host-chart"]["data"]} == {"CPU": [80.0, 12.5], "Memory": [25.0, 50.0]}
+    assert 'aria-current="true" style="font-weight:700">7d' in week
+
+
+@pytest.mark.django_db
+def test_without_memory_or_host_readings_the_page_says_where_they_come_from(owner_client, tenant, project, owner, sandbox):
+    with clock.frozen(T0) as advance:
+        pod = running_pod(tenant, project, owner, gpu_count=1)
+        feed(pod, start=T0, end=T0 + 5 * M, source="provider")
+        UtilizationSample.objects.filter(pod=pod).update(mem_used_mb=None, mem_total_mb=None)  # provider metrics
+        advance(minutes=5)
+        html = _fragment(owner_client, pod).content.decode()
+    assert set(figures(html)) == {"util-chart"}
+    assert 'id="no-gpu-memory"' in html and 'id="no-host-metrics"' in html and "in-pod agent" in html
+
+
+@pytest.mark.django_db
 def test_chart_fragment_access(client, viewer, outsider, tenant, project, owner, sandbox):
     pod = running_pod(tenant, project, owner)
     client.force_login(viewer)
@@ -162,9 +197,11 @@ def test_retention_purges_old_samples_only(tenant, project, owner, sandbox, sett
         pod = running_pod(tenant, project, owner, gpu_count=1)
         feed(pod, start=T0 - timedelta(days=8), end=T0 - timedelta(days=8) + 10 * M, every_s=60)
         feed(pod, start=T0 - timedelta(days=6), end=T0 - timedelta(days=6) + 10 * M, every_s=60)
-        assert telemetry.samples_purge(batch=4) == 11
+        HostSample.objects.bulk_create([HostSample(pod=pod, at=T0 - timedelta(days=d), cpu_pct=5.0) for d in (8, 9, 6)])
+        assert telemetry.samples_purge(batch=4) == 11 + 2
     assert UtilizationSample.objects.filter(pod=pod).count() == 11
     assert not UtilizationSample.objects.filter(at__lt=T0 - timedelta(days=7)).exists()
+    assert list(HostSample.objects.filter(pod=pod).values_list("at", flat=True)) == [T0 - timedelta(days=6)]
 
 
 def test_schedule_registers_the_periodic_tasks():

@@ -1,5 +1,5 @@
-"""In real Chromium (issue 15 §2.1): the pod page's GPU-utilization chart stays whole across the live
-panel's 2 s HTMX swaps — its plot layers, title and idle-threshold line stay inside the chart card, never
+"""In real Chromium (issue 15 §2.1): the pod page's charts (GPU utilization, GPU memory, host CPU and
+memory) stay whole across the live panel's 2 s HTMX swaps — its plot layers, title and idle-threshold line stay inside the chart card, never
 spilling into the Events card — and a pod with a single sample shows it as a point at once."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from provisioner import clock
+from workloads.models import HostSample
 
 from .telemetry_helpers import feed, running_pod
 
@@ -38,7 +39,7 @@ def _chart_geometry(page) -> dict:
     events = page.locator('#pod-live .card:has(h2:text-is("Events"))').bounding_box()
     parts = {name: page.locator(sel).first.bounding_box() for name, sel in {
         "svg": "#util-chart .main-svg", "plot": "#util-chart .scatterlayer", "threshold": "#util-chart .annotation",
-        "title": "#pod-utilization h2"}.items()}
+        "title": "#pod-utilization h2", "memory": "#gpu-mem-chart .scatterlayer", "host": "#host-chart .scatterlayer"}.items()}
     return {"card": card, "events": events, **parts}
 
 
@@ -47,11 +48,15 @@ def test_chart_stays_in_its_card_across_refreshes(live_server, page, tenant, pro
     now = clock.now()
     pod = running_pod(tenant, project, owner)
     feed(pod, start=now - timedelta(minutes=20), end=now, util=lambda at, g: 2.0 if g else 40.0)
+    HostSample.objects.bulk_create([HostSample(pod=pod, at=now - timedelta(minutes=m), cpu_pct=10.0 + m, mem_used_mb=4096,
+                                               mem_total_mb=16384) for m in range(0, 20, 2)])
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     _login(page, live_server)
     page.goto(f"{live_server.url}/pods/{pod.pk}/")
     expect(page.locator("#util-chart .scatterlayer .trace")).to_have_count(2, timeout=SLOW)
+    expect(page.locator("#gpu-mem-chart .scatterlayer .trace")).to_have_count(2)
+    expect(page.locator("#host-chart .scatterlayer .trace")).to_have_count(2)  # CPU and memory
     before = _chart_geometry(page)
     page.screenshot(path=f"{SHOTS or tmp_path}/chart-before.png", full_page=True)
     # several 2 s swaps of the live panel and at least one of the chart's own 15 s refreshes
@@ -64,12 +69,14 @@ def test_chart_stays_in_its_card_across_refreshes(live_server, page, tenant, pro
     after = _chart_geometry(page)
     page.screenshot(path=f"{SHOTS or tmp_path}/chart-after.png", full_page=True)
     for geo in (before, after):
-        for part in ("svg", "plot", "threshold", "title"):
+        for part in ("svg", "plot", "threshold", "title", "memory", "host"):
             assert geo[part] is not None, part
             assert _inside(geo[part], geo["card"]), (part, geo[part], geo["card"])
             assert not _inside(geo[part], geo["events"], slack=0), part
     assert abs(after["svg"]["y"] - after["card"]["y"] - (before["svg"]["y"] - before["card"]["y"])) < 2
     expect(page.locator("#util-chart .scatterlayer .trace")).to_have_count(2)
+    expect(page.locator("#gpu-mem-chart .scatterlayer .trace")).to_have_count(2)
+    expect(page.locator("#host-chart .scatterlayer .trace")).to_have_count(2)
     assert errors == []
 
 

@@ -8,6 +8,8 @@ Standalone: Python 3.8+ standard library only. It reads the GPUs through NVML wh
 ``pynvml`` module (package ``nvidia-ml-py``) is importable, else through
 ``nvidia-smi --query-gpu=index,utilization.gpu,memory.used,memory.total --format=csv,noheader,nounits``.
 Without either it still reports (no GPUs, with the reason), so the pod page can say why.
+Each report also carries the host's CPU busy % (from /proc/stat, the change since the previous
+report) and memory (/proc/meminfo: MemTotal - MemAvailable), where /proc has them.
 
 Environment (injected by the provisioner into every pod it launches):
   AGENT_HEARTBEAT_URL  https://<provisioner>/agent/heartbeat/<pod-id>/
@@ -133,7 +135,63 @@ def open_reader(smi_command=None):
     return None, "; ".join(problems)
 
 
-def build_payload(reader, problem, interval, notice=None):
+class HostReader:
+    """The host's CPU and memory from /proc (Linux man-pages, proc_stat(5) and proc_meminfo(5)).
+
+    CPU busy % is 100 x (1 - (idle + iowait) / total) over the jiffies counted on the first
+    ("cpu") line of /proc/stat since the previous read; memory used is MemTotal - MemAvailable
+    (kB). A value /proc does not give is left out; ``read`` never raises."""
+
+    def __init__(self, proc="/proc"):
+        self.proc = proc
+        self.last = self._cpu_times()
+
+    def _cpu_times(self):
+        try:
+            with open(os.path.join(self.proc, "stat")) as f:
+                fields = f.readline().split()
+            if not fields or fields[0] != "cpu":
+                return None
+            times = [int(v) for v in fields[1:]]
+        except (OSError, ValueError):
+            return None
+        # user nice system idle iowait irq softirq steal [guest guest_nice, already in user/nice]
+        times = times[:8]
+        idle = times[3] + (times[4] if len(times) > 4 else 0)
+        return sum(times), idle
+
+    def _memory(self):
+        values = {}
+        try:
+            with open(os.path.join(self.proc, "meminfo")) as f:
+                for line in f:
+                    key, _, rest = line.partition(":")
+                    if key in ("MemTotal", "MemAvailable"):
+                        values[key] = int(rest.split()[0]) / 1024.0  # kB -> MB
+        except (OSError, ValueError, IndexError):
+            return None, None
+        total, available = values.get("MemTotal"), values.get("MemAvailable")
+        if not total or available is None:
+            return None, round(total, 1) if total else None
+        return round(max(0.0, min(total, total - available)), 1), round(total, 1)
+
+    def read(self):
+        out = {}
+        now = self._cpu_times()
+        if now is not None and self.last is not None and now[0] > self.last[0]:
+            busy = 1.0 - (now[1] - self.last[1]) / (now[0] - self.last[0])
+            out["cpu_pct"] = round(max(0.0, min(100.0, 100.0 * busy)), 1)
+        if now is not None:
+            self.last = now
+        used, total = self._memory()
+        if used is not None:
+            out["mem_used_mb"] = used
+        if total is not None:
+            out["mem_total_mb"] = total
+        return out
+
+
+def build_payload(reader, problem, interval, notice=None, host=None):
     gpus, error = [], problem
     if reader is not None:
         try:
@@ -144,6 +202,9 @@ def build_payload(reader, problem, interval, notice=None):
                "interval": interval, "error": error[:300]}
     if notice:
         payload["notice"] = notice
+    reading = host.read() if host is not None else None
+    if reading:
+        payload["host"] = reading
     return payload
 
 
@@ -383,10 +444,11 @@ def log(message):
 
 
 def run(url, token, interval, once=False, stop=None, smi_command=None, watcher=None, notice_poll=5.0,
-        on_answer=None):
+        on_answer=None, host=None):
     """The report loop. Returns the process exit status. With a notice ``watcher`` a notice is
     posted at once, and then with every report until the pod ends. ``on_answer`` gets each
-    accepted report's JSON answer (the on-notice command travels there)."""
+    accepted report's JSON answer (the on-notice command travels there). ``host`` reads the host's
+    CPU and memory (a HostReader; none when not given)."""
     stop = stop or threading.Event()
     reader, problem = open_reader(smi_command)
     log(f"reading GPUs with {reader.name if reader else 'nothing'}" + (f" ({problem})" if problem else ""))
@@ -403,7 +465,7 @@ def run(url, token, interval, once=False, stop=None, smi_command=None, watcher=N
         while True:
             if watch is not None:
                 watch.fresh.clear()
-            payload = build_payload(reader, problem, interval, watch.notice if watch else None)
+            payload = build_payload(reader, problem, interval, watch.notice if watch else None, host)
             status, retry_after, *rest = post(url, token, payload)
             if rest and rest[0] is not None and on_answer is not None and 200 <= status < 300:
                 on_answer(rest[0])
@@ -479,7 +541,9 @@ def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--print" in argv:
         reader, problem = open_reader()
-        print(json.dumps(build_payload(reader, problem, _interval_from_env() or 30)))
+        host = HostReader()
+        time.sleep(0.2)  # CPU busy % is a change between two reads of /proc/stat
+        print(json.dumps(build_payload(reader, problem, _interval_from_env() or 30, host=host)))
         if reader is not None:
             reader.close()
         return 0
@@ -500,7 +564,7 @@ def main(argv=None):
     except ValueError:
         poll = 5.0
     return run(url, token, interval, once="--once" in argv, stop=stop, watcher=notice_watcher_from_env(),
-               notice_poll=poll, on_answer=_on_notice_runner())
+               notice_poll=poll, on_answer=_on_notice_runner(), host=HostReader())
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ from provisioner import clock
 from provisioner.inputs import bad_text_reason
 from provisioner.logfilter import redact
 from workloads.interruptions.notices import Notice, NoticeInvalid, notice_parse, notice_record
-from workloads.models import Pod, PodState, UtilizationSample
+from workloads.models import HostSample, Pod, PodState, UtilizationSample
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +167,15 @@ class HeartbeatInvalid(Exception):
         self.message = message
 
 
+@dataclass(frozen=True)
+class HostReading:
+    """The host's CPU busy % (from /proc/stat deltas) and memory in MB (from /proc/meminfo)."""
+
+    cpu_pct: float | None = None
+    mem_used_mb: float | None = None
+    mem_total_mb: float | None = None
+
+
 @dataclass
 class Heartbeat:
     gpus: list[GpuSample]
@@ -176,10 +185,12 @@ class Heartbeat:
     error: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     notice: Notice | None = None
+    host: HostReading | None = None
 
 
-_TOP_KEYS = {"gpus", "source", "agent_version", "interval", "error", "notice"}
+_TOP_KEYS = {"gpus", "source", "agent_version", "interval", "error", "notice", "host"}
 _GPU_KEYS = {"index", "util", "mem_used_mb", "mem_total_mb"}
+_HOST_KEYS = {"cpu_pct", "mem_used_mb", "mem_total_mb"}
 
 
 def _number(value: Any, what: str, *, lo: float, hi: float, optional: bool = False) -> float | None:
@@ -263,7 +274,23 @@ def heartbeat_parse(body: bytes, content_type: str = "application/json") -> Hear
             beat.notice = notice_parse(data["notice"])
         except NoticeInvalid as exc:
             raise HeartbeatInvalid(str(exc)) from None
+    if data.get("host") is not None:
+        beat.host = _host_parse(data["host"])
     return beat
+
+
+def _host_parse(host: Any) -> HostReading:
+    """``{"cpu_pct": 12.5, "mem_used_mb": 2048, "mem_total_mb": 65536}``, each field optional."""
+    if not isinstance(host, dict):
+        raise HeartbeatInvalid("host must be an object")
+    if set(host) - _HOST_KEYS:
+        raise HeartbeatInvalid(f"host has unknown field(s): {', '.join(sorted(map(str, set(host) - _HOST_KEYS)))[:200]}")
+    reading = HostReading(cpu_pct=_number(host.get("cpu_pct"), "host.cpu_pct", lo=0, hi=100, optional=True),
+                          mem_used_mb=_number(host.get("mem_used_mb"), "host.mem_used_mb", lo=0, hi=1e9, optional=True),
+                          mem_total_mb=_number(host.get("mem_total_mb"), "host.mem_total_mb", lo=0, hi=1e9, optional=True))
+    if reading.mem_used_mb is not None and reading.mem_total_mb is not None and reading.mem_used_mb > reading.mem_total_mb:
+        raise HeartbeatInvalid("host.mem_used_mb exceeds host.mem_total_mb")
+    return reading
 
 
 # --- ingest ---------------------------------------------------------------------------------
@@ -329,6 +356,10 @@ def heartbeat_record(*, pod: Pod, beat: Heartbeat) -> int:
     now = clock.now()
     stored = samples_ingest(pod=pod, samples=beat.gpus, source=SOURCE_AGENT, at=now,
                             pod_updates={"last_heartbeat_at": now, "agent_error": redact(beat.error)[:300]})
+    host = beat.host
+    if host is not None and (host.cpu_pct, host.mem_used_mb, host.mem_total_mb) != (None, None, None):
+        HostSample.objects.create(pod_id=pod.pk, at=now, cpu_pct=host.cpu_pct, mem_used_mb=host.mem_used_mb,
+                                  mem_total_mb=host.mem_total_mb)
     if beat.notice is not None:
         notice_record(pod=pod, notice=beat.notice)
     return stored
@@ -394,38 +425,90 @@ def telemetry_poll() -> int:
 
 
 def samples_purge(*, batch: int = 50_000) -> int:
-    """Delete samples older than ``UTILIZATION_RETENTION_DAYS`` (default 14), in batches so that
-    no single statement holds locks for long. Returns the number deleted."""
+    """Delete GPU and host samples older than ``UTILIZATION_RETENTION_DAYS`` (default 14), in
+    batches so that no single statement holds locks for long. Returns the number deleted."""
     cutoff = clock.now() - timedelta(days=settings.UTILIZATION_RETENTION_DAYS)
     deleted = 0
-    while True:
-        ids = list(UtilizationSample.objects.filter(at__lt=cutoff).values_list("pk", flat=True)[:batch])
-        if not ids:
-            return deleted
-        deleted += UtilizationSample.objects.filter(pk__in=ids).delete()[0]
+    for model in (UtilizationSample, HostSample):
+        while True:
+            ids = list(model.objects.filter(at__lt=cutoff).values_list("pk", flat=True)[:batch])
+            if not ids:
+                break
+            deleted += model.objects.filter(pk__in=ids).delete()[0]
+    return deleted
 
 
 # --- reads ----------------------------------------------------------------------------------
 
-CHART_RANGES = {"15m": 15, "1h": 60, "6h": 360, "24h": 1440}
+CHART_RANGES = {"15m": 15, "1h": 60, "6h": 360, "24h": 1440, "7d": 7 * 1440}
 MAX_POINTS_PER_GPU = 360
+Point = tuple[datetime, float]
 
 
-def pod_utilization_series(pod: Pod, *, minutes: int, now: datetime | None = None) -> dict[int, list[tuple[datetime, float]]]:
+def _peaks(rows, *, start: datetime, minutes: int) -> dict[Any, list[Point]]:
+    """``(series, at, value)`` rows ordered by time -> per series the maximum of each time bucket
+    (at most MAX_POINTS_PER_GPU), so that a short spike stays visible on a long range."""
+    bucket = max(1.0, minutes * 60 / MAX_POINTS_PER_GPU)
+    series: dict[Any, dict[int, Point]] = {}
+    for name, at, value in rows:
+        if value is None:
+            continue
+        key = int((at - start).total_seconds() // bucket)
+        per = series.setdefault(name, {})
+        if key not in per or value > per[key][1]:
+            per[key] = (at, value)
+    return {name: list(per.values()) for name, per in series.items()}
+
+
+def pod_utilization_series(pod: Pod, *, minutes: int, now: datetime | None = None) -> dict[int, list[Point]]:
     """Per-GPU (time, utilization %) for the last ``minutes``, downsampled to the maximum of each
     time bucket so that a short spike stays visible (it is what keeps a pod alive)."""
     now = now or clock.now()
     start = now - timedelta(minutes=minutes)
     rows = (UtilizationSample.objects.filter(pod_id=pod.pk, at__gte=start, at__lte=now)
             .order_by("at").values_list("gpu_index", "at", "util_pct"))
-    bucket = max(1.0, minutes * 60 / MAX_POINTS_PER_GPU)
-    series: dict[int, dict[int, tuple[datetime, float]]] = {}
-    for gpu, at, util in rows.iterator(chunk_size=5000):
-        key = int((at - start).total_seconds() // bucket)
-        per = series.setdefault(gpu, {})
-        if key not in per or util > per[key][1]:
-            per[key] = (at, util)
-    return {gpu: list(per.values()) for gpu, per in sorted(series.items())}
+    return dict(sorted(_peaks(rows.iterator(chunk_size=5000), start=start, minutes=minutes).items()))
+
+
+def pod_gpu_memory_series(pod: Pod, *, minutes: int, now: datetime | None = None) -> tuple[dict[int, list[Point]], dict[int, float]]:
+    """Per-GPU (time, memory used %) for the last ``minutes`` (bucket maxima, as above), and each
+    GPU's latest total memory in MB. Samples without both used and total (most provider metrics)
+    are left out."""
+    now = now or clock.now()
+    start = now - timedelta(minutes=minutes)
+    rows = (UtilizationSample.objects.filter(pod_id=pod.pk, at__gte=start, at__lte=now, mem_used_mb__isnull=False,
+                                             mem_total_mb__gt=0)
+            .order_by("at").values_list("gpu_index", "at", "mem_used_mb", "mem_total_mb"))
+    totals: dict[int, float] = {}
+
+    def percents():
+        for gpu, at, used, total in rows.iterator(chunk_size=5000):
+            totals[gpu] = total
+            yield gpu, at, 100.0 * used / total
+
+    series = dict(sorted(_peaks(percents(), start=start, minutes=minutes).items()))
+    return series, totals
+
+
+def pod_host_series(pod: Pod, *, minutes: int, now: datetime | None = None) -> tuple[dict[str, list[Point]], float | None]:
+    """The host's ``{"CPU": [(time, %)], "Memory": [(time, %)]}`` for the last ``minutes``
+    (bucket maxima) and the latest total memory in MB."""
+    now = now or clock.now()
+    start = now - timedelta(minutes=minutes)
+    rows = (HostSample.objects.filter(pod_id=pod.pk, at__gte=start, at__lte=now).order_by("at")
+            .values_list("at", "cpu_pct", "mem_used_mb", "mem_total_mb"))
+    total: float | None = None
+
+    def points():
+        nonlocal total
+        for at, cpu, used, mem_total in rows.iterator(chunk_size=5000):
+            yield "CPU", at, cpu
+            if used is not None and mem_total:
+                total = mem_total
+                yield "Memory", at, 100.0 * used / mem_total
+
+    series = _peaks(points(), start=start, minutes=minutes)
+    return {name: series[name] for name in ("CPU", "Memory") if name in series}, total
 
 
 # The in-pod agent is started by the pod's own entrypoint: when the workload has an explicit

@@ -66,26 +66,39 @@ def agent_script(request: HttpRequest) -> FileResponse:
     return response
 
 
+def _percent_figure(series: dict, *, label: str, axis: str, minutes: int, now, hover: dict | None = None) -> dict:
+    """One line per series (GPU n, CPU, Memory) on a 0–100 % axis over the chosen range."""
+    # lines AND markers: with one sample a minute a lone first sample is a point, not nothing (§2.1)
+    data = [{"type": "scatter", "mode": "lines+markers", "name": label.format(name), "line": {"width": 2},
+             "marker": {"size": 5}, "x": [at.isoformat() for at, _ in points], "y": [round(v, 1) for _, v in points],
+             "hovertemplate": f"%{{y:.1f}} %{(hover or {}).get(name, '')}<extra>{label.format(name)}</extra>"}
+            for name, points in series.items()]
+    layout = {**LAYOUT, "height": 260, "margin": {"l": 40, "r": 10, "t": 10, "b": 30}, "showlegend": len(series) > 1,
+              "yaxis": {"range": [0, 100], "title": {"text": axis}, "gridcolor": "#eaecf0"},
+              "xaxis": {"range": [(now - timedelta(minutes=minutes)).isoformat(), now.isoformat()], "gridcolor": "#eaecf0"}}
+    return {"data": data, "layout": layout}
+
+
 def _utilization_figure(series, *, threshold: int | None, minutes: int, now) -> dict:
     """One line per GPU over the chosen range, and the idle threshold as a dashed line."""
-    # lines AND markers: with one sample a minute a lone first sample is a point, not nothing (§2.1)
-    data = [{"type": "scatter", "mode": "lines+markers", "name": f"GPU {gpu}", "line": {"width": 2},
-             "marker": {"size": 5}, "x": [at.isoformat() for at, _ in points], "y": [round(u, 1) for _, u in points]}
-            for gpu, points in series.items()]
-    layout = {**LAYOUT, "height": 260, "margin": {"l": 40, "r": 10, "t": 10, "b": 30}, "showlegend": len(series) > 1,
-              "yaxis": {"range": [0, 100], "title": {"text": "GPU %"}, "gridcolor": "#eaecf0"},
-              "xaxis": {"range": [(now - timedelta(minutes=minutes)).isoformat(), now.isoformat()], "gridcolor": "#eaecf0"}}
+    figure = _percent_figure(series, label="GPU {}", axis="GPU %", minutes=minutes, now=now)
+    layout = figure["layout"]
     if threshold is not None:  # a horizontal line across the plot, labelled at its left end
         layout["shapes"] = [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "yref": "y", "y0": threshold,
                              "y1": threshold, "line": {"dash": "dash", "color": "#d92d20", "width": 1}}]
         layout["annotations"] = [{"text": f"idle below {threshold} %", "xref": "paper", "x": 0, "xanchor": "left",
                                   "yref": "y", "y": threshold, "yanchor": "bottom", "showarrow": False}]
-    return {"data": data, "layout": layout}
+    return figure
+
+
+def _gib(mb: float) -> str:
+    return f"{mb / 1024:.1f} GiB"
 
 
 @login_required
 def pod_utilization(request: HttpRequest, pk) -> HttpResponse:
-    """Per-GPU utilization chart, the idle countdown and the "no telemetry" warning (HTMX fragment)."""
+    """Per-GPU utilization and memory, the host's CPU and memory, the idle countdown and the
+    "no telemetry" warning (HTMX fragment)."""
     pod = get_for_tenant_or_404(request, pods_for_tenant(request.tenant), pk=pk)
     now = clock.now()
     range_key = request.GET.get("range", "1h")
@@ -95,7 +108,16 @@ def pod_utilization(request: HttpRequest, pk) -> HttpResponse:
     series = telemetry.pod_utilization_series(pod, minutes=minutes, now=now)
     idle = pod_idle_status(pod, now=now)
     figure = _utilization_figure(series, threshold=idle.threshold if idle.enabled else None, minutes=minutes, now=now)
+    memory, gpu_totals = telemetry.pod_gpu_memory_series(pod, minutes=minutes, now=now)
+    host, host_total = telemetry.pod_host_series(pod, minutes=minutes, now=now)
+    memory_figure = _percent_figure(memory, label="GPU {}", axis="GPU memory %", minutes=minutes, now=now,
+                                    hover={gpu: f" of {_gib(total)}" for gpu, total in gpu_totals.items()})
+    host_figure = _percent_figure(host, label="{}", axis="Host %", minutes=minutes, now=now,
+                                  hover={"Memory": f" of {_gib(host_total)}"} if host_total else None)
     ctx = {"pod": pod, "idle": idle, "chart": chart(figure, "util-chart", gpus=len(series)), "has_samples": bool(series),
+           "memory_chart": chart(memory_figure, "gpu-mem-chart") if memory else None,
+           "host_chart": chart(host_figure, "host-chart") if host else None,
+           "gpu_totals": [_gib(total) for _, total in sorted(gpu_totals.items())], "host_total": _gib(host_total) if host_total else "",
            "range_key": range_key, "ranges": list(telemetry.CHART_RANGES), "live": pod.state in LIVE_POD_STATES,
            "now": now, "agent_error": pod.agent_error}
     return render(request, "workloads/partials/utilization.html", ctx)
