@@ -17,6 +17,7 @@ class EndpointView:
     readiness: str  # in words
     drain_seconds: int
     pods: dict[str, str] = field(default_factory=dict)  # pod id -> where it stands, in words
+    form: object = None  # the cut-over settings form, filled with the current values
 
 
 def endpoint_view(workload: Workload) -> EndpointView | None:
@@ -30,6 +31,8 @@ def endpoint_view(workload: Workload) -> EndpointView | None:
                  if endpoint.ready_path else "TCP connect to the first HTTP port")
     pods = {str(pod_id): Backend.State(state).label
             for pod_id, state in Backend.objects.filter(workload=workload).values_list("pod_id", "state")}
-    return EndpointView(url=stable_url(endpoint), private=not workload.public_ingress,
+    from .forms import CutoverForm
+
+    return EndpointView(url=stable_url(endpoint), private=not workload.public_ingress, form=CutoverForm(instance=endpoint),
                         readiness=f"{readiness}; a replacement not ready within {endpoint.ready_deadline_seconds} s "
                                   "is rolled back", drain_seconds=endpoint.drain_seconds, pods=pods)

@@ -356,3 +356,13 @@ def reconcile() -> dict[str, int]:
             removed += gw.delete_route(stale)
     Backend.objects.exclude(workload__in=active).exclude(state=Backend.State.GONE).update(state=Backend.State.GONE)
     return {"workloads": len(active), "removed": removed}
+
+
+def cutover_settings_save(*, workload: Workload, form) -> ServiceEndpoint:
+    """Save the workload's readiness check and drain (a validated ``CutoverForm``), audited."""
+    from tenants.audit import audit_record
+
+    endpoint = form.save()
+    audit_record(tenant=workload.tenant_id, action="workload.cutover_changed", target=workload,
+                 details={f: form.cleaned_data[f] for f in form.Meta.fields})
+    return endpoint

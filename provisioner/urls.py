@@ -11,6 +11,7 @@ urlpatterns = [
     path("providers/", include("providers.urls")),
     path("spend/", include("billing.urls")),
     path("", include("workloads.urls")),
+    path("", include("gateway.urls")),
     path("", include("tenants.urls")),
 ]
 
