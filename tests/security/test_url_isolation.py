@@ -50,6 +50,7 @@ OBJECT_URLS = {
     "workloads:recipe_launch": lambda w: {"slug": w["recipe"].slug},
     "workloads:recipe_preview": lambda w: {"slug": w["recipe"].slug},
     "workloads:recipe_edit": lambda w: {"slug": w["recipe"].slug},
+    "workloads:recipe_pin": lambda w: {"slug": w["recipe"].slug},  # POST: pin for oneself; another org's recipe is a 404
     "billing:budget_edit": lambda w: {"pk": w["budget"].pk},
     "billing:rate_clear": lambda w: {"pk": w["rate"].pk},
     "billing:saved_view_delete": lambda w: {"pk": w["saved_view"].pk},
