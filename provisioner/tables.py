@@ -43,6 +43,9 @@ class Table(tables.Table):
     refresh_seconds = 0
     #: what the table lists, for the pager ("3 pods", "1 pod")
     noun = "rows"
+    #: columns a user may hide with the column chooser (``?cols=`` lists the visible ones, so a
+    #: reload, a shared link and the live refresh keep the choice); the others always show
+    optional_columns: tuple[str, ...] = ()
     #: text shown when nothing matches (``filtered``: some filter is set)
     empty_all = "Nothing yet."
     empty_filtered = "Nothing matches these filters."
@@ -58,6 +61,34 @@ class Table(tables.Table):
             else:
                 params[name] = value
         return params.urlencode()
+
+    def choose_columns(self, params: QueryDict) -> None:
+        """Hide the optional columns ``?cols=`` leaves out (``cols_set`` marks a submitted chooser,
+        so unticking every box hides them all). Unknown names are ignored."""
+        if not self.optional_columns or ("cols" not in params and "cols_set" not in params):
+            return
+        wanted = {c for value in params.getlist("cols") for c in value.split(",")}
+        for name in self.optional_columns:
+            if name not in wanted:
+                self.columns.hide(name)
+
+    @property
+    def column_choices(self) -> list[tuple[str, str, bool]]:
+        """(name, header, visible) of each optional column, for the chooser."""
+        return [(name, str(self.columns[name].header), self.columns[name].visible) for name in self.optional_columns]
+
+    @property
+    def chooser_hidden(self) -> list[tuple[str, str]]:
+        """The query's other parameters (filters, sort), carried by the chooser's GET form."""
+        params = self.request.GET if getattr(self, "request", None) is not None else QueryDict()
+        return [(k, v) for k, values in params.lists() if k not in ("cols", "cols_set", self.prefixed_page_field)
+                for v in values]
+
+    @property
+    def column_params(self) -> list[tuple[str, str]]:
+        """The column choice in the URL (``cols``, ``cols_set``), carried by the filter form."""
+        params = self.request.GET if getattr(self, "request", None) is not None else QueryDict()
+        return [(k, v) for k in ("cols", "cols_set") for v in params.getlist(k)]
 
     @property
     def counted(self) -> str:
@@ -104,6 +135,7 @@ def configure(request: HttpRequest, table: Table, *, per_page: int = PER_PAGE) -
     """Sort and page ``table`` from the URL. The page size is ours, not the URL's (no
     ``?per_page=100000``)."""
     table.request = request
+    table.choose_columns(request.GET)
     order_by = request.GET.getlist(table.prefixed_order_by_field)[:3]
     if order_by:
         table.order_by = order_by  # django-tables2 keeps only the names of orderable columns

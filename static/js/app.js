@@ -3,7 +3,8 @@
    Markup opts in with data attributes:
      <form data-confirm="Really?">        asks before submitting
      <select data-autosubmit>             submits its form on change
-     <form data-table-filters>            a table's filters: submits the sort the URL has now
+     <form data-table-filters>            a table's filters: submits the sort and columns the URL has now
+     <form data-table-columns>            a table's column chooser: submits the filters and sort too
      <button data-copy="text">            copies text; data-copy-prev copies the previous element's text
      <select data-toggle="id" data-toggle-value="custom">  shows #id only for that value
      <div data-plotly-figure="script-id" data-plotly-src="...plotly.min.js">  draws the figure in
@@ -17,19 +18,35 @@
     if (form && !window.confirm(form.getAttribute("data-confirm"))) { e.preventDefault(); }
   }, true);
 
-  // A table's filter form carries the list's sort. A sort link swaps only the table (htmx) and
-  // pushes the URL, so the form's hidden field may be stale: take the sort from the URL on submit.
+  // A table's filter form carries the list's sort and column choice; its column chooser carries
+  // the filters and the sort. A sort link swaps only the table (htmx) and pushes the URL, so the
+  // server-rendered hidden fields may be stale: on submit, take those parameters from the URL.
+  function carry(form, names) {
+    var params = new URLSearchParams(window.location.search);
+    form.querySelectorAll("input[type=hidden][data-carried]").forEach(function (el) { el.remove(); });
+    names(params).forEach(function (name) {
+      form.querySelectorAll("input[type=hidden][name='" + name + "']").forEach(function (el) { el.remove(); });
+      params.getAll(name).forEach(function (value) {
+        var input = document.createElement("input");
+        input.type = "hidden";
+        input.name = name;
+        input.value = value;
+        input.setAttribute("data-carried", "");
+        form.appendChild(input);
+      });
+    });
+  }
+
   function keepSort(form) {
-    if (!form.hasAttribute("data-table-filters")) { return; }
-    var sort = new URLSearchParams(window.location.search).get("sort");
-    var input = form.querySelector("input[name=sort]");
-    if (sort && !input) {
-      input = document.createElement("input");
-      input.type = "hidden";
-      input.name = "sort";
-      form.appendChild(input);
+    if (form.hasAttribute("data-table-filters")) {
+      carry(form, function () { return ["sort", "cols", "cols_set"]; });
+    } else if (form.hasAttribute("data-table-columns")) {
+      carry(form, function (params) {
+        return Array.from(new Set(params.keys())).filter(function (k) {
+          return k !== "cols" && k !== "cols_set" && k !== "page";
+        });
+      });
     }
-    if (sort) { input.value = sort; } else if (input) { input.remove(); }
   }
 
   document.addEventListener("submit", function (e) {

@@ -97,3 +97,37 @@ def test_filters_and_sorting_survive_a_reload_and_row_actions_ask_first(live_ser
     page.reload()
     expect(page.locator("#f-action")).to_have_value("workload")
     assert _rows(page, "audit") == rows
+
+
+@pytest.mark.django_db(transaction=True)
+def test_pod_list_column_chooser_keeps_filters_sort_and_survives_refresh(live_server, page, tenant, project, owner,
+                                                                          sandbox):
+    from tests.factories import PodFactory
+
+    workload = WorkloadFactory(tenant=tenant, project=project, owner=owner, name="chooser-job")
+    PodFactory(tenant=tenant, project=project, workload=workload, provider_account=sandbox)
+    page.set_default_timeout(20_000)
+    page.goto(live_server.url + "/login/")
+    page.fill("#id_username", "owner")
+    page.fill("#id_password", "pw-test-123")
+    page.click("button[type=submit]")
+    page.goto(live_server.url + "/pods/?q=chooser")
+    page.click("#pods th a[data-sort=name]")  # an htmx sort: the URL has it, the chooser's fields may not
+    expect(page).to_have_url(re.compile(r"sort=name"))
+    page.click("#pods-columns summary")
+    page.uncheck("#col-cost")
+    page.uncheck("#col-project")
+    page.click("#pods-columns-apply")
+    expect(page).to_have_url(re.compile(r"cols_set=1"))
+    assert "q=chooser" in page.url and "sort=name" in page.url
+    def headers() -> list[str]:  # innerText follows the CSS upper-casing of headers
+        return [h.strip().lower() for h in page.locator("#pods thead th").all_inner_texts()]
+
+    assert "cost so far" not in headers() and "project" not in headers() and any("workload" in h for h in headers())
+    page.wait_for_timeout(3500)  # one live refresh of the table: still without those columns
+    assert "cost so far" not in headers()
+    page.select_option("#f-status", "live")  # a filter keeps the column choice
+    expect(page).to_have_url(re.compile(r"status=live"))
+    assert "cols_set=1" in page.url and "cost so far" not in headers()
+    page.click("#pods-columns summary")
+    page.screenshot(path="/tmp/pod-columns.png", full_page=True)

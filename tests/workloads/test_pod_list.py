@@ -146,3 +146,32 @@ def test_another_organizations_pods_and_users_never_show(owner_client, tenant, p
         rows = owner_client.get(LIST + probe).content.decode().split("<tbody", 1)[1].split("</tbody>", 1)[0]
         assert "zz-foreign-pod" not in rows and "outsider" not in rows and "No pods match these filters." in rows
     assert 'id="pods-refused"' in owner_client.get(LIST + "?owner=outsider").content.decode()  # said, not dropped
+
+
+def _headers(body: str) -> list[str]:
+    thead = body[body.index("<thead"):body.index("</thead>")]
+    return [re.sub(r"<[^>]+>|[↑↓]", "", h).strip() for h in re.findall(r"<th[^>]*>(.*?)</th>", thead, re.S)]
+
+
+@pytest.mark.django_db
+def test_column_chooser_hides_columns_and_the_choice_lives_in_the_url(owner_client, tenant, project, owner, sandbox):
+    _pod(tenant, project, owner, "alpha", account=sandbox)
+    full = owner_client.get(LIST).content.decode()
+    assert _headers(full)[:4] == ["Status", "Workload", "Project", "User"] and "Cost so far" in _headers(full)
+    assert 'id="pods-columns"' in full and 'id="col-cost" checked>' in full
+    # the chooser submits the visible ones: Project, User and Cost unticked
+    query = "?status=live&sort=name&cols_set=1&cols=place&cols=gpus&cols=market&cols=price&cols=requested"
+    body = owner_client.get(LIST + query).content.decode()
+    assert _headers(body) == ["Status", "Workload", "Provider / region", "GPUs", "Market", "$/h", "Requested", ""]
+    assert _names(body) == ["alpha"]  # the filters still apply
+    # kept by the live refresh, the filter form and the sort links; the chooser carries filters and sort
+    assert f'hx-get="{LIST}{query.replace("&", "&amp;")}"' in body
+    assert '<input type="hidden" name="cols" value="place">' in body and '<input type="hidden" name="cols_set" value="1">' in body
+    chooser = body[body.index('id="pods-columns"'):]
+    assert '<input type="hidden" name="status" value="live">' in chooser and 'name="sort" value="name"' in chooser
+    assert 'id="col-project">' in chooser and 'id="col-place" checked>' in chooser  # unticked, ticked
+    rows = owner_client.get(LIST + query, headers={"HX-Request": "true"}).content.decode()
+    assert "Cost so far" not in _headers(rows)
+    # status and workload always show; unknown names are ignored; unticking everything hides the optional ones
+    body = owner_client.get(LIST + "?cols_set=1&cols=state&cols=bogus").content.decode()
+    assert _headers(body) == ["Status", "Workload", ""]

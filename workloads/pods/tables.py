@@ -88,6 +88,7 @@ class PodTable(Table):
     dom_id = "pods"
     noun = "pods"
     refresh_seconds = 3  # states and costs move; the refresh asks for the page's own URL (filters kept)
+    optional_columns = ("project", "user", "place", "gpus", "market", "price", "cost", "requested")
     empty_all = "No pods yet."
     empty_filtered = "No pods match these filters."
 
