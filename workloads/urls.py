@@ -9,6 +9,7 @@ app_name = "workloads"
 urlpatterns = [
     path("pods/", pod_views.pod_list, name="pod_list"),
     path("pods/<uuid:pk>/", pod_views.pod_detail, name="pod_detail"),
+    path("pods/<uuid:pk>/logs/", pod_views.pod_logs_view, name="pod_logs"),
     path("pods/<uuid:pk>/terminate/", pod_views.pod_terminate, name="pod_terminate"),
     path("pods/<uuid:pk>/utilization/", autoshutdown_views.pod_utilization, name="pod_utilization"),
     path("agent/heartbeat/<uuid:pk>/", autoshutdown_views.agent_heartbeat, name="agent_heartbeat"),

@@ -321,3 +321,14 @@ class ProviderAdapter(abc.ABC):
     def gpu_utilization(self, external_id: str) -> list[GpuSample] | None:
         """Per-GPU utilization now, or None where the provider exposes none."""
         return None
+
+    def logs(self, external_id: str, tail_lines: int) -> str:
+        """The last ``tail_lines`` lines of the pod's output, as the provider keeps them (raw: the
+        caller scrubs, escapes and caps). Default: the provider has no logs API."""
+        raise NotSupported(f"{self.info.label} has no API for a pod's logs")
+
+
+def supports_logs(adapter: ProviderAdapter | type[ProviderAdapter]) -> bool:
+    """True when the adapter (or adapter class) overrides ``logs``."""
+    cls = adapter if isinstance(adapter, type) else type(adapter)
+    return cls.logs is not ProviderAdapter.logs

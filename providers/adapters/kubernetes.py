@@ -497,6 +497,15 @@ class KubernetesAdapter(RestAdapter):
             raise NotFound(f"pod {self.namespace}/{external_id} not found")
         return self._remote(pod)
 
+    def logs(self, external_id: str, tail_lines: int) -> str:
+        """Kubernetes API reference, "Pod v1" → "read log of the specified Pod":
+        ``GET /api/v1/namespaces/{namespace}/pods/{name}/log`` answers ``text/plain``; ``tailLines``
+        is the number of lines from the end, ``timestamps=true`` prefixes each line with an RFC3339
+        timestamp. A container still waiting to start is a 400 BadRequest Status."""
+        r = self.client.request("GET", self._ns_path("pods", external_id) + "/log",
+                                params={"tailLines": max(1, int(tail_lines)), "timestamps": "true"})
+        return r.text
+
     def _cleanup(self, name: str, tag: str) -> None:
         self._delete(self._ns_path("pods", name), gracePeriodSeconds=int(self.settings.get("grace_seconds", 30)))
         self._delete(self._ns_path("services", name))

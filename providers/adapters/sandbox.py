@@ -279,6 +279,26 @@ class SandboxAdapter(ProviderAdapter):
     def list_pods(self) -> list[RemotePod]:
         return [self._remote(i) for i in self._instances().filter(ended_at__isnull=True)]
 
+    def logs(self, external_id: str, tail_lines: int) -> str:
+        """The simulated container's output: image pull, start, then one progress line a minute
+        while it runs (derived from the instance's own times, so every read agrees)."""
+        inst = self._instances().filter(external_id=external_id).first()
+        if inst is None:
+            raise NotFound(f"sandbox pod {external_id} not found")
+        now = clock.now()
+        end = min(t for t in (now, inst.ended_at, inst.stopped_at, inst.interrupt_at, inst.exit_at) if t is not None)
+        image = inst.spec.get("image", "")
+        lines = [(inst.created_at, f"Pulling image {image}"), (inst.created_at, f"Pulled image {image}")]
+        if inst.boot_at <= end:
+            lines.append((inst.boot_at, f"Started container on {inst.spec.get('gpu_count', 1)}x {inst.spec.get('gpu_class', '')}"))
+            minutes = int((end - inst.boot_at).total_seconds() // 60)
+            for m in range(max(1, minutes - tail_lines + 1), minutes + 1):
+                rnd = random.Random(f"{self.seed}{inst.tag}log{m}")
+                lines.append((inst.boot_at + timedelta(minutes=m), f"step {m * 100}: loss={2.5 / (1 + m / 30) + rnd.uniform(0, 0.05):.4f}"))
+        if inst.ended_at and inst.ended_at <= now:
+            lines.append((inst.ended_at, "Received SIGTERM, shutting down"))
+        return "".join(f"{at.isoformat().replace('+00:00', 'Z')} {text}\n" for at, text in lines[-max(1, tail_lines):])
+
     def gpu_utilization(self, external_id: str) -> list[GpuSample] | None:
         inst = self._instances().filter(external_id=external_id).first()
         if inst is None or self._remote(inst).state != REMOTE_RUNNING:

@@ -31,6 +31,7 @@ from providers.adapters.base import (
     InvalidCredentials,
     LaunchRequest,
     NotFound,
+    ProviderError,
     QuotaExceeded,
     TransientError,
 )
@@ -489,3 +490,20 @@ def test_pull_secret_is_keyed_by_the_image_registry_and_used_by_the_pod(kube):
     assert list(config["auths"]) == ["nvcr.io"]
     entry = config["auths"]["nvcr.io"]
     assert base64.b64decode(entry["auth"]).decode() == "$oauthtoken:nvapi-s3cr3t-key"
+
+
+def test_logs_read_the_pod_log_endpoint_as_text_with_tail_and_timestamps(kube):
+    """Kubernetes API reference, "Pod v1" → read log: GET .../pods/{name}/log?tailLines=N&timestamps=true."""
+    a = adapter(kube)
+    remote = a.launch(request())
+    kube.pod_logs[remote.external_id] = [f"epoch {i}" for i in range(1, 6)]
+    text = a.logs(remote.external_id, 2)
+    assert text.splitlines() == ["2026-11-27T10:00:00.000000000Z epoch 4", "2026-11-27T10:00:01.000000000Z epoch 5"]
+    call = kube.requests[-1]
+    assert call["method"] == "GET" and call["path"] == f"/api/v1/namespaces/ml/pods/{remote.external_id}/log"
+    assert call["query"] == {"tailLines": "2", "timestamps": "true"}
+    with pytest.raises(NotFound):
+        a.logs("train-gone", 200)
+    kube.pod(remote.external_id, "ml")["status"]["phase"] = "Pending"  # the container waits to start
+    with pytest.raises(ProviderError, match="waiting to start"):
+        a.logs(remote.external_id, 200)

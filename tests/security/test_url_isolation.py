@@ -41,6 +41,7 @@ OBJECT_URLS = {
     "workloads:pod_detail": lambda w: {"pk": w["pod"].pk},
     "workloads:pod_terminate": lambda w: {"pk": w["pod"].pk},
     "workloads:pod_utilization": lambda w: {"pk": w["pod"].pk},
+    "workloads:pod_logs": lambda w: {"pk": w["pod"].pk},
     "workloads:workload_detail": lambda w: {"pk": w["workload"].pk},
     "workloads:workload_clone": lambda w: {"pk": w["workload"].pk},
     "workloads:workload_relaunch": lambda w: {"pk": w["workload"].pk},
@@ -265,7 +266,8 @@ PROJECT_SCOPED_LISTS = {
 # the rest, each with why a per-project grant does not apply
 NOT_PROJECT_SCOPED = {
     "workloads:pod_detail": "reading a pod is VIEW, which no grant narrows: every member sees every pod",
-    "workloads:pod_utilization": "reading (VIEW, tenant-wide)", "workloads:workload_detail": "reading (VIEW, tenant-wide)",
+    "workloads:pod_utilization": "reading (VIEW, tenant-wide)", "workloads:pod_logs": "reading (VIEW, tenant-wide)",
+    "workloads:workload_detail": "reading (VIEW, tenant-wide)",
     "workloads:pod_list": "reading (VIEW, tenant-wide)", "workloads:workload_list": "reading (VIEW, tenant-wide)",
     "workloads:launch_preview": "renders the launch form's spec; launching is refused by workloads:launch",
     "workloads:recipe_preview": "renders the launch form's spec; launching is refused by workloads:recipe_launch",

@@ -110,6 +110,7 @@ class FakeKubernetes:
         self.record = True  # keep self.responses (benchmarks turn it off)
         self.bad_images: set[str] = set()  # images the kubelet fails to pull (ErrImagePull)
         self.util: dict[str, float] = {}  # pod name -> GPU utilization for Prometheus
+        self.pod_logs: dict[str, list[str]] = {}  # pod name -> its container's output lines
         # False: Prometheus' default scrape (honor_labels: false) renames the exporter's pod/namespace
         # labels exported_pod/exported_namespace and sets pod/namespace to the dcgm-exporter's own
         self.dcgm_honor_labels = True
@@ -365,12 +366,33 @@ class FakeKubernetes:
         m = re.fullmatch(r"/api/v1/(pods|services|persistentvolumeclaims|secrets|events)", path)
         if m and method == "GET":
             return self._list(f"{NAMESPACED_KINDS[m.group(1)]}List", [o for (k, _, _), o in self.objects.items() if k == m.group(1)], q)
+        m = re.fullmatch(r"/api/v1/namespaces/([^/]+)/pods/([^/]+)/log", path)
+        if m and method == "GET":
+            return self._pod_log(m.group(1), m.group(2), q)
         m = re.fullmatch(r"/api/v1/namespaces/([^/]+)/(pods|services|persistentvolumeclaims|secrets|events)(?:/([^/]+))?", path)
         if m:
             return self._namespaced(method, m.group(2), m.group(1), m.group(3), body, q)
         if path.startswith(NODEPOOL_PATH):
             return self._nodepools(method, path[len(NODEPOOL_PATH):].strip("/"), body, request)
         return status(404, "NotFound", "the server could not find the requested resource")
+
+    def _pod_log(self, ns: str, name: str, q: dict[str, str]) -> httpx.Response:
+        """``GET .../pods/{name}/log`` as the API server answers it: text/plain, ``tailLines`` lines
+        from the end, each prefixed with an RFC3339 timestamp under ``timestamps=true``; a 404 Status
+        for an unknown pod and a 400 BadRequest while the container waits to start."""
+        pod = self.objects.get(("pods", ns, name))
+        if pod is None:
+            return status(404, "NotFound", f'pods "{name}" not found', details={"name": name, "kind": "pods"})
+        if pod["status"]["phase"] == "Pending":
+            container = pod["spec"]["containers"][0]["name"]
+            return status(400, "BadRequest", f'container "{container}" in pod "{name}" is waiting to start: ContainerCreating')
+        lines = self.pod_logs.get(name, [])
+        if q.get("tailLines"):
+            lines = lines[-int(q["tailLines"]):] if int(q["tailLines"]) > 0 else []
+        if q.get("timestamps") == "true":
+            lines = [f"2026-11-27T10:00:{i % 60:02d}.000000000Z {line}" for i, line in enumerate(lines)]
+        return httpx.Response(200, text="".join(line + "\n" for line in lines),
+                              headers={"Content-Type": "text/plain"})
 
     def _list(self, kind: str, items: list[dict[str, Any]], q: dict[str, str]) -> httpx.Response:
         if q.get("labelSelector"):

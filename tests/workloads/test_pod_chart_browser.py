@@ -90,3 +90,18 @@ def test_a_single_sample_shows_as_a_point(live_server, page, tenant, project, ow
     expect(page.locator("#util-chart .scatterlayer .trace")).to_have_count(1, timeout=SLOW)
     # a lone sample is a marker: a line alone would draw nothing until the second sample
     expect(page.locator("#util-chart .scatterlayer .trace .points path.point")).to_have_count(1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_logs_load_on_demand_and_stay_across_refreshes(live_server, page, tenant, project, owner, sandbox, tmp_path):
+    pod = running_pod(tenant, project, owner, gpu_count=1)
+    _login(page, live_server)
+    page.goto(f"{live_server.url}/pods/{pod.pk}/")
+    expect(page.locator("#logs-text")).to_have_count(0)
+    page.click("#logs-load")  # "Load last 200 lines"
+    expect(page.locator("#logs-text")).to_contain_text("Started container on 1x A10", timeout=SLOW)
+    expect(page.locator("#logs-load")).to_have_text("Refresh")
+    page.evaluate("""() => new Promise(resolve => { let n = 0;
+        document.body.addEventListener('htmx:afterSettle', e => { if (e.target.id === 'pod-live' && ++n >= 2) resolve(n); }); })""")
+    expect(page.locator("#logs-text")).to_contain_text("Started container")  # hx-preserve kept it
+    page.screenshot(path=f"{SHOTS or tmp_path}/logs.png", full_page=True)

@@ -15,6 +15,7 @@ from workloads.lifecycle import services
 from workloads.models import LIVE_POD_STATES, Pod, PodState
 
 from .listing import phase_widths, pod_phases
+from .logs import TAIL_LINES, pod_logs, provider_has_logs
 from .selectors import pod_cost_so_far, pods_for, pods_for_tenant
 from .tables import PodFilter, PodTable
 
@@ -47,7 +48,7 @@ def pod_detail(request: HttpRequest, pk) -> HttpResponse:
     phases = pod_phases(pod, now=now)
     ctx = {"pod": pod, "cost_so_far": pod_cost_so_far(pod), "events": pod.events.all()[:200],
            "live": pod.state in LIVE_POD_STATES, "now": now, "phases": list(zip(phases, phase_widths(phases), strict=True)),
-           "poll": live_poll_interval(pod)}
+           "poll": live_poll_interval(pod), "has_logs": provider_has_logs(pod), "tail_lines": TAIL_LINES}
     template = "workloads/partials/pod_live.html" if request.htmx else "workloads/pod_detail.html"
     return render(request, template, ctx)
 
@@ -61,3 +62,15 @@ def pod_terminate(request: HttpRequest, pk) -> HttpResponse:
     # the pod list's row action returns to the list with its filters; nothing off-site
     return redirect(list_to_return_to(request, reverse("workloads:pod_list"))
                     or reverse("workloads:pod_detail", args=[pod.pk]))
+
+
+@login_required
+def pod_logs_view(request: HttpRequest, pk) -> HttpResponse:
+    """The last lines of the pod's output, read from its provider now (htmx fragment of the Logs
+    card). Only members who may see the pod's project: another organization's pod or a revoked
+    project grant is a 404."""
+    membership = require_member(request, "view")
+    pod = get_for_tenant_or_404(request, pods_for(membership), pk=pk)
+    return render(request, "workloads/partials/pod_logs.html",
+                  {"pod": pod, "logs": pod_logs(pod, tail_lines=TAIL_LINES), "tail_lines": TAIL_LINES, "now": clock.now(),
+                   "loaded": True, "has_logs": True})
