@@ -154,6 +154,9 @@ def test_without_memory_or_host_readings_the_page_says_where_they_come_from(owne
         advance(minutes=5)
         html = _fragment(owner_client, pod).content.decode()
     assert set(figures(html)) == {"util-chart"}
+    with clock.frozen(T0 + 600 * M):  # no sample at all in the hour: the empty chart still has a time axis
+        empty = figures(_fragment(owner_client, pod).content.decode())["util-chart"]
+    assert empty["data"] == [] and empty["layout"]["xaxis"]["type"] == "date"
     assert 'id="no-gpu-memory"' in html and 'id="no-host-metrics"' in html and "in-pod agent" in html
 
 

@@ -75,7 +75,9 @@ def _percent_figure(series: dict, *, label: str, axis: str, minutes: int, now, h
             for name, points in series.items()]
     layout = {**LAYOUT, "height": 260, "margin": {"l": 40, "r": 10, "t": 10, "b": 30}, "showlegend": len(series) > 1,
               "yaxis": {"range": [0, 100], "title": {"text": axis}, "gridcolor": "#eaecf0"},
-              "xaxis": {"range": [(now - timedelta(minutes=minutes)).isoformat(), now.isoformat()], "gridcolor": "#eaecf0"}}
+              # a date axis even without data: plotly guesses a linear -1..6 axis for an empty figure
+              "xaxis": {"type": "date", "range": [(now - timedelta(minutes=minutes)).isoformat(), now.isoformat()],
+                        "gridcolor": "#eaecf0"}}
     return {"data": data, "layout": layout}
 
 
