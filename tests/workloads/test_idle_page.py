@@ -214,3 +214,16 @@ def test_schedule_registers_the_periodic_tasks():
     assert tasks["workloads.reap_idle"] == 60
     assert tasks["workloads.poll_telemetry"] == 60
     assert tasks["workloads.purge_samples"] == 3600
+
+
+@pytest.mark.django_db
+def test_a_pod_that_just_started_waits_in_the_chart_card_too(owner_client, tenant, project, owner, sandbox):
+    """Issue 15 §2.2 in the utilization card: no "No telemetry" from the first second of Running."""
+    with clock.frozen(T0) as advance:
+        pod = running_pod(tenant, project, owner, idle_enabled=False)
+        advance(minutes=1)
+        html = _fragment(owner_client, pod).content.decode()
+        assert 'id="chart-waiting"' in html and "chart-no-telemetry" not in html
+        advance(minutes=10)  # past IDLE_TELEMETRY_STALE_MINUTES without a sample
+        html = _fragment(owner_client, pod).content.decode()
+    assert 'id="chart-waiting"' not in html and "chart-no-telemetry" in html

@@ -445,6 +445,7 @@ class IdleStatus:
     minutes_left: int | None = None
     last_sample_at: datetime | None = None
     no_telemetry: bool = False
+    waiting: bool = False  # running for less than the stale period and no sample yet
 
 
 def pod_idle_status(pod: Pod, *, now: datetime | None = None) -> IdleStatus:
@@ -462,6 +463,7 @@ def pod_idle_status(pod: Pod, *, now: datetime | None = None) -> IdleStatus:
     # a pod that started less than the stale period ago has simply not reported yet: the README
     # promises the warning only after that long without samples
     waiting = pod.state == PodState.RUNNING and last is None and pod.started_at is not None and now - pod.started_at < stale
+    status.waiting = waiting
     if pod.state == PodState.RUNNING:
         status.no_telemetry = not waiting and (last is None or last < now - stale)
     if pod.state == PodState.STOPPED and pod.state_reason == IDLE_REASON:
