@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from django.urls import reverse
@@ -27,8 +28,25 @@ def _event(tenant, action: str, name: str, at: datetime) -> None:
     type(event).objects.filter(pk=event.pk).update(target_repr=name)  # as if the target had that name
 
 
+@pytest.fixture
+def spend(tenant, project):
+    """Some spend in every range below: a range without any shows no chart at all ("No spend …")."""
+    from billing.metering import ledger_correct
+    from billing.rollups import rollup_dirty
+
+    from .helpers import account
+
+    acct = account(tenant)
+    with clock.frozen(NOW):
+        for days_ago in (1, 3, 20):
+            ledger_correct(tenant_id=tenant.pk, project_id=project.pk, provider_account_id=acct.pk,
+                           at=NOW - timedelta(days=days_ago), amount=Decimal("4.00"), note="test spend")
+        rollup_dirty()
+    return acct
+
+
 @pytest.mark.django_db
-def test_provider_changes_are_marked_on_the_day_they_happened(client, finance, tenant):
+def test_provider_changes_are_marked_on_the_day_they_happened(client, finance, tenant, spend):
     _event(tenant, "provider.connected", "RunPod prod", NOW - timedelta(days=2))
     _event(tenant, "provider.removed", "Old Lambda", NOW - timedelta(days=2, hours=1))
     _event(tenant, "provider.connected", "Before range", NOW - timedelta(days=30))
@@ -44,7 +62,7 @@ def test_provider_changes_are_marked_on_the_day_they_happened(client, finance, t
 
 
 @pytest.mark.django_db
-def test_weekly_bars_carry_the_mark_of_their_week_and_labels_are_escaped(client, finance, tenant):
+def test_weekly_bars_carry_the_mark_of_their_week_and_labels_are_escaped(client, finance, tenant, spend):
     _event(tenant, "provider.connected", "</script><b>x</b>", NOW - timedelta(days=1))
     client.force_login(finance)
     with clock.frozen(NOW):
@@ -55,7 +73,7 @@ def test_weekly_bars_carry_the_mark_of_their_week_and_labels_are_escaped(client,
 
 
 @pytest.mark.django_db
-def test_no_events_no_marks(client, finance):
+def test_no_events_no_marks(client, finance, spend):
     client.force_login(finance)
     with clock.frozen(NOW):
         html = client.get(reverse("billing:spend")).content.decode()

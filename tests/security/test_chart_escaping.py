@@ -45,4 +45,5 @@ def test_spend_page_with_a_hostile_workload_and_budget_name(client, finance, ten
     assert EVIL not in html and "</script><script>" not in html and not INLINE_SCRIPT.search(html)
     drawn = figures(html)
     assert EVIL in {t["name"] for t in drawn["chart-spend"]["data"]}
-    assert any(EVIL in name for name in drawn["chart-budgets"]["data"][0]["y"])
+    # the row label is the name cut short; the whole name rides in the hover's customdata
+    assert any(EVIL in name for name in drawn["chart-budgets"]["data"][0]["customdata"])
