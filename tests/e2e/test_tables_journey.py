@@ -41,9 +41,18 @@ def test_filters_and_sorting_survive_a_reload_and_row_actions_ask_first(live_ser
     page.click("#offers th a[data-sort=price_usd_per_hour]")  # descending: swapped by htmx, URL pushed
     expect(page).to_have_url(re.compile(r"sort=-price_usd_per_hour"))
     expect(page.locator("#offers th[aria-sort=descending]")).to_be_visible()
-    rows = _rows(page, "offers")
+    expect(page.locator("#offers")).to_have_count(1)  # the swapped-out table is gone
+
+    def prices_shown() -> tuple[list[str], list[float]]:
+        rows = _rows(page, "offers")
+        return rows, [float(re.search(r"\$([0-9,.]+)", r)[1].replace(",", "")) for r in rows]
+
+    for _ in range(50):  # the rows may settle a moment after the header (htmx swap on a loaded machine)
+        rows, prices = prices_shown()
+        if prices == sorted(prices, reverse=True):
+            break
+        page.wait_for_timeout(100)
     assert rows and all(gpu in r for r in rows)
-    prices = [float(re.search(r"\$([0-9,.]+)", r)[1].replace(",", "")) for r in rows]
     assert prices == sorted(prices, reverse=True)
     url = page.url
     page.reload()
