@@ -16,6 +16,10 @@ from provisioner.security import LOGIN_MAX_FAILURES
 
 REDIS_URL = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379/8")
 
+# both tests share one Redis database and key prefix (and clear it): run them on one xdist worker,
+# one after the other, or one test's failures lock the other's login out (seen in CI: 429)
+pytestmark = pytest.mark.xdist_group("redis-login-throttle")
+
 
 def _redis_up() -> bool:
     try:
