@@ -19,13 +19,11 @@ from django.db import transaction
 from django.urls import reverse
 
 from provisioner import clock
-from tenants.access import project_scope
 from tenants.models import Membership
-from tenants.permissions import VIEW_SPEND
 
 from . import dashboard, money
 from .models import SpendDigest
-from .selectors import ZERO, budgets_for
+from .selectors import ZERO, budgets_for, spend_names
 from .spend_filters import Filters
 
 log = logging.getLogger(__name__)
@@ -81,13 +79,11 @@ def is_due(digest: SpendDigest, now: datetime) -> bool:
 
 def compose(membership: Membership, frequency: str, today: date) -> Digest | None:
     """The digest's text, or None when the member may see no project's spend."""
-    granted, every = project_scope(membership, VIEW_SPEND)
-    if not every and not granted:
+    names = spend_names(membership)
+    if names is None:
         return None
     tenant = membership.tenant
-    projects, providers = dashboard.name_maps(tenant)
-    if not every:
-        projects = {k: name for k, name in projects.items() if any(str(g) == k for g in granted)}
+    projects, providers, every = names
     start, end = period_of(frequency, today)
     f = Filters(preset="custom", start=start, end=end, project_ids=() if every else tuple(sorted(projects)),
                 group="project", grain="day")

@@ -191,3 +191,19 @@ def spend_annotations(tenant, start, end) -> list[tuple[date, str]]:
                                       at__gte=day_start(start), at__lt=day_start(end + timedelta(days=1)))
             .order_by("at").values_list("at", "action", "target_repr")[:MAX_ANNOTATIONS])
     return [(at.date(), f"{ANNOTATED_ACTIONS[action]} {name}".strip()) for at, action, name in rows]
+
+
+def spend_names(membership) -> tuple[dict, dict, bool] | None:
+    """Names of the projects whose spend the member may see and of the organization's provider
+    accounts, and whether that is every project (role x per-project grant); None when it is no
+    project at all. The Spend page and the spend digest narrow their figures by it."""
+    from .dashboard import name_maps
+
+    granted, every = project_scope(membership, VIEW_SPEND)
+    if not every and not granted:
+        return None
+    projects, providers = name_maps(membership.tenant)
+    if not every:
+        keys = {str(g) for g in granted}
+        projects = {k: name for k, name in projects.items() if k in keys}
+    return projects, providers, every

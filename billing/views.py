@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import uuid
 from datetime import date
 
 from django.conf import settings
@@ -23,7 +22,7 @@ from providers.models import InvoiceRate
 from providers.selectors import effective_invoice_rates
 from provisioner import clock
 from provisioner.tables import table_response
-from tenants.access import get_for_tenant_or_404, project_scope, require_member
+from tenants.access import get_for_tenant_or_404, require_member
 from tenants.permissions import MANAGE_BUDGETS, VIEW_SPEND, role_has
 
 from . import charts, dashboard, digest, money, reports
@@ -38,6 +37,7 @@ from .selectors import (
     reconciliation_rows,
     saved_views_for_tenant,
     spend_annotations,
+    spend_names,
 )
 from .tables import AlertFilter, AlertTable
 
@@ -52,12 +52,10 @@ def _back_to_spend(request: HttpRequest) -> str:
 def _view_model(request: HttpRequest):
     membership = require_member(request, VIEW_SPEND)
     tenant = membership.tenant
-    projects, providers = dashboard.name_maps(tenant)
-    granted, every = project_scope(membership, VIEW_SPEND)
-    if not every:  # per-project grants: only the spend of the projects the member may see
-        if not granted:
-            raise PermissionDenied("You may not see the spend of any project of this organization.")
-        projects = {k: name for k, name in projects.items() if uuid.UUID(k) in granted}
+    names = spend_names(membership)  # per-project grants: only the spend of the projects the member may see
+    if names is None:
+        raise PermissionDenied("You may not see the spend of any project of this organization.")
+    projects, providers, every = names
     f = dashboard.parse_filters(request.GET, projects=projects, providers=providers, today=clock.now().date())
     if not every and not f.project_ids:  # "all projects" = all the member's projects
         f = dataclasses.replace(f, project_ids=tuple(sorted(projects)))
