@@ -266,6 +266,19 @@ def cache_put(key: str, value: Any) -> None:
         logger.warning("spend history cache unreachable", exc_info=True)
 
 
+def ttl_cached(key: str, ttl_seconds: int, compute_fn: Callable[[], Any]) -> Any:
+    """``compute_fn()``, kept ``ttl_seconds`` under ``key``: for figures that may lag a little
+    (today's idle share, the filter form's options) and are read on every refresh."""
+    hit = cache_get(key)
+    if hit is None:
+        hit = compute_fn()
+        try:
+            cache.set(key, hit, ttl_seconds)
+        except Exception:  # noqa: BLE001
+            logger.warning("spend history cache unreachable", exc_info=True)
+    return hit
+
+
 def cached(tenant, generation: int | None, parts: tuple, compute_fn: Callable[[], Any]) -> Any:
     """``compute_fn()``, kept in the cache under the tenant's rollup generation.
 

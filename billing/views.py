@@ -115,7 +115,7 @@ def spend(request: HttpRequest) -> HttpResponse:
         "group_label": dashboard.GROUPS[f.group], "chips": _filter_chips(tenant, f, projects, providers),
         # the workload filter (drill-down only: too many for a list) rides along as hidden inputs,
         # so Apply keeps it; its chip drops it
-        "drill_hidden": [("workload", w) for w in f.workload_ids], "options": dashboard.filter_options(tenant, projects),
+        "drill_hidden": [("workload", w) for w in f.workload_ids], "options": dashboard.options(tenant, projects),
         "chart_spend": charts.spend_over_time(v, spend_annotations(tenant, f.start, f.end)),
         "chart_forecast": charts.burn_and_forecast(v),
         "chart_idle": charts.idle_spend(v),
