@@ -78,7 +78,12 @@ class SpendRollup(models.Model):
     objects = TenantQuerySet.as_manager()
 
     class Meta:
-        indexes = [models.Index(fields=["tenant", "day"], name="rollup_tenant_day_idx")]
+        indexes = [
+            models.Index(fields=["tenant", "day"], name="rollup_tenant_day_idx"),
+            # the dashboard of a member limited to some projects (and any project filter): their
+            # days directly, instead of AND-ing the day range with every rollup of the project
+            models.Index(fields=["project", "day"], name="rollup_project_day_idx"),
+        ]
 
 
 class SpendRollupMonth(models.Model):
