@@ -31,7 +31,7 @@ from .idle import idle_usd_by_key
 from .metering import unbooked_usd
 from .models import LedgerEntry, SpendRollup
 from .rollups import generation
-from .selectors import ZERO, day_start, period_end, period_start
+from .selectors import ZERO, day_start, period_end, period_start, spend_annotations
 from .spend_filters import (  # noqa: F401 - re-exported: views, reports and the bench read them here
     DRILL_NEXT,
     EXTRA_FILTERS,
@@ -166,6 +166,14 @@ def today_idle(tenant, f: Filters, today: date) -> dict:
 
 
 OPTIONS_TTL_SECONDS = 60
+ANNOTATIONS_TTL_SECONDS = 60
+
+
+def annotations(tenant, start: date, end: date) -> list[tuple[date, str]]:
+    """The spend chart's dated events (``selectors.spend_annotations``: providers connected or
+    removed, invoice rates set), kept a minute: rare events, read on every refresh."""
+    key = f"spend-annotations:{tenant.pk}:{start}:{end}"
+    return ttl_cached(key, ANNOTATIONS_TTL_SECONDS, lambda: spend_annotations(tenant, start, end))
 
 
 def options(tenant, project_ids) -> dict[str, list[tuple[str, str]]]:

@@ -36,7 +36,6 @@ from .selectors import (
     reconciliation_accounts,
     reconciliation_rows,
     saved_views_for_tenant,
-    spend_annotations,
     spend_names,
 )
 from .tables import AlertFilter, AlertTable
@@ -116,7 +115,7 @@ def spend(request: HttpRequest) -> HttpResponse:
         # the workload filter (drill-down only: too many for a list) rides along as hidden inputs,
         # so Apply keeps it; its chip drops it
         "drill_hidden": [("workload", w) for w in f.workload_ids], "options": dashboard.options(tenant, projects),
-        "chart_spend": charts.spend_over_time(v, spend_annotations(tenant, f.start, f.end)),
+        "chart_spend": charts.spend_over_time(v, dashboard.annotations(tenant, f.start, f.end)),
         "chart_forecast": charts.burn_and_forecast(v),
         "chart_idle": charts.idle_spend(v),
         "chart_budgets": charts.budget_gauges(gauges),
