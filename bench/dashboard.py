@@ -33,7 +33,8 @@ The line reports the 5,000-pod figures and the curve (``curve``: 1k / 3k / 5k). 
 5,000 pods, value <= 30 ms, cold_ms <= 60 ms and baseline / value >= 20, with identical figures
 at every size. ``--quick``: fewer rounds, all three sizes (each data set is reused once built);
 ``--pods N``: one size in this process; ``--build-only``: build the data sets, measure nothing;
-``--days N``: a shorter history (a separate data set) for experiments.
+``--days N``: a shorter history (a separate data set) for experiments. ``cpu_reference_ms``
+(``bench/_machine.py``): how fast the machine's CPU was during the size's run.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._machine import cpu_reference_ms  # noqa: E402
 from bench._pg import ensure_database  # noqa: E402
 
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/bench_dashboard"
@@ -284,7 +286,7 @@ def measure(n_pods: int, days: int, quick: bool, build_only: bool) -> dict:
             # the client's own CPU (Python: ORM, figures, charts, template) apart from waiting on
             # PostgreSQL and on the machine's other work, and that load (1-minute average)
             "warm_cpu_ms": round(statistics.median(cpu["warm"]), 1), "cold_cpu_ms": round(statistics.median(cpu["cold"]), 1),
-            "load_avg": round(os.getloadavg()[0], 1)}
+            "load_avg": round(os.getloadavg()[0], 1), "cpu_reference_ms": cpu_reference_ms()}
 
 
 def main() -> int:
@@ -325,8 +327,9 @@ def main() -> int:
            "baseline_ms": head["baseline_ms"], "baseline": "same figures from the raw ledger (median)",
            "speedup": head["speedup"], "target_speedup": TARGET_SPEEDUP, "cold_speedup": head["cold_speedup"],
            "warm_cpu_ms": head["warm_cpu_ms"], "cold_cpu_ms": head["cold_cpu_ms"], "load_avg": head["load_avg"],
+           "cpu_reference_ms": head["cpu_reference_ms"],
            "curve": {f"{n // 1000}k": {k: r[k] for k in ("value", "cold_ms", "baseline_ms", "speedup", "daily_grain_ms",
-                                                          "warm_cpu_ms", "cold_cpu_ms", "load_avg",
+                                                          "warm_cpu_ms", "cold_cpu_ms", "load_avg", "cpu_reference_ms",
                                                           "ledger_rows", "rollup_rows", "rollup_month_rows", "same_figures")}
                      for n, r in curve.items()},
            "dataset_reused": all(r["dataset_reused"] for r in curve.values()),
