@@ -48,7 +48,8 @@ def may_spend(*, tenant_id, project_id, provider_account_id, usd_per_hour: Decim
     return _decision(verdict)
 
 
-def spend_gate(*, tenant_id, project_id, capped_account_ids: Iterable[str] | None = None):
+def spend_gate(*, tenant_id, project_id, capped_account_ids: Iterable[str] | None = None,
+               budgeted: bool | None = None):
     """``may_spend`` for one placement that asks about many accounts.
 
     Placement asks the gate once per candidate account. The answer can only be "no" where a hard
@@ -56,13 +57,16 @@ def spend_gate(*, tenant_id, project_id, capped_account_ids: Iterable[str] | Non
     read once and the full evaluation runs only for the checks they concern. The answers are the
     same as ``may_spend``'s; the launch itself is still checked under lock by ``reserve_launch``.
     ``capped_account_ids``: the tenant's accounts that have a spending cap, when the caller has
-    just read its accounts anyway (one query fewer); read here otherwise.
+    just read its accounts anyway (one query fewer); read here otherwise. ``budgeted``: whether
+    ``hard_budgets_for(tenant_id, project_id)`` has a row, when the caller read that fact with its
+    own (placement's one policy statement); read here otherwise.
     """
     from providers.models import ProviderAccount
 
     from .selectors import hard_budgets_for
 
-    budgeted = hard_budgets_for(tenant_id=tenant_id, project_id=project_id).exists()
+    if budgeted is None:
+        budgeted = hard_budgets_for(tenant_id=tenant_id, project_id=project_id).exists()
     if capped_account_ids is None:
         capped_account_ids = ProviderAccount.objects.filter(
             tenant_id=tenant_id, spending_cap_usd__isnull=False).values_list("pk", flat=True)
