@@ -41,6 +41,7 @@ SHORT_JOB_MINUTES = 7 * 24 * 60  # below about a week a monthly-billed server is
 SUCCESS_WINDOW_DAYS = 7
 PAGE = 60  # survivors fetched per round (cheapest first); Python ranks only these
 MAX_PAGES = 5
+HEAD_PER_CANDIDATE, HEAD_MIN = 3, 16  # a launch's first read: rows per candidate wanted (see ``_head``)
 CENT = Decimal("0.01")
 
 
@@ -472,6 +473,14 @@ def _keyed_sql(qs, cols: tuple[str, ...], keys: list[tuple[str, ...]], *, per_ke
 
     ``qs`` carries every other filter (compiled by the ORM, so the rules stay in one place); the
     key columns must not be filtered in it (an IN list there could steer the planner off the index)."""
+    head, tail, params = _keyed_parts(qs, cols, keys, select=select)
+    return f"{head}{int(per_key)}{tail}", params
+
+
+def _keyed_parts(qs, cols: tuple[str, ...], keys: list[tuple[str, ...]], *,
+                 select: str = "o.*") -> tuple[str, str, list]:
+    """``_keyed_sql`` around its per-key LIMIT (head, tail, params): compiling ``qs`` is most of a
+    page's client CPU, so a placement that reads several pages compiles it once."""
     conn = connections[qs.db]
     quote = conn.ops.quote_name
     table = quote(qs.model._meta.db_table)
@@ -480,9 +489,9 @@ def _keyed_sql(qs, cols: tuple[str, ...], keys: list[tuple[str, ...]], *, per_ke
     order = " ORDER BY " + ", ".join(f"{table}.{quote(c)}" for c in RANK_ORDER)
     values = ", ".join("(" + ", ".join(["%s"] * len(cols)) + ")" for _ in keys)
     joiner = " AND " if " WHERE " in inner else " WHERE "
-    sql = (f"SELECT {select} FROM (VALUES {values}) AS k ({', '.join(quote(c) for c in cols)}) CROSS JOIN LATERAL "
-           f"({inner}{joiner}{match}{order} LIMIT {int(per_key)}) AS o")
-    return sql, [v for key in keys for v in key] + list(params)
+    head = (f"SELECT {select} FROM (VALUES {values}) AS k ({', '.join(quote(c) for c in cols)}) CROSS JOIN LATERAL "
+            f"({inner}{joiner}{match}{order} LIMIT ")
+    return head, ") AS o", [v for key in keys for v in key] + list(params)
 
 
 def _keyed(qs, spec: PlacementSpec) -> bool:
@@ -514,18 +523,39 @@ def candidate_page_sql(offers_qs, spec: PlacementSpec, *, offset: int, limit: in
     stopping after ``offset + limit`` rows, merged in rank order. An IN list over classes or
     countries instead reads and sorts every offer of the classes (265–305 ms at 1 M offers when
     the pinned country has none of them)."""
+    return _page_sql(offers_qs, spec)(offset, limit)
+
+
+def _page_sql(offers_qs, spec: PlacementSpec) -> Callable[[int, int], tuple[str, list]]:
+    """``candidate_page_sql`` with the candidate query compiled once: (offset, limit) -> statement."""
     cols, keys = _keys(spec)
-    sql, params = _keyed_sql(_candidates_qs(offers_qs, spec, cols), cols, keys, per_key=offset + limit)
+    head, tail, params = _keyed_parts(_candidates_qs(offers_qs, spec, cols), cols, keys)
     order = ", ".join(f"o.{connections[offers_qs.db].ops.quote_name(c)}" for c in RANK_ORDER)
-    return f"{sql} ORDER BY {order} LIMIT {int(limit)} OFFSET {int(offset)}", params
+
+    def page(offset: int, limit: int) -> tuple[str, list]:
+        sql = f"{head}{int(offset + limit)}{tail} ORDER BY {order} LIMIT {int(limit)} OFFSET {int(offset)}"
+        return sql, params
+
+    return page
 
 
 def candidate_page(offers_qs, spec: PlacementSpec, *, offset: int, limit: int) -> list:
     """Rows ``offset`` .. ``offset + limit`` of ``candidate_offers`` (the same rows, ties included)."""
+    return candidate_pages(offers_qs, spec)(offset, limit)
+
+
+def candidate_pages(offers_qs, spec: PlacementSpec) -> Callable[[int, int], list]:
+    """``candidate_page`` for one placement that may read several pages: (offset, limit) -> rows."""
     if not _keyed(offers_qs, spec):
-        return list(candidate_offers(offers_qs, spec)[offset:offset + limit])
-    sql, params = candidate_page_sql(offers_qs, spec, offset=offset, limit=limit)
-    return list(offers_qs.model.objects.raw(sql, params))
+        plain = candidate_offers(offers_qs, spec)
+        return lambda offset, limit: list(plain[offset:offset + limit])
+    page_sql = _page_sql(offers_qs, spec)
+    raw = offers_qs.model.objects.raw
+
+    def page(offset: int, limit: int) -> list:
+        return list(raw(*page_sql(offset, limit)))
+
+    return page
 
 
 @dataclass(frozen=True)
@@ -627,21 +657,56 @@ def refusal(spec: PlacementSpec, exclusions: list[Exclusion]) -> str:
     return f"{main}: {reasons}" if reasons else main
 
 
+def _head(limit: int, explain: bool) -> int:
+    """Rows of a placement's first read. A launch (``explain=False``) wants ``limit`` candidates:
+    about twice that many of the cheapest rows usually hold them (instantiating the rest of a
+    60-row page was a quarter of its client CPU). The preview keeps the whole first page: its
+    exclusions count what that page holds."""
+    return PAGE if explain else min(PAGE, max(HEAD_MIN, HEAD_PER_CANDIDATE * limit))
+
+
+def _settled(result: PlacementResult, last, spec: PlacementSpec, policy: PlacementPolicy | None,
+             limit: int) -> bool:
+    """Would more rows leave the candidates as they are? Every unread row costs at least ``last``'s
+    price (rows come cheapest first), so it ranks after a candidate whose cost, to the cent, is
+    lower, and it cannot make such a spot candidate dearer than on-demand. When the ``limit``-th
+    candidate is such, the first ``limit`` are final: the same a whole page gives."""
+    if len(result.candidates) < limit:
+        return False
+    o = result.candidates[limit - 1].offer
+    cost = (policy or PlacementPolicy()).spot_cost(o, spec) if o.spot else o.price_usd_per_hour
+    floor = last.price_usd_per_hour
+    return o.price_usd_per_hour < floor and cost.quantize(CENT, ROUND_HALF_UP) < floor.quantize(CENT, ROUND_HALF_UP)
+
+
 def place(offers_qs, spec: PlacementSpec, policy: PlacementPolicy | None = None, limit: int = 10,
           explain: bool = True) -> PlacementResult:
     """Filter in the database, rank in Python. Fetches further pages only when the Python-side
     rules (blocklist, caps, volumes...) excluded a whole page. ``explain=False`` (a launch)
-    runs the aggregate that explains the database-side exclusions only when nothing fits."""
+    runs the aggregate that explains the database-side exclusions only when nothing fits.
+
+    A launch reads the head of the first page first (``_head``) and the rest of that page only
+    when the head's candidates are not final (``_settled``); from there on, whole pages, as
+    before: the candidates (and a refusal's reasons) are those of whole pages."""
     result = PlacementResult()
     offers: list = []
     names = policy.names if policy is not None else {}
-    for page in range(MAX_PAGES):
-        rows = candidate_page(offers_qs, spec, offset=page * PAGE, limit=PAGE)
+    fetch = candidate_pages(offers_qs, spec)
+    head = _head(limit, explain)
+    windows = [(0, head)] + ([(head, PAGE - head)] if head < PAGE else [])
+    windows += [(page * PAGE, PAGE) for page in range(1, MAX_PAGES)]
+    for offset, size in windows:
+        rows = fetch(offset, size)
         for o in rows:
             o.account_name = names.get(str(o.provider_account_id)) or o.provider_account.name
         offers.extend(rows)
         result = rank_offers(offers, spec, policy, limit=limit)
-        if len(result.candidates) >= limit or len(rows) < PAGE:
+        if len(rows) < size:
+            break  # every candidate read
+        if (offset + size) % PAGE == 0:
+            if len(result.candidates) >= limit:
+                break
+        elif _settled(result, rows[-1], spec, policy, limit):
             break
     if explain or not result.candidates:
         result.exclusions = filtered_out(offers_qs, spec) + result.exclusions
