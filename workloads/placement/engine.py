@@ -125,6 +125,8 @@ class ProviderTraits:
     spot_bids: bool = False  # spot is rented by bid and the bid is charged (ProviderInfo.spot_bids)
 
 
+NO_TRAITS = ProviderTraits()  # an unknown kind's (frozen: one shared default, not one per offer)
+
 SpendCheck = Callable[[str, Decimal], tuple[bool, str]]
 
 
@@ -145,7 +147,7 @@ class PlacementPolicy:
     def spot_cost(self, o, spec: PlacementSpec) -> Decimal:
         """USD/h a spot offer really costs: its bid where the provider charges the bid (floor +
         margin, capped by the ceiling: workloads.placement.bids), else its price."""
-        if not self.traits.get(getattr(o, "kind", ""), ProviderTraits()).spot_bids:
+        if not self.traits.get(getattr(o, "kind", ""), NO_TRAITS).spot_bids:
             return o.price_usd_per_hour
         margin = spec.bid_margin_pct
         if margin is None:
@@ -246,46 +248,45 @@ def rank_offers(offers: Iterable, spec: PlacementSpec, policy: PlacementPolicy |
         else:
             grouped[key] = Exclusion(where, reason)
 
+    # each offer's account id as text, once (formatting a UUID is a tenth of the ranking's CPU)
+    accounts = [str(o.provider_account_id) for o in offers]
     # on-demand price per exact shape and place, to test "is spot really cheaper?"
     on_demand: dict[tuple, Decimal] = {}
-    for o in offers:
+    for o, account in zip(offers, accounts, strict=True):
         if not o.spot:
-            key = (str(o.provider_account_id), o.region, o.gpu_class, o.gpu_count)
+            key = (account, o.region, o.gpu_class, o.gpu_count)
             if key not in on_demand or o.price_usd_per_hour < on_demand[key]:
                 on_demand[key] = o.price_usd_per_hour
 
     gate = _MemoGate(policy.spend_check)  # asked first at each account's dearest price: one call when it fits
     needed_volumes = {k for k in spec.volume_kinds if k and k != "ephemeral"}
-    survivors: list[tuple[tuple, Any, float]] = []
-    for o in offers:
-        account = str(o.provider_account_id)
-        where = offer_where(o)
+    survivors: list[tuple[tuple, Any, float, str]] = []  # (rank key, offer, success rate, account)
+    for o, account in zip(offers, accounts, strict=True):  # an exclusion's offer_where(o) formatted only then
         if o.spot and not spec.allows_spot:
             exclude("", "spot not allowed: on-demand required" + (
                 " after repeated interruptions" if spec.force_on_demand else " (workload does not tolerate interruption)"))
             continue
         if (account, o.region) in spec.avoid:
-            exclude(where, "the workload is moving away from here")
+            exclude(offer_where(o), "the workload is moving away from here")
             continue
         cost = policy.spot_cost(o, spec) if o.spot else o.price_usd_per_hour
         if o.spot:
             od = on_demand.get((account, o.region, o.gpu_class, o.gpu_count))
             if od is not None and o.price_usd_per_hour >= od:
-                exclude(where, f"spot dearer than on-demand ({_money(o.price_usd_per_hour)} ≥ {_money(od)}): on-demand preferred")
+                exclude(offer_where(o), f"spot dearer than on-demand ({_money(o.price_usd_per_hour)} ≥ {_money(od)}): on-demand preferred")
                 continue
             if od is not None and cost >= od:
-                exclude(where, f"spot bid dearer than on-demand (bid {_money(cost)} ≥ {_money(od)}): on-demand preferred")
+                exclude(offer_where(o), f"spot bid dearer than on-demand (bid {_money(cost)} ≥ {_money(od)}): on-demand preferred")
                 continue
         blocked = policy.block_reason(account, o.region)
         if blocked:
-            exclude(where, f"blocklisted: {blocked}")
+            exclude(offer_where(o), f"blocklisted: {blocked}")
             continue
-        supported = set(o.supports_volumes or ())
-        missing = sorted(needed_volumes - supported)
+        missing = sorted(needed_volumes - set(o.supports_volumes or ())) if needed_volumes else None
         if missing:
             exclude(_account_name(o), f"cannot provide {' / '.join(missing)} volumes")
             continue
-        traits = policy.traits.get(getattr(o, "kind", ""), ProviderTraits())
+        traits = policy.traits.get(getattr(o, "kind", ""), NO_TRAITS)
         if spec.registry_host and not traits.private_registry:
             exclude(_account_name(o), f"cannot log in to the private registry {spec.registry_host} to pull the image")
             continue
@@ -299,26 +300,26 @@ def rank_offers(offers: Iterable, spec: PlacementSpec, policy: PlacementPolicy |
         rank = policy.preference.get(account, 100)
         # ranked by what the pod will cost: a bidding provider's spot offer at its bid, not its floor
         key = (cost.quantize(CENT, ROUND_HALF_UP), rank, -rate, cost, o.spot)
-        survivors.append((key, o, rate))
+        survivors.append((key, o, rate, account))
 
     # the spend gate last, in rank order, and only until ``limit`` candidates are found: it is
     # the one rule that costs queries, so providers that could never win are not asked
     survivors.sort(key=lambda s: s[0])
-    for _, o, _ in survivors:
-        gate.note(str(o.provider_account_id), o.price_usd_per_hour)
+    for _, o, _, account in survivors:
+        gate.note(account, o.price_usd_per_hour)
     admitted = []
     for item in survivors:
         if len(admitted) >= limit:
             break
         o = item[1]
-        allowed, why = gate(str(o.provider_account_id), o.price_usd_per_hour)
+        allowed, why = gate(item[3], o.price_usd_per_hour)
         if not allowed:
             exclude(_account_name(o), why or "over provider cap")
             continue
         admitted.append(item)
     survivors = admitted
     chosen_key = survivors[0][0] if survivors else None
-    for i, (key, o, rate) in enumerate(survivors[:limit]):
+    for i, (key, o, rate, _) in enumerate(survivors[:limit]):
         result.candidates.append(Candidate(o, _reason(i, key, o, rate, survivors, spec, policy, chosen_key), rate))
     result.exclusions = sorted(grouped.values(), key=lambda e: (-e.count, e.where, e.reason))
     return result
