@@ -672,8 +672,8 @@ def _settled(result: PlacementResult, last, spec: PlacementSpec, policy: Placeme
     price (rows come cheapest first), so it ranks after a candidate whose cost, to the cent, is
     lower, and it cannot make such a spot candidate dearer than on-demand. When the ``limit``-th
     candidate is such, the first ``limit`` are final: the same a whole page gives."""
-    if len(result.candidates) < limit:
-        return False
+    if limit <= 0 or len(result.candidates) < limit:
+        return False  # (nothing asked for: the whole first page, as before)
     o = result.candidates[limit - 1].offer
     cost = (policy or PlacementPolicy()).spot_cost(o, spec) if o.spot else o.price_usd_per_hour
     floor = last.price_usd_per_hour
