@@ -20,7 +20,8 @@ OK when, at every size, median ≤ 10 ms, p95 ≤ 20 ms and the preview's median
 summarises the candidate query's EXPLAIN ANALYZE at 1 M (index names, rows read, time); the full
 plans of both queries, for every size, go to ``var/bench/placement_explain_<size>.txt``.
 ``load_avg_by_size`` (the machine's 1-minute load when each size finished) and
-``client_cpu_median_ms_by_size`` (this process's CPU per call) tell a busy machine from a slow query.
+``client_cpu_median_ms_by_size`` (this process's CPU per call) tell a busy machine from a slow query,
+and ``cpu_reference_ms_by_size`` (``bench/_machine.py``) how fast the CPU itself was.
 ``--quick``: 20 timed calls per shape and size instead of 100 (same data sets).
 """
 
@@ -40,6 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._machine import cpu_reference_ms  # noqa: E402
 from bench._pg import ensure_database  # noqa: E402
 
 SERVER = "postgres://postgres@127.0.0.1:5432"
@@ -161,6 +163,7 @@ def measure_size(size: str, runs: int) -> dict:
             }
     out["explain_file"] = str(explain_file.relative_to(ROOT))
     out["load_avg"] = round(os.getloadavg()[0], 1)
+    out["cpu_reference_ms"] = cpu_reference_ms()
     return out
 
 
@@ -214,6 +217,7 @@ def main() -> int:
             # less the database's share (the plans' execution times are in ``plan``)
             "client_cpu_median_ms_by_size": {s: f["cpu_median_ms"] for s, f in figures.items()},
             "load_avg_by_size": {s: by_size[s]["load_avg"] for s in SIZES},
+            "cpu_reference_ms_by_size": {s: by_size[s]["cpu_reference_ms"] for s in SIZES},
             "placed": top["placed"], "plan": top["plan"], "preview_plan": top["preview_plan"],
             "explain": by_size["1m"]["explain_file"], "runs": runs, "organizations": 10, "accounts_each": 10,
             "data": {s: by_size[s]["data"] for s in SIZES},
