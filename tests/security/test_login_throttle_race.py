@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
+import uuid
 
 import pytest
 from django.core.cache import caches
@@ -16,8 +17,7 @@ from provisioner.security import LOGIN_MAX_FAILURES
 
 REDIS_URL = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379/8")
 
-# both tests share one Redis database and key prefix (and clear it): run them on one xdist worker,
-# one after the other, or one test's failures lock the other's login out (seen in CI: 429)
+# one xdist worker for both, one after the other: they count failures of the same IP and username
 pytestmark = pytest.mark.xdist_group("redis-login-throttle")
 
 
@@ -32,13 +32,16 @@ def _redis_up() -> bool:
 
 @pytest.fixture
 def redis_cache(settings):
+    """The default cache on Redis, under a key prefix of this test's own: counters left by
+    another test (a request thread of the parallel test still finishing) cannot reach it, and
+    nothing is flushed (FLUSHDB would also empty whatever else uses that Redis database, e.g.
+    the broker of tests/workloads/test_lost_claims.py running on the other worker)."""
     if not _redis_up():
         pytest.skip(f"no Redis at {REDIS_URL}")
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
-                                   "KEY_PREFIX": "throttle-test"}}
-    caches["default"].clear()
+                                   "KEY_PREFIX": f"throttle-test-{uuid.uuid4().hex}"}}
     yield caches["default"]
-    caches["default"].clear()
+    caches["default"].delete_many(["login-fail:ip:127.0.0.1", "login-fail:user:owner"])
 
 
 def _parallel_posts(n: int, data: dict) -> list[int]:
