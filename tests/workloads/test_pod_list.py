@@ -14,7 +14,7 @@ from provisioner import clock
 from tenants.models import Project
 from workloads.lifecycle import services
 from workloads.models import LaunchAttempt, Pod, PodState
-from workloads.pods.listing import pod_phases
+from workloads.pods.phases import pod_phases
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 LIST = "/pods/"
