@@ -11,6 +11,7 @@ from playwright.sync_api import expect
 
 from billing.budgets import budget_create
 from provisioner import clock
+from tests.e2e.helpers import log_in
 from tests.workloads.telemetry_helpers import feed, running_pod
 from workloads.models import Pod
 
@@ -39,10 +40,7 @@ def test_charts_and_handlers_work_without_inline_scripts(live_server, page, tena
     budget_create(tenant=tenant, name="Team", amount_usd=100, period="month")
     violations = _watch(page)
     page.set_default_timeout(SLOW)
-    page.goto(live_server.url + "/login/")
-    page.fill("#id_username", "owner")
-    page.fill("#id_password", "pw-test-123")
-    page.click("button[type=submit]")
+    log_in(page, live_server.url, "owner", "pw-test-123")
 
     page.goto(f"{live_server.url}/pods/{pod.pk}/")
     expect(page.locator("#util-chart .main-svg").first).to_be_visible(timeout=SLOW)

@@ -9,6 +9,8 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from tests.e2e.helpers import log_in
+
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("browser")]
 
 
@@ -29,10 +31,7 @@ def demo_sandbox(demo):
 def test_developer_launches_llm_inference_and_stops_it(live_server, page, demo_sandbox, beat, settings, tmp_path):
     settings.SANDBOX_BOOT_SECONDS = 2
     page.set_default_timeout(20_000)
-    page.goto(live_server.url + "/")
-    page.fill("#id_username", "dev")
-    page.fill("#id_password", "dev-demo-2026")
-    page.click("button[type=submit]")
+    log_in(page, live_server.url, "dev", "dev-demo-2026", "/")
     # the catalog: search narrows the cards without a reload, the filter lands in the URL
     page.click("header >> text=Recipes")
     expect(page.locator("h1")).to_have_text("Recipes")

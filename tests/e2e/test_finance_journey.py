@@ -23,6 +23,7 @@ from billing.metering import meter_all
 from billing.rollups import rollup_dirty
 from provisioner import clock
 from tests.billing.helpers import account, make_pod, run_timeline, to
+from tests.e2e.helpers import log_in
 from workloads.models import PodState, UtilizationSample
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("browser")]
@@ -98,10 +99,7 @@ def test_finance_watches_live_spend_filters_exports_and_sets_a_budget(live_serve
     base = live_server.url
 
     # 1. login through the form; finance lands on Spend, and the header link opens it too
-    page.goto(base + "/")
-    page.fill("#id_username", "finance")
-    page.fill("#id_password", "finance-demo-2026")
-    page.click("button[type=submit]")
+    log_in(page, base, "finance", "finance-demo-2026", "/")
     page.click("header >> a:text-is('Spend')")
     expect(page.locator("h1")).to_have_text("Spend")
     run_rate, today = page.get_by_test_id("run-rate"), page.get_by_test_id("spend-today")

@@ -8,6 +8,8 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from tests.e2e.helpers import log_in
+
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("browser")]
 
 
@@ -15,11 +17,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("browser")]
 def test_admin_connects_sandbox_launches_and_terminates(live_server, page, demo, beat, settings, tmp_path):
     settings.SANDBOX_BOOT_SECONDS = 2
     page.set_default_timeout(20_000)
-    page.goto(live_server.url + "/")
-    # login
-    page.fill("#id_username", "admin")
-    page.fill("#id_password", "admin-demo-2026")
-    page.click("button[type=submit]")
+    log_in(page, live_server.url, "admin", "admin-demo-2026", "/")
     # a new organization lands its admin on the connect page
     expect(page.locator("h1")).to_have_text("Connect a provider")
     # the connection wizard: Sandbox tile -> name -> cap -> EU only -> default class -> review

@@ -3,7 +3,6 @@ service moves to another country (issue 20, "Done when")."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
@@ -11,6 +10,7 @@ from playwright.sync_api import expect
 
 from gateway.models import Backend
 from providers.services import capacity_poll
+from tests.e2e.helpers import every, log_in
 from tests.factories import SandboxAccountFactory
 from tests.gateway.conftest import caddy, gateway_on  # noqa: F401  (a real Caddy per test)
 from workloads.lifecycle import services
@@ -25,24 +25,8 @@ def worker_and_beat(transactional_db, gateway_on):  # noqa: F811
     (readiness probes, drains, routes), every 0.3 s."""
     from gateway import services as gateway
 
-    stop = threading.Event()
-
-    def loop():
-        from django.db import connection
-
-        while not stop.wait(0.3):
-            try:
-                services.pods_sync()
-                gateway.reconcile()
-            except Exception:  # a locked table in one tick must not kill the loop
-                pass
-        connection.close()
-
-    t = threading.Thread(target=loop, daemon=True)
-    t.start()
-    yield
-    stop.set()
-    t.join(timeout=10)
+    with every(0.3, services.pods_sync, gateway.reconcile):
+        yield
 
 
 @pytest.mark.django_db(transaction=True)
@@ -55,10 +39,7 @@ def test_stable_url_answers_throughout_a_move_to_another_country(live_server, pa
                                  ports=[{"port": 8000, "protocol": "http"}], container_spec={"drain_seconds": 3})
     (old,) = services.workload_launch(workload=w)
 
-    page.goto(live_server.url + "/login/")
-    page.fill("#id_username", "owner")
-    page.fill("#id_password", "pw-test-123")
-    page.click("button[type=submit]")
+    log_in(page, live_server.url, "owner", "pw-test-123")
     deadline = time.monotonic() + 30
     while not Backend.objects.filter(pod=old, state=Backend.State.READY).exists():
         assert time.monotonic() < deadline, "the service never became ready"

@@ -20,6 +20,7 @@ from billing.tasks import reconcile_provider_billing
 from providers.models import ProviderAccount
 from provisioner import clock
 from tests.billing.helpers import make_pod, run_timeline
+from tests.e2e.helpers import log_in
 from tests.standins import fixtures as _fx
 from tests.standins.fixtures import STANDIN_CREDENTIALS, account_settings
 from workloads.models import PodState
@@ -66,10 +67,7 @@ def drift(demo, served_runpod):
 @pytest.mark.django_db(transaction=True)
 def test_finance_sees_drift_flagged_on_the_spend_page(live_server, page, drift, tmp_path):
     page.set_default_timeout(20_000)
-    page.goto(live_server.url + "/")
-    page.fill("#id_username", "finance")
-    page.fill("#id_password", "finance-demo-2026")
-    page.click("button[type=submit]")
+    log_in(page, live_server.url, "finance", "finance-demo-2026", "/")
     page.click("header >> a:text-is('Spend')")
     expect(page.locator("h1")).to_have_text("Spend")
 

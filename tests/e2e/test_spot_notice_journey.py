@@ -4,13 +4,13 @@ the provider takes the old pod, so the service never has a moment without a runn
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
 from playwright.sync_api import expect
 
 from providers.services import capacity_poll
+from tests.e2e.helpers import every, log_in
 from tests.factories import SandboxAccountFactory
 from workloads.lifecycle import services
 from workloads.models import Lifecycle, Pod, PodState
@@ -25,23 +25,8 @@ def spot_beat(transactional_db):
     """celery-beat's spot sync, at its scheduled cadence (every 3 s)."""
     from workloads.interruptions.spot_sync import spot_pods_sync
 
-    stop = threading.Event()
-
-    def loop():
-        from django.db import connection
-
-        while not stop.wait(3):
-            try:
-                spot_pods_sync()
-            except Exception:  # a locked table in one tick must not kill the loop
-                pass
-        connection.close()
-
-    t = threading.Thread(target=loop, daemon=True)
-    t.start()
-    yield
-    stop.set()
-    t.join(timeout=10)
+    with every(3, spot_pods_sync):
+        yield
 
 
 @pytest.mark.django_db(transaction=True)
@@ -55,10 +40,7 @@ def test_a_spot_service_survives_a_30s_notice_with_no_gap(live_server, page, ten
     old.refresh_from_db()
     assert old.spot
 
-    page.goto(live_server.url + "/login/")
-    page.fill("#id_username", "owner")
-    page.fill("#id_password", "pw-test-123")
-    page.click("button[type=submit]")
+    log_in(page, live_server.url, "owner", "pw-test-123")
     page.goto(f"{live_server.url}/pods/{old.pk}/")
     expect(page.locator("#pod-state")).to_have_text("Running", timeout=20_000)
 

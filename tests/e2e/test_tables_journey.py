@@ -10,6 +10,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from tests.e2e.helpers import log_in
 from tests.factories import WorkloadFactory
 from workloads.models import Workload
 
@@ -26,10 +27,7 @@ def test_filters_and_sorting_survive_a_reload_and_row_actions_ask_first(live_ser
     alpha = WorkloadFactory(tenant=tenant, project=project, owner=owner, name="alpha")
     WorkloadFactory(tenant=tenant, project=project, owner=owner, name="bravo")
     page.set_default_timeout(20_000)
-    page.goto(live_server.url + "/login/")
-    page.fill("#id_username", "owner")
-    page.fill("#id_password", "pw-test-123")
-    page.click("button[type=submit]")
+    log_in(page, live_server.url, "owner", "pw-test-123")
 
     # 1. capacity: a GPU class, then the most expensive first
     page.goto(live_server.url + "/providers/capacity/")
@@ -122,10 +120,7 @@ def test_pod_list_column_chooser_keeps_filters_sort_and_survives_refresh(live_se
     workload = WorkloadFactory(tenant=tenant, project=project, owner=owner, name="chooser-job")
     PodFactory(tenant=tenant, project=project, workload=workload, provider_account=sandbox)
     page.set_default_timeout(20_000)
-    page.goto(live_server.url + "/login/")
-    page.fill("#id_username", "owner")
-    page.fill("#id_password", "pw-test-123")
-    page.click("button[type=submit]")
+    log_in(page, live_server.url, "owner", "pw-test-123")
     page.goto(live_server.url + "/pods/?q=chooser")
     page.click("#pods th a[data-sort=name]")  # an htmx sort: the URL has it, the chooser's fields may not
     expect(page).to_have_url(re.compile(r"sort=name"))

@@ -8,16 +8,10 @@ import pytest
 from playwright.sync_api import expect
 
 from providers.models import ProviderAccount
+from tests.e2e.helpers import log_in
 from tests.standins.fixtures import STANDIN_CREDENTIALS, served_runpod  # noqa: F401
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("browser")]
-
-
-def _login(page, live_server) -> None:
-    page.goto(live_server.url + "/")
-    page.fill("#id_username", "admin")
-    page.fill("#id_password", "admin-demo-2026")
-    page.click("button[type=submit]")
 
 
 def _step(page, name: str) -> None:
@@ -27,7 +21,7 @@ def _step(page, name: str) -> None:
 @pytest.mark.django_db(transaction=True)
 def test_runpod_wrong_key_then_right_key_connects_with_live_offers(live_server, page, demo, served_runpod, tmp_path):  # noqa: F811
     page.set_default_timeout(20_000)
-    _login(page, live_server)
+    log_in(page, live_server.url, "admin", "admin-demo-2026", "/")
     # a new organization lands its admin in the wizard; tiles with billing notes, one recommended
     expect(page.locator("h1")).to_have_text("Connect a provider")
     expect(page.locator(".provider-tile").first).to_have_attribute("data-kind", "sandbox")
