@@ -14,8 +14,8 @@ from tenants.permissions import PROVISION
 from workloads.lifecycle import services
 from workloads.models import LIVE_POD_STATES, Pod, PodState
 
-from .phases import phase_widths, pod_phases
 from .logs import TAIL_LINES, pod_logs, provider_has_logs
+from .phases import phase_widths, pod_phases
 from .selectors import pod_cost_so_far, pods_for, pods_for_tenant
 from .tables import PodFilter, PodTable
 
