@@ -9,6 +9,7 @@ placement and failover can decide what to do without parsing messages.
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -322,9 +323,10 @@ class ProviderAdapter(abc.ABC):
         """Per-GPU utilization now, or None where the provider exposes none."""
         return None
 
-    def logs(self, external_id: str, tail_lines: int) -> str:
+    def logs(self, external_id: str, tail_lines: int, connection: Mapping[str, Any] | None = None) -> str:
         """The last ``tail_lines`` lines of the pod's output, as the provider keeps them (raw: the
-        caller scrubs, escapes and caps). Default: the provider has no logs API."""
+        caller scrubs, escapes and caps). ``connection``: what the pod recorded of where it runs
+        (a server of our own is read over SSH with it). Default: the provider has no logs API."""
         raise NotSupported(f"{self.info.label} has no API for a pod's logs")
 
 

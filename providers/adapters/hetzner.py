@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -60,6 +60,7 @@ from .base import (
     LaunchRequest,
     LaunchTimeout,
     NotFound,
+    NotSupported,
     OfferData,
     PermanentError,
     ProviderError,
@@ -68,7 +69,14 @@ from .base import (
     RemotePod,
     TransientError,
 )
-from .hetzner_bootstrap import BootstrapFailed, BootstrapRetry, SshTarget, load_private_key, md5_fingerprint
+from .hetzner_bootstrap import (
+    BootstrapFailed,
+    BootstrapRetry,
+    SshTarget,
+    container_logs,
+    load_private_key,
+    md5_fingerprint,
+)
 from .hetzner_bootstrap import bootstrap as run_bootstrap
 from .http import TAG_KEY, ApiClient, error_envelope
 from .rest import RestAdapter
@@ -412,16 +420,38 @@ class HetznerAdapter(RestAdapter):
         """Start ``request``'s container on the delivered server over SSH (see hetzner_bootstrap).
         Raises BootstrapRetry (not ready yet) or BootstrapFailed (give up: cancel the order)."""
         try:
-            key = self._ssh_key()
+            target = self._ssh_target(connection)
         except InvalidCredentials as exc:
             raise BootstrapFailed("connect", exc.message) from exc
-        target = SshTarget(host=str(connection.get("host") or ""), private_key=key,
-                           port=int(self.settings.get("ssh_port") or 22),
-                           username=str(self.settings.get("ssh_user") or "root"),
-                           host_keys=list(connection.get("host_keys") or []), pinned=str(connection.get("host_key") or ""))
         if not target.host:
             raise BootstrapRetry("the server has no IPv4 address yet")
         return run_bootstrap(target, request, progress, agent_env=agent_env, settings=self.settings)
+
+    def _ssh_target(self, connection: Mapping[str, Any]) -> SshTarget:
+        """The delivered server as the pod recorded it: its address, the host keys Robot listed
+        and the one pinned at the first connection (no other key is accepted), the account's key."""
+        return SshTarget(host=str(connection.get("host") or ""), private_key=self._ssh_key(),
+                         port=int(self.settings.get("ssh_port") or 22),
+                         username=str(self.settings.get("ssh_user") or "root"),
+                         host_keys=list(connection.get("host_keys") or []), pinned=str(connection.get("host_key") or ""))
+
+    def logs(self, external_id: str, tail_lines: int, connection: Mapping[str, Any] | None = None) -> str:
+        """Robot has no logs API, but the server is the workload's own: the container's output is
+        read over SSH (``docker logs --tail``), with the bootstrap's host-key check."""
+        connection = connection or {}
+        container = str(connection.get("container") or "")
+        if not container or not connection.get("host"):
+            raise NotSupported("the workload's container has not been started on the server yet "
+                               "(the bootstrap starts it once Hetzner delivers the server)")
+        target = self._ssh_target(connection)
+        if not (target.host_keys or target.pinned):
+            raise ProviderError("no host key is known for this server: its logs are not read over an unverified connection")
+        try:
+            return container_logs(target, container, tail_lines)
+        except BootstrapRetry as exc:
+            raise ProviderError(f"the server does not answer over SSH ({exc})") from exc
+        except BootstrapFailed as exc:
+            raise ProviderError(str(exc)) from exc
 
 
 def pick_dist(dists: list[str], preferred: str = "") -> str | None:

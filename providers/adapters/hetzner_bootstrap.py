@@ -320,6 +320,26 @@ def bootstrap(target: SshTarget, request: LaunchRequest, progress: Progress, *,
         session.close()
 
 
+LOGS_CONNECT_TIMEOUT = 8.0  # the Logs card waits for this in a web request
+LOGS_COMMAND_TIMEOUT = 20.0
+
+
+def container_logs(target: SshTarget, container: str, tail_lines: int, *,
+                   connect_timeout: float = LOGS_CONNECT_TIMEOUT) -> str:
+    """The last ``tail_lines`` lines the pod's container wrote (``docker logs``, stdout and stderr
+    together), read over SSH with the same host-key check as the bootstrap. Raises BootstrapRetry
+    (the server does not answer) or BootstrapFailed (wrong host key, key refused, docker failed)."""
+    session = Session(target, connect_timeout=connect_timeout)
+    try:
+        r = session.run(_q(["docker", "logs", "--tail", str(max(1, int(tail_lines))), container]),
+                        timeout=LOGS_COMMAND_TIMEOUT)
+        if r.code:
+            raise BootstrapFailed("logs", f"docker logs {container} failed: {r.tail(3)}")
+        return r.output
+    finally:
+        session.close()
+
+
 def _ensure_driver(session: Session, commands: dict[str, str], progress: Progress) -> str:
     r = session.run(commands["driver_check"])
     if r.code == 0 and r.output.strip():

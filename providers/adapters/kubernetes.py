@@ -23,6 +23,7 @@ import json
 import logging
 import re
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -497,7 +498,7 @@ class KubernetesAdapter(RestAdapter):
             raise NotFound(f"pod {self.namespace}/{external_id} not found")
         return self._remote(pod)
 
-    def logs(self, external_id: str, tail_lines: int) -> str:
+    def logs(self, external_id: str, tail_lines: int, connection: Mapping[str, Any] | None = None) -> str:
         """Kubernetes API reference, "Pod v1" → "read log of the specified Pod":
         ``GET /api/v1/namespaces/{namespace}/pods/{name}/log`` answers ``text/plain``; ``tailLines``
         is the number of lines from the end, ``timestamps=true`` prefixes each line with an RFC3339

@@ -16,6 +16,7 @@ import hashlib
 import math
 import random
 import uuid
+from collections.abc import Mapping
 from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -279,7 +280,7 @@ class SandboxAdapter(ProviderAdapter):
     def list_pods(self) -> list[RemotePod]:
         return [self._remote(i) for i in self._instances().filter(ended_at__isnull=True)]
 
-    def logs(self, external_id: str, tail_lines: int) -> str:
+    def logs(self, external_id: str, tail_lines: int, connection: Mapping[str, Any] | None = None) -> str:
         """The simulated container's output: image pull, start, then one progress line a minute
         while it runs (derived from the instance's own times, so every read agrees)."""
         inst = self._instances().filter(external_id=external_id).first()

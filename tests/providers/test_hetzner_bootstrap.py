@@ -252,3 +252,34 @@ def test_the_bootstrap_runs_in_its_own_worker_queue():
     assert queue == {"workloads.bootstrap_pod": "bootstrap", "workloads.provision_pod": None, "workloads.sync_pods": None}
     procfile = (Path(__file__).resolve().parents[2] / "Procfile").read_text()
     assert "-Q bootstrap" in procfile.split("bootstrap:", 1)[1].splitlines()[0]
+
+
+# --- the Logs card: the container's output over SSH (Robot has no logs API) ----------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_logs_card_reads_the_containers_output_over_ssh(tenant, project, owner, served_hetzner, no_sleep, sshd,  # noqa: F811
+                                                            tmp_path):
+    from workloads.pods.logs import pod_logs, provider_has_logs
+
+    _account(tenant, served_hetzner, sshd, tmp_path)
+    pod = _launch(tenant, project, owner)
+    assert provider_has_logs(pod) is True
+    pod = services.pod_refresh(pod_id=str(pod.pk))
+    assert pod.state == PodState.RUNNING
+    recorded = dict(pod.connection)
+    pod.connection = {"host": recorded["host"]}  # delivered, container not started yet
+    waiting = pod_logs(pod)
+    assert "has not been started on the server yet" in waiting.unsupported and not waiting.text
+    pod.connection = recorded
+    logs = pod_logs(pod, tail_lines=50)
+    assert not logs.error and logs.text.strip() == "python: can't open file '/app/serve.py'"
+    assert f"docker logs --tail 50 provisioner-{pod.pk}" in sshd.calls()
+    # another machine answering at the server's address (not the host key Robot listed and the
+    # bootstrap pinned): nothing is read from it
+    reads = len([c for c in sshd.calls() if c.startswith("docker logs")])
+    pod.connection = {**pod.connection, "host_key": "00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff",
+                      "host_keys": ["00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff"]}
+    refused = pod_logs(pod)
+    assert "host key" in refused.error and not refused.text
+    assert len([c for c in sshd.calls() if c.startswith("docker logs")]) == reads

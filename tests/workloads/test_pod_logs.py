@@ -38,12 +38,12 @@ def test_sandbox_logs_load_on_demand(owner_client, tenant, project, owner, sandb
 def test_logs_are_scrubbed_escaped_and_capped(owner_client, tenant, project, owner, sandbox, monkeypatch):
     pod = running_pod(tenant, project, owner)
     token = "hf_" + "a1B2c3D4e5F6g7H8i9J0kLmN"
-    monkeypatch.setattr(SandboxAdapter, "logs", lambda self, external_id, tail_lines:
+    monkeypatch.setattr(SandboxAdapter, "logs", lambda self, external_id, tail_lines, connection=None:
                         f"HF_TOKEN={token}\nexport password=hunter2hunter2\n<script>alert(1)</script>\n")
     html = _logs(owner_client, pod).content.decode()
     assert token not in html and "hunter2hunter2" not in html and "[REDACTED]" in html
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-    monkeypatch.setattr(SandboxAdapter, "logs", lambda self, external_id, tail_lines:
+    monkeypatch.setattr(SandboxAdapter, "logs", lambda self, external_id, tail_lines, connection=None:
                         "".join(f"line {i} " + "x" * 500 + "\n" for i in range(1000)))
     capped = pod_logs_module.pod_logs(Pod.objects.select_related("provider_account").get(pk=pod.pk))
     assert capped.truncated and len(capped.text) <= pod_logs_module.MAX_CHARS

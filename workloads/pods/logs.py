@@ -40,7 +40,7 @@ def pod_logs(pod: Pod, *, tail_lines: int = TAIL_LINES) -> PodLogs:
         return PodLogs(unsupported=f"{adapter.info.label} has no API for a pod's logs.")
     secrets = secret_values(adapter.credentials)
     try:
-        raw = adapter.logs(pod.external_id, tail_lines)
+        raw = adapter.logs(pod.external_id, tail_lines, connection=pod.connection or {})
     except NotSupported as exc:
         return PodLogs(unsupported=redact(str(exc), secrets)[:300])
     except ProviderError as exc:
