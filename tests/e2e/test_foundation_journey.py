@@ -8,6 +8,8 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from providers.catalog import expand_countries
+from providers.models import Offer
 from tests.e2e.helpers import log_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("browser")]
@@ -37,10 +39,15 @@ def test_admin_connects_sandbox_launches_and_terminates(live_server, page, demo,
     page.click("text=Connect Sandbox")
     expect(page.locator(".messages")).to_contain_text("Connected Sandbox")
     expect(page.locator("table tbody tr").first).to_be_visible()
-    # launch
+    # launch one GPU of a class the Sandbox has free in the EU this hour: its capacity moves with
+    # the hour, and a fixed A100-80 was refused (pod Failed) in an hour with none free there
+    gpu = (Offer.objects.filter(provider_account__tenant__name="Acme AI", gpu_count=1, spot=False,
+                                country__in=expand_countries(["EU"]))
+           .exclude(available=0).order_by("price_usd_per_hour").values_list("gpu_class", flat=True).first())
+    assert gpu, "the Sandbox offers no single GPU with capacity in the EU this hour"
     page.click("header >> text=Launch")
     page.fill("#id_name", "first-finetune")
-    page.select_option("#id_gpu_class", "A100-80")
+    page.select_option("#id_gpu_class", gpu)
     page.click("button:has-text('Launch')")
     expect(page.locator("h1")).to_contain_text("first-finetune")
     # live updates: requested/provisioning -> running without a reload
