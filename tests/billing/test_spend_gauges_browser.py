@@ -11,6 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from provisioner import clock
+from tests.e2e.helpers import log_in
 from tests.factories import BudgetFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("browser")]
@@ -26,10 +27,7 @@ def test_budget_gauge_titles_neither_overlap_nor_clip(live_server, page, tenant,
     page.set_default_timeout(20_000)
     page.set_viewport_size({"width": 1280, "height": 900})
     with clock.frozen(NOW):
-        page.goto(live_server.url + "/login/")
-        page.fill("#id_username", "finance")
-        page.fill("#id_password", "pw-test-123")
-        page.click("button[type=submit]")
+        log_in(page, live_server.url, "finance", "pw-test-123")
         page.goto(live_server.url + "/spend/?range=custom&from=2026-03-10&to=2026-03-01")
         expect(page.locator("#range-notice")).to_contain_text("swapped")
         expect(page.locator("#chart-spend")).to_contain_text("No spend from 2026-03-01 to 2026-03-10")

@@ -7,6 +7,8 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
+from tests.e2e.helpers import log_in
+
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("browser")]
 
 
@@ -17,10 +19,7 @@ def _step(page, name: str) -> None:
 @pytest.mark.django_db(transaction=True)
 def test_browser_back_from_gpu_step_shows_and_keeps_the_saved_eu_choice(live_server, page, tenant, owner, tmp_path):
     page.set_default_timeout(20_000)
-    page.goto(live_server.url + "/login/")
-    page.fill("#id_username", "owner")
-    page.fill("#id_password", "pw-test-123")
-    page.click("button[type=submit]")
+    log_in(page, live_server.url, "owner", "pw-test-123")
     page.goto(live_server.url + "/providers/connect/")
     page.click(".provider-tile[data-kind=sandbox]")
     page.click("#wizard-next")

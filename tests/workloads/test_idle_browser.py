@@ -9,6 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from provisioner import clock
+from tests.e2e.helpers import log_in
 
 from .telemetry_helpers import feed, running_pod
 
@@ -24,10 +25,7 @@ def test_pod_page_draws_the_chart_and_the_countdown(live_server, page, tenant, p
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.set_default_timeout(SLOW)
-    page.goto(live_server.url + "/login/")
-    page.fill("#id_username", "owner")
-    page.fill("#id_password", "pw-test-123")
-    page.click("button[type=submit]")
+    log_in(page, live_server.url, "owner", "pw-test-123")
     page.goto(f"{live_server.url}/pods/{pod.pk}/")
     expect(page.locator("#idle-countdown")).to_contain_text("at <5 % GPU")
     chart = page.locator("#util-chart .main-svg").first

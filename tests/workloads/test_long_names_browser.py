@@ -10,6 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tenants.models import Project
+from tests.e2e.helpers import log_in
 from workloads.models import Workload
 
 from .telemetry_helpers import running_pod
@@ -30,10 +31,7 @@ def test_long_names_do_not_widen_pages_and_rows_terminate_after_confirm(live_ser
     pod = running_pod(tenant, project, owner)
     Workload.objects.filter(pk=pod.workload_id).update(name=LONG)
     page.set_default_timeout(20_000)
-    page.goto(live_server.url + "/login/")
-    page.fill("#id_username", "owner")
-    page.fill("#id_password", "pw-test-123")
-    page.click("button[type=submit]")
+    log_in(page, live_server.url, "owner", "pw-test-123")
     for path in ("/pods/", f"/pods/{pod.pk}/", "/workloads/"):
         page.goto(live_server.url + path)
         scroll, inner = _width_ok(page)

@@ -11,6 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from provisioner import clock
+from tests.e2e.helpers import log_in
 from workloads.models import HostSample
 
 from .telemetry_helpers import feed, running_pod
@@ -22,10 +23,7 @@ SHOTS = os.environ.get("UX_SHOTS")  # a folder to keep the before/after screensh
 
 def _login(page, live_server):
     page.set_default_timeout(SLOW)
-    page.goto(live_server.url + "/login/")
-    page.fill("#id_username", "owner")
-    page.fill("#id_password", "pw-test-123")
-    page.click("button[type=submit]")
+    log_in(page, live_server.url, "owner", "pw-test-123")
 
 
 def _inside(inner, outer, slack=2):
