@@ -259,9 +259,9 @@ def cache_get(key: str) -> Any:
         return None
 
 
-def cache_put(key: str, value: Any) -> None:
+def cache_put(key: str, value: Any, ttl_seconds: int = HISTORY_TTL_SECONDS) -> None:
     try:
-        cache.set(key, value, HISTORY_TTL_SECONDS)
+        cache.set(key, value, ttl_seconds)
     except Exception:  # noqa: BLE001
         logger.warning("spend history cache unreachable", exc_info=True)
 
@@ -272,10 +272,7 @@ def ttl_cached(key: str, ttl_seconds: int, compute_fn: Callable[[], Any]) -> Any
     hit = cache_get(key)
     if hit is None:
         hit = compute_fn()
-        try:
-            cache.set(key, hit, ttl_seconds)
-        except Exception:  # noqa: BLE001
-            logger.warning("spend history cache unreachable", exc_info=True)
+        cache_put(key, hit, ttl_seconds)
     return hit
 
 
@@ -287,9 +284,4 @@ def cached(tenant, generation: int | None, parts: tuple, compute_fn: Callable[[]
     computed from. ``generation=None`` (the raw-ledger baseline) computes every time."""
     if generation is None:
         return compute_fn()
-    key = cache_key(tenant, generation, parts)
-    hit = cache_get(key)
-    if hit is None:
-        hit = compute_fn()
-        cache_put(key, hit)
-    return hit
+    return ttl_cached(cache_key(tenant, generation, parts), HISTORY_TTL_SECONDS, compute_fn)
