@@ -660,8 +660,9 @@ def refusal(spec: PlacementSpec, exclusions: list[Exclusion]) -> str:
 
 def _head(limit: int, explain: bool) -> int:
     """Rows of a placement's first read. A launch (``explain=False``) wants ``limit`` candidates:
-    about twice that many of the cheapest rows usually hold them (instantiating the rest of a
-    60-row page was a quarter of its client CPU). The preview keeps the whole first page: its
+    three times that many of the cheapest rows (at least 16) usually hold them, cent ties with a
+    preferred provider included (instantiating the rest of a 60-row page was a quarter of its
+    client CPU). The preview keeps the whole first page: its
     exclusions count what that page holds."""
     return PAGE if explain else min(PAGE, max(HEAD_MIN, HEAD_PER_CANDIDATE * limit))
 
